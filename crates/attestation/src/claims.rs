@@ -1,0 +1,426 @@
+//! What verified evidence says about an enclave: one typed [`Claims`] for every evidence kind.
+
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::quote::ReportBody;
+use crate::sim::PlatformKeyId;
+
+/// A fixed-size value shown as lower-case hex (`Display`, serde) and parsed from hex
+/// (`FromStr`, serde; upper-case accepted).
+macro_rules! hex_newtype {
+    ($(#[$doc:meta])* $name:ident, $len:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub [u8; $len]);
+
+        impl $name {
+            /// Length in bytes.
+            pub const LEN: usize = $len;
+
+            /// The raw bytes.
+            pub fn as_bytes(&self) -> &[u8; $len] {
+                &self.0
+            }
+
+            /// Lower-case hex.
+            pub fn to_hex(&self) -> String {
+                ::hex::encode(self.0)
+            }
+        }
+
+        impl From<[u8; $len]> for $name {
+            fn from(bytes: [u8; $len]) -> Self {
+                Self(bytes)
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(&::hex::encode(self.0))
+            }
+        }
+
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self)
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::claims::HexValueError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let mut out = [0u8; $len];
+                ::hex::decode_to_slice(s, &mut out).map_err(|_| $crate::claims::HexValueError {
+                    what: stringify!($name),
+                    expected_hex_chars: 2 * $len,
+                    found_chars: s.chars().count(),
+                })?;
+                Ok(Self(out))
+            }
+        }
+
+        impl ::serde::Serialize for $name {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_hex())
+            }
+        }
+
+        impl<'de> ::serde::Deserialize<'de> for $name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <::std::borrow::Cow<'de, str> as ::serde::Deserialize>::deserialize(d)?;
+                s.parse().map_err(<D::Error as ::serde::de::Error>::custom)
+            }
+        }
+    };
+}
+pub(crate) use hex_newtype;
+
+hex_newtype!(
+    /// MRENCLAVE: the SHA-256 measurement of an enclave's initial contents. In simulation,
+    /// the SHA-256 of the executable that `custos-run` execs (`custos mrenclave FILE`).
+    MrEnclave,
+    32
+);
+hex_newtype!(
+    /// MRSIGNER: the SHA-256 of the public key that signed the enclave.
+    MrSigner,
+    32
+);
+hex_newtype!(
+    /// The 64-byte `report_data` field an enclave chose when it produced its report.
+    /// Custos (like MAA) binds runtime data by `report_data[0..32] = SHA-256(runtime_data)`.
+    ReportData,
+    64
+);
+
+impl ReportData {
+    /// The report data that binds `runtime_data`: its SHA-256 followed by 32 zero bytes.
+    pub fn binding(runtime_data: &[u8]) -> Self {
+        let mut out = [0u8; 64];
+        let (head, _) = out.split_at_mut(32);
+        head.copy_from_slice(sha256(runtime_data).as_slice());
+        Self(out)
+    }
+
+    /// The first 32 bytes, where the runtime-data hash goes.
+    pub fn hash_part(&self) -> &[u8; 32] {
+        let (head, _) = self.0.split_first_chunk::<32>().unwrap_or((&[0; 32], &[]));
+        head
+    }
+}
+
+/// SHA-256 of `data`.
+pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// A hex string of the wrong length or with non-hex characters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{what}: expected {expected_hex_chars} hex characters, found {found_chars} characters or non-hex input"
+)]
+pub struct HexValueError {
+    pub(crate) what: &'static str,
+    pub(crate) expected_hex_chars: usize,
+    pub(crate) found_chars: usize,
+}
+
+/// The kind of evidence bytes, as named on the wire (`evidence.type` of the enclave API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EvidenceKind {
+    /// An SGX ECDSA quote, version 3 (or 4 with an SGX report body).
+    SgxQuote,
+    /// An Open Enclave remote report: a 16-byte header followed by an SGX quote.
+    OeReport,
+    /// A simulated quote signed by a platform key: evidence of nothing but the key's
+    /// owner's word (see [`crate::sim`]).
+    SimQuote,
+    /// A token issued by Microsoft Azure Attestation after it verified an SGX quote.
+    MaaToken,
+}
+
+impl EvidenceKind {
+    /// The wire name (`sgx-quote`, `oe-report`, `sim-quote`, `maa-token`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::SgxQuote => "sgx-quote",
+            Self::OeReport => "oe-report",
+            Self::SimQuote => "sim-quote",
+            Self::MaaToken => "maa-token",
+        }
+    }
+}
+
+impl fmt::Display for EvidenceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown evidence type name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown evidence type {0:?}: expected sgx-quote, oe-report, sim-quote or maa-token")]
+pub struct UnknownEvidenceKind(pub String);
+
+impl FromStr for EvidenceKind {
+    type Err = UnknownEvidenceKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Self::SgxQuote,
+            Self::OeReport,
+            Self::SimQuote,
+            Self::MaaToken,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| UnknownEvidenceKind(s.to_owned()))
+    }
+}
+
+/// Who vouches for the claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum VerifiedBy {
+    /// Local Intel DCAP verification, chained to the root CA with this key id
+    /// (SHA-256 of the root certificate's SubjectPublicKeyInfo, hex).
+    Dcap {
+        /// SHA-256 of the trusted root CA's SubjectPublicKeyInfo DER, hex.
+        root_ca_spki_sha256: String,
+    },
+    /// A Microsoft Azure Attestation token from this issuer (instance URL).
+    Maa {
+        /// The token's `iss`, equal to the configured instance URL.
+        issuer: String,
+    },
+    /// A simulated quote signed by this trusted platform key. Not hardware evidence.
+    Simulation {
+        /// The platform key that signed the quote.
+        platform: PlatformKeyId,
+    },
+}
+
+impl VerifiedBy {
+    /// A short name: `dcap`, `maa` or `simulation`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Dcap { .. } => "dcap",
+            Self::Maa { .. } => "maa",
+            Self::Simulation { .. } => "simulation",
+        }
+    }
+}
+
+/// The TCB (trusted computing base) status of the platform, as judged by whoever verified it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TcbStatus {
+    /// Intel: the platform is patched and configured as recommended.
+    UpToDate,
+    /// Intel: up to date, but the enclave needs software mitigations (see the advisories).
+    #[serde(rename = "SWHardeningNeeded")]
+    SwHardeningNeeded,
+    /// Intel: up to date, but the platform configuration (e.g. hyperthreading) is not recommended.
+    ConfigurationNeeded,
+    /// Intel: both of the above.
+    #[serde(rename = "ConfigurationAndSWHardeningNeeded")]
+    ConfigurationAndSwHardeningNeeded,
+    /// Intel: the platform's TCB is out of date.
+    OutOfDate,
+    /// Intel: out of date and the configuration is not recommended.
+    OutOfDateConfigurationNeeded,
+    /// Intel: the platform's keys are revoked. Never acceptable.
+    Revoked,
+    /// MAA verified the TCB under its own policy; the token does not say which status.
+    ManagedByMaa,
+    /// Simulation: there is no TCB to assess.
+    NotApplicable,
+}
+
+impl TcbStatus {
+    /// The name used in JSON output and denials (Intel's spelling for Intel statuses).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::UpToDate => "UpToDate",
+            Self::SwHardeningNeeded => "SWHardeningNeeded",
+            Self::ConfigurationNeeded => "ConfigurationNeeded",
+            Self::ConfigurationAndSwHardeningNeeded => "ConfigurationAndSWHardeningNeeded",
+            Self::OutOfDate => "OutOfDate",
+            Self::OutOfDateConfigurationNeeded => "OutOfDateConfigurationNeeded",
+            Self::Revoked => "Revoked",
+            Self::ManagedByMaa => "ManagedByMaa",
+            Self::NotApplicable => "NotApplicable",
+        }
+    }
+}
+
+impl fmt::Display for TcbStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// TCB status with the Intel security advisories that apply to the platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tcb {
+    /// The status.
+    pub status: TcbStatus,
+    /// Advisory ids such as `INTEL-SA-00615`, in the order the verifier reported them.
+    pub advisory_ids: Vec<String>,
+}
+
+/// Facts about an enclave established by a verifier. Every evidence kind maps to this
+/// one type, so a policy is evaluated the same way whatever the evidence.
+///
+/// Claims are what the evidence says, vouched for by [`Claims::verified_by`]; whether
+/// they are acceptable is for [`crate::policy`] to decide.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// What kind of evidence was verified.
+    pub evidence: EvidenceKind,
+    /// Who vouches for these claims.
+    pub verified_by: VerifiedBy,
+    /// The enclave measurement.
+    pub mrenclave: MrEnclave,
+    /// The enclave signer.
+    pub mrsigner: MrSigner,
+    /// ISV product id.
+    pub isvprodid: u16,
+    /// ISV security version number.
+    pub isvsvn: u16,
+    /// Whether the enclave is debuggable (its memory is readable by the host). Always
+    /// true for simulation.
+    pub debug: bool,
+    /// The report data the enclave chose.
+    pub report_data: ReportData,
+    /// The runtime data checked to be bound to `report_data` (or carried in the MAA
+    /// token), when the verifier was given any.
+    #[serde(with = "opt_hex_bytes")]
+    pub runtime_data: Option<Vec<u8>>,
+    /// The platform's TCB status and advisories.
+    pub tcb: Tcb,
+}
+
+impl Claims {
+    /// Claims from a report body whose authenticity the caller has just established.
+    pub(crate) fn from_report_body(
+        evidence: EvidenceKind,
+        verified_by: VerifiedBy,
+        body: &ReportBody,
+        tcb: Tcb,
+    ) -> Self {
+        Self {
+            evidence,
+            verified_by,
+            mrenclave: body.mr_enclave,
+            mrsigner: body.mr_signer,
+            isvprodid: body.isv_prod_id,
+            isvsvn: body.isv_svn,
+            debug: body.is_debug(),
+            report_data: body.report_data,
+            runtime_data: None,
+            tcb,
+        }
+    }
+
+    /// True for simulated evidence, which proves nothing about the hardware.
+    pub fn is_simulation(&self) -> bool {
+        matches!(self.verified_by, VerifiedBy::Simulation { .. })
+    }
+
+    /// The platform key that signed simulated evidence.
+    pub fn platform(&self) -> Option<&PlatformKeyId> {
+        match &self.verified_by {
+            VerifiedBy::Simulation { platform } => Some(platform),
+            _ => None,
+        }
+    }
+}
+
+mod opt_hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(bytes) => s.serialize_some(&hex::encode(bytes)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| hex::decode(s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_values_round_trip_and_reject_wrong_lengths() {
+        let m: MrEnclave = "AB".repeat(32).parse().unwrap();
+        assert_eq!(m.to_string(), "ab".repeat(32));
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            format!("\"{}\"", "ab".repeat(32))
+        );
+        let err = "abcd".parse::<MrSigner>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "MrSigner: expected 64 hex characters, found 4 characters or non-hex input"
+        );
+        assert!("zz".repeat(32).parse::<MrEnclave>().is_err());
+    }
+
+    #[test]
+    fn report_data_binding_is_sha256_then_zeros() {
+        let rd = ReportData::binding(b"abc");
+        assert_eq!(
+            hex::encode(rd.hash_part()),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(rd.0[32..].iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn evidence_kinds_parse_from_their_wire_names() {
+        for k in [
+            EvidenceKind::SgxQuote,
+            EvidenceKind::OeReport,
+            EvidenceKind::SimQuote,
+            EvidenceKind::MaaToken,
+        ] {
+            assert_eq!(k.as_str().parse::<EvidenceKind>().unwrap(), k);
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{k}\""));
+        }
+        assert!("sgx".parse::<EvidenceKind>().is_err());
+    }
+
+    #[test]
+    fn tcb_status_serializes_with_intel_spelling() {
+        assert_eq!(
+            serde_json::to_string(&TcbStatus::ConfigurationAndSwHardeningNeeded).unwrap(),
+            "\"ConfigurationAndSWHardeningNeeded\""
+        );
+        assert_eq!(
+            TcbStatus::SwHardeningNeeded.to_string(),
+            "SWHardeningNeeded"
+        );
+    }
+}
