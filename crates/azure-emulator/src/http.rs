@@ -1,0 +1,72 @@
+//! What every listener shares: the stats endpoint, fault injection, JSON responses, ids, time.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::Shared;
+use crate::config::Service;
+use crate::faults::{self, FaultLayerState};
+
+/// Adds `GET /_emulator/stats` and the fault rules to a service's router.
+pub fn with_common(router: Router<Arc<Shared>>, service: Service, shared: &Arc<Shared>) -> Router {
+    let fault_state = FaultLayerState {
+        service,
+        faults: shared.faults.clone(),
+        stats: shared.stats.clone(),
+    };
+    router
+        .route("/_emulator/stats", get(stats))
+        .layer(axum::middleware::from_fn_with_state(
+            fault_state,
+            faults::inject,
+        ))
+        .with_state(shared.clone())
+}
+
+async fn stats(State(shared): State<Arc<Shared>>) -> Response {
+    json(StatusCode::OK, &shared.stats.snapshot())
+}
+
+/// A JSON response with the content type Azure services send.
+pub fn json(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    let body = serde_json::to_vec(body).expect("responses serialize");
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    response
+}
+
+/// `n` random bytes as lowercase hex.
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system RNG works");
+    hex::encode(bytes)
+}
+
+/// A random GUID-shaped id (for trace and correlation ids).
+pub fn random_guid() -> String {
+    let h = random_hex(16);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs()
+}

@@ -1,0 +1,171 @@
+//! `custos-azure-emulator`: runs the emulator until interrupted and prints, as `export` lines,
+//! what a client needs to reach it.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use custos_azure_emulator::{Config, demo};
+
+/// A local Entra ID + Key Vault + MAA over HTTPS, for development and tests. Never expose it.
+#[derive(Debug, Parser)]
+#[command(name = "custos-azure-emulator", version)]
+struct Args {
+    /// YAML configuration file (see docs/azure.md).
+    #[arg(long, short, conflicts_with = "demo")]
+    config: Option<PathBuf>,
+    /// Start with the demo's tenant, app registration, secret and certificate.
+    #[arg(long)]
+    demo: bool,
+    /// Address to listen on (overrides the file).
+    #[arg(long)]
+    listen: Option<IpAddr>,
+    /// Entra ID port; 0 picks a free one (overrides the file).
+    #[arg(long)]
+    entra_port: Option<u16>,
+    /// Key Vault port; 0 picks a free one (overrides the file).
+    #[arg(long)]
+    keyvault_port: Option<u16>,
+    /// MAA port; 0 picks a free one (overrides the file).
+    #[arg(long)]
+    maa_port: Option<u16>,
+    /// Where to write the CA certificate [default: a fresh temporary directory].
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let (mut config, demo_secret) = if args.demo {
+        let (config, secret) = demo::config();
+        (config, Some(secret))
+    } else if let Some(path) = &args.config {
+        match Config::from_file(path) {
+            Ok(config) => (config, None),
+            Err(e) => {
+                eprintln!("custos-azure-emulator: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        (Config::default(), None)
+    };
+    if let Some(ip) = args.listen {
+        config.listen = ip;
+    }
+    if let Some(port) = args.entra_port {
+        config.entra.port = port;
+    }
+    if let Some(port) = args.keyvault_port {
+        config.keyvault.port = port;
+    }
+    if let Some(port) = args.maa_port {
+        config.maa.port = port;
+    }
+    if let Some(path) = args.ca_file {
+        config.ca_file = Some(path);
+    }
+    if config.ca_file.is_none() {
+        let dir =
+            std::env::temp_dir().join(format!("custos-azure-emulator-{}", std::process::id()));
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            eprintln!("custos-azure-emulator: {}: {e}", dir.display());
+            return ExitCode::from(1);
+        }
+        config.ca_file = Some(dir.join("ca.pem"));
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("custos-azure-emulator: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let running = match custos_azure_emulator::start(config).await {
+            Ok(running) => running,
+            Err(e) => {
+                eprintln!("custos-azure-emulator: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        print_env(&running, demo_secret.as_deref());
+        wait_for_signal().await;
+        running.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_env(running: &custos_azure_emulator::Running, demo_secret: Option<&str>) {
+    let urls = running.urls();
+    let ca = running
+        .ca_file()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let mut vars = Vec::new();
+    if let Some(secret) = demo_secret {
+        vars.push(("AZURE_TENANT_ID", demo::TENANT_ID.to_owned()));
+        vars.push(("AZURE_CLIENT_ID", demo::CLIENT_ID.to_owned()));
+        vars.push(("AZURE_CLIENT_SECRET", secret.to_owned()));
+    }
+    vars.push(("AZURE_AUTHORITY_HOST", urls.authority_host.clone()));
+    vars.push(("AKV_VAULT", format!("{}/", urls.vault)));
+    if demo_secret.is_some() {
+        vars.push(("AKV_SECRET_NAME", demo::SECRET_NAME.to_owned()));
+        vars.push(("AKV_CERT_SECRET_NAME", demo::CERT_NAME.to_owned()));
+    }
+    vars.push(("MAA_PROVIDER", urls.maa.clone()));
+    vars.push(("SSL_CERT_FILE", ca.clone()));
+    vars.push(("REQUESTS_CA_BUNDLE", ca));
+    let mut out = String::new();
+    for (name, value) in vars {
+        out.push_str(&format!("export {name}={}\n", shell_quote(&value)));
+    }
+    print!("{out}");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+}
+
+/// Single-quotes a value for POSIX shells unless it is plainly safe.
+fn shell_quote(value: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./:~@%+=,".contains(c);
+    if !value.is_empty() && value.chars().all(safe) {
+        value.to_owned()
+    } else {
+        format!("'{}'", value.replace('\'', "'\\''"))
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
