@@ -1,0 +1,399 @@
+//! The real `rest-api-sample` binary, called as the sample's
+//! `curl https://rest-api.scone.sample:4996/secret --resolve rest-api.scone.sample:4996:127.0.0.1`:
+//! the name resolves to loopback and the certificate is verified against that name.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+
+const HOST: &str = "rest-api.scone.sample";
+const SECRET: &str = "a13f688c788626380ae1209e31e664891fc19dcdd0cfa29c27ca7e6e16b83a95";
+
+/// A CA and a leaf certificate for `rest-api.scone.sample`, written as the CAS would inject them.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca_pem: String,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Custos test CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+
+        let mut leaf_params = CertificateParams::new(vec![HOST.to_string()]).unwrap();
+        leaf_params
+            .distinguished_name
+            .push(DnType::CommonName, HOST);
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("flask.crt"), leaf.pem()).unwrap();
+        std::fs::write(dir.path().join("flask.key"), leaf_key.serialize_pem()).unwrap();
+        Self {
+            dir,
+            ca_pem: ca.pem(),
+        }
+    }
+
+    fn cert(&self) -> PathBuf {
+        self.dir.path().join("flask.crt")
+    }
+
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("flask.key")
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tls/tests/data")
+        .join(name)
+}
+
+/// A running sample; killed when dropped.
+struct Sample {
+    child: Child,
+    addr: SocketAddr,
+    log: mpsc::Receiver<String>,
+}
+
+fn command(cert: &Path, key: &Path, secret: Option<&str>) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rest-api-sample"));
+    command
+        .args(["--listen", "127.0.0.1:0", "--cert"])
+        .arg(cert)
+        .arg("--key")
+        .arg(key)
+        .env_remove("AKV_SECRET")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(secret) = secret {
+        command.env("AKV_SECRET", secret);
+    }
+    command
+}
+
+impl Sample {
+    fn start(cert: &Path, key: &Path, secret: Option<&str>) -> Self {
+        let mut child = command(cert, key, secret).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, log) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = log
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a start-up line");
+        let addr = first
+            .split("listening on https://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in start-up line: {first}"))
+            .parse()
+            .unwrap();
+        Self { child, addr, log }
+    }
+
+    fn client(&self, ca_pem: &str) -> reqwest::Client {
+        self.client_builder(ca_pem).build().unwrap()
+    }
+
+    fn client_builder(&self, ca_pem: &str) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
+            .resolve(HOST, self.addr)
+            .no_proxy()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://{HOST}:{}{path}", self.addr.port())
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait(&mut self, limit: Duration) -> ExitStatus {
+        wait_with_limit(&mut self.child, limit)
+    }
+
+    /// Everything logged so far.
+    fn log_lines(&self) -> Vec<String> {
+        self.log.try_iter().collect()
+    }
+}
+
+impl Drop for Sample {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_with_limit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "process still running after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[tokio::test]
+async fn serves_the_secret_over_h2_and_http11_verified_by_name() {
+    let pki = Pki::new();
+    let sample = Sample::start(&pki.cert(), &pki.key(), Some(SECRET));
+
+    let before = now();
+    let response = sample
+        .client(&pki.ca_pem)
+        .get(sample.url("/secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.version(),
+        reqwest::Version::HTTP_2,
+        "ALPN chose h2"
+    );
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["secret"], SECRET);
+    let timestamp = body["access_timestamp"].as_f64().unwrap();
+    assert!(
+        timestamp >= before - 1.0 && timestamp <= now() + 1.0,
+        "{timestamp}"
+    );
+    assert_eq!(body.as_object().unwrap().len(), 2);
+
+    let http1 = sample
+        .client_builder(&pki.ca_pem)
+        .http1_only()
+        .build()
+        .unwrap();
+    let response = http1.get(sample.url("/secret")).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_11);
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn without_akv_secret_the_route_says_secret_not_found() {
+    let pki = Pki::new();
+    let sample = Sample::start(&pki.cert(), &pki.key(), None);
+    let response = sample
+        .client(&pki.ca_pem)
+        .get(sample.url("/secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"error": "secret not found"}));
+}
+
+#[tokio::test]
+async fn other_paths_are_404_and_other_methods_405() {
+    let pki = Pki::new();
+    let sample = Sample::start(&pki.cert(), &pki.key(), Some(SECRET));
+    let client = sample.client(&pki.ca_pem);
+    for path in ["/", "/secret/", "/secrets", "/api/secret"] {
+        let response = client.get(sample.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+        let text = response.text().await.unwrap();
+        assert!(!text.contains(SECRET), "{path}: {text}");
+    }
+    for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = client
+            .request(method.clone(), sample.url("/secret"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method}");
+        assert_eq!(response.headers()["allow"], "GET, HEAD");
+    }
+    let head = client.head(sample.url("/secret")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(head.bytes().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_certificate_for_another_name_is_refused_by_the_client() {
+    let pki = Pki::new();
+    let sample = Sample::start(&pki.cert(), &pki.key(), Some(SECRET));
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap()])
+        .resolve("other.scone.sample", sample.addr)
+        .no_proxy()
+        .build()
+        .unwrap();
+    let url = format!("https://other.scone.sample:{}/secret", sample.addr.port());
+    let error = client.get(url).send().await.unwrap_err();
+    assert!(error.is_connect(), "{error:?}");
+}
+
+#[tokio::test]
+async fn serves_rsa_pkcs1_and_ec_sec1_keys_and_chains() {
+    let ca_pem = std::fs::read_to_string(fixture("ca.crt")).unwrap();
+    for (cert, key) in [
+        ("leaf-rsa.crt", "leaf-rsa.pkcs1.key"),
+        ("leaf-ec.crt", "leaf-ec.sec1.key"),
+        ("chain-ec.crt", "leaf-ec.sec1.key"),
+    ] {
+        let sample = Sample::start(&fixture(cert), &fixture(key), Some(SECRET));
+        let response = sample
+            .client(&ca_pem)
+            .get(sample.url("/secret"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{cert}");
+    }
+}
+
+/// Starts the binary expecting it to fail at once; returns its one line of output.
+fn start_failure(cert: &Path, key: &Path) -> String {
+    let started = Instant::now();
+    let mut child = command(cert, key, Some(SECRET)).spawn().unwrap();
+    let status = wait_with_limit(&mut child, Duration::from_secs(5));
+    assert!(!status.success(), "must exit non-zero");
+    assert_eq!(status.code(), Some(1));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one line: {stderr:?}");
+    assert!(!stderr.contains(SECRET));
+    lines[0].to_string()
+}
+
+#[test]
+fn starting_without_the_injected_files_fails_naming_the_file() {
+    // The sample's "application without attestation": nothing under /tls.
+    let pki = Pki::new();
+    let missing_cert = pki.path("missing/flask.crt");
+    let line = start_failure(&missing_cert, &pki.key());
+    assert!(
+        line.contains(&format!("{}: cannot read:", missing_cert.display())),
+        "{line}"
+    );
+    assert!(line.contains("No such file"), "{line}");
+
+    let missing_key = pki.path("missing/flask.key");
+    let line = start_failure(&pki.cert(), &missing_key);
+    assert!(
+        line.contains(&format!("{}: cannot read:", missing_key.display())),
+        "{line}"
+    );
+}
+
+#[test]
+fn unreadable_malformed_and_mismatched_files_fail_naming_the_problem() {
+    let pki = Pki::new();
+    // Unreadable even for root: a directory where a file should be.
+    std::fs::create_dir(pki.path("dir.crt")).unwrap();
+    let line = start_failure(&pki.path("dir.crt"), &pki.key());
+    assert!(line.contains("dir.crt: cannot read:"), "{line}");
+
+    std::fs::write(pki.path("empty.crt"), "").unwrap();
+    let line = start_failure(&pki.path("empty.crt"), &pki.key());
+    assert!(line.contains("empty.crt: no certificate found"), "{line}");
+
+    let key = std::fs::read_to_string(pki.key()).unwrap();
+    std::fs::write(pki.path("truncated.key"), &key[..key.len() - 40]).unwrap();
+    let line = start_failure(&pki.cert(), &pki.path("truncated.key"));
+    assert!(line.contains("truncated.key: malformed PEM"), "{line}");
+
+    std::fs::write(pki.path("cert-as.key"), std::fs::read(pki.cert()).unwrap()).unwrap();
+    let line = start_failure(&pki.cert(), &pki.path("cert-as.key"));
+    assert!(line.contains("cert-as.key: no private key found"), "{line}");
+
+    let other_key = KeyPair::generate().unwrap();
+    std::fs::write(pki.path("other.key"), other_key.serialize_pem()).unwrap();
+    let line = start_failure(&pki.cert(), &pki.path("other.key"));
+    assert!(
+        line.contains("other.key: private key does not match the certificate in"),
+        "{line}"
+    );
+}
+
+// Multi-threaded so the client keeps answering the server's HTTP/2 GOAWAY/PING while the test
+// waits for the process: a graceful HTTP/2 shutdown needs a live peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_and_sigint_shut_down_gracefully_and_no_log_shows_the_secret() {
+    let pki = Pki::new();
+    for signal in ["TERM", "INT"] {
+        let mut sample = Sample::start(&pki.cert(), &pki.key(), Some(SECRET));
+        let client = sample.client(&pki.ca_pem);
+        // A pooled keep-alive connection stays open across the signal.
+        let response = client.get(sample.url("/secret")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        sample.signal(signal);
+        let status = sample.wait(Duration::from_secs(5));
+        assert!(status.success(), "SIGTERM/SIGINT exit status: {status}");
+        let log = sample.log_lines().join("\n");
+        assert!(log.contains("shutting down"), "{log}");
+        assert!(!log.contains(SECRET), "the secret reached the log");
+        // It no longer accepts connections.
+        assert!(std::net::TcpStream::connect(sample.addr).is_err());
+    }
+}
+
+#[test]
+fn the_start_up_line_names_the_address_and_not_the_secret() {
+    let pki = Pki::new();
+    let sample = Sample::start(&pki.cert(), &pki.key(), Some(SECRET));
+    // The start-up line was consumed by start(); anything else logged so far must be clean too.
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(sample.log_lines().iter().all(|l| !l.contains(SECRET)));
+    let mut child = command(&pki.cert(), &pki.key(), Some(SECRET))
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.contains("listening on https://127.0.0.1:"), "{line}");
+    assert!(line.contains("AKV_SECRET set"), "{line}");
+    assert!(!line.contains(SECRET));
+}
