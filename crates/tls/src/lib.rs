@@ -185,13 +185,14 @@ pub fn certified_key(
     key_path: &Path,
     key: PrivateKeyDer<'static>,
 ) -> Result<CertifiedKey, LoadError> {
-    let signing_key = provider()
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| LoadError::BadPrivateKey {
-            path: key_path.to_owned(),
-            reason: e.to_string(),
-        })?;
+    let signing_key =
+        provider()
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| LoadError::BadPrivateKey {
+                path: key_path.to_owned(),
+                reason: e.to_string(),
+            })?;
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
         Ok(()) => Ok(certified),

@@ -32,17 +32,29 @@ fn loads_every_supported_key_encoding() {
 fn keeps_the_whole_chain_in_order() {
     let key = load_certified_key(&fixture("chain-ec.crt"), &fixture("leaf-ec.sec1.key")).unwrap();
     assert_eq!(key.cert.len(), 2);
-    assert_eq!(key.cert, read_certificates(&fixture("chain-ec.crt")).unwrap());
-    assert_eq!(key.cert[0], read_certificates(&fixture("leaf-ec.crt")).unwrap()[0]);
+    assert_eq!(
+        key.cert,
+        read_certificates(&fixture("chain-ec.crt")).unwrap()
+    );
+    assert_eq!(
+        key.cert[0],
+        read_certificates(&fixture("leaf-ec.crt")).unwrap()[0]
+    );
 }
 
 #[test]
 fn missing_file_is_named() {
-    let err = load_certified_key(Path::new("/nonexistent/flask.crt"), &fixture("leaf-ec.sec1.key"))
-        .unwrap_err();
+    let err = load_certified_key(
+        Path::new("/nonexistent/flask.crt"),
+        &fixture("leaf-ec.sec1.key"),
+    )
+    .unwrap_err();
     assert!(matches!(err, LoadError::Read { .. }));
     let msg = err.to_string();
-    assert!(msg.starts_with("/nonexistent/flask.crt: cannot read:"), "{msg}");
+    assert!(
+        msg.starts_with("/nonexistent/flask.crt: cannot read:"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -123,5 +135,8 @@ fn corrupt_key_is_rejected() {
 fn server_config_offers_h2_then_http11() {
     let key = load_certified_key(&fixture("leaf-ec.crt"), &fixture("leaf-ec.sec1.key")).unwrap();
     let config = server_config(key, ALPN_H2_HTTP11);
-    assert_eq!(config.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+    assert_eq!(
+        config.alpn_protocols,
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    );
 }
