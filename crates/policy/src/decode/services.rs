@@ -1,0 +1,508 @@
+//! `images` and `services`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::reader::{Field, Item, Unsupported, shorten};
+use super::{Decoder, values};
+use crate::diagnostic::{Position, Problem};
+use crate::ids::{MrEnclave, MrSigner};
+use crate::model::{AttestationMode, EnclavePolicy, Image, InjectionFile, Service, SignerPolicy};
+use crate::names::{ImageName, ServiceName};
+use crate::suggest;
+use crate::yaml::Value;
+
+const IMAGE_KEYS: &[&str] = &["name", "injection_files"];
+const IMAGE_UNSUPPORTED: Unsupported =
+    &[("volumes", "encrypted volumes are a SCONE runtime feature")];
+const FILE_KEYS: &[&str] = &["path", "content", "permission"];
+const SERVICE_KEYS: &[&str] = &[
+    "name",
+    "image_name",
+    "command",
+    "environment",
+    "pwd",
+    "mrenclaves",
+    "attestation",
+    "platforms",
+];
+const SERVICE_UNSUPPORTED: Unsupported = &[
+    (
+        "fspf_path",
+        "SCONE file-system protection is not part of Custos",
+    ),
+    (
+        "fspf_key",
+        "SCONE file-system protection is not part of Custos",
+    ),
+    (
+        "fspf_tag",
+        "SCONE file-system protection is not part of Custos",
+    ),
+];
+const ALTERNATIVE_KEYS: &[&str] = &["mrenclave", "signer"];
+const SIGNER_KEYS: &[&str] = &["mrsigner", "isvprodid", "isvsvn"];
+
+impl<'n> Decoder<'n> {
+    pub(super) fn images(&mut self, items: &[Item<'n>]) -> Vec<Image> {
+        let mut images = Vec::with_capacity(items.len());
+        let mut first_at: HashMap<String, Position> = HashMap::new();
+        for item in items {
+            let f = item.field();
+            let Some(fields) = self.r.fields(f, IMAGE_KEYS, IMAGE_UNSUPPORTED) else {
+                continue;
+            };
+            let name_item = self.r.required(&fields, "name", "the image's name");
+            let name = name_item
+                .as_ref()
+                .and_then(|i| self.r.parsed::<ImageName>(i.field(), "an image name"));
+            if let (Some(name), Some(i)) = (&name, &name_item)
+                && let Some(first) = first_at.insert(name.to_string(), i.node.at)
+            {
+                self.r.report(
+                    i.node.at,
+                    &i.path,
+                    Problem::DuplicateName,
+                    format!(
+                        "an image named `{name}` is already defined at line {}",
+                        first.line
+                    ),
+                );
+            }
+            let files = match fields.get("injection_files") {
+                Some(i) => self.injection_files(i.field()),
+                None => Some(Vec::new()),
+            };
+            if let (Some(name), Some(injection_files)) = (name, files) {
+                images.push(Image {
+                    name,
+                    injection_files,
+                });
+            }
+        }
+        images
+    }
+
+    fn injection_files(&mut self, f: Field<'_, '_>) -> Option<Vec<InjectionFile>> {
+        let items = self.r.list(f, "injection files ({path, content})")?;
+        let mut files = Vec::with_capacity(items.len());
+        let mut first_at: HashMap<&str, Position> = HashMap::new();
+        let mut ok = true;
+        for item in &items {
+            let Some(fields) = self.r.fields(item.field(), FILE_KEYS, &[]) else {
+                ok = false;
+                continue;
+            };
+            let path = self
+                .r
+                .required(&fields, "path", "the absolute path of the file")
+                .and_then(|i| {
+                    let text = self.r.text(i.field())?;
+                    if let Err(e) = values::absolute_path(text, false) {
+                        self.r.invalid(i.field(), e);
+                        return None;
+                    }
+                    self.not_templated(i.field(), text);
+                    if let Some(first) = first_at.insert(text, i.node.at) {
+                        self.r.report(
+                            i.node.at,
+                            &i.path,
+                            Problem::DuplicateName,
+                            format!("`{text}` is already injected at line {}", first.line),
+                        );
+                        return None;
+                    }
+                    Some(text.to_owned())
+                });
+            let content = self
+                .r
+                .required(
+                    &fields,
+                    "content",
+                    "the file's content (may contain placeholders)",
+                )
+                .and_then(|i| {
+                    let text = self.r.text(i.field())?;
+                    self.templated(i.field(), text);
+                    Some(text.to_owned())
+                });
+            let mode = match fields.get("permission") {
+                Some(i) => match self.r.text(i.field()).map(values::octal_mode) {
+                    Some(Ok(m)) => Some(Some(m)),
+                    Some(Err(e)) => {
+                        self.r.invalid(i.field(), e);
+                        None
+                    }
+                    None => None,
+                },
+                None => Some(None),
+            };
+            match (path, content, mode) {
+                (Some(path), Some(content), Some(mode)) => files.push(InjectionFile {
+                    path,
+                    content,
+                    mode,
+                }),
+                _ => ok = false,
+            }
+        }
+        ok.then_some(files)
+    }
+
+    pub(super) fn services(
+        &mut self,
+        f: Field<'n, '_>,
+        images: &[&str],
+        mode: Option<AttestationMode>,
+    ) -> Vec<Service> {
+        let Some(items) = self.r.list(f, "services") else {
+            return Vec::new();
+        };
+        let mut services = Vec::with_capacity(items.len());
+        let mut first_at: HashMap<String, Position> = HashMap::new();
+        for item in &items {
+            let before = self.r.sink.len();
+            let Some(service) = self.service(item.field(), images, mode) else {
+                continue;
+            };
+            if let Some(first) = first_at.insert(service.name.to_string(), item.node.at) {
+                self.r.report(
+                    item.node.at,
+                    &item.path.key("name"),
+                    Problem::DuplicateName,
+                    format!(
+                        "a service named `{}` is already defined at line {}",
+                        service.name, first.line
+                    ),
+                );
+            }
+            if self.r.sink.len() == before {
+                services.push(service);
+            }
+        }
+        services
+    }
+
+    fn service(
+        &mut self,
+        f: Field<'_, '_>,
+        images: &[&str],
+        mode: Option<AttestationMode>,
+    ) -> Option<Service> {
+        let fields = self.r.fields(f, SERVICE_KEYS, SERVICE_UNSUPPORTED)?;
+        let mut ok = true;
+        let name = self
+            .r
+            .required(&fields, "name", "the service's name")
+            .and_then(|i| self.r.parsed::<ServiceName>(i.field(), "a service name"));
+
+        let image_name = match fields.get("image_name") {
+            Some(i) => {
+                let f = i.field();
+                let image = self.r.parsed::<ImageName>(f, "an image name");
+                if let Some(image) = &image
+                    && !images.contains(&image.as_str())
+                {
+                    let hint = suggest::hint(image.as_str(), images.iter().copied());
+                    self.r.report(
+                        f.at(),
+                        f.path,
+                        Problem::DanglingReference,
+                        format!("`{image}` names no image of this session{hint}"),
+                    );
+                    ok = false;
+                }
+                ok &= image.is_some();
+                image
+            }
+            None => None,
+        };
+
+        let command = match fields.get("command") {
+            Some(i) => {
+                let c = self.command(i.field());
+                ok &= c.is_some();
+                c
+            }
+            None => None,
+        };
+
+        let environment = match fields.get("environment") {
+            Some(i) => self.environment(i.field()),
+            None => Some(BTreeMap::new()),
+        };
+        ok &= environment.is_some();
+
+        let pwd = match fields.get("pwd") {
+            Some(i) => {
+                let f = i.field();
+                let p = self.r.text(f).and_then(|text| {
+                    self.not_templated(f, text);
+                    match values::absolute_path(text, true) {
+                        Ok(()) => Some(text.to_owned()),
+                        Err(e) => {
+                            self.r.invalid(f, e);
+                            None
+                        }
+                    }
+                });
+                ok &= p.is_some();
+                p
+            }
+            None => None,
+        };
+
+        let attestation = match (fields.get("mrenclaves"), fields.get("attestation")) {
+            (Some(_), Some(a)) => {
+                self.r.report(
+                    a.node.at,
+                    &a.path,
+                    Problem::Conflict,
+                    "write the admitted enclaves either as `mrenclaves` (legacy) or as `attestation`, not both",
+                );
+                None
+            }
+            (Some(m), None) => self.mrenclaves(m.field()).map(|mrenclaves| {
+                vec![EnclavePolicy {
+                    mrenclaves,
+                    signer: None,
+                }]
+            }),
+            (None, Some(a)) => self.alternatives(a.field()),
+            (None, None) => {
+                if mode.is_some_and(|m| m != AttestationMode::None) {
+                    self.r.report(
+                        fields.at,
+                        &fields.path.key("mrenclaves"),
+                        Problem::Missing,
+                        "a service must name the enclaves it admits, with `mrenclaves` or `attestation` (only `security.attestation.mode: none` admits any caller)",
+                    );
+                    None
+                } else {
+                    Some(Vec::new())
+                }
+            }
+        };
+        ok &= attestation.is_some();
+
+        let platforms = match fields.get("platforms") {
+            Some(i) => self.key_hashes(i.field()),
+            None => Some(Vec::new()),
+        };
+        ok &= platforms.is_some();
+
+        if !ok {
+            return None;
+        }
+        Some(Service {
+            name: name?,
+            image_name,
+            command,
+            environment: environment?,
+            pwd,
+            attestation: attestation?,
+            platforms: platforms?,
+        })
+    }
+
+    fn command(&mut self, f: Field<'_, '_>) -> Option<Vec<String>> {
+        let args = match &f.node.value {
+            Value::Scalar(line) => match shlex::split(line) {
+                Some(args) => args,
+                None => {
+                    self.r.invalid(
+                        f,
+                        "cannot split the command into arguments: a quote is not closed or it ends in `\\`",
+                    );
+                    return None;
+                }
+            },
+            Value::Seq(_) => {
+                let mut args = Vec::new();
+                for item in self.r.list(f, "arguments")? {
+                    args.push(self.r.text(item.field())?.to_owned());
+                }
+                args
+            }
+            _ => {
+                self.r
+                    .wrong_type(f, "a command line or a list of arguments");
+                return None;
+            }
+        };
+        if args.is_empty() || args[0].is_empty() {
+            self.r
+                .invalid(f, "the command is empty: it must name a program");
+            return None;
+        }
+        for arg in &args {
+            if arg.contains('\0') {
+                self.r.invalid(f, "arguments must not contain NUL");
+                return None;
+            }
+            self.templated(f, arg);
+        }
+        Some(args)
+    }
+
+    fn environment(&mut self, f: Field<'_, '_>) -> Option<BTreeMap<String, String>> {
+        let Value::Map(entries) = &f.node.value else {
+            self.r
+                .wrong_type(f, "a mapping of variable names to values");
+            return None;
+        };
+        let mut env = BTreeMap::new();
+        let mut ok = true;
+        for (k, v) in entries {
+            let Value::Scalar(key) = &k.value else {
+                self.r.report(
+                    k.at,
+                    f.path,
+                    Problem::WrongType,
+                    format!(
+                        "variable names must be strings, found {}",
+                        k.value.describe()
+                    ),
+                );
+                ok = false;
+                continue;
+            };
+            let path = f.path.key(key);
+            if key.is_empty() || key.contains(['=', '\0']) {
+                self.r.report(
+                    k.at,
+                    &path,
+                    Problem::InvalidValue,
+                    format!(
+                        "`{}` is not a variable name (non-empty, without `=`)",
+                        shorten(key)
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            let value_field = Field {
+                node: v,
+                path: &path,
+            };
+            let value = match &v.value {
+                Value::Scalar(s) => s,
+                Value::Null => {
+                    self.r.report(
+                        v.at,
+                        &path,
+                        Problem::WrongType,
+                        "expected a string, found null (write \"\" for an empty value)",
+                    );
+                    ok = false;
+                    continue;
+                }
+                _ => {
+                    self.r.wrong_type(value_field, "a string");
+                    ok = false;
+                    continue;
+                }
+            };
+            if value.contains('\0') {
+                self.r.invalid(value_field, "values must not contain NUL");
+                ok = false;
+                continue;
+            }
+            self.templated(value_field, value);
+            if let Some(first) = env.insert(key.clone(), value.clone()).map(|_| k.at) {
+                self.r.report(
+                    first,
+                    &path,
+                    Problem::DuplicateKey,
+                    format!("duplicate variable `{key}`"),
+                );
+                ok = false;
+            }
+        }
+        ok.then_some(env)
+    }
+
+    fn mrenclaves(&mut self, f: Field<'_, '_>) -> Option<Vec<MrEnclave>> {
+        let mut list = Vec::new();
+        let mut ok = true;
+        for item in self.r.one_or_list(f) {
+            match self.r.parsed::<MrEnclave>(item.field(), "an MRENCLAVE") {
+                Some(m) => list.push(m),
+                None => ok = false,
+            }
+        }
+        if ok && list.is_empty() {
+            self.r
+                .invalid(f, "the list is empty: it would admit no enclave");
+            return None;
+        }
+        ok.then_some(list)
+    }
+
+    fn alternatives(&mut self, f: Field<'_, '_>) -> Option<Vec<EnclavePolicy>> {
+        let items = self.r.one_or_list(f);
+        if items.is_empty() {
+            self.r
+                .invalid(f, "the list is empty: it would admit no enclave");
+            return None;
+        }
+        let mut alternatives = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for item in &items {
+            match self.alternative(item.field()) {
+                Some(a) => alternatives.push(a),
+                None => ok = false,
+            }
+        }
+        ok.then_some(alternatives)
+    }
+
+    fn alternative(&mut self, f: Field<'_, '_>) -> Option<EnclavePolicy> {
+        let fields = self.r.fields(f, ALTERNATIVE_KEYS, &[])?;
+        let mrenclaves = match fields.get("mrenclave") {
+            Some(i) => Some(self.mrenclaves(i.field())?),
+            None => None,
+        };
+        let signer = match fields.get("signer") {
+            Some(i) => Some(self.signer(i.field())?),
+            None => None,
+        };
+        if mrenclaves.is_none() && signer.is_none() {
+            self.r.report(
+                fields.at,
+                &fields.path.key("mrenclave"),
+                Problem::Missing,
+                "an attestation alternative needs `mrenclave`, `signer`, or both",
+            );
+            return None;
+        }
+        Some(EnclavePolicy {
+            mrenclaves: mrenclaves.unwrap_or_default(),
+            signer,
+        })
+    }
+
+    fn signer(&mut self, f: Field<'_, '_>) -> Option<SignerPolicy> {
+        let fields = self.r.fields(f, SIGNER_KEYS, &[])?;
+        let mrsigner = self
+            .r
+            .required(&fields, "mrsigner", "the signer's MRSIGNER (64 hex digits)")
+            .and_then(|i| self.r.parsed::<MrSigner>(i.field(), "an MRSIGNER"));
+        let isvprodid = self
+            .r
+            .required(
+                &fields,
+                "isvprodid",
+                "the product id (ISVPRODID); without it every product of the signer would be admitted",
+            )
+            .and_then(|i| self.r.integer(i.field(), 0, u64::from(u16::MAX)));
+        let isvsvn = match fields.get("isvsvn") {
+            Some(i) => self.r.integer(i.field(), 0, u64::from(u16::MAX)),
+            None => Some(0),
+        };
+        Some(SignerPolicy {
+            mrsigner: mrsigner?,
+            isvprodid: u16::try_from(isvprodid?).ok()?,
+            min_isvsvn: u16::try_from(isvsvn?).ok()?,
+        })
+    }
+}

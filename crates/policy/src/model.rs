@@ -1,0 +1,572 @@
+//! The typed session model: what a valid session says, with defaults applied.
+//!
+//! Values are only ever built by [`crate::parse`], so every invariant documented here holds:
+//! references resolve, names are unique, kinds and formats fit.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::diagnostic::Position;
+use crate::ids::{CertificateThumbprint, MrEnclave, MrSigner, PublicKeyHash, SessionHash};
+use crate::names::{ImageName, SecretName, ServiceName, SessionName};
+
+/// A session (policy). Namespaces are sessions too: usually with only a name, a version and an
+/// access policy.
+#[derive(Clone, Debug)]
+pub struct Session {
+    /// The session's name; its leading components name its namespace.
+    pub name: SessionName,
+    /// The session-language version it is written in.
+    pub version: LanguageVersion,
+    /// The hash of the session version this one replaces (updates only; see [`crate::check_update`]).
+    pub predecessor: Option<SessionHash>,
+    /// Who may read and update the session, and create sessions inside it.
+    pub access_policy: AccessPolicy,
+    /// How services of this session must attest.
+    pub security: Security,
+    /// Secrets, in document order; names are unique.
+    pub secrets: Vec<Secret>,
+    /// Services, in document order; names are unique.
+    pub services: Vec<Service>,
+    /// Images (files injected into services), in document order; names are unique.
+    pub images: Vec<Image>,
+    /// SHA-256 of the session's canonical form (see [`crate::canonical_form`]).
+    pub hash: SessionHash,
+    pub(crate) origin: Origin,
+}
+
+/// Where some fields were in the source, for the context checks.
+#[derive(Clone, Debug)]
+pub(crate) struct Origin {
+    pub(crate) file: Arc<str>,
+    pub(crate) name_at: Position,
+    pub(crate) predecessor_at: Option<Position>,
+}
+
+impl Session {
+    /// The secret called `name`.
+    pub fn secret(&self, name: &str) -> Option<&Secret> {
+        self.secrets.iter().find(|s| s.name.as_str() == name)
+    }
+
+    /// The service called `name`.
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name.as_str() == name)
+    }
+
+    /// The image called `name`.
+    pub fn image(&self, name: &str) -> Option<&Image> {
+        self.images.iter().find(|i| i.name.as_str() == name)
+    }
+
+    /// The `config_id` a workload uses to ask for `service`'s configuration:
+    /// `<session name>/<service name>`.
+    pub fn config_id(&self, service: &ServiceName) -> String {
+        format!("{}/{}", self.name, service)
+    }
+}
+
+/// The session-language version: `0.3` or `0.3.N`. Every 0.3.x is read the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LanguageVersion {
+    /// `N` in `0.3.N`, if given.
+    pub patch: Option<u32>,
+}
+
+impl fmt::Display for LanguageVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.patch {
+            Some(n) => write!(f, "0.3.{n}"),
+            None => f.write_str("0.3"),
+        }
+    }
+}
+
+/// Who may do what with a session. Each list is non-empty.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessPolicy {
+    /// May read the session. Default: `[CREATOR]`.
+    pub read: Vec<Principal>,
+    /// May update (replace) the session. Default: `[CREATOR]`.
+    pub update: Vec<Principal>,
+    /// May create sessions inside this one (as a namespace). Default: the `update` list.
+    pub create_sessions: Vec<Principal>,
+}
+
+impl AccessPolicy {
+    /// Whether `caller` is admitted by `list`, given the session's creator.
+    pub fn admits(list: &[Principal], caller: &PublicKeyHash, creator: &PublicKeyHash) -> bool {
+        list.iter().any(|p| p.admits(caller, creator))
+    }
+}
+
+/// An entry of an access-policy list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// `CREATOR`: the client that created the session (by its public key).
+    Creator,
+    /// `ANY`: every client.
+    Any,
+    /// `NONE`: nobody (only allowed alone).
+    Nobody,
+    /// A PEM certificate; its public key is what counts, so renewing it keeps access.
+    Certificate(Certificate),
+    /// A public-key hash (SHA-256 of the client's SubjectPublicKeyInfo, hex).
+    PublicKey(PublicKeyHash),
+}
+
+impl Principal {
+    /// Whether this entry admits `caller`.
+    pub fn admits(&self, caller: &PublicKeyHash, creator: &PublicKeyHash) -> bool {
+        match self {
+            Principal::Creator => caller == creator,
+            Principal::Any => true,
+            Principal::Nobody => false,
+            Principal::Certificate(c) => c.public_key_hash() == caller,
+            Principal::PublicKey(k) => k == caller,
+        }
+    }
+}
+
+/// A parsed X.509 certificate.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Certificate {
+    pub(crate) der: Vec<u8>,
+    pub(crate) public_key_hash: PublicKeyHash,
+}
+
+impl Certificate {
+    /// The certificate, DER-encoded.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// SHA-256 of the certificate's SubjectPublicKeyInfo.
+    pub fn public_key_hash(&self) -> &PublicKeyHash {
+        &self.public_key_hash
+    }
+}
+
+impl fmt::Debug for Certificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Certificate")
+            .field("public_key_hash", &self.public_key_hash)
+            .field("der_len", &self.der.len())
+            .finish()
+    }
+}
+
+/// The `security` section.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Security {
+    /// `security.attestation`.
+    pub attestation: AttestationPolicy,
+}
+
+/// How the services of a session must attest (`security.attestation`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttestationPolicy {
+    /// Who verifies the evidence. Default: [`AttestationMode::Hardware`].
+    pub mode: AttestationMode,
+    /// The MAA instance (`https://…`), set exactly when `mode` is [`AttestationMode::Maa`].
+    pub url: Option<String>,
+    /// CA certificates trusted for TLS to the MAA instance (in addition to the system's).
+    pub certificates: Vec<Certificate>,
+    /// Weaknesses accepted. With `mode: maa` this always holds [`Tolerance::MaaManagedTcb`].
+    pub tolerate: BTreeSet<Tolerance>,
+    /// TCB advisories that do not cause a denial.
+    pub ignore_advisories: IgnoredAdvisories,
+    /// Smallest RSA key accepted for MAA token signatures, in bits. Default 2048; 1024 only
+    /// when written explicitly.
+    pub min_rsa_signing_key_size: u32,
+    /// Platform keys trusted to sign evidence (`trusted_scone_qe_pubkeys`, or Custos's
+    /// `trusted_platform_keys`): for simulated quotes, the LAS platform keys.
+    pub trusted_platform_keys: Vec<PublicKeyHash>,
+}
+
+/// Default of [`AttestationPolicy::min_rsa_signing_key_size`].
+pub const DEFAULT_MIN_RSA_SIGNING_KEY_SIZE: u32 = 2048;
+
+impl Default for AttestationPolicy {
+    fn default() -> Self {
+        AttestationPolicy {
+            mode: AttestationMode::Hardware,
+            url: None,
+            certificates: Vec::new(),
+            tolerate: BTreeSet::new(),
+            ignore_advisories: IgnoredAdvisories::List(BTreeSet::new()),
+            min_rsa_signing_key_size: DEFAULT_MIN_RSA_SIGNING_KEY_SIZE,
+            trusted_platform_keys: Vec::new(),
+        }
+    }
+}
+
+macro_rules! keyword_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal $(| $alias:literal)*,)* }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)*
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            /// The keyword as written in a session.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+
+            /// Reads a keyword (or one of its aliases).
+            pub fn from_keyword(s: &str) -> Option<Self> {
+                match s {
+                    $($text $(| $alias)* => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+
+            pub(crate) const KEYWORDS: &'static [&'static str] = &[$($text),*];
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+keyword_enum!(
+    /// `security.attestation.mode`.
+    AttestationMode {
+        /// The CAS verifies SGX evidence itself (Intel DCAP), or simulated evidence from trusted
+        /// platform keys.
+        Hardware = "hardware",
+        /// Microsoft Azure Attestation verifies the evidence; the CAS verifies MAA's token.
+        Maa = "maa",
+        /// No attestation: any caller with the config id gets the configuration.
+        None = "none",
+    }
+);
+
+keyword_enum!(
+    /// A weakness a session accepts (`tolerate`).
+    Tolerance {
+        /// Enclaves running in debug mode (alias `debug`): their memory is readable by the host.
+        DebugMode = "debug-mode" | "debug",
+        /// Platforms with hyper-threading enabled.
+        Hyperthreading = "hyperthreading",
+        /// Platforms with an integrated GPU enabled.
+        InsecureIgpu = "insecure-igpu",
+        /// An out-of-date TCB (`OutOfDate`).
+        OutdatedTcb = "outdated-tcb",
+        /// `SWHardeningNeeded`.
+        SoftwareHardeningNeeded = "software-hardening-needed",
+        /// `ConfigurationNeeded`.
+        InsecureConfiguration = "insecure-configuration",
+        /// The TCB is judged by MAA, not by Custos (MAA tokens carry no TCB status). Required with `mode: maa`.
+        MaaManagedTcb = "maa-managed-tcb",
+    }
+);
+
+keyword_enum!(
+    /// The `kind` of a secret.
+    SecretKind {
+        /// Printable text.
+        Ascii = "ascii",
+        /// Bytes.
+        Binary = "binary",
+        /// A private key.
+        PrivateKey = "private-key",
+        /// An X.509 certificate (with its private key when known).
+        X509 = "x509",
+        /// An X.509 CA certificate (with its private key when known).
+        X509Ca = "x509-ca",
+        /// An Entra ID (Azure AD) access token, fetched by the CAS.
+        AadToken = "aad-token",
+    }
+);
+
+keyword_enum!(
+    /// The type of a generated private key (`key_type`).
+    KeyType {
+        /// ECDSA on NIST P-256 (the default).
+        P256 = "P-256",
+        /// ECDSA on NIST P-384.
+        P384 = "P-384",
+        /// Ed25519.
+        Ed25519 = "Ed25519",
+        /// RSA, 2048 bits.
+        Rsa2048 = "RSA-2048",
+        /// RSA, 3072 bits.
+        Rsa3072 = "RSA-3072",
+    }
+);
+
+impl KeyType {
+    /// Whether this is an RSA key type.
+    pub fn is_rsa(self) -> bool {
+        matches!(self, KeyType::Rsa2048 | KeyType::Rsa3072)
+    }
+}
+
+keyword_enum!(
+    /// What a generated certificate is for (`endpoint`): its extended key usage.
+    Endpoint {
+        /// TLS server authentication.
+        Server = "server",
+        /// TLS client authentication.
+        Client = "client",
+        /// Both (the default).
+        Any = "any",
+    }
+);
+
+/// Advisories to ignore (`ignore_advisories`): a list of ids, or `"*"` for all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IgnoredAdvisories {
+    /// These advisory ids (`INTEL-SA-00289`, ...); empty by default.
+    List(BTreeSet<String>),
+    /// `"*"`: every advisory.
+    All,
+}
+
+impl IgnoredAdvisories {
+    /// Whether `advisory` is ignored.
+    pub fn ignores(&self, advisory: &str) -> bool {
+        match self {
+            IgnoredAdvisories::All => true,
+            IgnoredAdvisories::List(ids) => ids.contains(advisory),
+        }
+    }
+}
+
+/// A service: a program that attests and then receives its configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    /// Its name, unique in the session.
+    pub name: ServiceName,
+    /// The image whose injection files it receives.
+    pub image_name: Option<ImageName>,
+    /// Its argument vector (program first); absent: the program runs with its own arguments.
+    /// A `command` string is split like a shell would (quotes and backslashes), before
+    /// placeholders are rendered, so a secret value never splits into several arguments.
+    /// Arguments may contain placeholders.
+    pub command: Option<Vec<String>>,
+    /// Environment variables; values may contain placeholders.
+    pub environment: BTreeMap<String, String>,
+    /// Working directory (absolute).
+    pub pwd: Option<String>,
+    /// Enclaves admitted: any alternative that matches admits. Empty only with `mode: none`.
+    pub attestation: Vec<EnclavePolicy>,
+    /// If non-empty: the platform keys the service may run on.
+    pub platforms: Vec<PublicKeyHash>,
+}
+
+/// One admitted kind of enclave. Every condition given must hold; at least one is given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnclavePolicy {
+    /// If non-empty: the enclave's MRENCLAVE is one of these.
+    pub mrenclaves: Vec<MrEnclave>,
+    /// If given: the enclave's signer, product and minimum security version.
+    pub signer: Option<SignerPolicy>,
+}
+
+/// An enclave signer's identity (`signer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignerPolicy {
+    /// MRSIGNER.
+    pub mrsigner: MrSigner,
+    /// ISVPRODID: the product (required: a signer alone would admit all its products).
+    pub isvprodid: u16,
+    /// Smallest ISVSVN admitted (`isvsvn`; default 0).
+    pub min_isvsvn: u16,
+}
+
+/// An image: files injected into the services that use it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Image {
+    /// Its name, unique in the session.
+    pub name: ImageName,
+    /// Files written before the program starts; paths are unique.
+    pub injection_files: Vec<InjectionFile>,
+}
+
+/// A file injected into a service.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InjectionFile {
+    /// Absolute path, without `.` or `..` components.
+    pub path: String,
+    /// Content; may contain placeholders.
+    pub content: String,
+    /// Permission bits (`permission: "0600"`), if given.
+    pub mode: Option<u32>,
+}
+
+impl fmt::Debug for InjectionFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Content may be a literal secret: show its size only.
+        f.debug_struct("InjectionFile")
+            .field("path", &self.path)
+            .field("content_len", &self.content.len())
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+/// A secret of the session.
+#[derive(Clone, Debug)]
+pub struct Secret {
+    /// Its name, unique in the session.
+    pub name: SecretName,
+    /// Its kind; `None` only for an [`SecretSource::Import`] that states none (the exporting
+    /// session's kind then applies).
+    pub kind: Option<SecretKind>,
+    /// Where its value comes from.
+    pub source: SecretSource,
+    /// Sessions allowed to import it.
+    pub export: Vec<SecretExport>,
+    /// Whether its public part (certificate, public key) may be read without attestation.
+    /// Only for `private-key`, `x509` and `x509-ca`.
+    pub export_public: bool,
+}
+
+/// Where a secret's value comes from.
+#[derive(Clone, Debug)]
+pub enum SecretSource {
+    /// The CAS makes it: generates it once, or for `aad-token` fetches a token from Entra ID.
+    Generated(Generation),
+    /// Given in the session (`value`). For x509 kinds: PEM certificate(s), optionally followed by
+    /// the PEM private key.
+    Value(SecretString),
+    /// Read from Azure Key Vault (`import_akv`).
+    ImportAkv(AkvImport),
+    /// Imported from another session that exports it (`import`).
+    Import(SessionImport),
+}
+
+/// How the CAS makes a secret; the variant matches the secret's kind.
+#[derive(Clone, Debug)]
+pub enum Generation {
+    /// `size` random printable ASCII characters.
+    Ascii {
+        /// Default [`DEFAULT_SECRET_SIZE`].
+        size: u32,
+    },
+    /// `size` random bytes.
+    Binary {
+        /// Default [`DEFAULT_SECRET_SIZE`].
+        size: u32,
+    },
+    /// A new private key.
+    PrivateKey {
+        /// Default P-256.
+        key_type: KeyType,
+    },
+    /// A certificate.
+    X509(CertificateRequest),
+    /// A CA certificate.
+    X509Ca(CertificateRequest),
+    /// An Entra ID token.
+    AadToken(AadTokenRequest),
+}
+
+/// Default `size` of generated `ascii` and `binary` secrets.
+pub const DEFAULT_SECRET_SIZE: u32 = 32;
+/// Largest `size` of a generated secret.
+pub const MAX_SECRET_SIZE: u32 = 65536;
+/// Default validity of generated certificates.
+pub const DEFAULT_VALID_FOR: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// What a generated certificate contains.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateRequest {
+    /// The `private-key` secret holding the certificate's key. Required for `x509`; for
+    /// `x509-ca`, absent means the CAS makes a P-256 key for it.
+    pub private_key: Option<SecretName>,
+    /// The `x509-ca` secret that signs it; absent: self-signed.
+    pub issuer: Option<SecretName>,
+    /// Subject common name.
+    pub common_name: Option<String>,
+    /// DNS subject alternative names (`dns`), plus any `DNS:` entries of `san`.
+    pub dns: Vec<String>,
+    /// IP address subject alternative names (`IP:` entries of `san`, or addresses in `san`).
+    pub ip: Vec<std::net::IpAddr>,
+    /// How long it is valid. Default one year.
+    pub valid_for: Duration,
+    /// What it is for. Default both server and client.
+    pub endpoint: Endpoint,
+}
+
+/// How the CAS gets an Entra ID token.
+#[derive(Clone, Debug)]
+pub struct AadTokenRequest {
+    /// Directory (tenant) id or domain.
+    pub tenant_id: String,
+    /// Application (client) id.
+    pub client_id: String,
+    /// The application's credential.
+    pub credential: AadCredential,
+    /// The scope asked for. Default `https://vault.azure.net/.default` (Key Vault).
+    pub scope: String,
+}
+
+/// Default [`AadTokenRequest::scope`].
+pub const DEFAULT_AAD_SCOPE: &str = "https://vault.azure.net/.default";
+
+/// An application credential for Entra ID.
+#[derive(Clone, Debug)]
+pub enum AadCredential {
+    /// A client secret (`application_secret`).
+    ApplicationSecret(SecretString),
+    /// A certificate: the CAS signs a client assertion with `private_key`, a `private-key` or
+    /// `x509` secret; `certificate_thumbprint` names the certificate to Entra ID (it can be
+    /// omitted when `private_key` is an x509 secret: the CAS computes it).
+    Certificate {
+        /// The secret holding the key.
+        private_key: SecretName,
+        /// The certificate's thumbprint.
+        certificate_thumbprint: Option<CertificateThumbprint>,
+    },
+}
+
+/// Where in Azure Key Vault a secret is read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AkvImport {
+    /// The vault, normalised to `https://host[:port]` (no trailing slash).
+    pub vault: String,
+    /// The Key Vault secret (or certificate) name; defaults to the secret's own name.
+    pub secret_name: String,
+    /// A specific version; absent: the current one.
+    pub version: Option<String>,
+    /// The `aad-token` secret used to authenticate (written `token: $$SCONE::NAME$$`, or
+    /// implied when the session has exactly one `aad-token`).
+    pub token: SecretName,
+}
+
+/// Import of a secret another session exports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionImport {
+    /// The exporting session.
+    pub session: SessionName,
+    /// The secret's name there; defaults to this secret's name.
+    pub secret: SecretName,
+    /// If given, the exporting session must have exactly this hash.
+    pub session_hash: Option<SessionHash>,
+}
+
+/// A session allowed to import a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretExport {
+    /// The importing session.
+    pub session: SessionName,
+    /// If given, the importing session must have exactly this hash.
+    pub session_hash: Option<SessionHash>,
+}

@@ -1,0 +1,339 @@
+//! The YAML layer: session text to a tree of located nodes, with serde-saphyr.
+//!
+//! serde-saphyr deserializes straight into Rust types and stops at the first error. A policy
+//! language wants every error at once, each with its place, so we deserialize into a small
+//! generic tree instead: every node is read through [`serde_saphyr::Spanned`], which gives its
+//! line and column (and byte span), and the typed model is built from the tree by
+//! [`crate::decode`], which keeps going after an error.
+//!
+//! Scalars are kept as text. Quoted and block scalars arrive as their decoded string; plain
+//! scalars that YAML would resolve to a number or boolean arrive as the text written in the
+//! source (recovered from the byte span), so `0x1F`, `1e400`, `0600` and a 64-digit hex
+//! measurement all survive exactly as typed.
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::{Location, MessageFormatter, Spanned};
+
+use crate::diagnostic::Position;
+
+/// Largest session text accepted, in bytes.
+pub const MAX_SOURCE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Deepest nesting of mappings and lists accepted (a session needs six).
+const MAX_DEPTH: usize = 24;
+
+/// A located node of the YAML tree.
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub(crate) value: Value,
+    /// Where the node is used (for an alias: the `*alias`, not the anchor).
+    pub(crate) at: Position,
+}
+
+#[derive(Debug)]
+pub(crate) enum Value {
+    /// `~`, `null` or nothing.
+    Null,
+    /// Any other scalar, as text.
+    Scalar(String),
+    Seq(Vec<Node>),
+    /// Entries in document order; keys may repeat (duplicates are reported by the reader).
+    Map(Vec<(Node, Node)>),
+}
+
+impl Value {
+    /// How a value is called in messages ("a string", "a list", ...).
+    pub(crate) fn describe(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Scalar(_) => "a string",
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a mapping",
+        }
+    }
+}
+
+/// A YAML syntax error or a breached parsing limit.
+#[derive(Debug)]
+pub(crate) struct SyntaxError {
+    pub(crate) at: Position,
+    pub(crate) message: String,
+}
+
+/// Parses `text` into a tree. Anchors, aliases and merge keys (`<<`) are expanded; duplicate
+/// keys are kept for the reader to report; tags other than YAML's standard ones are rejected.
+pub(crate) fn load(text: &str) -> Result<Node, SyntaxError> {
+    if text.len() > MAX_SOURCE_BYTES {
+        return Err(SyntaxError {
+            at: Position::START,
+            message: format!(
+                "the session is {} bytes long; at most {MAX_SOURCE_BYTES} bytes are accepted",
+                text.len()
+            ),
+        });
+    }
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_depth: MAX_DEPTH,
+            max_documents: 1,
+        },
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
+        strict_booleans: true,
+        reject_unsupported_tags: true,
+        non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough,
+        with_snippet: false,
+    };
+    match serde_saphyr::from_str_with_options::<RawNode>(text, options) {
+        Ok(raw) => Ok(raw.lower(text)),
+        Err(err) => {
+            let at = err
+                .location()
+                .filter(|l| l.line() > 0)
+                .map(position)
+                .unwrap_or(Position::START);
+            let message = serde_saphyr::UserMessageFormatter
+                .format_message(err.without_snippet())
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect::<String>();
+            Err(SyntaxError {
+                at,
+                message: format!("malformed YAML: {message}"),
+            })
+        }
+    }
+}
+
+fn position(l: Location) -> Position {
+    Position {
+        line: u32::try_from(l.line()).unwrap_or(u32::MAX),
+        column: u32::try_from(l.column()).unwrap_or(u32::MAX),
+    }
+}
+
+/// The tree as serde-saphyr hands it over; typed scalars still need their source text.
+struct RawNode {
+    value: RawValue,
+    at: Location,
+    defined: Location,
+}
+
+enum RawValue {
+    Null,
+    Text(String),
+    /// A plain scalar that YAML resolves to a number or boolean; `fallback` is its value
+    /// printed by Rust, used only if the source span is unavailable.
+    Typed {
+        fallback: String,
+    },
+    Seq(Vec<RawNode>),
+    Map(Vec<(RawNode, RawNode)>),
+}
+
+impl RawNode {
+    fn lower(self, src: &str) -> Node {
+        let value = match self.value {
+            RawValue::Null => Value::Null,
+            RawValue::Text(s) => Value::Scalar(s),
+            RawValue::Typed { fallback } => {
+                // `defined` is the scalar itself, also when it was reached through an alias.
+                let span = self.defined.span();
+                let written = span.byte_offset().zip(span.byte_len()).and_then(|(o, l)| {
+                    let start = usize::try_from(o).ok()?;
+                    let end = start.checked_add(usize::try_from(l).ok()?)?;
+                    src.get(start..end)
+                });
+                Value::Scalar(written.map_or(fallback, |w| w.trim_end().to_owned()))
+            }
+            RawValue::Seq(items) => Value::Seq(items.into_iter().map(|n| n.lower(src)).collect()),
+            RawValue::Map(entries) => Value::Map(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.lower(src), v.lower(src)))
+                    .collect(),
+            ),
+        };
+        Node {
+            value,
+            at: position(self.at),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawNode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let spanned: Spanned<RawValue> = Spanned::deserialize(d)?;
+        Ok(RawNode {
+            value: spanned.value,
+            at: spanned.referenced,
+            defined: spanned.defined,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for RawValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RawValueVisitor)
+    }
+}
+
+struct RawValueVisitor;
+
+fn typed<E>(v: impl ToString) -> Result<RawValue, E> {
+    Ok(RawValue::Typed {
+        fallback: v.to_string(),
+    })
+}
+
+impl<'de> Visitor<'de> for RawValueVisitor {
+    type Value = RawValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a YAML node")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawValue, E> {
+        Ok(RawValue::Text(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<RawValue, E> {
+        Ok(RawValue::Text(v))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawValue, E> {
+        typed(v)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawValue, E> {
+        typed(v)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawValue, E> {
+        typed(v)
+    }
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<RawValue, E> {
+        typed(v)
+    }
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<RawValue, E> {
+        typed(v)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawValue, E> {
+        typed(v)
+    }
+    fn visit_char<E: de::Error>(self, v: char) -> Result<RawValue, E> {
+        Ok(RawValue::Text(v.to_string()))
+    }
+    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<RawValue, E> {
+        Err(E::custom(
+            "binary scalars (!!binary) are not supported; write the value as text",
+        ))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<RawValue, E> {
+        Ok(RawValue::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<RawValue, E> {
+        Ok(RawValue::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<RawValue, D::Error> {
+        RawValue::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawValue, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(item) = seq.next_element::<RawNode>()? {
+            items.push(item);
+        }
+        Ok(RawValue::Seq(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawValue, A::Error> {
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(1024));
+        while let Some(key) = map.next_key::<RawNode>()? {
+            let value = map.next_value::<RawNode>()?;
+            entries.push((key, value));
+        }
+        Ok(RawValue::Map(entries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scalar(n: &Node) -> &str {
+        match &n.value {
+            Value::Scalar(s) => s,
+            other => panic!("not a scalar: {other:?}"),
+        }
+    }
+
+    fn entries(n: &Node) -> &[(Node, Node)] {
+        match &n.value {
+            Value::Map(e) => e,
+            other => panic!("not a map: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn plain_numbers_keep_their_spelling() {
+        let src =
+            "a: 0x1F\nb: 0600\nc: 1e400\nd: 0.30\ne: yes\nf: 123456789012345678901234567890\n";
+        let root = load(src).unwrap();
+        let texts: Vec<_> = entries(&root).iter().map(|(_, v)| scalar(v)).collect();
+        assert_eq!(
+            texts,
+            [
+                "0x1F",
+                "0600",
+                "1e400",
+                "0.30",
+                "yes",
+                "123456789012345678901234567890"
+            ]
+        );
+    }
+
+    #[test]
+    fn nodes_know_their_line_and_column() {
+        let root = load("x:\n  - a\n  - b: 'q'\n").unwrap();
+        let (k, v) = &entries(&root)[0];
+        assert_eq!(k.at, Position { line: 1, column: 1 });
+        let Value::Seq(items) = &v.value else {
+            panic!()
+        };
+        assert_eq!(items[1].at, Position { line: 3, column: 5 });
+        let (_, q) = &entries(&items[1])[0];
+        assert_eq!(q.at, Position { line: 3, column: 8 });
+        assert_eq!(scalar(q), "q");
+    }
+
+    #[test]
+    fn aliases_are_expanded_and_located_at_the_use() {
+        let root = load("a: &x 0.3\nb: *x\n").unwrap();
+        let (_, b) = &entries(&root)[1];
+        assert_eq!(scalar(b), "0.3");
+        assert_eq!(b.at, Position { line: 2, column: 4 });
+    }
+
+    #[test]
+    fn duplicate_keys_are_kept_for_the_reader() {
+        let root = load("a: 1\na: 2\n").unwrap();
+        assert_eq!(entries(&root).len(), 2);
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let err = load("a: [1,\nb: 2\n").unwrap_err();
+        assert_eq!(err.at, Position { line: 1, column: 4 });
+        assert!(err.message.contains("bracket"), "{}", err.message);
+    }
+
+    #[test]
+    fn custom_tags_and_second_documents_are_rejected() {
+        assert!(load("a: !custom x\n").is_err());
+        assert!(load("a: 1\n---\nb: 2\n").is_err());
+    }
+
+    #[test]
+    fn oversized_and_too_deep_input_is_rejected() {
+        let deep = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        assert!(load(&deep).is_err());
+        let big = "#".repeat(MAX_SOURCE_BYTES + 1);
+        assert!(load(&big).unwrap_err().message.contains("bytes"));
+    }
+}
