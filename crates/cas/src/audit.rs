@@ -1,0 +1,115 @@
+//! The audit log: an append-only record of who did what to which session, and when.
+//!
+//! Events are stored sealed in the store, numbered by a sequence that only grows. Changes
+//! (create, update) are appended in the same durable transaction as the change itself;
+//! reads and denials are appended by the store's writer shortly after the response, batched
+//! with other writes (a crash can lose the last few of those, never a change's event).
+//!
+//! An event never holds a secret value: only names, hashes, identities, and the reason a
+//! request was denied (which never quotes a secret).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::identity::ClientId;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum AuditAction {
+    /// `POST /v1/sessions`.
+    SessionCreate,
+    /// `PUT /v1/sessions/{name}`.
+    SessionUpdate,
+    /// `GET /v1/sessions/{name}`.
+    SessionRead,
+    /// `GET /v1/audit?session=`: someone read this session's audit log.
+    AuditRead,
+}
+
+impl AuditAction {
+    /// The wire name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::SessionCreate => "session-create",
+            Self::SessionUpdate => "session-update",
+            Self::SessionRead => "session-read",
+            Self::AuditRead => "audit-read",
+        }
+    }
+}
+
+/// How it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The request succeeded.
+    Allowed,
+    /// The request was refused.
+    Denied {
+        /// The HTTP status returned.
+        status: u16,
+        /// The error code returned.
+        code: String,
+        /// Why (the message returned to the client; never a secret).
+        reason: String,
+    },
+}
+
+/// One audit event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// When, in milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// What was asked.
+    pub action: AuditAction,
+    /// The session it concerned; events are indexed by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// The caller's identity (absent for requests without a client certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientId>,
+    /// The caller's network address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The session's hash after a change, or the hash read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// The outcome.
+    pub outcome: Outcome,
+}
+
+impl AuditEvent {
+    /// An event happening now.
+    pub fn now(action: AuditAction, outcome: Outcome) -> Self {
+        Self {
+            time_ms: now_ms(),
+            action,
+            session: None,
+            client: None,
+            peer: None,
+            hash: None,
+            outcome,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// An event as stored, with its sequence number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Position in the log (1, 2, ...).
+    pub seq: u64,
+    /// The event.
+    #[serde(flatten)]
+    pub event: AuditEvent,
+}

@@ -1,0 +1,19 @@
+//! The Custos CAS (configuration and attestation service): where users keep their sessions
+//! (policies) and where secrets are generated and kept.
+//!
+//! This crate holds the CAS's logic; the `custos-cas` binary only parses its configuration
+//! and wires the parts: a durable store whose every value is sealed under a master key
+//! ([`store`], [`seal`]), the client API over mutual TLS where a caller is the SHA-256 of its
+//! certificate's public key ([`identity`]), and the audit log ([`audit`]).
+//!
+//! The CAS must never acknowledge a write before it is durable, never show a session to a
+//! caller its access policy excludes, never persist anything for a request that failed, and
+//! never put a secret value into a log line, an error, a metric, the audit log or `Debug`
+//! output.
+
+#![warn(missing_docs)]
+
+pub mod audit;
+pub mod identity;
+pub mod seal;
+pub mod store;

@@ -1,0 +1,3 @@
+//! `custos-cas`: the CAS server.
+
+fn main() {}
