@@ -195,11 +195,10 @@ impl FromStr for EvidenceKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum VerifiedBy {
-    /// Local Intel DCAP verification, chained to the root CA with this key id
-    /// (SHA-256 of the root certificate's SubjectPublicKeyInfo, hex).
+    /// Local Intel DCAP verification, chained to this root CA.
     Dcap {
-        /// SHA-256 of the trusted root CA's SubjectPublicKeyInfo DER, hex.
-        root_ca_spki_sha256: String,
+        /// SHA-256 of the trusted root CA certificate (DER), hex.
+        root_ca_sha256: String,
     },
     /// A Microsoft Azure Attestation token from this issuer (instance URL).
     Maa {

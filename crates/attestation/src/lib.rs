@@ -26,13 +26,19 @@
 )]
 
 pub mod claims;
+#[cfg(feature = "dcap")]
+pub mod dcap;
 pub mod error;
 pub mod evidence;
+#[cfg(feature = "maa")]
+pub mod maa;
 pub mod oe;
 mod pem;
 pub mod quote;
 mod reader;
 pub mod sim;
+#[cfg(any(feature = "dcap", feature = "maa"))]
+mod time;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -91,6 +97,14 @@ pub enum VerifyError {
     /// Simulation evidence was rejected.
     #[error(transparent)]
     Sim(#[from] SimError),
+    /// DCAP verification rejected the quote.
+    #[cfg(feature = "dcap")]
+    #[error(transparent)]
+    Dcap(#[from] dcap::DcapError),
+    /// An MAA token was rejected.
+    #[cfg(feature = "maa")]
+    #[error(transparent)]
+    Maa(#[from] maa::MaaError),
     /// The evidence does not bind the runtime data.
     #[error(
         "report data does not bind the runtime data: expected report_data[0..32] = {expected}, found {actual}"
