@@ -222,11 +222,17 @@ impl fmt::Display for Diagnostics {
     }
 }
 
+/// Most problems reported for one session; a text with more gets a last line saying how
+/// many were left out (this bounds the memory an adversarial text can make us spend).
+pub const MAX_DIAGNOSTICS: usize = 1000;
+
 /// Collects diagnostics for one source.
 #[derive(Debug)]
 pub(crate) struct Sink {
     file: Arc<str>,
     list: Vec<Diagnostic>,
+    /// Reports not kept because [`MAX_DIAGNOSTICS`] were already kept.
+    dropped: usize,
 }
 
 impl Sink {
@@ -234,6 +240,7 @@ impl Sink {
         Sink {
             file: Arc::from(file),
             list: Vec::new(),
+            dropped: 0,
         }
     }
 
@@ -244,6 +251,10 @@ impl Sink {
         problem: Problem,
         message: impl Into<String>,
     ) {
+        if self.list.len() >= MAX_DIAGNOSTICS {
+            self.dropped += 1;
+            return;
+        }
         self.list.push(Diagnostic {
             file: self.file.clone(),
             position,
@@ -257,21 +268,39 @@ impl Sink {
         self.list.is_empty()
     }
 
+    /// How many problems were reported so far (kept or not).
     pub(crate) fn len(&self) -> usize {
-        self.list.len()
+        self.list.len() + self.dropped
     }
 
     /// `Ok(value)` when nothing was reported, else every report.
     pub(crate) fn finish<T>(self, value: T) -> Result<T, Diagnostics> {
-        if self.list.is_empty() {
-            Ok(value)
-        } else {
-            Err(Diagnostics::new(self.list))
+        match self.into_diagnostics() {
+            None => Ok(value),
+            Some(d) => Err(d),
         }
     }
 
     pub(crate) fn into_diagnostics(self) -> Option<Diagnostics> {
-        (!self.list.is_empty()).then(|| Diagnostics::new(self.list))
+        if self.list.is_empty() {
+            return None;
+        }
+        let mut d = Diagnostics::new(self.list);
+        if self.dropped > 0 {
+            let last = d.0.last().map_or(Position::START, |l| l.position);
+            let problem = d.0[0].problem;
+            d.0.push(Diagnostic {
+                file: self.file,
+                position: last,
+                path: FieldPath::root(),
+                problem,
+                message: format!(
+                    "{} more problems not shown (at most {MAX_DIAGNOSTICS} are reported)",
+                    self.dropped
+                ),
+            });
+        }
+        Some(d)
     }
 }
 

@@ -48,7 +48,7 @@ pub mod template;
 mod yaml;
 
 pub use context::{check_create, check_update};
-pub use diagnostic::{Diagnostic, Diagnostics, FieldPath, Position, Problem};
+pub use diagnostic::{Diagnostic, Diagnostics, FieldPath, MAX_DIAGNOSTICS, Position, Problem};
 pub use hash::{canonical_form, hash_canonical};
 pub use ids::{CertificateThumbprint, HexError, MrEnclave, MrSigner, PublicKeyHash, SessionHash};
 pub use model::*;

@@ -82,14 +82,9 @@ pub(crate) fn decode(root: &Node, file: &str) -> Result<Session, Diagnostics> {
 impl<'n> Decoder<'n> {
     fn session(&mut self, root: &'n Node, file: &str) -> Option<Session> {
         let path = FieldPath::root();
-        let top = self.r.fields(
-            Field {
-                node: root,
-                path: &path,
-            },
-            ROOT_KEYS,
-            ROOT_UNSUPPORTED,
-        )?;
+        let top = self
+            .r
+            .fields(Field::unkeyed(root, &path), ROOT_KEYS, ROOT_UNSUPPORTED)?;
 
         let name_item = self
             .r
@@ -248,7 +243,8 @@ impl<'n> Decoder<'n> {
                 f.path,
                 Problem::DanglingReference,
                 format!(
-                    "`{name}` is a {kind} secret, but {role} must be {}",
+                    "`{name}` is {} {kind} secret, but {role} must be {}",
+                    article(kind.as_str()),
                     wanted.join(" or ")
                 ),
             );
@@ -286,8 +282,9 @@ impl<'n> Decoder<'n> {
                             f.path,
                             Problem::WrongFormat,
                             format!(
-                                "`{}`: `{name}` is a {kind} secret, which provides the formats {}",
+                                "`{}`: `{name}` is {} {kind} secret, which provides the formats {}",
                                 p.text,
+                                article(kind.as_str()),
                                 formats.join(", ")
                             ),
                         );
@@ -316,5 +313,14 @@ impl Default for AccessPolicy {
             update: vec![Creator],
             create_sessions: vec![Creator],
         }
+    }
+}
+
+/// "a" or "an" before a kind name (`an ascii`, `an x509`, `a binary`).
+pub(crate) fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u', 'x']) {
+        "an"
+    } else {
+        "a"
     }
 }

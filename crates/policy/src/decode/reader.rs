@@ -13,11 +13,29 @@ use crate::yaml::{Node, Value};
 pub(crate) struct Field<'n, 'p> {
     pub(crate) node: &'n Node,
     pub(crate) path: &'p FieldPath,
+    /// Where the mapping key naming this node is; `None` for list items and the root.
+    pub(crate) key_at: Option<Position>,
 }
 
-impl Field<'_, '_> {
+impl<'n, 'p> Field<'n, 'p> {
+    /// A field that no mapping key names (the root, a list item).
+    pub(crate) fn unkeyed(node: &'n Node, path: &'p FieldPath) -> Self {
+        Field {
+            node,
+            path,
+            key_at: None,
+        }
+    }
+
+    /// Where the value is.
     pub(crate) fn at(&self) -> Position {
         self.node.at
+    }
+
+    /// Where the field is named: its key, or the value for list items. Problems about a
+    /// field's presence point here; problems about its value point at the value.
+    pub(crate) fn key_or_value_at(&self) -> Position {
+        self.key_at.unwrap_or(self.node.at)
     }
 }
 
@@ -26,6 +44,7 @@ impl Field<'_, '_> {
 pub(crate) struct Item<'n> {
     pub(crate) node: &'n Node,
     pub(crate) path: FieldPath,
+    pub(crate) key_at: Option<Position>,
 }
 
 impl<'n> Item<'n> {
@@ -33,15 +52,23 @@ impl<'n> Item<'n> {
         Field {
             node: self.node,
             path: &self.path,
+            key_at: self.key_at,
         }
+    }
+
+    pub(crate) fn key_or_value_at(&self) -> Position {
+        self.field().key_or_value_at()
     }
 }
 
 /// The entries of a mapping whose keys were checked against a known set.
 #[derive(Debug)]
 pub(crate) struct Fields<'n> {
-    entries: Vec<(&'n str, &'n Node)>,
+    /// Key, where the key is, value.
+    entries: Vec<(&'n str, Position, &'n Node)>,
     pub(crate) path: FieldPath,
+    /// Where the mapping is named (its key), or where it starts: problems about missing
+    /// fields point here.
     pub(crate) at: Position,
 }
 
@@ -50,16 +77,17 @@ impl<'n> Fields<'n> {
     pub(crate) fn get(&self, key: &str) -> Option<Item<'n>> {
         self.entries
             .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, node)| Item {
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, key_at, node)| Item {
                 node,
                 path: self.path.key(key),
+                key_at: Some(*key_at),
             })
     }
 
     /// Whether `key` is present.
     pub(crate) fn has(&self, key: &str) -> bool {
-        self.entries.iter().any(|(k, _)| *k == key)
+        self.entries.iter().any(|(k, _, _)| *k == key)
     }
 }
 
@@ -125,7 +153,7 @@ impl Reader {
                 continue;
             }
             if known.contains(&key.as_str()) {
-                kept.push((key.as_str(), v));
+                kept.push((key.as_str(), k.at, v));
             } else if let Some((_, why)) = unsupported.iter().find(|(u, _)| u == key) {
                 self.report(
                     k.at,
@@ -149,7 +177,7 @@ impl Reader {
         Some(Fields {
             entries: kept,
             path: f.path.clone(),
-            at: f.at(),
+            at: f.key_or_value_at(),
         })
     }
 
@@ -282,6 +310,7 @@ impl Reader {
                     .map(|(i, node)| Item {
                         node,
                         path: f.path.index(i),
+                        key_at: None,
                     })
                     .collect(),
             ),
@@ -301,11 +330,13 @@ impl Reader {
                 .map(|(i, node)| Item {
                     node,
                     path: f.path.index(i),
+                    key_at: None,
                 })
                 .collect(),
             _ => vec![Item {
                 node: f.node,
                 path: f.path.clone(),
+                key_at: f.key_at,
             }],
         }
     }

@@ -124,7 +124,14 @@ impl<'n> Decoder<'n> {
                 continue;
             }
             let kind = scalar("kind").and_then(|(k, _)| SecretKind::from_keyword(k));
-            let key_type = scalar("key_type").and_then(|(k, _)| KeyType::from_keyword(k));
+            let generated = !entries.iter().any(|(k, _)| {
+                matches!(&k.value, Value::Scalar(k) if ["value", "import_akv", "import"].contains(&k.as_str()))
+            });
+            let key_type = match scalar("key_type") {
+                Some((k, _)) => KeyType::from_keyword(k),
+                None if generated && kind == Some(SecretKind::PrivateKey) => Some(KeyType::P256),
+                None => None,
+            };
             if kind == Some(SecretKind::AadToken) {
                 self.aad_tokens.push(name);
             }
@@ -151,7 +158,7 @@ impl<'n> Decoder<'n> {
             [_, second, ..] => {
                 let item = fields.get(second.key()).expect("present");
                 self.r.report(
-                    item.node.at,
+                    item.key_or_value_at(),
                     &item.path,
                     Problem::Conflict,
                     format!(
@@ -209,7 +216,7 @@ impl<'n> Decoder<'n> {
         if kind == Some(SecretKind::AadToken) && origin != Origin::Generated {
             let item = fields.get(origin.key()).expect("present");
             self.r.report(
-                item.node.at,
+                item.key_or_value_at(),
                 &item.path,
                 Problem::Conflict,
                 format!(
@@ -235,11 +242,12 @@ impl<'n> Decoder<'n> {
                     )
                 {
                     self.r.report(
-                        f.at(),
+                        f.key_or_value_at(),
                         f.path,
                         Problem::Conflict,
                         format!(
-                            "`export_public` publishes a public part (certificate or public key); a {k} secret has none, and publishing it would disclose the secret"
+                            "`export_public` publishes a public part (certificate or public key); {} {k} secret has none, and publishing it would disclose the secret",
+                            super::article(k.as_str())
                         ),
                     );
                 }
@@ -276,17 +284,18 @@ impl<'n> Decoder<'n> {
             {
                 let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
                 self.r.report(
-                    item.node.at,
+                    item.key_or_value_at(),
                     &item.path,
                     Problem::Conflict,
                     format!(
-                        "`{key}` does not apply to a {kind} secret (only to {})",
+                        "`{key}` does not apply to {} {kind} secret (only to {})",
+                        super::article(kind.as_str()),
                         names.join(", ")
                     ),
                 );
             } else if origin != Origin::Generated && kind != Some(SecretKind::AadToken) {
                 self.r.report(
-                    item.node.at,
+                    item.key_or_value_at(),
                     &item.path,
                     Problem::Conflict,
                     format!(
@@ -494,7 +503,7 @@ impl<'n> Decoder<'n> {
             (Some(secret), None) => {
                 if let Some(t) = fields.get("certificate_thumbprint") {
                     self.r.report(
-                        t.node.at,
+                        t.key_or_value_at(),
                         &t.path,
                         Problem::Conflict,
                         "`certificate_thumbprint` goes with `private_key`, not with `application_secret`",
@@ -519,7 +528,7 @@ impl<'n> Decoder<'n> {
             (None, Some(key)) => self.aad_certificate(fields, &key),
             (Some(_), Some(key)) => {
                 self.r.report(
-                    key.node.at,
+                    key.key_or_value_at(),
                     &key.path,
                     Problem::Conflict,
                     "an application authenticates with `application_secret` or with `private_key`, not both",
@@ -565,7 +574,7 @@ impl<'n> Decoder<'n> {
             && !t.is_rsa()
         {
             self.r.report(
-                key.node.at,
+                key.key_or_value_at(),
                 &key.path,
                 Problem::Conflict,
                 format!(

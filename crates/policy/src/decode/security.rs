@@ -65,7 +65,7 @@ impl Decoder<'_> {
         }
         if ok && principals.len() > 1 && principals.contains(&Principal::Nobody) {
             self.r.report(
-                f.at(),
+                f.key_or_value_at(),
                 f.path,
                 Problem::Conflict,
                 "`NONE` cannot be combined with other entries",
@@ -107,7 +107,7 @@ impl Decoder<'_> {
         self.r.invalid(
             f,
             format!(
-                "`{}`{hint} is not an access-policy entry: expected CREATOR, ANY, NONE, a PEM certificate or a public-key hash (64 hex digits)",
+                "`{}` is not an access-policy entry (expected CREATOR, ANY, NONE, a PEM certificate or a public-key hash of 64 hex digits){hint}",
                 shorten(trimmed)
             ),
         );
@@ -146,7 +146,7 @@ impl Decoder<'_> {
                 let f = item.field();
                 if !maa {
                     self.r.report(
-                        f.at(),
+                        f.key_or_value_at(),
                         f.path,
                         Problem::Conflict,
                         format!(
@@ -209,7 +209,7 @@ impl Decoder<'_> {
                 ) {
                     Some(Tolerance::MaaManagedTcb) if !maa => {
                         self.r.report(
-                            t.node.at,
+                            t.key_or_value_at(),
                             &t.path,
                             Problem::Conflict,
                             format!(
@@ -260,7 +260,7 @@ impl Decoder<'_> {
         let platform = fields.get("trusted_platform_keys");
         if let (Some(_), Some(p)) = (&qe, &platform) {
             self.r.report(
-                p.node.at,
+                p.key_or_value_at(),
                 &p.path,
                 Problem::Conflict,
                 "`trusted_platform_keys` and `trusted_scone_qe_pubkeys` are the same list: write only one",

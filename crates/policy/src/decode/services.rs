@@ -254,7 +254,7 @@ impl<'n> Decoder<'n> {
         let attestation = match (fields.get("mrenclaves"), fields.get("attestation")) {
             (Some(_), Some(a)) => {
                 self.r.report(
-                    a.node.at,
+                    a.key_or_value_at(),
                     &a.path,
                     Problem::Conflict,
                     "write the admitted enclaves either as `mrenclaves` (legacy) or as `attestation`, not both",
@@ -305,43 +305,49 @@ impl<'n> Decoder<'n> {
     }
 
     fn command(&mut self, f: Field<'_, '_>) -> Option<Vec<String>> {
-        let args = match &f.node.value {
-            Value::Scalar(line) => match shlex::split(line) {
-                Some(args) => args,
-                None => {
+        let mut args = Vec::new();
+        match &f.node.value {
+            Value::Scalar(line) => {
+                let Some(split) = shlex::split(line) else {
                     self.r.invalid(
                         f,
                         "cannot split the command into arguments: a quote is not closed or it ends in `\\`",
                     );
                     return None;
+                };
+                for arg in split {
+                    self.argument(f, &arg)?;
+                    args.push(arg);
                 }
-            },
+            }
             Value::Seq(_) => {
-                let mut args = Vec::new();
                 for item in self.r.list(f, "arguments")? {
-                    args.push(self.r.text(item.field())?.to_owned());
+                    let arg = self.r.text(item.field())?;
+                    self.argument(item.field(), arg)?;
+                    args.push(arg.to_owned());
                 }
-                args
             }
             _ => {
                 self.r
                     .wrong_type(f, "a command line or a list of arguments");
                 return None;
             }
-        };
-        if args.is_empty() || args[0].is_empty() {
+        }
+        if args.first().is_none_or(|program| program.is_empty()) {
             self.r
                 .invalid(f, "the command is empty: it must name a program");
             return None;
         }
-        for arg in &args {
-            if arg.contains('\0') {
-                self.r.invalid(f, "arguments must not contain NUL");
-                return None;
-            }
-            self.templated(f, arg);
-        }
         Some(args)
+    }
+
+    fn argument(&mut self, f: Field<'_, '_>, arg: &str) -> Option<()> {
+        if arg.contains('\0') {
+            self.r.invalid(f, "arguments must not contain NUL");
+            return None;
+        }
+        self.templated(f, arg);
+        Some(())
     }
 
     fn environment(&mut self, f: Field<'_, '_>) -> Option<BTreeMap<String, String>> {
@@ -383,12 +389,13 @@ impl<'n> Decoder<'n> {
             let value_field = Field {
                 node: v,
                 path: &path,
+                key_at: Some(k.at),
             };
             let value = match &v.value {
                 Value::Scalar(s) => s,
                 Value::Null => {
                     self.r.report(
-                        v.at,
+                        k.at,
                         &path,
                         Problem::WrongType,
                         "expected a string, found null (write \"\" for an empty value)",
