@@ -77,7 +77,8 @@ pub struct AuditEvent {
     /// The session's hash after a change, or the hash read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<String>,
-    /// The outcome.
+    /// The outcome (`result`, and for denials `status`, `code`, `reason`).
+    #[serde(flatten)]
     pub outcome: Outcome,
 }
 

@@ -13,7 +13,17 @@
 
 #![warn(missing_docs)]
 
+pub mod api;
+pub mod attest;
 pub mod audit;
+#[cfg(feature = "client")]
+pub mod client;
+pub mod config;
 pub mod identity;
+pub mod metrics;
+pub mod ratelimit;
 pub mod seal;
+pub mod secrets;
+pub mod server;
 pub mod store;
+pub mod tls;

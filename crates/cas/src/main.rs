@@ -1,3 +1,155 @@
-//! `custos-cas`: the CAS server.
+//! `custos-cas`: the CAS server. Configuration from a TOML file (`--config`), overridden by
+//! environment variables, overridden by flags; see `docs/cas.md`.
 
-fn main() {}
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use custos_cas::config::{Config, EvidenceMode};
+use custos_cas::server::Cas;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "custos-cas",
+    version,
+    about = "The Custos CAS: sessions, secrets, attestation"
+)]
+struct Args {
+    /// TOML configuration file.
+    #[arg(long, env = "CUSTOS_CAS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (store, master key, TLS certificate, platform key).
+    #[arg(long, env = "CUSTOS_CAS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Client API address.
+    #[arg(long, env = "CUSTOS_CAS_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// TLS certificate chain (PEM); with --tls-key. Default: generated in the data directory.
+    #[arg(long, env = "CUSTOS_CAS_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "CUSTOS_CAS_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// DNS name or IP address for a generated certificate (repeatable).
+    #[arg(long = "tls-name", env = "CUSTOS_CAS_TLS_NAMES", value_delimiter = ',')]
+    tls_names: Vec<String>,
+    /// Master key file (must exist). Default: `<data dir>/master.key`, generated when missing.
+    #[arg(long, env = "CUSTOS_CAS_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
+    /// Evidence source: `simulation` or `none`.
+    #[arg(long, env = "CUSTOS_CAS_EVIDENCE", value_parser = ["simulation", "none"])]
+    evidence: Option<String>,
+    /// Simulated platform key file. Default: `<data dir>/platform-key.pem`.
+    #[arg(long, env = "CUSTOS_CAS_PLATFORM_KEY_FILE")]
+    platform_key_file: Option<PathBuf>,
+    /// Largest request body, bytes.
+    #[arg(long, env = "CUSTOS_CAS_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Requests per second per client.
+    #[arg(long, env = "CUSTOS_CAS_RATE_LIMIT")]
+    rate_limit: Option<f64>,
+    /// Burst above the rate.
+    #[arg(long, env = "CUSTOS_CAS_RATE_BURST")]
+    rate_burst: Option<u32>,
+    /// Connections served at once.
+    #[arg(long, env = "CUSTOS_CAS_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Log filter.
+    #[arg(long, env = "CUSTOS_CAS_LOG")]
+    log: Option<String>,
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+impl Args {
+    fn into_config(self) -> Result<Config, custos_cas::config::ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        set(&mut c.data_dir, self.data_dir);
+        set(&mut c.listen, self.listen);
+        if self.tls_cert.is_some() {
+            c.tls.certificate = self.tls_cert;
+            c.tls.private_key = self.tls_key;
+        }
+        if !self.tls_names.is_empty() {
+            c.tls.names = self.tls_names;
+        }
+        if self.master_key_file.is_some() {
+            c.master_key_file = self.master_key_file;
+        }
+        if let Some(mode) = self.evidence {
+            c.evidence = if mode == "none" {
+                EvidenceMode::None
+            } else {
+                EvidenceMode::Simulation
+            };
+        }
+        if self.platform_key_file.is_some() {
+            c.platform_key_file = self.platform_key_file;
+        }
+        set(&mut c.limits.max_body_bytes, self.max_body_bytes);
+        set(&mut c.limits.requests_per_second, self.rate_limit);
+        set(&mut c.limits.burst, self.rate_burst);
+        set(&mut c.limits.max_connections, self.max_connections);
+        set(&mut c.log, self.log);
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+fn main() -> ExitCode {
+    let config = match Args::parse().into_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("custos-cas: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&config.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("custos-cas: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async {
+        let cas = match Cas::start(&config).await {
+            Ok(cas) => cas,
+            Err(e) => {
+                eprintln!("custos-cas: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        tracing::info!(
+            listen = %cas.local_addr,
+            key_hash = %cas.key_hash,
+            data_dir = %config.data_dir.display(),
+            "custos-cas client API ready"
+        );
+        tokio::select! {
+            () = cas.serve() => ExitCode::SUCCESS,
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupted: stopping");
+                ExitCode::SUCCESS
+            }
+        }
+    })
+}

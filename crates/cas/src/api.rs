@@ -1,0 +1,897 @@
+//! The client API (DESIGN §5.1): routes, access checks, and the JSON error shape
+//! `{"error": {"code", "message", "details"?}}`.
+//!
+//! Every handler sees the connection's [`Peer`]: its address and, when it presented a
+//! certificate, its [`ClientId`]. Access decisions use the stored session's access policy
+//! and its creator; a denial is answered 403, names the list that did not admit the caller,
+//! and is recorded in the audit log.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use custos_policy::{AccessPolicy, Principal, PublicKeyHash, Session};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::attest::{EvidenceSource, runtime_data};
+use crate::audit::{AuditAction, AuditEvent, Outcome};
+use crate::config::Limits;
+use crate::identity::ClientId;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::secrets::{self, ImportResolver, SecretValue, SecretValues};
+use crate::store::{SessionRecord, Store, StoreError, WriteTx};
+
+/// Who is calling: the connection's address and, with a client certificate, its identity.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The TCP peer address.
+    pub addr: SocketAddr,
+    /// SHA-256 of the client certificate's SubjectPublicKeyInfo, if one was presented.
+    pub client: Option<ClientId>,
+}
+
+/// An API error: status, stable code, message, optional details (one problem each).
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    details: Vec<String>,
+    retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: Vec::new(),
+            retry_after_secs: None,
+        }
+    }
+
+    fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+
+    fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "access_denied", message)
+    }
+
+    fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    fn internal(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, code, message)
+    }
+
+    fn response(&self) -> Response<Full<Bytes>> {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if !self.details.is_empty() {
+            error["details"] = json!(self.details);
+        }
+        let mut response = json_response(self.status, &json!({ "error": error }));
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!("{e}");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_error",
+            e.to_string(),
+        )
+    }
+}
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Access policies of stored sessions, parsed once per session hash.
+#[derive(Debug, Default)]
+struct PolicyCache {
+    by_name: Mutex<HashMap<String, (String, Arc<AccessPolicy>)>>,
+}
+
+const POLICY_CACHE_MAX: usize = 10_000;
+
+impl PolicyCache {
+    fn get(&self, record: &SessionRecord) -> Result<Arc<AccessPolicy>, ApiError> {
+        if let Some((hash, policy)) = self
+            .by_name
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&record.name)
+            && *hash == record.hash
+        {
+            return Ok(policy.clone());
+        }
+        let policy = Arc::new(parse_stored(record)?.access_policy);
+        let mut cache = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= POLICY_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(record.name.clone(), (record.hash.clone(), policy.clone()));
+        Ok(policy)
+    }
+}
+
+fn parse_stored(record: &SessionRecord) -> Result<Session, ApiError> {
+    custos_policy::parse(&record.name, &record.text).map_err(|d| {
+        tracing::error!(
+            "stored session {} no longer parses ({} problems): access denied",
+            record.name,
+            d.len()
+        );
+        ApiError::internal(
+            "stored_session_invalid",
+            format!("the stored session {} does not parse any more", record.name),
+        )
+    })
+}
+
+fn key_hash(id: ClientId) -> PublicKeyHash {
+    PublicKeyHash::from_bytes(*id.as_bytes())
+}
+
+fn admits(list: &[Principal], caller: ClientId, creator: ClientId) -> bool {
+    AccessPolicy::admits(list, &key_hash(caller), &key_hash(creator))
+}
+
+/// The client API.
+#[derive(Debug)]
+pub struct ClientApi {
+    store: Store,
+    limits: Limits,
+    limiter: RateLimiter<RateKey>,
+    evidence: Option<Arc<dyn EvidenceSource>>,
+    cas_spki: Vec<u8>,
+    cas_certificate_pem: String,
+    metrics: Arc<Metrics>,
+    policies: PolicyCache,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum RateKey {
+    Client(ClientId),
+    Address(std::net::IpAddr),
+}
+
+type HandlerResult = Result<Response<Full<Bytes>>, ApiError>;
+
+impl ClientApi {
+    /// The API over `store`, answering `/v1/attest` with `evidence` for the CAS key whose
+    /// SubjectPublicKeyInfo is `cas_spki`.
+    pub fn new(
+        store: Store,
+        limits: Limits,
+        evidence: Option<Arc<dyn EvidenceSource>>,
+        cas_spki: Vec<u8>,
+        cas_certificate_pem: String,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            limiter: RateLimiter::new(limits.requests_per_second, limits.burst),
+            limits,
+            evidence,
+            cas_spki,
+            cas_certificate_pem,
+            metrics,
+            policies: PolicyCache::default(),
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle<B>(
+        self: Arc<Self>,
+        request: Request<B>,
+        peer: Peer,
+    ) -> Result<Response<Full<Bytes>>, Infallible>
+    where
+        B: Body,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let path = request.uri().path().to_owned();
+        let route = Route::of(request.method(), &path);
+        let result = match self.rate_limit(&peer) {
+            Err(e) => Err(e),
+            Ok(()) => self.dispatch(route, request, peer).await,
+        };
+        let response = result.unwrap_or_else(|e| e.response());
+        self.metrics
+            .request(route.label(), response.status().as_u16());
+        Ok(response)
+    }
+
+    fn rate_limit(&self, peer: &Peer) -> Result<(), ApiError> {
+        let key = match peer.client {
+            Some(id) => RateKey::Client(id),
+            None => RateKey::Address(peer.addr.ip()),
+        };
+        self.limiter.check(&key, Instant::now()).map_err(|wait| {
+            self.metrics.rate_limited();
+            let secs = wait.as_secs() + 1;
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "too many requests: this CAS allows {} per second per client (burst {}); retry in {secs} s",
+                    self.limits.requests_per_second, self.limits.burst
+                ),
+            );
+            e.retry_after_secs = Some(secs);
+            e
+        })
+    }
+
+    async fn dispatch<B>(&self, route: Route<'_>, request: Request<B>, peer: Peer) -> HandlerResult
+    where
+        B: Body,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let query = request.uri().query().unwrap_or("").to_owned();
+        match route {
+            Route::Healthz => Ok(self.healthz()),
+            Route::Metrics => Ok(self.metrics_text()),
+            Route::Version => Ok(json_response(
+                StatusCode::OK,
+                &json!({"name": "custos-cas", "version": env!("CARGO_PKG_VERSION"), "api": "v1",
+                        "simulation": self.is_simulation()}),
+            )),
+            Route::Attest => self.attest(&query),
+            Route::Create => {
+                let body = self.body_text(request).await?;
+                self.create(peer, body).await
+            }
+            Route::List => self.list(peer, &query),
+            Route::Read(name) => self.read(peer, name),
+            Route::Update(name) => {
+                let name = name.to_owned();
+                let body = self.body_text(request).await?;
+                self.update(peer, name, body).await
+            }
+            Route::Values(spec) => self.values(spec),
+            Route::Audit => self.audit(peer, &query),
+            Route::MethodNotAllowed(allowed) => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!(
+                    "{} is not allowed here (allowed: {allowed})",
+                    request.method()
+                ),
+            )),
+            Route::NotFound => Err(ApiError::not_found(format!(
+                "no such endpoint: {}",
+                request.uri().path()
+            ))),
+        }
+    }
+
+    fn is_simulation(&self) -> bool {
+        self.evidence.as_ref().is_some_and(|e| e.is_simulation())
+    }
+
+    async fn body_text<B>(&self, request: Request<B>) -> Result<String, ApiError>
+    where
+        B: Body,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let max = self.limits.max_body_bytes;
+        let too_large = |size: String| {
+            self.metrics.body_too_large();
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body is {size} bytes; this CAS accepts at most {max}"),
+            )
+        };
+        if let Some(length) = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            && length > max as u64
+        {
+            return Err(too_large(length.to_string()));
+        }
+        let bytes = Limited::new(request.into_body(), max)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    too_large("more than that".into())
+                } else {
+                    ApiError::bad_request("bad_body", format!("cannot read the request body: {e}"))
+                }
+            })?
+            .to_bytes();
+        String::from_utf8(bytes.to_vec()).map_err(|e| {
+            ApiError::bad_request("bad_body", format!("the session is not UTF-8 text: {e}"))
+        })
+    }
+
+    fn require_client(&self, peer: &Peer) -> Result<ClientId, ApiError> {
+        peer.client.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "client_certificate_required",
+                "this request needs a client certificate (the caller's identity is the SHA-256 of its public key)",
+            )
+        })
+    }
+
+    fn deny(&self, action: AuditAction, session: &str, peer: &Peer, error: &ApiError) {
+        let mut event = AuditEvent::now(
+            action,
+            Outcome::Denied {
+                status: error.status.as_u16(),
+                code: error.code.into(),
+                reason: error.message.clone(),
+            },
+        );
+        event.session = Some(session.to_owned());
+        event.client = peer.client;
+        event.peer = Some(peer.addr.ip().to_string());
+        self.store.record(event);
+    }
+
+    async fn create(&self, peer: Peer, text: String) -> HandlerResult {
+        let client = self.require_client(&peer)?;
+        let session = parse_submitted(&text)?;
+        custos_policy::check_create(&session).map_err(|d| {
+            invalid(
+                "predecessor_not_allowed",
+                "a new session has no predecessor",
+                &d,
+            )
+        })?;
+        let name = session.name.to_string();
+        let session_name = name.clone();
+        let hash = session.hash.to_string();
+        let prepared = prepare_keys(&session).await?;
+        let audit_peer = peer.addr.ip().to_string();
+        let result = self
+            .store
+            .write(move |tx| {
+                if tx.session(&name)?.is_some() {
+                    return Err(ApiError::conflict(
+                        "session_exists",
+                        format!("session {name} exists: update it instead (with its hash as predecessor)"),
+                    ));
+                }
+                if let Some(parent) = session.name.parent() {
+                    let namespace = tx.session(parent.as_str())?.ok_or_else(|| {
+                        ApiError::not_found(format!(
+                            "namespace {parent} does not exist: create it first"
+                        ))
+                    })?;
+                    let policy = parse_stored(&namespace)?.access_policy;
+                    if !admits(&policy.create_sessions, client, namespace.creator) {
+                        return Err(ApiError::forbidden(format!(
+                            "namespace {parent}: create_sessions does not admit client {client}"
+                        )));
+                    }
+                }
+                let values = secrets::materialize(&session, None, &prepared, &TxImports(tx))
+                    .map_err(secret_error)?;
+                let now = crate::audit::now_ms();
+                tx.put_session(SessionRecord {
+                    name: name.clone(),
+                    hash: hash.clone(),
+                    text,
+                    creator: client,
+                    created_ms: now,
+                    updated_ms: now,
+                    revision: 1,
+                });
+                tx.put_secrets(&name, values.to_bytes());
+                tx.append_audit(AuditEvent {
+                    time_ms: now,
+                    action: AuditAction::SessionCreate,
+                    session: Some(name.clone()),
+                    client: Some(client),
+                    peer: Some(audit_peer),
+                    hash: Some(hash.clone()),
+                    outcome: Outcome::Allowed,
+                });
+                Ok((name, hash))
+            })
+            .await;
+        match result {
+            Ok((name, hash)) => {
+                tracing::info!(session = %name, %hash, %client, "session created");
+                Ok(json_response(
+                    StatusCode::CREATED,
+                    &json!({"name": name, "hash": hash}),
+                ))
+            }
+            Err(e) => {
+                if e.status == StatusCode::FORBIDDEN {
+                    self.deny(AuditAction::SessionCreate, &session_name, &peer, &e);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn update(&self, peer: Peer, path_name: String, text: String) -> HandlerResult {
+        let client = self.require_client(&peer)?;
+        let session = parse_submitted(&text)?;
+        let name = session.name.to_string();
+        if name != path_name {
+            return Err(ApiError::bad_request(
+                "name_mismatch",
+                format!("the URL names session {path_name}, the body names {name}"),
+            ));
+        }
+        let Some(predecessor) = session.predecessor else {
+            return Err(ApiError::bad_request(
+                "predecessor_required",
+                "an update must name the session version it replaces: add `predecessor: <current hash>`",
+            ));
+        };
+        // Check access and the predecessor before the (slow) key generation.
+        let (current, previous) = {
+            let read = self.store.read()?;
+            let current = read
+                .session(&name)?
+                .ok_or_else(|| ApiError::not_found(format!("session {name} does not exist")))?;
+            let previous = read.secrets(&name)?;
+            (current, previous)
+        };
+        let policy = self.policies.get(&current)?;
+        if !admits(&policy.update, client, current.creator) {
+            let e = ApiError::forbidden(format!(
+                "session {name}: its update policy does not admit client {client}"
+            ));
+            self.deny(AuditAction::SessionUpdate, &name, &peer, &e);
+            return Err(e);
+        }
+        check_predecessor(&name, &predecessor.to_string(), &current.hash)?;
+        let previous = previous
+            .map(|bytes| SecretValues::from_bytes(&bytes))
+            .transpose()
+            .map_err(secret_error)?;
+        let prepared = prepare_keys(&session).await?;
+        let hash = session.hash.to_string();
+        let audit_peer = peer.addr.ip().to_string();
+        let (name, hash) = self
+            .store
+            .write(move |tx| {
+                let current = tx
+                    .session(&name)?
+                    .ok_or_else(|| ApiError::not_found(format!("session {name} does not exist")))?;
+                // Unchanged hash: unchanged policy and values, so the checks above still hold.
+                check_predecessor(&name, &predecessor.to_string(), &current.hash)?;
+                let values =
+                    secrets::materialize(&session, previous.as_ref(), &prepared, &TxImports(tx))
+                        .map_err(secret_error)?;
+                let now = crate::audit::now_ms();
+                tx.put_session(SessionRecord {
+                    name: name.clone(),
+                    hash: hash.clone(),
+                    text,
+                    creator: current.creator,
+                    created_ms: current.created_ms,
+                    updated_ms: now,
+                    revision: current.revision + 1,
+                });
+                tx.put_secrets(&name, values.to_bytes());
+                tx.append_audit(AuditEvent {
+                    time_ms: now,
+                    action: AuditAction::SessionUpdate,
+                    session: Some(name.clone()),
+                    client: Some(client),
+                    peer: Some(audit_peer),
+                    hash: Some(hash.clone()),
+                    outcome: Outcome::Allowed,
+                });
+                Ok::<_, ApiError>((name, hash))
+            })
+            .await?;
+        tracing::info!(session = %name, %hash, %client, "session updated");
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"name": name, "hash": hash}),
+        ))
+    }
+
+    fn read(&self, peer: Peer, name: &str) -> HandlerResult {
+        let client = self.require_client(&peer)?;
+        let record = self
+            .store
+            .read()?
+            .session(name)?
+            .ok_or_else(|| ApiError::not_found(format!("session {name} does not exist")))?;
+        let policy = self.policies.get(&record)?;
+        if !admits(&policy.read, client, record.creator) {
+            let e = ApiError::forbidden(format!(
+                "session {name}: its read policy does not admit client {client}"
+            ));
+            self.deny(AuditAction::SessionRead, name, &peer, &e);
+            return Err(e);
+        }
+        let mut event = AuditEvent::now(AuditAction::SessionRead, Outcome::Allowed);
+        event.session = Some(record.name.clone());
+        event.client = Some(client);
+        event.peer = Some(peer.addr.ip().to_string());
+        event.hash = Some(record.hash.clone());
+        self.store.record(event);
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "name": record.name,
+                "hash": record.hash,
+                "session": record.text,
+                "creator": record.creator,
+                "revision": record.revision,
+                "created_ms": record.created_ms,
+                "updated_ms": record.updated_ms,
+            }),
+        ))
+    }
+
+    fn list(&self, peer: Peer, query: &str) -> HandlerResult {
+        let client = self.require_client(&peer)?;
+        let prefix = query_param(query, "prefix").unwrap_or_default();
+        let records = self.store.read()?.sessions_with_prefix(&prefix)?;
+        let mut names = Vec::new();
+        for record in &records {
+            if admits(&self.policies.get(record)?.read, client, record.creator) {
+                names.push(record.name.as_str());
+            }
+        }
+        Ok(json_response(StatusCode::OK, &json!({ "sessions": names })))
+    }
+
+    fn values(&self, spec: &str) -> HandlerResult {
+        let (mut session_name, mut secret_name) = (None, None);
+        for part in spec.split(',') {
+            match part.split_once('=') {
+                Some(("session", v)) => session_name = Some(v),
+                Some(("secret", v)) => secret_name = Some(v),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "bad_values_path",
+                        "expected /v1/values/session=NAME or /v1/values/session=NAME,secret=SECRET",
+                    ));
+                }
+            }
+        }
+        let name = session_name.ok_or_else(|| {
+            ApiError::bad_request(
+                "bad_values_path",
+                "the path names no session (session=NAME)",
+            )
+        })?;
+        let read = self.store.read()?;
+        let record = read
+            .session(name)?
+            .ok_or_else(|| ApiError::not_found(format!("session {name} does not exist")))?;
+        let session = parse_stored(&record)?;
+        let values = match read.secrets(name)? {
+            Some(bytes) => SecretValues::from_bytes(&bytes).map_err(secret_error)?,
+            None => SecretValues::default(),
+        };
+        let mut public = secrets::public_values(&session, &values);
+        if let Some(secret) = secret_name {
+            public.retain(|k, _| k == secret);
+            if public.is_empty() {
+                return Err(ApiError::not_found(format!(
+                    "session {name} has no public value {secret} (export_public)"
+                )));
+            }
+        }
+        let values: serde_json::Map<_, _> = public
+            .into_iter()
+            .map(|(k, (kind, pem))| (k, json!({"kind": kind.as_str(), "value": pem})))
+            .collect();
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"session": name, "hash": record.hash, "values": values}),
+        ))
+    }
+
+    fn attest(&self, query: &str) -> HandlerResult {
+        let nonce = query_param(query, "nonce").ok_or_else(|| {
+            ApiError::bad_request(
+                "nonce_required",
+                "give a nonce: /v1/attest?nonce=<hex, 16 to 64 bytes>",
+            )
+        })?;
+        let nonce = hex::decode(&nonce)
+            .ok()
+            .filter(|n| (16..=64).contains(&n.len()))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "bad_nonce",
+                    format!(
+                        "the nonce must be 32 to 128 hex digits (16 to 64 bytes), found {} characters",
+                        nonce.len()
+                    ),
+                )
+            })?;
+        let source = self.evidence.as_ref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_evidence",
+                "this CAS is configured without an evidence source (evidence = \"none\")",
+            )
+        })?;
+        let evidence = source
+            .evidence(&runtime_data(&self.cas_spki, &nonce))
+            .map_err(|e| ApiError::internal("evidence_failed", e.to_string()))?;
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "evidence": {
+                    "type": evidence.kind.as_str(),
+                    "quote": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&evidence.bytes),
+                },
+                "mrenclave": source.mrenclave().to_hex(),
+                "simulation": source.is_simulation(),
+                "platform_key": source.platform_public_key_pem(),
+                "certificate": self.cas_certificate_pem,
+            }),
+        ))
+    }
+
+    fn audit(&self, peer: Peer, query: &str) -> HandlerResult {
+        let client = self.require_client(&peer)?;
+        let name = query_param(query, "session").ok_or_else(|| {
+            ApiError::bad_request("session_required", "give a session: /v1/audit?session=NAME")
+        })?;
+        let number = |key: &str, default: u64| -> Result<u64, ApiError> {
+            query_param(query, key).map_or(Ok(default), |v| {
+                v.parse().map_err(|_| {
+                    ApiError::bad_request(
+                        "bad_query",
+                        format!("{key} must be a number, found {v:?}"),
+                    )
+                })
+            })
+        };
+        let after = number("after", 0)?;
+        let limit = number("limit", 100)?.clamp(1, 1000) as usize;
+        let read = self.store.read()?;
+        let record = read
+            .session(&name)?
+            .ok_or_else(|| ApiError::not_found(format!("session {name} does not exist")))?;
+        let policy = self.policies.get(&record)?;
+        if !admits(&policy.update, client, record.creator) {
+            let e = ApiError::forbidden(format!(
+                "session {name}: only clients its update policy admits may read its audit log; client {client} is not one"
+            ));
+            self.deny(AuditAction::AuditRead, &name, &peer, &e);
+            return Err(e);
+        }
+        let events = read.audit_for_session(&name, after, limit)?;
+        let mut event = AuditEvent::now(AuditAction::AuditRead, Outcome::Allowed);
+        event.session = Some(name.clone());
+        event.client = Some(client);
+        event.peer = Some(peer.addr.ip().to_string());
+        self.store.record(event);
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"session": name, "events": events}),
+        ))
+    }
+
+    fn healthz(&self) -> Response<Full<Bytes>> {
+        let store_ok = self.store.read().and_then(|r| r.session_count()).is_ok();
+        let mut warnings = Vec::new();
+        if self.is_simulation() {
+            warnings.push(
+                "SIMULATION: this CAS's evidence is simulated and proves nothing; not for production secrets",
+            );
+        }
+        let status = if store_ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        json_response(
+            status,
+            &json!({
+                "status": if store_ok { "ok" } else { "store unavailable" },
+                "simulation": self.is_simulation(),
+                "warnings": warnings,
+            }),
+        )
+    }
+
+    fn metrics_text(&self) -> Response<Full<Bytes>> {
+        let sessions = self
+            .store
+            .read()
+            .and_then(|r| r.session_count())
+            .unwrap_or(0);
+        let text = self
+            .metrics
+            .render(sessions, self.store.audit_len(), self.is_simulation());
+        let mut response = Response::new(Full::new(Bytes::from(text)));
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        response
+    }
+}
+
+fn check_predecessor(name: &str, predecessor: &str, current: &str) -> Result<(), ApiError> {
+    if predecessor == current {
+        Ok(())
+    } else {
+        Err(ApiError::conflict(
+            "predecessor_mismatch",
+            format!(
+                "session {name} changed since it was read: predecessor is {predecessor}, the current hash is {current}"
+            ),
+        ))
+    }
+}
+
+fn parse_submitted(text: &str) -> Result<Session, ApiError> {
+    custos_policy::parse("session", text)
+        .map_err(|d| invalid("invalid_session", "the session is not valid", &d))
+}
+
+fn invalid(code: &'static str, what: &str, d: &custos_policy::Diagnostics) -> ApiError {
+    let mut e = ApiError::bad_request(code, format!("{what}: {} problem(s)", d.len()));
+    e.details = d.iter().map(|d| d.to_string()).collect();
+    e
+}
+
+fn secret_error(e: secrets::SecretError) -> ApiError {
+    match e {
+        secrets::SecretError::Corrupt(_) | secrets::SecretError::Generate { .. } => {
+            tracing::error!("{e}");
+            ApiError::internal("secret_error", e.to_string())
+        }
+        secrets::SecretError::Import { .. } => ApiError::forbidden(e.to_string()),
+        secrets::SecretError::Reference { .. } => {
+            ApiError::bad_request("invalid_secret", e.to_string())
+        }
+    }
+}
+
+async fn prepare_keys(session: &Session) -> Result<secrets::PreparedKeys, ApiError> {
+    let session = session.clone();
+    tokio::task::spawn_blocking(move || secrets::prepare(&session))
+        .await
+        .map_err(|e| ApiError::internal("secret_error", e.to_string()))?
+        .map_err(secret_error)
+}
+
+/// Imports resolved against the write transaction.
+struct TxImports<'t, 'a>(&'t WriteTx<'a>);
+
+impl ImportResolver for TxImports<'_, '_> {
+    fn resolve(
+        &self,
+        importer: &Session,
+        import: &custos_policy::SessionImport,
+    ) -> Result<Option<SecretValue>, String> {
+        let name = import.session.as_str();
+        let record = self
+            .0
+            .session(name)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("session {name} does not exist"))?;
+        let exporter = custos_policy::parse(&record.name, &record.text)
+            .map_err(|_| format!("the stored session {name} does not parse"))?;
+        secrets::check_export(&exporter, &import.secret, importer, import)?;
+        let values = match self.0.secrets(name).map_err(|e| e.to_string())? {
+            Some(bytes) => SecretValues::from_bytes(&bytes).map_err(|e| e.to_string())?,
+            None => return Ok(None),
+        };
+        Ok(values.values.get(import.secret.as_str()).cloned())
+    }
+}
+
+fn query_param(query: &str, key: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Route<'p> {
+    Healthz,
+    Metrics,
+    Version,
+    Attest,
+    Create,
+    List,
+    Read(&'p str),
+    Update(&'p str),
+    Values(&'p str),
+    Audit,
+    MethodNotAllowed(&'static str),
+    NotFound,
+}
+
+impl<'p> Route<'p> {
+    fn of(method: &Method, path: &'p str) -> Self {
+        let get = |route| {
+            if method == Method::GET {
+                route
+            } else {
+                Route::MethodNotAllowed("GET")
+            }
+        };
+        match path {
+            "/healthz" => get(Route::Healthz),
+            "/metrics" => get(Route::Metrics),
+            "/v1/version" => get(Route::Version),
+            "/v1/attest" => get(Route::Attest),
+            "/v1/audit" => get(Route::Audit),
+            "/v1/sessions" => match *method {
+                Method::POST => Route::Create,
+                Method::GET => Route::List,
+                _ => Route::MethodNotAllowed("GET, POST"),
+            },
+            _ => {
+                if let Some(name) = path.strip_prefix("/v1/sessions/").filter(|n| !n.is_empty()) {
+                    match *method {
+                        Method::GET => Route::Read(name),
+                        Method::PUT => Route::Update(name),
+                        _ => Route::MethodNotAllowed("GET, PUT"),
+                    }
+                } else if let Some(spec) = path.strip_prefix("/v1/values/") {
+                    get(Route::Values(spec))
+                } else {
+                    Route::NotFound
+                }
+            }
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Route::Healthz => "healthz",
+            Route::Metrics => "metrics",
+            Route::Version => "version",
+            Route::Attest => "attest",
+            Route::Create => "session_create",
+            Route::List => "session_list",
+            Route::Read(_) => "session_read",
+            Route::Update(_) => "session_update",
+            Route::Values(_) => "values",
+            Route::Audit => "audit",
+            Route::MethodNotAllowed(_) => "method_not_allowed",
+            Route::NotFound => "not_found",
+        }
+    }
+}

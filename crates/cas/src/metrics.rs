@@ -1,0 +1,139 @@
+//! Prometheus text metrics. Counters only count requests and events: no label or value ever
+//! holds a session's content or a secret.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// The CAS's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    rate_limited: AtomicU64,
+    body_too_large: AtomicU64,
+    tls_failures: AtomicU64,
+    connections: AtomicI64,
+}
+
+impl Metrics {
+    /// Counts a request answered with `status`.
+    pub fn request(&self, route: &'static str, status: u16) {
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((route, status))
+            .or_default() += 1;
+    }
+
+    /// Counts a request refused by the rate limit.
+    pub fn rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request refused for its body size.
+    pub fn body_too_large(&self) {
+        self.body_too_large.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a failed TLS handshake.
+    pub fn tls_failure(&self) {
+        self.tls_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection opened (+1) or closed (-1).
+    pub fn connection(&self, delta: i64) {
+        self.connections.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, sessions: u64, audit_events: u64, simulation: bool) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        metric(
+            "custos_cas_sessions",
+            "gauge",
+            "Sessions stored.",
+            sessions.to_string(),
+        );
+        metric(
+            "custos_cas_audit_events",
+            "gauge",
+            "Audit events stored.",
+            audit_events.to_string(),
+        );
+        metric(
+            "custos_cas_simulation",
+            "gauge",
+            "1 when the CAS's evidence is simulated.",
+            u8::from(simulation).to_string(),
+        );
+        metric(
+            "custos_cas_rate_limited_total",
+            "counter",
+            "Requests refused with 429.",
+            self.rate_limited.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "custos_cas_body_too_large_total",
+            "counter",
+            "Requests refused with 413.",
+            self.body_too_large.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "custos_cas_tls_handshake_failures_total",
+            "counter",
+            "TLS handshakes that failed or timed out.",
+            self.tls_failures.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "custos_cas_connections",
+            "gauge",
+            "Open client connections.",
+            self.connections.load(Ordering::Relaxed).to_string(),
+        );
+        if let Some(rss) = resident_bytes() {
+            metric(
+                "custos_cas_resident_memory_bytes",
+                "gauge",
+                "Resident set size of the CAS process.",
+                rss.to_string(),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP custos_cas_requests_total Requests answered, by route and status.\n# TYPE custos_cas_requests_total counter"
+        );
+        for ((route, status), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "custos_cas_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        out
+    }
+}
+
+/// The process's resident set size, from `VmRSS` in `/proc/self/status` (Linux).
+pub fn resident_bytes() -> Option<u64> {
+    resident_bytes_of("self")
+}
+
+/// The resident set size of process `pid` (`"self"` or a number), from `/proc` (Linux).
+pub fn resident_bytes_of(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

@@ -1,0 +1,150 @@
+use super::*;
+
+struct NoImports;
+
+impl ImportResolver for NoImports {
+    fn resolve(&self, _: &Session, _: &SessionImport) -> Result<Option<SecretValue>, String> {
+        Err("no imports here".into())
+    }
+}
+
+fn session(text: &str) -> Session {
+    custos_policy::parse("test.yml", text).unwrap()
+}
+
+const ALL_KINDS: &str = r#"
+name: ns/all
+version: "0.3"
+security: { attestation: { mode: none } }
+secrets:
+  - { name: PASSWORD, kind: ascii, size: 40 }
+  - { name: BLOB, kind: binary, size: 16 }
+  - { name: K256, kind: private-key }
+  - { name: K384, kind: private-key, key_type: P-384 }
+  - { name: KED, kind: private-key, key_type: Ed25519 }
+  - { name: KRSA, kind: private-key, key_type: RSA-2048, export_public: true }
+  - { name: ROOT, kind: x509-ca, common_name: "Test Root" }
+  - name: INTER
+    kind: x509-ca
+    issuer: ROOT
+    common_name: Test Intermediate
+  - name: SERVER
+    kind: x509
+    private_key: K256
+    issuer: INTER
+    common_name: api.example
+    dns: [api.example, localhost]
+    valid_for: 30 days
+    endpoint: server
+    export_public: true
+"#;
+
+#[test]
+fn every_kind_is_generated_and_chains_verify() {
+    let s = session(ALL_KINDS);
+    let prepared = prepare(&s).unwrap();
+    let values = materialize(&s, None, &prepared, &NoImports).unwrap();
+    let Some(SecretValue::Ascii { value }) = values.values.get("PASSWORD") else {
+        panic!("no ascii")
+    };
+    assert_eq!(value.len(), 40);
+    assert!(value.bytes().all(|b| b.is_ascii_alphanumeric()));
+    let Some(SecretValue::Binary { value }) = values.values.get("BLOB") else {
+        panic!("no binary")
+    };
+    assert_eq!(value.len(), 16);
+    for (name, key_type) in [
+        ("K256", "P-256"),
+        ("K384", "P-384"),
+        ("KED", "Ed25519"),
+        ("KRSA", "RSA-2048"),
+    ] {
+        match values.values.get(name) {
+            Some(SecretValue::PrivateKey { key_type: t, pkcs8 }) => {
+                assert_eq!(t, key_type);
+                KeyPair::try_from(pkcs8.as_slice()).unwrap();
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    let Some(SecretValue::Certificate {
+        ca: false,
+        der,
+        chain,
+        pkcs8,
+    }) = values.values.get("SERVER")
+    else {
+        panic!("no server certificate")
+    };
+    assert_eq!(chain.len(), 2, "intermediate and root");
+    let Some(SecretValue::PrivateKey { pkcs8: k256, .. }) = values.values.get("K256") else {
+        panic!()
+    };
+    assert_eq!(pkcs8, k256, "the certificate holds the named key");
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    let (_, inter) = x509_parser::parse_x509_certificate(&chain[0]).unwrap();
+    let (_, root) = x509_parser::parse_x509_certificate(&chain[1]).unwrap();
+    cert.verify_signature(Some(inter.public_key())).unwrap();
+    inter.verify_signature(Some(root.public_key())).unwrap();
+    root.verify_signature(None).unwrap();
+    assert_eq!(cert.issuer(), inter.subject());
+    assert!(cert.subject().to_string().contains("api.example"));
+    let validity = cert.validity().time_to_expiration().unwrap();
+    assert!(validity.whole_days() >= 29 && validity.whole_days() <= 30);
+    let sans = cert.subject_alternative_name().unwrap().unwrap();
+    assert_eq!(sans.value.general_names.len(), 2);
+    assert!(inter.is_ca() && root.is_ca() && !cert.is_ca());
+
+    let public = public_values(&s, &values);
+    assert_eq!(public.keys().collect::<Vec<_>>(), ["KRSA", "SERVER"]);
+    assert!(public["KRSA"].1.starts_with("-----BEGIN PUBLIC KEY-----"));
+    assert!(
+        public["SERVER"]
+            .1
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+    assert!(!format!("{values:?}").contains(value_text(&values)));
+}
+
+fn value_text(values: &SecretValues) -> &str {
+    match values.values.get("PASSWORD") {
+        Some(SecretValue::Ascii { value }) => value,
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn update_keeps_random_values_and_renews_keys_and_certificates() {
+    let s = session(ALL_KINDS);
+    let first = materialize(&s, None, &prepare(&s).unwrap(), &NoImports).unwrap();
+    let second = materialize(&s, Some(&first), &prepare(&s).unwrap(), &NoImports).unwrap();
+    assert_eq!(first.values["PASSWORD"], second.values["PASSWORD"]);
+    assert_eq!(first.values["BLOB"], second.values["BLOB"]);
+    assert_ne!(first.values["K256"], second.values["K256"]);
+    assert_ne!(first.values["SERVER"], second.values["SERVER"]);
+
+    // A kind change does not migrate.
+    let changed = session(&ALL_KINDS.replace(
+        "{ name: BLOB, kind: binary, size: 16 }",
+        "{ name: BLOB, kind: ascii, size: 16 }",
+    ));
+    let third = materialize(
+        &changed,
+        Some(&second),
+        &prepare(&changed).unwrap(),
+        &NoImports,
+    )
+    .unwrap();
+    assert_eq!(third.values["BLOB"].kind(), SecretKind::Ascii);
+}
+
+#[test]
+fn values_round_trip_through_bytes() {
+    let s = session(ALL_KINDS);
+    let values = materialize(&s, None, &prepare(&s).unwrap(), &NoImports).unwrap();
+    assert_eq!(
+        SecretValues::from_bytes(&values.to_bytes()).unwrap(),
+        values
+    );
+    assert!(SecretValues::from_bytes(b"{").is_err());
+}

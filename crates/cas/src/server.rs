@@ -1,0 +1,222 @@
+//! Starting the CAS: data directory, master key, store, TLS identity, evidence source, and
+//! the client API's accept loop (its own, so each request knows the peer's certificate).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use crate::api::{ClientApi, Peer};
+use crate::attest::{EvidenceSource, SimulatedPlatform};
+use crate::config::{Config, EvidenceMode};
+use crate::identity::ClientId;
+use crate::metrics::Metrics;
+use crate::seal::{KeyFile, KeyProvider, Sealer};
+use crate::store::Store;
+use crate::tls::CasIdentity;
+
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the CAS could not start. Each message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The data directory could not be created.
+    #[error("data directory {}: {source}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The master key is unavailable.
+    #[error(transparent)]
+    Seal(#[from] crate::seal::SealError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The TLS identity could not be set up.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The evidence source could not be set up.
+    #[error(transparent)]
+    Evidence(#[from] crate::attest::EvidenceError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// A started CAS, ready to serve.
+pub struct Cas {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    api: Arc<ClientApi>,
+    metrics: Arc<Metrics>,
+    max_connections: usize,
+    /// The client API's address.
+    pub local_addr: SocketAddr,
+    /// SHA-256 of the CAS certificate's public key (what clients pin).
+    pub key_hash: ClientId,
+}
+
+impl std::fmt::Debug for Cas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cas")
+            .field("local_addr", &self.local_addr)
+            .field("key_hash", &self.key_hash)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cas {
+    /// Prepares everything and binds the listener.
+    pub async fn start(config: &Config) -> Result<Self, StartError> {
+        config.validate()?;
+        create_private_dir(&config.data_dir)?;
+        let key_provider = match &config.master_key_file {
+            Some(path) => KeyFile::existing(path),
+            None => KeyFile::create_if_missing(config.master_key_path()),
+        };
+        let sealer = Sealer::new(&key_provider.master_key()?)?;
+        tracing::info!(master_key = %key_provider.describe(), "master key loaded");
+        let store = Store::open(&config.store_path(), sealer)?;
+        let identity = match (&config.tls.certificate, &config.tls.private_key) {
+            (Some(cert), Some(key)) => CasIdentity::load(cert, key)?,
+            _ => CasIdentity::load_or_generate(&config.data_dir, &config.tls.names)?,
+        };
+        let evidence: Option<Arc<dyn EvidenceSource>> = match config.evidence {
+            EvidenceMode::Simulation => {
+                let exe = std::env::current_exe().map_err(|source| StartError::DataDir {
+                    path: PathBuf::from("/proc/self/exe"),
+                    source,
+                })?;
+                let platform = SimulatedPlatform::open(&config.platform_key_path(), &exe)?;
+                tracing::warn!(
+                    mrenclave = %platform.mrenclave(),
+                    "SIMULATION: this CAS attests itself with a simulated platform key; its evidence proves nothing (not for production secrets)"
+                );
+                Some(Arc::new(platform))
+            }
+            EvidenceMode::None => {
+                tracing::warn!("no evidence source: clients cannot attest this CAS");
+                None
+            }
+        };
+        let metrics = Arc::new(Metrics::default());
+        let api = Arc::new(ClientApi::new(
+            store,
+            config.limits,
+            evidence,
+            identity.spki.clone(),
+            identity.certificate_pem.clone(),
+            metrics.clone(),
+        ));
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        Ok(Self {
+            listener,
+            acceptor: TlsAcceptor::from(crate::tls::server_config(&identity)),
+            api,
+            metrics,
+            max_connections: config.limits.max_connections,
+            local_addr,
+            key_hash: identity.key_hash(),
+        })
+    }
+
+    /// Serves the client API until the process ends.
+    pub async fn serve(self) {
+        let slots = Arc::new(Semaphore::new(self.max_connections));
+        loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (tcp, addr) = match self.listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = self.acceptor.clone();
+            let api = self.api.clone();
+            let metrics = self.metrics.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        metrics.tls_failure();
+                        tracing::debug!(%addr, "TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        metrics.tls_failure();
+                        tracing::debug!(%addr, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let client = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|certs| certs.first())
+                    .and_then(|cert| ClientId::of_certificate(cert).ok());
+                let peer = Peer { addr, client };
+                metrics.connection(1);
+                let service = service_fn(move |request| api.clone().handle(request, peer));
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT);
+                if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
+                    tracing::debug!(%addr, "connection ended: {e}");
+                }
+                metrics.connection(-1);
+            });
+        }
+    }
+}
+
+fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
+    let error = |source| StartError::DataDir {
+        path: path.to_owned(),
+        source,
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path).map_err(error)
+}

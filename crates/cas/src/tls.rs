@@ -1,0 +1,220 @@
+//! The CAS's TLS identity and its server configuration.
+//!
+//! The CAS certificate is generated on first start (self-signed, P-256) and kept in the
+//! data directory, or given by the operator. Clients do not trust it by name: `custos cas
+//! attest` pins its key after verifying the CAS's evidence, which binds that key. The same
+//! certificate serves the client API and (later) the enclave API.
+//!
+//! Client certificates are optional at the TLS layer (so `/v1/values`, `/v1/attest` and
+//! `/healthz` work without one) and never checked against a CA: a client is its key. The
+//! handshake still proves the client holds the certificate's private key.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
+
+use crate::identity::{ClientId, spki_of_certificate};
+
+/// Why the CAS's TLS identity could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A certificate or key file is unusable.
+    #[error(transparent)]
+    Load(#[from] custos_tls::LoadError),
+    /// Generating the certificate failed.
+    #[error("cannot generate the CAS certificate: {0}")]
+    Generate(String),
+    /// Writing the generated certificate failed.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// The CAS's certificate chain and key, and the SubjectPublicKeyInfo its evidence binds.
+#[derive(Debug)]
+pub struct CasIdentity {
+    /// The certified key for rustls.
+    pub certified: rustls::sign::CertifiedKey,
+    /// The leaf certificate's SubjectPublicKeyInfo DER.
+    pub spki: Vec<u8>,
+    /// The leaf certificate, PEM.
+    pub certificate_pem: String,
+}
+
+impl CasIdentity {
+    /// SHA-256 of the certificate's public key: what clients pin.
+    pub fn key_hash(&self) -> ClientId {
+        ClientId::of_spki(&self.spki)
+    }
+
+    /// Loads `cert`/`key`.
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let certified = custos_tls::load_certified_key(cert, key)?;
+        Self::from_certified(cert, certified)
+    }
+
+    fn from_certified(
+        cert_path: &Path,
+        certified: rustls::sign::CertifiedKey,
+    ) -> Result<Self, TlsError> {
+        let leaf = certified.cert.first().ok_or_else(|| {
+            TlsError::Load(custos_tls::LoadError::NoCertificate {
+                path: cert_path.to_owned(),
+            })
+        })?;
+        let spki = spki_of_certificate(leaf)
+            .map_err(|e| {
+                TlsError::Load(custos_tls::LoadError::BadCertificate {
+                    path: cert_path.to_owned(),
+                    reason: e.to_string(),
+                })
+            })?
+            .to_vec();
+        let certificate_pem = crate::secrets::pem("CERTIFICATE", leaf);
+        Ok(Self {
+            certified,
+            spki,
+            certificate_pem,
+        })
+    }
+
+    /// Loads `dir/cas.crt` and `dir/cas.key`, generating them first (with `names` as DNS
+    /// names or IP addresses) when neither exists.
+    pub fn load_or_generate(dir: &Path, names: &[String]) -> Result<Self, TlsError> {
+        let cert = dir.join("cas.crt");
+        let key = dir.join("cas.key");
+        if !cert.exists() && !key.exists() {
+            generate(&cert, &key, names)?;
+        }
+        Self::load(&cert, &key)
+    }
+}
+
+fn generate(cert_path: &Path, key_path: &Path, names: &[String]) -> Result<(), TlsError> {
+    let error = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(error)?;
+    let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(error)?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "custos-cas");
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - std::time::Duration::from_secs(3600);
+    params.not_after = now + std::time::Duration::from_secs(20 * 365 * 24 * 3600);
+    let cert = params.self_signed(&key).map_err(error)?;
+    write_file(key_path, key.serialize_pem().as_bytes(), 0o600)?;
+    write_file(cert_path, cert.pem().as_bytes(), 0o644)
+}
+
+fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<(), TlsError> {
+    use std::io::Write;
+    let error = |source| TlsError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    let mut file = options.open(path).map_err(error)?;
+    file.write_all(content)
+        .and_then(|()| file.sync_all())
+        .map_err(error)?;
+    if let Some(dir) = path.parent() {
+        crate::seal::sync_dir(dir).map_err(error)?;
+    }
+    Ok(())
+}
+
+/// The TLS server configuration of the client API: the CAS certificate, HTTP/2 and
+/// HTTP/1.1, and optional client certificates identified by their key.
+pub fn server_config(identity: &CasIdentity) -> Arc<ServerConfig> {
+    let provider = custos_tls::provider();
+    let verifier = Arc::new(AnyClientKey {
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the aws-lc-rs provider supports the default protocol versions")
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(SingleCert(Arc::new(identity.certified.clone()))));
+    config.alpn_protocols = custos_tls::ALPN_H2_HTTP11
+        .iter()
+        .map(|p| p.to_vec())
+        .collect();
+    Arc::new(config)
+}
+
+#[derive(Debug)]
+struct SingleCert(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for SingleCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+/// Accepts any well-formed client certificate: identity is the key, proven by the
+/// handshake signature, which is verified.
+#[derive(Debug)]
+struct AnyClientKey {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for AnyClientKey {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        spki_of_certificate(end_entity)
+            .map(|_| ClientCertVerified::assertion())
+            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
