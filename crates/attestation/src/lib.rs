@@ -17,7 +17,11 @@
 //! - [`quote`] and [`oe`]: parsers for SGX ECDSA quotes (v3, v4 with an SGX body) and Open
 //!   Enclave reports; [`sim`]: the simulated quote format, platform keys, its verifier.
 //! - [`Verifier`]: the one trait every evidence verifier implements, with its security
-//!   contract; [`Verifiers`] dispatches by [`EvidenceKind`].
+//!   contract; [`Verifiers`] dispatches by [`EvidenceKind`]. Verifiers: [`sim::SimQuoteVerifier`],
+//!   [`dcap::DcapVerifier`] (collateral from a file or [`dcap::pccs`]); MAA tokens are checked by
+//!   [`maa::MaaTokenVerifier`], and the MAA service itself by [`maa::signers`].
+//! - [`policy::evaluate`]: claims against a [`policy::ServicePolicy`] → allow, or deny with
+//!   every failed check.
 
 #![warn(missing_docs)]
 #![cfg_attr(
@@ -34,6 +38,7 @@ pub mod evidence;
 pub mod maa;
 pub mod oe;
 mod pem;
+pub mod policy;
 pub mod quote;
 mod reader;
 pub mod sim;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod evidence;
 mod session;
 
 #[derive(Debug, Parser)]
@@ -22,10 +23,17 @@ enum Command {
     /// Sessions (policies): check them before uploading.
     #[command(subcommand)]
     Session(session::SessionCommand),
+    /// Evidence tools: parse and verify SGX quotes, MAA tokens, MAA signing keys.
+    #[command(subcommand)]
+    Evidence(evidence::EvidenceCommand),
+    /// Print the simulation measurement (mrenclave) of an executable: SHA-256 of its bytes, hex.
+    Mrenclave(evidence::MrenclaveArgs),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Session(command) => session::run(command),
+        Command::Evidence(command) => evidence::run(command),
+        Command::Mrenclave(args) => evidence::mrenclave(args),
     }
 }

@@ -90,7 +90,7 @@ pub fn check_signer(key: &MaaSigningKey, dcap: Option<&DcapCheck>) -> SignerRepo
             return report;
         }
     };
-    let Some((oid, evidence)) = embedded_evidence(&cert) else {
+    let Some((oid, evidence)) = evidence_in(&cert) else {
         return report;
     };
     report.enclave = true;
@@ -146,8 +146,13 @@ pub fn key_binding(spki_der: &[u8]) -> [u8; 32] {
     sha256(&pem)
 }
 
-/// The enclave evidence in a certificate's MAA extension, if any.
-fn embedded_evidence(cert: &X509Certificate<'_>) -> Option<(&'static str, Vec<u8>)> {
+/// The enclave evidence in an MAA signing certificate (DER), with the extension it came
+/// from, if it has any.
+pub fn embedded_evidence(certificate: &[u8]) -> Option<(&'static str, Vec<u8>)> {
+    evidence_in(&X509Certificate::from_der(certificate).ok()?.1)
+}
+
+fn evidence_in(cert: &X509Certificate<'_>) -> Option<(&'static str, Vec<u8>)> {
     for ext in cert.extensions() {
         let oid = ext.oid.to_id_string();
         let which = match oid.as_str() {

@@ -1,0 +1,493 @@
+//! `custos evidence …` and `custos mrenclave`, run as real processes on recorded artifacts.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../attestation/tests/data")
+        .join(name)
+}
+
+fn custos(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(args)
+        .output()
+        .expect("custos runs")
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn hex(bytes: impl AsRef<[u8]>) -> String {
+    bytes.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+const IN_WINDOW: &str = "1751328000"; // 2025-07-01, inside the recorded collateral's validity
+
+#[test]
+fn parse_quote_prints_the_fields_of_every_evidence_kind() {
+    let out = custos(&[
+        "evidence",
+        "parse-quote",
+        path(&data("maa/sgx_quote_debug.bin")),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["type"], "sgx-quote");
+    assert_eq!(
+        v["mrenclave"],
+        "292a1f4b519e46627eb2478a3d9851405653c5b4b0a6925de843834d9216850e"
+    );
+    assert_eq!(v["debug"], true);
+
+    let out = custos(&[
+        "evidence",
+        "parse-quote",
+        path(&data("maa/openenclave_report_nondebug.bin")),
+    ]);
+    assert_eq!(json(&out)["type"], "oe-report");
+    assert_eq!(json(&out)["debug"], false);
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = custos_attestation::PlatformKey::generate().unwrap();
+    let sim = key
+        .create_quote(&custos_attestation::SimReport::new(
+            custos_attestation::MrEnclave([7; 32]),
+            b"rt",
+        ))
+        .unwrap();
+    let sim_path = dir.path().join("sim");
+    std::fs::write(&sim_path, &sim).unwrap();
+    let v = json(&custos(&["evidence", "parse-quote", path(&sim_path)]));
+    assert_eq!(v["type"], "sim-quote");
+    assert_eq!(v["simulated"], true);
+    assert_eq!(
+        v["signature_data"]["platform_key_id"],
+        key.public_key().id().to_hex()
+    );
+
+    let bad = dir.path().join("bad");
+    std::fs::write(&bad, &sim[..100]).unwrap();
+    let out = custos(&["evidence", "parse-quote", path(&bad)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("header and report body at offset 0: needs 432 bytes, 100 left"),
+        "{}",
+        stderr(&out)
+    );
+    let out = custos(&["evidence", "parse-quote", "/nonexistent"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn verify_quote_prints_the_tcb_status_and_identity() {
+    let quote = data("dcap/sgx_quote");
+    let collateral = data("dcap/sgx_quote_collateral.json");
+    let out = custos(&[
+        "evidence",
+        "verify-quote",
+        path(&quote),
+        "--collateral",
+        path(&collateral),
+        "--at",
+        IN_WINDOW,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["tcb_status"], "ConfigurationAndSWHardeningNeeded");
+    assert_eq!(
+        v["advisory_ids"],
+        serde_json::json!(["INTEL-SA-00289", "INTEL-SA-00615"])
+    );
+    assert!(v["mrenclave"].as_str().unwrap().starts_with("33d8736d"));
+    assert_eq!(v["isvprodid"], 0);
+    assert_eq!(v["debug"], false);
+    assert!(
+        v["report_data"]
+            .as_str()
+            .unwrap()
+            .starts_with(&hex("Hello, world!"))
+    );
+    for key in [
+        "tcb_status",
+        "advisory_ids",
+        "mrenclave",
+        "mrsigner",
+        "isvprodid",
+        "isvsvn",
+        "debug",
+        "report_data",
+    ] {
+        assert!(v.get(key).is_some(), "{key}");
+    }
+}
+
+#[test]
+fn verify_quote_rejections_exit_1_and_bad_input_exits_2() {
+    let quote = data("dcap/sgx_quote");
+    let collateral = data("dcap/sgx_quote_collateral.json");
+    // Expired collateral.
+    let out = custos(&[
+        "evidence",
+        "verify-quote",
+        path(&quote),
+        "--collateral",
+        path(&collateral),
+        "--at",
+        "1800000000",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "collateral tcb_info is valid from 2025-06-19T10:56:11Z until 2025-07-19T10:56:11Z, not at 2027-01-15T08:00:00Z\n"
+    );
+    // Another root.
+    let test_root = data("dcap-intel-test-pki/trustedRootCaCert.pem");
+    let out = custos(&[
+        "evidence",
+        "verify-quote",
+        path(&quote),
+        "--collateral",
+        path(&collateral),
+        "--root-ca",
+        path(&test_root),
+        "--at",
+        IN_WINDOW,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // A quote from another platform.
+    let other = data("maa/sgx_quote_debug.bin");
+    let out = custos(&[
+        "evidence",
+        "verify-quote",
+        path(&other),
+        "--collateral",
+        path(&collateral),
+        "--at",
+        IN_WINDOW,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("Fmspc mismatch"), "{}", stderr(&out));
+    // No collateral, unreadable collateral, a root that is not a certificate.
+    assert_eq!(
+        custos(&["evidence", "verify-quote", path(&quote)])
+            .status
+            .code(),
+        Some(2)
+    );
+    let out = custos(&[
+        "evidence",
+        "verify-quote",
+        path(&quote),
+        "--collateral",
+        path(&quote),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not QuoteCollateralV3 JSON"),
+        "{}",
+        stderr(&out)
+    );
+    let out = custos(&[
+        "evidence",
+        "verify-quote",
+        path(&quote),
+        "--collateral",
+        path(&collateral),
+        "--root-ca",
+        path(&quote),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    // Both collateral sources at once is a usage error.
+    let out = custos(&[
+        "evidence",
+        "verify-quote",
+        path(&quote),
+        "--collateral",
+        path(&collateral),
+        "--pccs",
+        "https://x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// The JWKS and the token of a recording, written to files.
+fn recording(dir: &Path, name: &str) -> (PathBuf, PathBuf, u64) {
+    let rec: Value =
+        serde_json::from_slice(&std::fs::read(data(&format!("maa/recordings/{name}"))).unwrap())
+            .unwrap();
+    let calls = rec["networkCallRecords"].as_array().unwrap();
+    let jwks = dir.join("jwks.json");
+    std::fs::write(&jwks, calls[0]["Response"]["BODY"].as_str().unwrap()).unwrap();
+    let body: Value = serde_json::from_str(calls[1]["Response"]["BODY"].as_str().unwrap()).unwrap();
+    let token = body["token"].as_str().unwrap().to_owned();
+    let payload: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            token.split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let token_path = dir.join("token.jwt");
+    std::fs::write(&token_path, format!("{token}\n")).unwrap();
+    (token_path, jwks, payload["iat"].as_u64().unwrap())
+}
+
+#[test]
+fn verify_maa_token_prints_the_claims_and_rejects_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, jwks, iat) = recording(
+        dir.path(),
+        "Attestation-AttestationTests.AttestWithRuntimeData-OpenEnclave_Isolated.json",
+    );
+    let iat = iat.to_string();
+    let issuer = "https://cplarryoattestationiso.wus.attest.azure.net";
+    let out = custos(&[
+        "evidence",
+        "verify-maa-token",
+        path(&token),
+        "--jwks",
+        path(&jwks),
+        "--issuer",
+        issuer,
+        "--at",
+        &iat,
+        "--runtime-data",
+        path(&data("maa/runtime_data.bin")),
+        "--evidence",
+        path(&data("maa/openenclave_report_debug.bin")),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["issuer"], issuer);
+    assert_eq!(v["attestation_type"], "sgx");
+    assert_eq!(
+        v["mrenclave"],
+        "292a1f4b519e46627eb2478a3d9851405653c5b4b0a6925de843834d9216850e"
+    );
+    assert_eq!(
+        v["mrsigner"],
+        "4aea5f9a0ed04b11f889aadfe6a1d376213a29a95a85ce7337ae6f7fece6610c"
+    );
+    assert_eq!(
+        (
+            v["isvprodid"].as_u64(),
+            v["isvsvn"].as_u64(),
+            v["debug"].as_bool()
+        ),
+        (Some(1), Some(1), Some(true))
+    );
+    assert_eq!(v["report_data"].as_str().unwrap().len(), 128);
+
+    // Wrong issuer, expired, other evidence: exit 1 with the reason.
+    let out = custos(&[
+        "evidence",
+        "verify-maa-token",
+        path(&token),
+        "--jwks",
+        path(&jwks),
+        "--issuer",
+        "https://evil",
+        "--at",
+        &iat,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!("token issuer: expected \"https://evil\", found \"{issuer}\"\n")
+    );
+    let late = (iat.parse::<u64>().unwrap() + 9 * 3600).to_string();
+    let out = custos(&[
+        "evidence",
+        "verify-maa-token",
+        path(&token),
+        "--jwks",
+        path(&jwks),
+        "--issuer",
+        issuer,
+        "--at",
+        &late,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("token expired at 2022-"),
+        "{}",
+        stderr(&out)
+    );
+    let out = custos(&[
+        "evidence",
+        "verify-maa-token",
+        path(&token),
+        "--jwks",
+        path(&jwks),
+        "--issuer",
+        issuer,
+        "--at",
+        &iat,
+        "--evidence",
+        path(&data("maa/sgx_quote_debug.bin")),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("quotehash"), "{}", stderr(&out));
+
+    // A flipped signature byte.
+    let text = std::fs::read_to_string(&token).unwrap();
+    let mut bytes = text.trim().as_bytes().to_vec();
+    let i = bytes.len() - 10;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    std::fs::write(&token, &bytes).unwrap();
+    let out = custos(&[
+        "evidence",
+        "verify-maa-token",
+        path(&token),
+        "--jwks",
+        path(&jwks),
+        "--issuer",
+        issuer,
+        "--at",
+        &iat,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("token signature does not verify"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A JWKS that is not one: bad input.
+    let out = custos(&[
+        "evidence",
+        "verify-maa-token",
+        path(&token),
+        "--jwks",
+        path(&token),
+        "--at",
+        &iat,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn draft_policy_tokens_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, jwks, iat) = recording(
+        dir.path(),
+        "Attestation-AttestationTests.AttestWithDraftPolicy-SgxEnclave_Shared.json",
+    );
+    let out = custos(&[
+        "evidence",
+        "verify-maa-token",
+        path(&token),
+        "--jwks",
+        path(&jwks),
+        "--at",
+        &iat.to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).ends_with("token alg: expected RS256, found \"none\"\n"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn maa_signers_prints_one_object_per_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, jwks, _) = recording(
+        dir.path(),
+        "Attestation-AttestationTests.SimpleAttest-SgxEnclave_Aad.json",
+    );
+    let out = custos(&["evidence", "maa-signers", path(&jwks)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for v in &lines {
+        for key in [
+            "kid",
+            "enclave",
+            "binding_ok",
+            "mrenclave",
+            "mrsigner",
+            "debug",
+        ] {
+            assert!(v.get(key).is_some(), "{key} in {v}");
+        }
+    }
+    let enclave: Vec<_> = lines.iter().filter(|v| v["enclave"] == true).collect();
+    assert_eq!(enclave.len(), 1);
+    assert_eq!(enclave[0]["binding_ok"], true);
+    assert_eq!(enclave[0]["debug"], true);
+    assert_eq!(
+        enclave[0]["mrsigner"],
+        "74ba5fba208571cf99e1f7158e6536a05bbb6ce7807eef8f6a97f64a7af64b83"
+    );
+
+    // A single PEM certificate (the 2020 format, with a raw quote).
+    let out = custos(&[
+        "evidence",
+        "maa-signers",
+        path(&data("maa-signing-certs/maa.prod.uks.signing.cert.pem")),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["enclave"].as_bool(), v["binding_ok"].as_bool()),
+        (Some(true), Some(true))
+    );
+
+    // DCAP verification asked for, with collateral of another platform: rejected with the reason.
+    let out = custos(&[
+        "evidence",
+        "maa-signers",
+        path(&jwks),
+        "--collateral",
+        path(&data("dcap/sgx_quote_collateral.json")),
+        "--at",
+        IN_WINDOW,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("DCAP verification failed"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn mrenclave_is_the_sha256_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("app");
+    std::fs::write(&exe, b"#!/bin/sh\necho hello\n").unwrap();
+    let out = custos(&["mrenclave", path(&exe)]);
+    assert_eq!(out.status.code(), Some(0));
+    let expected = hex(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        b"#!/bin/sh\necho hello\n",
+    ));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("{expected}\n")
+    );
+    let out = custos(&["mrenclave", path(&dir.path().join("missing"))]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("missing"));
+}
