@@ -1,0 +1,180 @@
+//! The real `custos-las` binary: quotes it issues verify against its platform key, the key
+//! survives restarts, and bad requests get clear errors.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use custos_attestation::sim::verify_sim_quote;
+use custos_attestation::{
+    EvidenceKind, MrEnclave, PlatformPublicKey, ReportData, TrustedPlatforms,
+};
+use serde_json::{Value, json};
+
+struct Las {
+    child: Child,
+    base: String,
+    first_lines: Vec<String>,
+}
+
+impl Las {
+    fn start(data_dir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_custos-las"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut first_lines = Vec::new();
+        let addr: SocketAddr = loop {
+            let line = lines.next().expect("start-up lines").unwrap();
+            first_lines.push(line.clone());
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.split(';').next().unwrap().parse().unwrap();
+            }
+        };
+        // Keep draining the log so the process never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self {
+            child,
+            base: format!("http://{addr}"),
+            first_lines,
+        }
+    }
+
+    async fn platform_key(&self) -> PlatformPublicKey {
+        let platform: Value = reqwest::get(format!("{}/v1/platform", self.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(platform["mode"], "simulation");
+        let key = PlatformPublicKey::from_spki_pem(
+            platform["public_key_pem"].as_str().unwrap().as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(platform["key_id"], key.id().to_string());
+        key
+    }
+
+    async fn post_quote(&self, body: &Value) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}/v1/quote", self.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Las {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn issues_sim_quotes_that_verify_against_its_platform_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let las = Las::start(dir.path());
+    assert!(
+        las.first_lines.iter().any(|l| l.contains("SIMULATION")),
+        "simulation must be announced at start-up: {:?}",
+        las.first_lines
+    );
+    let health: Value = reqwest::get(format!("{}/healthz", las.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["mode"], "simulation");
+
+    let measurement = MrEnclave([0x29; 32]);
+    let report_data = ReportData::binding(b"{\"nonce\":\"n\"}");
+    let response = las
+        .post_quote(&json!({"report_data": report_data, "measurement": measurement}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "sim-quote");
+    let quote = URL_SAFE_NO_PAD
+        .decode(body["quote"].as_str().unwrap())
+        .unwrap();
+
+    let key = las.platform_key().await;
+    let trusted = TrustedPlatforms::from_ids([key.id()]);
+    let claims = verify_sim_quote(&quote, &trusted).unwrap();
+    assert_eq!(claims.mrenclave, measurement);
+    assert_eq!(claims.report_data, report_data);
+    assert_eq!(claims.evidence, EvidenceKind::SimQuote);
+    assert!(claims.debug, "simulated enclaves are always debuggable");
+
+    // Another platform's key does not vouch for it.
+    assert!(verify_sim_quote(&quote, &TrustedPlatforms::none()).is_err());
+}
+
+#[tokio::test]
+async fn the_platform_key_survives_a_restart_and_is_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Las::start(dir.path()).platform_key().await;
+    let second = Las::start(dir.path()).platform_key().await;
+    assert_eq!(first.id(), second.id());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("platform-key.pem"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    // A LAS with another data directory is another platform.
+    let other = tempfile::tempdir().unwrap();
+    assert_ne!(
+        Las::start(other.path()).platform_key().await.id(),
+        first.id()
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_are_rejected_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let las = Las::start(dir.path());
+    let good_data = "00".repeat(64);
+    let good_measurement = "11".repeat(32);
+    let cases = [
+        json!({"report_data": "00", "measurement": good_measurement}),
+        json!({"report_data": good_data, "measurement": "zz".repeat(32)}),
+        json!({"report_data": good_data}),
+        json!({"report_data": good_data, "measurement": good_measurement, "extra": 1}),
+    ];
+    for case in cases {
+        let response = las.post_quote(&case).await;
+        assert_eq!(response.status(), 422, "{case}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "bad_request", "{case}");
+        assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+    }
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/quote", las.base))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/quote", las.base))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 8192])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+}
