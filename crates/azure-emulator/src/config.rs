@@ -253,7 +253,8 @@ pub struct MaaConfig {
     pub port: u16,
     /// Lifetime of attestation tokens, in seconds (real MAA: 8 hours).
     pub token_lifetime_secs: u64,
-    /// Platform keys whose simulation quotes are accepted: SEC1 public keys, hex (P-256).
+    /// Platform keys whose simulation quotes are accepted: key ids (SHA-256 of the public
+    /// key's SubjectPublicKeyInfo, 64 hex digits, as `custos-las` prints them) or PEM public keys.
     pub trusted_platform_keys: Vec<String>,
 }
 

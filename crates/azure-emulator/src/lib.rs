@@ -96,6 +96,7 @@ pub struct Running {
     ca_file: Option<PathBuf>,
     stats: Arc<stats::Stats>,
     faults: Arc<faults::Faults>,
+    shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -233,6 +234,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         ca_file: config.ca_file.clone(),
         stats,
         faults,
+        shared,
         shutdown,
         tasks,
     })
@@ -269,6 +271,11 @@ impl Running {
     /// The request counters now.
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// Trusts one more platform key for simulation quotes at MAA.
+    pub fn trust_platform_key(&self, key: &custos_attestation::PlatformPublicKey) {
+        self.shared.maa.trust(key.id());
     }
 
     /// Replaces the fault rules.

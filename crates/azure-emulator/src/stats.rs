@@ -16,6 +16,7 @@ pub struct Stats {
     keyvault_challenges: AtomicU64,
     keyvault_reads: AtomicU64,
     maa_attestations: AtomicU64,
+    maa_key_requests: AtomicU64,
     injected_faults: AtomicU64,
 }
 
@@ -34,6 +35,8 @@ pub struct StatsSnapshot {
     pub keyvault_reads: u64,
     /// Attestation tokens MAA issued.
     pub maa_attestations: u64,
+    /// Requests for MAA's signing keys (`/certs`).
+    pub maa_key_requests: u64,
     /// Requests answered or delayed by a fault rule.
     pub injected_faults: u64,
 }
@@ -53,6 +56,8 @@ pub enum Counter {
     KeyVaultReads,
     /// See [`StatsSnapshot::maa_attestations`].
     MaaAttestations,
+    /// See [`StatsSnapshot::maa_key_requests`].
+    MaaKeyRequests,
     /// See [`StatsSnapshot::injected_faults`].
     InjectedFaults,
 }
@@ -67,6 +72,7 @@ impl Stats {
             Counter::KeyVaultChallenges => &self.keyvault_challenges,
             Counter::KeyVaultReads => &self.keyvault_reads,
             Counter::MaaAttestations => &self.maa_attestations,
+            Counter::MaaKeyRequests => &self.maa_key_requests,
             Counter::InjectedFaults => &self.injected_faults,
         };
         c.fetch_add(1, Ordering::Relaxed);
@@ -82,6 +88,7 @@ impl Stats {
             keyvault_challenges: get(&self.keyvault_challenges),
             keyvault_reads: get(&self.keyvault_reads),
             maa_attestations: get(&self.maa_attestations),
+            maa_key_requests: get(&self.maa_key_requests),
             injected_faults: get(&self.injected_faults),
         }
     }

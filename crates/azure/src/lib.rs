@@ -16,6 +16,7 @@ mod assertion;
 mod credential;
 pub mod http;
 mod keyvault;
+mod maa;
 mod pem;
 mod pkcs12;
 
@@ -26,6 +27,10 @@ pub use credential::{
 };
 pub use http::{HttpClientError, HttpOptions, Trust};
 pub use keyvault::{CertificateWithKey, KeyVault, KeyVaultError, Secret, vault_url};
+pub use maa::{
+    DEFAULT_MAA_API_VERSION, KEY_CACHE_TTL, MaaClient, MaaClientError, MaaEvidence, RuntimeData,
+    SigningKeys,
+};
 
 /// The scope of Azure Key Vault tokens.
 pub const KEY_VAULT_SCOPE: &str = "https://vault.azure.net/.default";
