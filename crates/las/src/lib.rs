@@ -25,11 +25,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use custos_attestation::sim::SimReport;
 use custos_attestation::{MrEnclave, MrSigner, PlatformKey, ReportData};
-use serde::{Deserialize, Serialize};
+use custos_protocol::las::{QuoteRequest, QuoteResponse};
 use serde_json::json;
 
 /// Requests are two hex fields; anything larger is not a quote request.
@@ -58,26 +56,6 @@ impl Las {
     }
 }
 
-/// A workload's request for evidence.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QuoteRequest {
-    /// The 64 bytes the quote must carry (Custos binds `SHA-256(runtime_data) ‖ 0^32`).
-    pub report_data: ReportData,
-    /// The workload's measurement: in simulation the SHA-256 of the executable to run.
-    pub measurement: MrEnclave,
-}
-
-/// The evidence issued for a [`QuoteRequest`].
-#[derive(Debug, Serialize, Deserialize)]
-pub struct QuoteResponse {
-    /// The evidence type (`sim-quote`).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The quote, base64url without padding.
-    pub quote: String,
-}
-
 async fn quote(
     State(las): State<Arc<Las>>,
     request: Result<Json<QuoteRequest>, JsonRejection>,
@@ -88,19 +66,39 @@ async fn quote(
             return error(rejection.status(), "bad_request", &rejection.body_text());
         }
     };
+    let (report_data, measurement) = match (
+        request.report_data.parse::<ReportData>(),
+        request.measurement.parse::<MrEnclave>(),
+    ) {
+        (Ok(report_data), Ok(measurement)) => (report_data, measurement),
+        (Err(e), _) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!("report_data: {e}"),
+            );
+        }
+        (_, Err(e)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!("measurement: {e}"),
+            );
+        }
+    };
     let report = SimReport {
-        mrenclave: request.measurement,
+        mrenclave: measurement,
         mrsigner: MrSigner([0; 32]),
         isvprodid: 0,
         isvsvn: 0,
-        report_data: request.report_data,
+        report_data,
     };
     match las.platform.create_quote(&report) {
         Ok(quote) => {
-            tracing::info!(measurement = %request.measurement, "issued a sim-quote");
+            tracing::info!(%measurement, "issued a sim-quote");
             Json(QuoteResponse {
                 kind: "sim-quote".into(),
-                quote: URL_SAFE_NO_PAD.encode(quote),
+                quote,
             })
             .into_response()
         }

@@ -149,17 +149,30 @@ async fn bad_requests_are_rejected_with_the_reason() {
     let good_data = "00".repeat(64);
     let good_measurement = "11".repeat(32);
     let cases = [
-        json!({"report_data": "00", "measurement": good_measurement}),
-        json!({"report_data": good_data, "measurement": "zz".repeat(32)}),
-        json!({"report_data": good_data}),
-        json!({"report_data": good_data, "measurement": good_measurement, "extra": 1}),
+        (
+            json!({"report_data": "00", "measurement": good_measurement}),
+            400,
+            "report_data",
+        ),
+        (
+            json!({"report_data": good_data, "measurement": "zz".repeat(32)}),
+            400,
+            "measurement",
+        ),
+        (json!({"report_data": good_data}), 422, "measurement"),
+        (
+            json!({"report_data": good_data, "measurement": good_measurement, "extra": 1}),
+            422,
+            "extra",
+        ),
     ];
-    for case in cases {
+    for (case, status, field) in cases {
         let response = las.post_quote(&case).await;
-        assert_eq!(response.status(), 422, "{case}");
+        assert_eq!(response.status(), status, "{case}");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], "bad_request", "{case}");
-        assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field), "{case}: {message}");
     }
     let response = reqwest::Client::new()
         .post(format!("{}/v1/quote", las.base))
