@@ -68,7 +68,11 @@ async fn every_acknowledged_create_survives_kill_9() {
             .send(Method::GET, &format!("/v1/sessions/{name}"), None)
             .await
             .unwrap();
-        assert_eq!(r.status, StatusCode::OK, "acknowledged create of {name} lost");
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "acknowledged create of {name} lost"
+        );
         assert_eq!(r.json()["hash"], hash.as_str());
     }
     // Every session is listed once, and the store holds no half-written session.
@@ -77,6 +81,12 @@ async fn every_acknowledged_create_survives_kill_9() {
         .unwrap()
         .len();
     assert!(listed >= acknowledged.len());
-    assert!(listed <= acknowledged.len() + 3 * WRITERS, "at most one unacknowledged create per writer and round");
-    eprintln!("{} acknowledged creates survived 3 kills; {listed} sessions stored", acknowledged.len());
+    assert!(
+        listed <= acknowledged.len() + 3 * WRITERS,
+        "at most one unacknowledged create per writer and round"
+    );
+    eprintln!(
+        "{} acknowledged creates survived 3 kills; {listed} sessions stored",
+        acknowledged.len()
+    );
 }

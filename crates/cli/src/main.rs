@@ -8,8 +8,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cas;
 mod evidence;
+mod identity;
 mod session;
+mod session_cas;
 
 #[derive(Debug, Parser)]
 #[command(name = "custos", version, about, long_about = None, propagate_version = true)]
@@ -26,6 +29,12 @@ enum Command {
     /// Evidence tools: parse and verify SGX quotes, MAA tokens, MAA signing keys.
     #[command(subcommand)]
     Evidence(evidence::EvidenceCommand),
+    /// The CAS: attest it and pin its key, list the attested ones, pick the default.
+    #[command(subcommand)]
+    Cas(cas::CasCommand),
+    /// This client's identity (its key hash, the identity the CAS sees).
+    #[command(name = "self", subcommand)]
+    SelfIdentity(identity::SelfCommand),
     /// Print the simulation measurement (mrenclave) of an executable: SHA-256 of its bytes, hex.
     Mrenclave(evidence::MrenclaveArgs),
 }
@@ -35,5 +44,7 @@ fn main() -> ExitCode {
         Command::Session(command) => session::run(command),
         Command::Evidence(command) => evidence::run(command),
         Command::Mrenclave(args) => evidence::mrenclave(args),
+        Command::Cas(command) => cas::run(command),
+        Command::SelfIdentity(command) => identity::run(command),
     }
 }

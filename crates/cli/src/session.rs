@@ -16,6 +16,14 @@ pub(crate) enum SessionCommand {
     /// Prints the session's name and hash and exits 0, or prints every problem
     /// (`FILE:LINE:COLUMN: FIELD: message`, one per line) and exits 1.
     Check(CheckArgs),
+    /// Upload a new session to the attested CAS; fails if the name exists.
+    Create(crate::session_cas::UploadArgs),
+    /// Replace a session in the CAS; `predecessor` is filled from the current hash when absent.
+    Update(crate::session_cas::UploadArgs),
+    /// Print a session stored in the CAS (as submitted).
+    Read(crate::session_cas::ReadArgs),
+    /// Check that the CAS holds exactly this session; prints its hash.
+    Verify(crate::session_cas::UploadArgs),
 }
 
 #[derive(Debug, Args)]
@@ -37,7 +45,7 @@ pub(crate) struct CheckArgs {
 }
 
 /// `VAR=VALUE` with `VAR` a template variable name.
-fn variable(arg: &str) -> Result<(String, String), String> {
+pub(crate) fn variable(arg: &str) -> Result<(String, String), String> {
     let (name, value) = arg.split_once('=').ok_or_else(|| {
         format!(
             "expected VAR=VALUE, found `{}`",
@@ -57,49 +65,17 @@ fn variable(arg: &str) -> Result<(String, String), String> {
 pub(crate) fn run(command: SessionCommand) -> ExitCode {
     match command {
         SessionCommand::Check(args) => check(args),
+        SessionCommand::Create(args) => crate::session_cas::create(args),
+        SessionCommand::Update(args) => crate::session_cas::update(args),
+        SessionCommand::Read(args) => crate::session_cas::read(args),
+        SessionCommand::Verify(args) => crate::session_cas::verify(args),
     }
 }
 
 fn check(args: CheckArgs) -> ExitCode {
-    let file_name = args.file.display().to_string();
-    let text = match read(&args.file) {
-        Ok(text) => text,
-        Err(e) => {
-            eprintln!("{file_name}: {e}");
-            return ExitCode::from(2);
-        }
-    };
-
-    let text = if args.use_env || !args.variables.is_empty() {
-        let lookup = |name: &str| {
-            args.variables
-                .iter()
-                .rev()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-                .or_else(|| args.use_env.then(|| std::env::var(name).ok()).flatten())
-        };
-        match template::expand(&text, lookup) {
-            Ok(expanded) => expanded,
-            Err(e) => {
-                for problem in &e.problems {
-                    eprintln!("{file_name}:{problem}");
-                }
-                return ExitCode::from(1);
-            }
-        }
-    } else {
-        text
-    };
-
-    let session = match custos_policy::parse(&file_name, &text) {
-        Ok(session) => session,
-        Err(diagnostics) => {
-            for d in &diagnostics {
-                eprintln!("{d}");
-            }
-            return ExitCode::from(1);
-        }
+    let (file_name, text, session) = match load(&args.file, args.use_env, &args.variables) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
 
     if args.canonical {
@@ -118,6 +94,55 @@ fn check(args: CheckArgs) -> ExitCode {
         println!("hash: {}", session.hash);
     }
     ExitCode::SUCCESS
+}
+
+/// Reads a session file, templates it (`--use-env`, `-e`) and parses it. On failure the
+/// problems are on stderr and the exit code is returned (2 unreadable, 1 invalid).
+pub(crate) fn load(
+    file: &PathBuf,
+    use_env: bool,
+    variables: &[(String, String)],
+) -> Result<(String, Zeroizing<String>, custos_policy::Session), ExitCode> {
+    let file_name = file.display().to_string();
+    let text = match read(file) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("{file_name}: {e}");
+            return Err(ExitCode::from(2));
+        }
+    };
+
+    let text = if use_env || !variables.is_empty() {
+        let lookup = |name: &str| {
+            variables
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .or_else(|| use_env.then(|| std::env::var(name).ok()).flatten())
+        };
+        match template::expand(&text, lookup) {
+            Ok(expanded) => expanded,
+            Err(e) => {
+                for problem in &e.problems {
+                    eprintln!("{file_name}:{problem}");
+                }
+                return Err(ExitCode::from(1));
+            }
+        }
+    } else {
+        text
+    };
+
+    match custos_policy::parse(&file_name, &text) {
+        Ok(session) => Ok((file_name, text, session)),
+        Err(diagnostics) => {
+            for d in &diagnostics {
+                eprintln!("{d}");
+            }
+            Err(ExitCode::from(1))
+        }
+    }
 }
 
 fn read(path: &PathBuf) -> Result<Zeroizing<String>, String> {

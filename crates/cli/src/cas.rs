@@ -1,0 +1,314 @@
+//! `custos cas attest|list|set-default`: verify a CAS's evidence and pin its key; and the
+//! connection to a pinned CAS that every other CAS command uses.
+//!
+//! The CLI never trusts a CAS it has not attested: its key must be pinned in the CLI
+//! configuration. Attesting checks the CAS's evidence binds the key it presented in this
+//! very TLS connection (`report_data[0..32] = SHA-256(SPKI ‖ nonce)` with a fresh nonce),
+//! then checks what the evidence says against the flags.
+
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use clap::{Args, Subcommand};
+use custos_attestation::claims::{EvidenceKind, MrEnclave};
+use custos_attestation::sim::{PlatformPublicKey, SimQuoteVerifier, TrustedPlatforms};
+use custos_attestation::{UnixTime, Verifier as _};
+use custos_cas::client::{CasClient, ServerTrust};
+use custos_cas::identity::ClientId;
+use hyper::{Method, StatusCode};
+
+use crate::identity::{CliConfig, PinnedCas, normalize_addr, not_attested};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CasCommand {
+    /// Verify a CAS's evidence, pin its key and make it the default CAS.
+    ///
+    /// Without testing flags, simulated evidence and debug-mode CAS instances are refused.
+    Attest(AttestArgs),
+    /// List the attested CAS instances (the default is marked `*`).
+    List,
+    /// Make an attested CAS the default.
+    SetDefault {
+        /// The CAS address (host[:port], default port 8081).
+        addr: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AttestArgs {
+    /// The CAS address: host name or IP address, with an optional port (default 8081).
+    addr: String,
+    /// An accepted MRENCLAVE of the CAS (repeatable; hex).
+    #[arg(long = "mrenclave", value_name = "H")]
+    mrenclaves: Vec<MrEnclave>,
+    /// TESTING ONLY: accept simulated evidence from any platform key and any MRENCLAVE.
+    #[arg(long)]
+    only_for_testing_trust_any: bool,
+    /// TESTING ONLY: accept a CAS whose enclave runs in debug mode (its memory is readable by the host).
+    #[arg(long)]
+    only_for_testing_debug: bool,
+    /// TESTING ONLY: do not check the CAS's signer. (Custos pins the CAS by MRENCLAVE and has no
+    /// release signer yet, so this is accepted for compatibility and changes nothing.)
+    #[arg(long)]
+    only_for_testing_ignore_signer: bool,
+    /// Tolerate an outdated TCB (hardware evidence).
+    #[arg(short = 'G')]
+    tolerate_outdated_tcb: bool,
+    /// Tolerate a TCB that needs configuration (hardware evidence).
+    #[arg(short = 'C')]
+    tolerate_configuration_needed: bool,
+    /// Tolerate a TCB that needs software hardening (hardware evidence).
+    #[arg(short = 'S')]
+    tolerate_sw_hardening_needed: bool,
+}
+
+pub(crate) fn run(command: CasCommand) -> ExitCode {
+    match command {
+        CasCommand::Attest(args) => attest(args),
+        CasCommand::List => list(),
+        CasCommand::SetDefault { addr } => set_default(&addr),
+    }
+}
+
+/// Prints each line to stderr and returns `code`.
+pub(crate) fn fail(code: u8, lines: impl IntoIterator<Item = String>) -> ExitCode {
+    for line in lines {
+        eprintln!("{line}");
+    }
+    ExitCode::from(code)
+}
+
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime starts")
+}
+
+fn attest(args: AttestArgs) -> ExitCode {
+    let addr = match normalize_addr(&args.addr) {
+        Ok(a) => a,
+        Err(e) => return fail(2, [e]),
+    };
+    let mut config = match CliConfig::load() {
+        Ok(c) => c,
+        Err(e) => return fail(2, [e]),
+    };
+    let mut nonce = [0u8; 32];
+    if aws_lc_rs::rand::fill(&mut nonce).is_err() {
+        return fail(
+            1,
+            ["cannot make a nonce: random number generator failed".to_owned()],
+        );
+    }
+    let client = match CasClient::new(&addr, None, ServerTrust::AttestationOnly) {
+        Ok(c) => c,
+        Err(e) => return fail(1, [e.to_string()]),
+    };
+    let response = match runtime().block_on(client.request(
+        Method::GET,
+        &format!("/v1/attest?nonce={}", hex::encode(nonce)),
+        None,
+    )) {
+        Ok(r) => r,
+        Err(e) => return fail(1, [e.to_string()]),
+    };
+    if response.status != StatusCode::OK {
+        return fail(
+            1,
+            [format!(
+                "CAS {addr} did not give evidence: {}",
+                error_text(&response)
+            )],
+        );
+    }
+    let body = response.json();
+    let kind = body["evidence"]["type"].as_str().unwrap_or_default();
+    let quote = match body["evidence"]["quote"].as_str().and_then(|q| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(q)
+            .ok()
+    }) {
+        Some(q) => q,
+        None => {
+            return fail(
+                1,
+                [format!(
+                    "CAS {addr}: the evidence is missing or not base64url"
+                )],
+            );
+        }
+    };
+    let mut runtime_data = response.server_spki.clone();
+    runtime_data.extend_from_slice(&nonce);
+    let key_hash = ClientId::of_spki(&response.server_spki);
+
+    let claims = match kind.parse::<EvidenceKind>() {
+        Ok(EvidenceKind::SimQuote) => {
+            if !args.only_for_testing_trust_any {
+                return fail(
+                    1,
+                    [format!(
+                        "CAS {addr} gave simulated evidence (sim-quote), which proves nothing: accept it only for testing, with --only-for-testing-trust-any"
+                    )],
+                );
+            }
+            let platform = body["platform_key"]
+                .as_str()
+                .and_then(|p| PlatformPublicKey::from_spki_pem(p.as_bytes()).ok());
+            let Some(platform) = platform else {
+                return fail(
+                    1,
+                    [format!(
+                        "CAS {addr}: simulated evidence without a usable platform key"
+                    )],
+                );
+            };
+            let verifier = SimQuoteVerifier::new(TrustedPlatforms::from_ids([platform.id()]));
+            match verifier.verify(&quote, &runtime_data, UnixTime::now()) {
+                Ok(claims) => claims,
+                Err(e) => {
+                    return fail(1, [format!("CAS {addr}: evidence rejected: {e}")]);
+                }
+            }
+        }
+        Ok(other) => {
+            return fail(
+                1,
+                [format!(
+                    "CAS {addr} gave {other} evidence; this CLI verifies only simulated CAS evidence so far (hardware CAS evidence is not supported yet)"
+                )],
+            );
+        }
+        Err(e) => return fail(1, [format!("CAS {addr}: {e}")]),
+    };
+
+    let mut problems = Vec::new();
+    if claims.debug && !args.only_for_testing_debug {
+        problems.push(format!(
+            "CAS {addr} runs in debug mode (its memory is readable by the host): accept it only for testing, with --only-for-testing-debug"
+        ));
+    }
+    if !args.mrenclaves.is_empty() && !args.mrenclaves.contains(&claims.mrenclave) {
+        let expected: Vec<_> = args.mrenclaves.iter().map(|m| m.to_hex()).collect();
+        problems.push(format!(
+            "CAS {addr} mrenclave: expected one of {}, found {}",
+            expected.join(", "),
+            claims.mrenclave
+        ));
+    }
+    if !problems.is_empty() {
+        return fail(1, problems);
+    }
+    // The signer and TCB flags apply to hardware evidence, which is refused above for now.
+    let _ = (
+        args.only_for_testing_ignore_signer,
+        args.tolerate_outdated_tcb,
+        args.tolerate_configuration_needed,
+        args.tolerate_sw_hardening_needed,
+    );
+    let pinned = PinnedCas {
+        key_hash,
+        certificate: body["certificate"].as_str().unwrap_or_default().to_owned(),
+        mrenclave: claims.mrenclave.to_hex(),
+        evidence: kind.to_owned(),
+        testing_only: true,
+        attested_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    config.pin(&addr, pinned);
+    if let Err(e) = config.save() {
+        return fail(2, [e]);
+    }
+    println!("CAS {addr} attested and pinned (default CAS)");
+    println!("key hash: {key_hash}");
+    println!("mrenclave: {}", claims.mrenclave);
+    println!("evidence: {kind} (SIMULATED, debug: accepted for testing only)");
+    ExitCode::SUCCESS
+}
+
+fn list() -> ExitCode {
+    let config = match CliConfig::load() {
+        Ok(c) => c,
+        Err(e) => return fail(2, [e]),
+    };
+    for (addr, cas) in config.all_pinned() {
+        let mark = if config.default_cas() == Some(addr.as_str()) {
+            "*"
+        } else {
+            " "
+        };
+        let testing = if cas.testing_only {
+            " testing-only"
+        } else {
+            ""
+        };
+        println!(
+            "{mark} {addr} key_hash={} mrenclave={} evidence={}{testing}",
+            cas.key_hash, cas.mrenclave, cas.evidence
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn set_default(addr: &str) -> ExitCode {
+    let addr = match normalize_addr(addr) {
+        Ok(a) => a,
+        Err(e) => return fail(2, [e]),
+    };
+    let mut config = match CliConfig::load() {
+        Ok(c) => c,
+        Err(e) => return fail(2, [e]),
+    };
+    if let Err(e) = config.set_default(&addr) {
+        return fail(1, [e]);
+    }
+    match config.save() {
+        Ok(()) => {
+            println!("default CAS: {addr}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(2, [e]),
+    }
+}
+
+/// A client of the pinned CAS `addr` (or the default CAS), with the user's identity.
+pub(crate) fn pinned_client(addr: Option<&str>) -> Result<CasClient, (u8, String)> {
+    let mut config = CliConfig::load().map_err(|e| (2, e))?;
+    let addr = match addr {
+        Some(a) => normalize_addr(a).map_err(|e| (2, e))?,
+        None => config.default_cas().map(str::to_owned).ok_or((
+            1,
+            "no CAS attested yet: run `custos cas attest ADDR` first".to_owned(),
+        ))?,
+    };
+    let pin = config
+        .pinned(&addr)
+        .ok_or_else(|| (1, not_attested(&addr)))?
+        .key_hash;
+    let identity = config.identity().map_err(|e| (2, e))?;
+    CasClient::new(&addr, Some(&identity), ServerTrust::Pinned(pin)).map_err(|e| (1, e.to_string()))
+}
+
+/// `code: message` of a CAS error answer, plus its details, as lines.
+pub(crate) fn error_lines(response: &custos_cas::client::Response) -> Vec<String> {
+    let body = response.json();
+    let mut lines = vec![error_text(response)];
+    if let Some(details) = body["error"]["details"].as_array() {
+        lines.extend(details.iter().filter_map(|d| d.as_str().map(str::to_owned)));
+    }
+    lines
+}
+
+fn error_text(response: &custos_cas::client::Response) -> String {
+    let body = response.json();
+    match (
+        body["error"]["code"].as_str(),
+        body["error"]["message"].as_str(),
+    ) {
+        (Some(code), Some(message)) => format!("{} {code}: {message}", response.status.as_u16()),
+        _ => format!("HTTP {}", response.status),
+    }
+}

@@ -1,0 +1,245 @@
+//! `custos self|cas|session create/update/read/verify` as real processes against a real CAS
+//! server (the `custos-cas` library serving on loopback in this test process).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use custos_cas::config::Config;
+use custos_cas::server::Cas;
+
+fn sample(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../policy/tests/data/sample")
+        .join(file)
+}
+
+const VARS: &[(&str, &str)] = &[
+    ("CAS_NAMESPACE", "azure-integration-777"),
+    ("PYTHON_SESSION_NAME", "demo"),
+    ("AZURE_TENANT_ID", "tenant"),
+    ("AZURE_CLIENT_ID", "client"),
+    ("AZURE_CLIENT_SECRET", "CLI-SECRET-MARKER"),
+    ("AKV_VAULT", "https://scone-sample.vault.azure.net/"),
+    ("AKV_SECRET_NAME", "sample-secret"),
+    ("AKV_CERT_SECRET_NAME", "flask"),
+    ("MAA_PROVIDER", "https://sharedcus.cus.attest.azure.net"),
+];
+
+fn start_cas(dir: &Path) -> String {
+    let config = Config {
+        data_dir: dir.to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let cas = Cas::start(&config).await.unwrap();
+            tx.send(cas.local_addr.to_string()).unwrap();
+            cas.serve().await;
+        });
+    });
+    rx.recv().unwrap()
+}
+
+fn custos(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(args)
+        .env_clear()
+        .env("CUSTOS_CLI_CONFIG", config)
+        .envs(VARS.iter().copied())
+        .output()
+        .expect("custos runs")
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap()
+}
+
+#[test]
+fn attest_then_create_update_read_verify_the_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = start_cas(&dir.path().join("cas"));
+    let alice = dir.path().join("alice.json");
+    let ns = sample("namespace.template.yml");
+    let session = sample("session.template.yml");
+    let (ns, session) = (ns.to_str().unwrap(), session.to_str().unwrap());
+
+    let id = custos(&alice, &["self", "show"]);
+    assert_eq!(code(&id), 0, "{}", err(&id));
+    let id = out(&id).trim().to_owned();
+    assert_eq!(id.len(), 64);
+    assert_eq!(
+        out(&custos(&alice, &["self", "show"])).trim(),
+        id,
+        "the identity is kept"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&alice).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    // Not attested: refused.
+    let o = custos(
+        &alice,
+        &["session", "create", "--use-env", "--cas", &addr, ns],
+    );
+    assert_eq!(code(&o), 1);
+    assert!(err(&o).contains("not attested"), "{}", err(&o));
+
+    // Simulated and debug evidence need the testing flags, and the message says which.
+    let o = custos(&alice, &["cas", "attest", &addr]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        err(&o).contains("--only-for-testing-trust-any"),
+        "{}",
+        err(&o)
+    );
+    let o = custos(
+        &alice,
+        &["cas", "attest", &addr, "--only-for-testing-trust-any"],
+    );
+    assert_eq!(code(&o), 1);
+    assert!(err(&o).contains("--only-for-testing-debug"), "{}", err(&o));
+    let wrong = "00".repeat(32);
+    let o = custos(
+        &alice,
+        &[
+            "cas",
+            "attest",
+            &addr,
+            "--only-for-testing-trust-any",
+            "--only-for-testing-debug",
+            "--mrenclave",
+            &wrong,
+        ],
+    );
+    assert_eq!(code(&o), 1);
+    assert!(
+        err(&o).contains("mrenclave: expected one of 0000"),
+        "{}",
+        err(&o)
+    );
+    let measured =
+        custos_attestation::sim::measure_executable(&std::env::current_exe().unwrap()).unwrap();
+    let o = custos(
+        &alice,
+        &[
+            "cas",
+            "attest",
+            &addr,
+            "--only-for-testing-trust-any",
+            "--only-for-testing-debug",
+            "--only-for-testing-ignore-signer",
+            "-G",
+            "-C",
+            "-S",
+            "--mrenclave",
+            &measured.to_hex(),
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(out(&o).contains("SIMULATED"));
+    let list = out(&custos(&alice, &["cas", "list"]));
+    assert!(list.starts_with(&format!("* {addr} key_hash=")), "{list}");
+
+    // The sample flow, against the default CAS.
+    let o = custos(&alice, &["session", "create", "--use-env", ns]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let o = custos(&alice, &["session", "create", "--use-env", session]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let hash1 = out(&o)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .strip_prefix("hash: ")
+        .unwrap()
+        .to_owned();
+    let o = custos(&alice, &["session", "create", "--use-env", session]);
+    assert_eq!(code(&o), 1);
+    assert!(err(&o).contains("409 session_exists"), "{}", err(&o));
+
+    let o = custos(&alice, &["session", "verify", "--use-env", session]);
+    assert_eq!(
+        (code(&o), out(&o).trim()),
+        (0, hash1.as_str()),
+        "{}",
+        err(&o)
+    );
+    let o = custos(&alice, &["session", "read", "azure-integration-777/demo"]);
+    assert_eq!(code(&o), 0);
+    assert!(out(&o).contains("name: azure-integration-777/demo"));
+
+    // Update without a predecessor: the CLI fills in the current hash.
+    let changed = dir.path().join("changed.yml");
+    let text = std::fs::read_to_string(session)
+        .unwrap()
+        .replace("pwd: /", "pwd: /app");
+    std::fs::write(&changed, text).unwrap();
+    let o = custos(
+        &alice,
+        &["session", "update", "--use-env", changed.to_str().unwrap()],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let o = custos(&alice, &["session", "verify", "--use-env", session]);
+    assert_eq!(code(&o), 1);
+    assert!(err(&o).contains("holds another version"), "{}", err(&o));
+    let o = custos(
+        &alice,
+        &[
+            "session",
+            "verify",
+            "-e",
+            "CAS_NAMESPACE=azure-integration-777",
+            "--use-env",
+            changed.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+
+    // Invalid input is refused locally (nothing uploaded); templating errors list every variable.
+    let o = custos(&alice, &["session", "create", session]);
+    assert_eq!(code(&o), 1);
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(&bad, "name: x\nversion: \"0.3\"\nservices: [\n").unwrap();
+    let o = custos(&alice, &["session", "create", bad.to_str().unwrap()]);
+    assert_eq!(code(&o), 1);
+    assert!(err(&o).contains("bad.yml:"), "{}", err(&o));
+    let o = custos(&alice, &["session", "create", "/nonexistent.yml"]);
+    assert_eq!(code(&o), 2);
+
+    // Another identity: attested too, but the session's policy excludes it.
+    let bob = dir.path().join("bob.json");
+    let o = custos(
+        &bob,
+        &[
+            "cas",
+            "attest",
+            &addr,
+            "--only-for-testing-trust-any",
+            "--only-for-testing-debug",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let o = custos(&bob, &["session", "read", "azure-integration-777/demo"]);
+    assert_eq!(code(&o), 1);
+    assert!(err(&o).contains("403 access_denied"), "{}", err(&o));
+    assert_ne!(out(&custos(&bob, &["self", "show"])).trim(), id);
+}
