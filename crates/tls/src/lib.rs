@@ -9,9 +9,18 @@
 //! It must never put key material into an error: PEM decoding details of a key file are
 //! reduced to a fixed description.
 //!
+//! It also names TLS keys the Custos way — by the SHA-256 of their SubjectPublicKeyInfo
+//! ([`KeyHash`]) — and verifies servers pinned by that hash ([`pinned_server_verifier`]).
+//!
 //! The only crypto provider is aws-lc-rs ([`provider`]).
 
 #![warn(missing_docs)]
+
+mod pin;
+
+pub use pin::{
+    BadCertificate, BadKeyHash, KeyHash, PinMismatch, pinned_server_verifier, spki_of_certificate,
+};
 
 use std::fmt;
 use std::io;

@@ -140,3 +140,83 @@ fn server_config_offers_h2_then_http11() {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     );
 }
+
+mod pinning {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// Serves one TLS connection on loopback with `key`, then connects with a client that pins
+    /// `pin`; returns the client's handshake result.
+    fn connect_pinned(key: CertifiedKey, pin: KeyHash) -> Result<(), std::io::Error> {
+        let server = Arc::new(server_config(key, &[]));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let thread = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            let connection = rustls::ServerConnection::new(server).unwrap();
+            let mut tls = rustls::StreamOwned::new(connection, tcp);
+            let mut byte = [0u8; 1];
+            if tls.read_exact(&mut byte).is_ok() {
+                let _ = tls.write_all(&byte);
+            }
+        });
+        let client = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(pinned_server_verifier(pin))
+            .with_no_client_auth();
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let connection = rustls::ClientConnection::new(Arc::new(client), name).unwrap();
+        let mut tls = rustls::StreamOwned::new(connection, TcpStream::connect(addr).unwrap());
+        let result = tls.write_all(b"x").and_then(|()| {
+            let mut byte = [0u8; 1];
+            tls.read_exact(&mut byte)
+        });
+        drop(tls);
+        thread.join().unwrap();
+        result
+    }
+
+    #[test]
+    fn the_pinned_key_is_accepted_whatever_the_name_and_another_is_refused() {
+        // The leaf is for rest-api.scone.sample and we connect to 127.0.0.1: names do not matter.
+        let key =
+            load_certified_key(&fixture("leaf-ec.crt"), &fixture("leaf-ec.sec1.key")).unwrap();
+        let pin = KeyHash::of_certificate(&key.cert[0]).unwrap();
+        connect_pinned(key, pin).unwrap();
+
+        let other =
+            load_certified_key(&fixture("leaf-rsa.crt"), &fixture("leaf-rsa.pkcs1.key")).unwrap();
+        let error = connect_pinned(other, pin).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!("expected the pinned {pin}")),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn key_hash_is_the_key_not_the_certificate() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let a = rcgen::CertificateParams::new(vec!["a".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let b = rcgen::CertificateParams::new(vec!["b".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let hash = KeyHash::of_certificate(a.der()).unwrap();
+        assert_eq!(hash, KeyHash::of_certificate(b.der()).unwrap());
+        assert_eq!(
+            hash,
+            KeyHash::of_spki(&rcgen::PublicKeyData::subject_public_key_info(&key))
+        );
+        assert_eq!(hash.to_string().parse::<KeyHash>().unwrap(), hash);
+        assert!("abc".parse::<KeyHash>().is_err());
+        assert!(KeyHash::of_certificate(&CertificateDer::from(vec![1, 2, 3])).is_err());
+    }
+}
