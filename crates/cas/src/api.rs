@@ -379,30 +379,23 @@ impl ClientApi {
         let name = session.name.to_string();
         let session_name = name.clone();
         let hash = session.hash.to_string();
+        // Cheap checks first, so nobody can make the CAS generate keys for a create that
+        // must fail; they are repeated in the write transaction, where they count.
+        {
+            let read = self.store.read()?;
+            if let Err(e) = check_create_allowed(&session, client, |n| read.session(n)) {
+                if e.status == StatusCode::FORBIDDEN {
+                    self.deny(AuditAction::SessionCreate, &session_name, &peer, &e);
+                }
+                return Err(e);
+            }
+        }
         let prepared = prepare_keys(&session).await?;
         let audit_peer = peer.addr.ip().to_string();
         let result = self
             .store
             .write(move |tx| {
-                if tx.session(&name)?.is_some() {
-                    return Err(ApiError::conflict(
-                        "session_exists",
-                        format!("session {name} exists: update it instead (with its hash as predecessor)"),
-                    ));
-                }
-                if let Some(parent) = session.name.parent() {
-                    let namespace = tx.session(parent.as_str())?.ok_or_else(|| {
-                        ApiError::not_found(format!(
-                            "namespace {parent} does not exist: create it first"
-                        ))
-                    })?;
-                    let policy = parse_stored(&namespace)?.access_policy;
-                    if !admits(&policy.create_sessions, client, namespace.creator) {
-                        return Err(ApiError::forbidden(format!(
-                            "namespace {parent}: create_sessions does not admit client {client}"
-                        )));
-                    }
-                }
+                check_create_allowed(&session, client, |n| tx.session(n))?;
                 let values = secrets::materialize(&session, None, &prepared, &TxImports(tx))
                     .map_err(secret_error)?;
                 let now = crate::audit::now_ms();
@@ -425,7 +418,7 @@ impl ClientApi {
                     hash: Some(hash.clone()),
                     outcome: Outcome::Allowed,
                 });
-                Ok((name, hash))
+                Ok::<_, ApiError>((name, hash))
             })
             .await;
         match result {
@@ -749,6 +742,36 @@ impl ClientApi {
     }
 }
 
+/// A create is allowed when the name is free and, for a session inside a namespace, the
+/// namespace exists and its `create_sessions` admits the caller.
+fn check_create_allowed(
+    session: &Session,
+    client: ClientId,
+    lookup: impl Fn(&str) -> Result<Option<SessionRecord>, StoreError>,
+) -> Result<(), ApiError> {
+    let name = &session.name;
+    if lookup(name.as_str())?.is_some() {
+        return Err(ApiError::conflict(
+            "session_exists",
+            format!("session {name} exists: update it instead (with its hash as predecessor)"),
+        ));
+    }
+    if let Some(parent) = name.parent() {
+        let namespace = lookup(parent.as_str())?.ok_or_else(|| {
+            ApiError::not_found(format!(
+                "namespace {parent} does not exist: create it first"
+            ))
+        })?;
+        let policy = parse_stored(&namespace)?.access_policy;
+        if !admits(&policy.create_sessions, client, namespace.creator) {
+            return Err(ApiError::forbidden(format!(
+                "namespace {parent}: create_sessions does not admit client {client}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn check_predecessor(name: &str, predecessor: &str, current: &str) -> Result<(), ApiError> {
     if predecessor == current {
         Ok(())
@@ -780,7 +803,7 @@ fn secret_error(e: secrets::SecretError) -> ApiError {
             ApiError::internal("secret_error", e.to_string())
         }
         secrets::SecretError::Import { .. } => ApiError::forbidden(e.to_string()),
-        secrets::SecretError::Reference { .. } => {
+        secrets::SecretError::Reference { .. } | secrets::SecretError::TooManyKeys { .. } => {
             ApiError::bad_request("invalid_secret", e.to_string())
         }
     }

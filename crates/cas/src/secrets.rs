@@ -63,6 +63,16 @@ pub enum SecretError {
         /// Why.
         reason: String,
     },
+    /// The session asks for more generated keys than one request may make.
+    #[error(
+        "the session asks for {found} generated private keys; a session may have at most {max}"
+    )]
+    TooManyKeys {
+        /// Keys asked for.
+        found: usize,
+        /// [`MAX_GENERATED_KEYS`].
+        max: usize,
+    },
     /// The stored values could not be decoded.
     #[error("stored secret values are corrupt: {0}")]
     Corrupt(String),
@@ -225,19 +235,35 @@ fn migrates(secret: &Secret, previous: Option<&SecretValue>) -> bool {
     )
 }
 
+/// Most private keys one session may have generated: key generation (RSA above all) is the
+/// one costly thing a client can ask for.
+pub const MAX_GENERATED_KEYS: usize = 64;
+
 /// Generates the private keys the session's new values need (slow for RSA): for each
 /// generated `private-key`, and for each generated `x509-ca` without `private_key`.
 pub fn prepare(session: &Session) -> Result<PreparedKeys, SecretError> {
-    let mut prepared = PreparedKeys::default();
-    for secret in &session.secrets {
-        let key_type = match &secret.source {
-            SecretSource::Generated(Generation::PrivateKey { key_type }) => *key_type,
+    let wanted: Vec<(&Secret, KeyType)> = session
+        .secrets
+        .iter()
+        .filter_map(|secret| match &secret.source {
+            SecretSource::Generated(Generation::PrivateKey { key_type }) => {
+                Some((secret, *key_type))
+            }
             SecretSource::Generated(Generation::X509Ca(CertificateRequest {
                 private_key: None,
                 ..
-            })) => KeyType::P256,
-            _ => continue,
-        };
+            })) => Some((secret, KeyType::P256)),
+            _ => None,
+        })
+        .collect();
+    if wanted.len() > MAX_GENERATED_KEYS {
+        return Err(SecretError::TooManyKeys {
+            found: wanted.len(),
+            max: MAX_GENERATED_KEYS,
+        });
+    }
+    let mut prepared = PreparedKeys::default();
+    for (secret, key_type) in wanted {
         let pkcs8 = generate_key(secret.name.as_str(), key_type)?;
         prepared
             .keys

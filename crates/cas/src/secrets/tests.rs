@@ -148,3 +148,21 @@ fn values_round_trip_through_bytes() {
     );
     assert!(SecretValues::from_bytes(b"{").is_err());
 }
+
+#[test]
+fn key_generation_per_session_is_bounded() {
+    let mut text = String::from(
+        "name: many\nversion: \"0.3\"\nsecurity: { attestation: { mode: none } }\nsecrets:\n",
+    );
+    for i in 0..=MAX_GENERATED_KEYS {
+        text.push_str(&format!("  - {{ name: K{i}, kind: private-key }}\n"));
+    }
+    let err = prepare(&session(&text)).unwrap_err();
+    assert_eq!(
+        err,
+        SecretError::TooManyKeys {
+            found: MAX_GENERATED_KEYS + 1,
+            max: MAX_GENERATED_KEYS
+        }
+    );
+}
