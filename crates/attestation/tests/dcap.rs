@@ -225,3 +225,78 @@ fn a_quote_from_another_platform_does_not_match_the_collateral() {
         .unwrap_err();
     assert!(matches!(err, DcapError::Rejected(_)), "{err}");
 }
+
+#[test]
+fn our_aws_lc_backend_agrees_with_dcap_qvl_s_rustcrypto_backend() {
+    use dcap_qvl::configs::RustCryptoConfig;
+    use dcap_qvl::verify::QuoteVerifier;
+    let collateral: Collateral =
+        serde_json::from_slice(&data("dcap/sgx_quote_collateral.json")).unwrap();
+    let reference = |quote: &[u8], root: &[u8], now: u64| {
+        QuoteVerifier::<RustCryptoConfig>::new_with_config(root.to_vec())
+            .allow_debug(true)
+            .verify(quote, &collateral, now)
+            .map(|r| (r.status, r.advisory_ids))
+    };
+    let ours = |quote: &[u8], root: RootCa, now: u64| {
+        DcapVerifier::sgx_quotes(root, recorded_collateral())
+            .verify_evidence(quote, at(now))
+            .map(|c| (c.tcb.status.as_str().to_owned(), c.tcb.advisory_ids))
+    };
+    let production = data("dcap/TrustedRootCA.der");
+    let test_root_pem = data("dcap-intel-test-pki/trustedRootCaCert.pem");
+    let test_root = RootCa::from_pem(&test_root_pem).unwrap();
+    let test_root_der = {
+        use rustls_pki_types::pem::PemObject;
+        rustls_pki_types::CertificateDer::from_pem_slice(&test_root_pem)
+            .unwrap()
+            .to_vec()
+    };
+    let quote = data("dcap/sgx_quote");
+    assert_eq!(
+        ours(&quote, RootCa::intel_production(), IN_WINDOW).unwrap(),
+        reference(&quote, &production, IN_WINDOW).unwrap()
+    );
+    // Every single-bit change in the signed part, the signatures and the QE report: both reject.
+    for offset in (0..436 + 128 + 384 + 64).step_by(37) {
+        let mut q = quote.clone();
+        q[offset] ^= 0x01;
+        let (a, b) = (
+            ours(&q, RootCa::intel_production(), IN_WINDOW),
+            reference(&q, &production, IN_WINDOW),
+        );
+        assert_eq!(a.is_ok(), b.is_ok(), "offset {offset}: {a:?} vs {b:?}");
+    }
+    assert!(ours(&quote, test_root, IN_WINDOW).is_err());
+    assert!(reference(&quote, &test_root_der, IN_WINDOW).is_err());
+}
+
+#[test]
+fn the_recorded_quote_passes_a_sample_like_policy_and_fails_a_strict_one() {
+    use custos_attestation::policy::{
+        IdentityPolicy, IgnoredAdvisories, ServicePolicy, Toleration, Tolerations, evaluate,
+    };
+    let claims = production_verifier()
+        .verify_evidence(&data("dcap/sgx_quote"), at(IN_WINDOW))
+        .unwrap();
+    let mut policy = ServicePolicy {
+        identities: vec![IdentityPolicy::mrenclave(claims.mrenclave)],
+        tolerations: Tolerations::of([
+            Toleration::Hyperthreading,
+            Toleration::SoftwareHardeningNeeded,
+        ]),
+        platforms: vec![],
+    };
+    policy.tolerations.ignore_advisories =
+        IgnoredAdvisories::from_list(["INTEL-SA-00289", "INTEL-SA-00615"]);
+    assert!(evaluate(&claims, &policy).is_allowed());
+    policy.tolerations = Tolerations::default();
+    assert_eq!(
+        evaluate(&claims, &policy).reasons(),
+        [
+            "tcb_status: expected UpToDate, or tolerate software-hardening-needed and insecure-configuration (or hyperthreading), actual ConfigurationAndSWHardeningNeeded",
+            "advisory: expected no advisory, or INTEL-SA-00289 in ignore_advisories, actual INTEL-SA-00289",
+            "advisory: expected no advisory, or INTEL-SA-00615 in ignore_advisories, actual INTEL-SA-00615",
+        ]
+    );
+}

@@ -7,7 +7,7 @@
 //! `dcap-qvl`'s [`Collateral`] (`QuoteCollateralV3`) JSON — from a file or fetched from a
 //! PCCS/THIM ([`pccs`]) into an on-disk cache.
 //!
-//! What is checked (by `dcap-qvl`, after our own strict parse): the collateral's
+//! What is checked (by `dcap-qvl` with aws-lc-rs for the signatures, after our own strict parse): the collateral's
 //! signatures and certificate chains up to the root, the CRLs, the PCK certificate chain
 //! in the quote, the QE report's signature by the PCK, the attestation key's hash in the
 //! QE report, the QE's identity, the quote's signature by the attestation key, and the
@@ -15,16 +15,17 @@
 //! so an expired collateral is reported with its dates. The result is a TCB status with
 //! Intel advisory ids; debug enclaves are verified too (the policy decides on debug).
 
+mod crypto;
 #[cfg(feature = "pccs")]
 pub mod pccs;
 
 use std::fmt;
 use std::sync::Arc;
 
-use dcap_qvl::configs::RustCryptoConfig;
 use dcap_qvl::verify::QuoteVerifier;
 use rustls_pki_types::UnixTime;
 
+use self::crypto::AwsLcConfig;
 use crate::claims::{Claims, EvidenceKind, Tcb, TcbStatus, VerifiedBy, sha256};
 use crate::error::ParseError;
 use crate::oe::OeReport;
@@ -186,10 +187,10 @@ impl PlatformId {
                 quote.certification.kind
             ))
         })?;
-        let ext = dcap_qvl::intel::parse_pck_extension_from_pem_with::<RustCryptoConfig>(pem)
+        let ext = dcap_qvl::intel::parse_pck_extension_from_pem_with::<AwsLcConfig>(pem)
             .map_err(|e| DcapError::Pck(format!("{e:#}")))?;
         let leaf = pem_leaf_der(pem)?;
-        let ca = dcap_qvl::intel::pck_ca_with::<RustCryptoConfig>(&leaf)
+        let ca = dcap_qvl::intel::pck_ca_with::<AwsLcConfig>(&leaf)
             .map_err(|e| DcapError::Pck(format!("{e:#}")))?;
         Ok(Self {
             fmspc: hex::encode_upper(ext.fmspc),
@@ -366,7 +367,7 @@ fn verify_quote(
     now: UnixTime,
 ) -> Result<Claims, DcapError> {
     CollateralValidity::of(collateral)?.check(now)?;
-    let report = QuoteVerifier::<RustCryptoConfig>::new_with_config(root.der.to_vec())
+    let report = QuoteVerifier::<AwsLcConfig>::new_with_config(root.der.to_vec())
         .allow_debug(true)
         .verify(quote_bytes, collateral, now.as_secs())
         .map_err(|e| DcapError::Rejected(format!("{e:#}")))?;
