@@ -431,12 +431,8 @@ impl Config {
             }
         }
         for (i, key) in self.maa.trusted_platform_keys.iter().enumerate() {
-            if hex::decode(key).is_err() {
-                return Err(invalid(
-                    format!("maa.trusted_platform_keys[{i}]"),
-                    "not hex".into(),
-                ));
-            }
+            crate::maa::parse_platform_key(key)
+                .map_err(|p| invalid(format!("maa.trusted_platform_keys[{i}]"), p))?;
         }
         Ok(())
     }

@@ -539,7 +539,11 @@ fn verify_assertion(
     let cert = app
         .certificates
         .iter()
-        .find(|c| if is_sha256 { c.x5t_s256 == thumbprint } else { c.x5t == thumbprint })
+        // MSAL sends the thumbprint base64url *with* padding; Entra accepts both forms.
+        .find(|c| {
+            let thumbprint = thumbprint.trim_end_matches('=');
+            if is_sha256 { c.x5t_s256 == thumbprint } else { c.x5t == thumbprint }
+        })
         .ok_or_else(|| {
             AadError::invalid_client(
                 700027,
