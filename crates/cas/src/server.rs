@@ -91,6 +91,8 @@ impl Cas {
         create_private_dir(&config.data_dir)?;
         let key_provider = match &config.master_key_file {
             Some(path) => KeyFile::existing(path),
+            // A new key only for a new store: a store without its key must not get another one.
+            None if config.store_path().exists() => KeyFile::existing(config.master_key_path()),
             None => KeyFile::create_if_missing(config.master_key_path()),
         };
         let sealer = Sealer::new(&key_provider.master_key()?)?;

@@ -477,3 +477,41 @@ async fn the_cas_attests_its_own_tls_key() {
         .unwrap_err();
     assert!(err.to_string().contains("not the pinned one"), "{err}");
 }
+
+#[test]
+fn a_store_without_its_master_key_is_refused_not_rekeyed() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(CasProcess::start(dir.path(), &[]));
+    std::fs::remove_file(dir.path().join("master.key")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_custos-cas"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("master.key") && stderr.contains("No such file"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("master.key").exists(),
+        "no new key was made"
+    );
+
+    // A bad configuration file is named, with exit code 2.
+    let config = dir.path().join("cas.toml");
+    std::fs::write(&config, "listen = 8081\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_custos-cas"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cas.toml") && stderr.contains("listen"),
+        "{stderr}"
+    );
+}
