@@ -144,12 +144,29 @@ fn main() -> ExitCode {
             data_dir = %config.data_dir.display(),
             "custos-cas client API ready"
         );
+        // Every acknowledged write is already durable: stopping needs no flush.
         tokio::select! {
             () = cas.serve() => ExitCode::SUCCESS,
-            _ = tokio::signal::ctrl_c() => {
-                tracing::info!("interrupted: stopping");
+            () = stop_signal() => {
+                tracing::info!("stop signal: stopping");
                 ExitCode::SUCCESS
             }
         }
     })
+}
+
+/// SIGINT or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -1,10 +1,17 @@
 //! Starting the CAS: data directory, master key, store, TLS identity, evidence source, and
 //! the client API's accept loop (its own, so each request knows the peer's certificate).
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -68,6 +75,8 @@ pub struct Cas {
     acceptor: TlsAcceptor,
     api: Arc<ClientApi>,
     metrics: Arc<Metrics>,
+    store: Store,
+    identity: Arc<CasIdentity>,
     max_connections: usize,
     /// The client API's address.
     pub local_addr: SocketAddr,
@@ -122,7 +131,7 @@ impl Cas {
         };
         let metrics = Arc::new(Metrics::default());
         let api = Arc::new(ClientApi::new(
-            store,
+            store.clone(),
             config.limits,
             evidence,
             identity.spki.clone(),
@@ -148,66 +157,101 @@ impl Cas {
             max_connections: config.limits.max_connections,
             local_addr,
             key_hash: identity.key_hash(),
+            store,
+            identity: Arc::new(identity),
         })
+    }
+
+    /// The store (for a second listener, e.g. the enclave API).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The CAS's TLS identity (every listener serves the same certificate).
+    pub fn identity(&self) -> &Arc<CasIdentity> {
+        &self.identity
     }
 
     /// Serves the client API until the process ends.
     pub async fn serve(self) {
-        let slots = Arc::new(Semaphore::new(self.max_connections));
-        loop {
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                return;
-            };
-            let (tcp, addr) = match self.listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+        let api = self.api;
+        let handler = move |request, peer| api.clone().handle(request, peer);
+        serve_https(
+            self.listener,
+            self.acceptor,
+            self.max_connections,
+            self.metrics,
+            handler,
+        )
+        .await;
+    }
+}
+
+/// Serves HTTPS on `listener` until the process ends: at most `max_connections` at once,
+/// each a TLS handshake (10 s at most) then HTTP/1.1 or HTTP/2; `handler` answers each
+/// request and sees the [`Peer`] (address, and the client certificate's identity if any).
+pub async fn serve_https<H, F>(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    max_connections: usize,
+    metrics: Arc<Metrics>,
+    handler: H,
+) where
+    H: Fn(Request<Incoming>, Peer) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(max_connections));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (tcp, addr) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let handler = handler.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    metrics.tls_failure();
+                    tracing::debug!(%addr, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    metrics.tls_failure();
+                    tracing::debug!(%addr, "TLS handshake timed out");
+                    return;
                 }
             };
-            let _ = tcp.set_nodelay(true);
-            let acceptor = self.acceptor.clone();
-            let api = self.api.clone();
-            let metrics = self.metrics.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-                {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        metrics.tls_failure();
-                        tracing::debug!(%addr, "TLS handshake failed: {e}");
-                        return;
-                    }
-                    Err(_) => {
-                        metrics.tls_failure();
-                        tracing::debug!(%addr, "TLS handshake timed out");
-                        return;
-                    }
-                };
-                let client = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|certs| certs.first())
-                    .and_then(|cert| ClientId::of_certificate(cert).ok());
-                let peer = Peer { addr, client };
-                metrics.connection(1);
-                let service = service_fn(move |request| api.clone().handle(request, peer));
-                let mut builder =
-                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                builder
-                    .http1()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_TIMEOUT);
-                if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
-                    tracing::debug!(%addr, "connection ended: {e}");
-                }
-                metrics.connection(-1);
-            });
-        }
+            let client = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|cert| ClientId::of_certificate(cert).ok());
+            let peer = Peer { addr, client };
+            metrics.connection(1);
+            let service = service_fn(move |request| handler(request, peer));
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
+                tracing::debug!(%addr, "connection ended: {e}");
+            }
+            metrics.connection(-1);
+        });
     }
 }
 
