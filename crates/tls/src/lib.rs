@@ -20,6 +20,7 @@ mod pin;
 
 pub use pin::{
     BadCertificate, BadKeyHash, KeyHash, PinMismatch, pinned_server_verifier, spki_of_certificate,
+    unauthenticated_server_verifier,
 };
 
 use std::fmt;

@@ -74,19 +74,30 @@ impl FromStr for KeyHash {
 /// A server verifier that accepts exactly the key `pin`, whatever the name or issuer, and
 /// still checks that the server proves possession of it in the handshake.
 pub fn pinned_server_verifier(pin: KeyHash) -> Arc<dyn ServerCertVerifier> {
-    Arc::new(PinnedServer {
-        pin,
+    Arc::new(KeyVerifier {
+        pin: Some(pin),
+        algorithms: crate::provider().signature_verification_algorithms,
+    })
+}
+
+/// A server verifier that accepts any key (checking only the handshake signature).
+///
+/// Dangerous: for a client that binds the server's key afterwards by other means (attesting
+/// the CAS, whose evidence names its key), and for simulation, where it must say so loudly.
+pub fn unauthenticated_server_verifier() -> Arc<dyn ServerCertVerifier> {
+    Arc::new(KeyVerifier {
+        pin: None,
         algorithms: crate::provider().signature_verification_algorithms,
     })
 }
 
 #[derive(Debug)]
-struct PinnedServer {
-    pin: KeyHash,
+struct KeyVerifier {
+    pin: Option<KeyHash>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for PinnedServer {
+impl ServerCertVerifier for KeyVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -98,17 +109,19 @@ impl ServerCertVerifier for PinnedServer {
         let seen = KeyHash::of_certificate(end_entity).map_err(|_| {
             rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
         })?;
-        if seen == self.pin {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            // `General` keeps the message readable where the TLS error is reported.
-            Err(rustls::Error::General(
-                PinMismatch {
-                    expected: self.pin,
-                    actual: seen,
-                }
-                .to_string(),
-            ))
+        match self.pin {
+            None => Ok(ServerCertVerified::assertion()),
+            Some(pin) if pin == seen => Ok(ServerCertVerified::assertion()),
+            Some(pin) => {
+                // `General` keeps the message readable where the TLS error is reported.
+                Err(rustls::Error::General(
+                    PinMismatch {
+                        expected: pin,
+                        actual: seen,
+                    }
+                    .to_string(),
+                ))
+            }
         }
     }
 
