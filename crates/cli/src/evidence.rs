@@ -54,15 +54,35 @@ pub(crate) struct CollateralArgs {
     pccs: Option<String>,
 }
 
+/// Options of `--pccs`.
+#[derive(Debug, Args)]
+pub(crate) struct PccsOptions {
+    /// Directory caching fetched collateral.
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "pccs",
+        conflicts_with = "collateral"
+    )]
+    cache_dir: Option<PathBuf>,
+    /// Trust only this CA (PEM) for the PCCS's TLS certificate (Intel's PCCS is often self-signed).
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "pccs",
+        conflicts_with = "collateral"
+    )]
+    pccs_ca: Option<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct VerifyQuoteArgs {
     /// The quote or OE report (binary).
     file: PathBuf,
     #[command(flatten)]
     collateral: CollateralArgs,
-    /// Directory caching fetched collateral (with --pccs).
-    #[arg(long, value_name = "DIR", requires = "pccs")]
-    cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pccs_options: PccsOptions,
     /// Trust this root CA (DER or PEM) instead of Intel's production SGX Root CA.
     #[arg(long, value_name = "DER")]
     root_ca: Option<PathBuf>,
@@ -112,6 +132,8 @@ pub(crate) struct MaaSignersArgs {
     jwks_file: PathBuf,
     #[command(flatten)]
     collateral: CollateralArgs,
+    #[command(flatten)]
+    pccs_options: PccsOptions,
     /// Trust this root CA (DER or PEM) instead of Intel's production SGX Root CA.
     #[arg(long, value_name = "DER")]
     root_ca: Option<PathBuf>,
@@ -226,7 +248,7 @@ enum Collateral {
 
 impl Collateral {
     /// `None` when neither `--collateral` nor `--pccs` was given.
-    fn from_args(args: &CollateralArgs, cache_dir: Option<&Path>) -> Result<Option<Self>, Failure> {
+    fn from_args(args: &CollateralArgs, options: &PccsOptions) -> Result<Option<Self>, Failure> {
         if let Some(path) = &args.collateral {
             let source = StaticCollateral::from_json(&read(path)?)
                 .map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?;
@@ -235,14 +257,29 @@ impl Collateral {
         let Some(url) = &args.pccs else {
             return Ok(None);
         };
-        let cache = match cache_dir {
+        let cache = match &options.cache_dir {
             Some(dir) => {
                 CollateralCache::on_disk(dir).map_err(|e| Failure::Input(e.to_string()))?
             }
             None => CollateralCache::in_memory(),
         };
-        let client = PccsClient::new(PccsConfig::new(url.clone()), Arc::new(cache))
-            .map_err(|e| Failure::Input(e.to_string()))?;
+        let mut config = PccsConfig::new(url.clone());
+        if let Some(path) = &options.pccs_ca {
+            use rustls_pki_types::pem::PemObject;
+            let certs = rustls_pki_types::CertificateDer::pem_slice_iter(&read(path)?)
+                .map(|c| c.map(|c| c.to_vec()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| Failure::Input(format!("{}: not PEM certificates", path.display())))?;
+            if certs.is_empty() {
+                return Err(Failure::Input(format!(
+                    "{}: no PEM certificate",
+                    path.display()
+                )));
+            }
+            config.tls_roots = Some(certs);
+        }
+        let client =
+            PccsClient::new(config, Arc::new(cache)).map_err(|e| Failure::Input(e.to_string()))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -250,18 +287,22 @@ impl Collateral {
         Ok(Some(Self::Pccs(client, runtime)))
     }
 
-    /// A source holding collateral for `evidence` (fetched first from a PCCS). A fetch
-    /// failure is a rejection; stale collateral is left for the verifier to report.
+    /// A source holding collateral for `evidence` (fetched first from a PCCS). Stale
+    /// collateral is left for the verifier to report (a rejection); a service that cannot
+    /// be reached is missing input, not a verdict on the evidence.
     fn source_for(
         &self,
         evidence: &[u8],
         now: UnixTime,
-    ) -> Result<Arc<dyn CollateralSource>, String> {
+    ) -> Result<Arc<dyn CollateralSource>, Failure> {
         match self {
             Self::File(source) => Ok(source.clone()),
             Self::Pccs(client, runtime) => match runtime.block_on(client.ensure(evidence, now)) {
                 Ok(_) | Err(DcapError::CollateralNotValid { .. }) => Ok(client.cache()),
-                Err(e) => Err(e.to_string()),
+                Err(e @ (DcapError::Fetch { .. } | DcapError::Cache { .. })) => {
+                    Err(Failure::Input(e.to_string()))
+                }
+                Err(e) => Err(Failure::Rejected(vec![e.to_string()])),
             },
         }
     }
@@ -274,13 +315,11 @@ fn verify_quote(args: VerifyQuoteArgs) -> Result<(), Failure> {
     let root = root_ca(args.root_ca.as_deref())?;
     let now = time(args.at);
     let kind = parsed.kind();
-    let collateral = Collateral::from_args(&args.collateral, args.cache_dir.as_deref())?
-        .ok_or_else(|| {
+    let collateral =
+        Collateral::from_args(&args.collateral, &args.pccs_options)?.ok_or_else(|| {
             Failure::Input("either --collateral JSON or --pccs URL is required".into())
         })?;
-    let source = collateral
-        .source_for(&bytes, now)
-        .map_err(|e| Failure::Rejected(vec![e]))?;
+    let source = collateral.source_for(&bytes, now)?;
     let verifier = match kind {
         EvidenceKind::OeReport => DcapVerifier::oe_reports(root, source),
         _ => DcapVerifier::sgx_quotes(root, source),
@@ -403,7 +442,7 @@ fn maa_signers(args: MaaSignersArgs) -> Result<(), Failure> {
     let keys = signing_keys(&args.jwks_file)?;
     let now = time(args.at);
     let root = root_ca(args.root_ca.as_deref())?;
-    let collateral = Collateral::from_args(&args.collateral, None)?;
+    let collateral = Collateral::from_args(&args.collateral, &args.pccs_options)?;
     let mut problems = Vec::new();
     for (kid, key) in keys.entries() {
         let key = match key {
@@ -426,10 +465,11 @@ fn maa_signers(args: MaaSignersArgs) -> Result<(), Failure> {
                         collateral: source,
                         now,
                     }),
-                    Err(e) => {
-                        dcap_error = Some(e);
+                    Err(Failure::Rejected(reasons)) => {
+                        dcap_error = Some(reasons.join("; "));
                         None
                     }
+                    Err(input) => return Err(input),
                 }
             }
             _ => None,

@@ -491,3 +491,50 @@ fn mrenclave_is_the_sha256_of_the_file() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("missing"));
 }
+
+#[test]
+fn verify_quote_with_an_unreachable_pccs_is_missing_input() {
+    let quote = data("dcap/sgx_quote");
+    let out = custos(&[
+        "evidence",
+        "verify-quote",
+        path(&quote),
+        "--pccs",
+        "https://127.0.0.1:1/sgx/certification/v4/",
+        "--at",
+        IN_WINDOW,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("collateral fetch from https://127.0.0.1:1/sgx/certification/v4/pckcrl?ca=processor&encoding=der: "),
+        "{}",
+        stderr(&out)
+    );
+    // --pccs-ca must be PEM certificates; --cache-dir and --pccs-ca need --pccs.
+    let out = custos(&[
+        "evidence",
+        "verify-quote",
+        path(&quote),
+        "--pccs",
+        "https://127.0.0.1:1",
+        "--pccs-ca",
+        path(&data("maa/runtime_data.bin")),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no PEM certificate"),
+        "{}",
+        stderr(&out)
+    );
+    let collateral = data("dcap/sgx_quote_collateral.json");
+    let out = custos(&[
+        "evidence",
+        "verify-quote",
+        path(&quote),
+        "--collateral",
+        path(&collateral),
+        "--cache-dir",
+        "/tmp",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
