@@ -38,6 +38,8 @@ pub async fn serve(
                 continue;
             }
         };
+        // Small answers must not wait for the client's delayed ACK (Nagle).
+        let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(router.clone());
         connections.spawn(async move {
