@@ -354,3 +354,20 @@ fn jwt_payload(jwt: &str) -> Value {
     )
     .unwrap()
 }
+
+#[tokio::test]
+async fn the_documented_example_configuration_starts() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("emulator.example.yaml");
+    let mut config = Config::from_file(&path).unwrap();
+    assert_eq!(config.keyvault.certificates[0].name, "flask");
+    assert_eq!(config.faults[0].times, Some(3));
+    let dir = tempfile::tempdir().unwrap();
+    config.ca_file = Some(dir.path().join("ca.pem"));
+    let running = custos_azure_emulator::start(config).await.unwrap();
+    assert!(
+        std::fs::read_to_string(dir.path().join("ca.pem"))
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+    running.shutdown().await;
+}
