@@ -217,31 +217,11 @@ impl KeyVault {
             reason,
         };
         let content_type = secret.content_type.clone().unwrap_or_default();
-        let (chain, key) = match content_type.as_str() {
-            "application/x-pem-file" => {
-                crate::pem::chain_and_key(secret.value.expose_secret()).map_err(content_error)?
-            }
-            "application/x-pkcs12" => {
-                let der = Zeroizing::new(
-                    base64::engine::general_purpose::STANDARD
-                        .decode(secret.value.expose_secret().trim())
-                        .map_err(|_| content_error("the PKCS#12 secret is not base64".into()))?,
-                );
-                crate::pkcs12::open(&der, "").map_err(|e| content_error(format!("PKCS#12: {e}")))?
-            }
-            other => {
-                return Err(content_error(format!(
-                    "content type {other:?} is not a certificate (expected application/x-pem-file or application/x-pkcs12)"
-                )));
-            }
-        };
-        crate::pem::check_key_matches(&chain[0], &key).map_err(content_error)?;
+        let (chain_pem, key_pem) = certificate_from_secret(&content_type, &secret.value)
+            .map_err(|e| content_error(e.0))?;
         Ok(CertificateWithKey {
-            chain_pem: chain
-                .iter()
-                .map(|c| crate::pem::block("CERTIFICATE", c))
-                .collect(),
-            key_pem: SecretString::from(crate::pem::block("PRIVATE KEY", &key)),
+            chain_pem,
+            key_pem,
             content_type,
             id: secret.id,
         })
@@ -331,6 +311,47 @@ impl KeyVault {
             },
         }
     }
+}
+
+/// A certificate secret that cannot be used; says why without any of its content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CertificateSecretError(String);
+
+/// The certificate chain PEM and PKCS#8 key PEM in the value of a certificate's secret
+/// (`application/x-pem-file`, or `application/x-pkcs12` with Key Vault's password-less PFX),
+/// after checking that the key belongs to the leaf.
+pub fn certificate_from_secret(
+    content_type: &str,
+    value: &SecretString,
+) -> Result<(String, SecretString), CertificateSecretError> {
+    let fail = |reason: String| CertificateSecretError(reason);
+    let (chain, key) = match content_type {
+        "application/x-pem-file" => {
+            crate::pem::chain_and_key(value.expose_secret()).map_err(fail)?
+        }
+        "application/x-pkcs12" => {
+            let der = Zeroizing::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(value.expose_secret().trim())
+                    .map_err(|_| fail("the PKCS#12 secret is not base64".into()))?,
+            );
+            crate::pkcs12::open(&der, "").map_err(|e| fail(format!("PKCS#12: {e}")))?
+        }
+        other => {
+            return Err(fail(format!(
+                "content type {other:?} is not a certificate (expected application/x-pem-file or application/x-pkcs12)"
+            )));
+        }
+    };
+    crate::pem::check_key_matches(&chain[0], &key).map_err(fail)?;
+    Ok((
+        chain
+            .iter()
+            .map(|c| crate::pem::block("CERTIFICATE", c))
+            .collect(),
+        SecretString::from(crate::pem::block("PRIVATE KEY", &key)),
+    ))
 }
 
 fn display_name(name: &str, version: Option<&str>) -> String {

@@ -26,7 +26,10 @@ pub use credential::{
     PUBLIC_AUTHORITY_HOST,
 };
 pub use http::{HttpClientError, HttpOptions, Trust};
-pub use keyvault::{CertificateWithKey, KeyVault, KeyVaultError, Secret, vault_url};
+pub use keyvault::{
+    CertificateSecretError, CertificateWithKey, KeyVault, KeyVaultError, Secret,
+    certificate_from_secret, vault_url,
+};
 pub use maa::{
     DEFAULT_MAA_API_VERSION, KEY_CACHE_TTL, MaaClient, MaaClientError, MaaEvidence, RuntimeData,
     SigningKeys,

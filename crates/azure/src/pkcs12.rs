@@ -23,7 +23,7 @@ use crate::pem::ChainAndKey;
 type Chain = Vec<Vec<u8>>;
 
 /// Refuse absurd iteration counts from untrusted archives (they cost CPU per iteration).
-const MAX_ITERATIONS: i32 = 1_000_000;
+const MAX_ITERATIONS: i32 = 100_000;
 
 /// The certificate chain (leaf first, DER) and the private key (PKCS#8 DER) of the archive's
 /// one key entry.

@@ -11,6 +11,7 @@ use custos_azure::{
 };
 use custos_azure_emulator::config::{ApplicationConfig, FederatedCredentialConfig, PemSource};
 use custos_azure_emulator::demo;
+use rustls_pki_types::pem::PemObject;
 use secrecy::{ExposeSecret, SecretString};
 
 const CERT_APP: &str = "5d1c9a7e-3f2b-4e8d-9c6a-b1e2f3a4c5d6";
@@ -232,4 +233,87 @@ fn debug_output_holds_no_secret() {
         secret: SecretString::from("hunter2".to_owned()),
     };
     assert!(!format!("{spec:?}").contains("hunter2"));
+}
+
+#[tokio::test]
+async fn pfx_client_certificates_and_assertion_checks() {
+    let registered = rsa_certificate("custos-client");
+    let (config, _) = common::config(Some(cert_app(&registered.0)));
+    let running = common::start(config).await;
+
+    // The same certificate and key as a password-protected PFX.
+    let cert_der =
+        rustls_pki_types::CertificateDer::from_pem_slice(registered.0.as_bytes()).unwrap();
+    let key_der =
+        rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(registered.1.as_bytes()).unwrap();
+    let mut store = p12_keystore::KeyStore::new();
+    store.add_entry(
+        "client",
+        p12_keystore::KeyStoreEntry::PrivateKeyChain(p12_keystore::PrivateKeyChain::new(
+            &[1u8; 20][..],
+            p12_keystore::PrivateKey::from_der(key_der.secret_pkcs8_der()).unwrap(),
+            [p12_keystore::Certificate::from_der(&cert_der).unwrap()],
+        )),
+    );
+    let pfx = store.writer("pfx-password").write().unwrap();
+    let password = SecretString::from("pfx-password".to_owned());
+    let certificate = ClientCertificate::from_pkcs12(&pfx, &password).unwrap();
+    let credential = AzureCredential::new(
+        CredentialSpec::ClientCertificate {
+            tenant_id: common::TENANT.into(),
+            client_id: CERT_APP.into(),
+            certificate,
+            algorithm: AssertionAlgorithm::Ps256,
+        },
+        &common::credential_options(&running),
+    )
+    .unwrap();
+    credential.token(KEY_VAULT_SCOPE).await.unwrap();
+    let wrong = SecretString::from("not-it".to_owned());
+    assert!(ClientCertificate::from_pkcs12(&pfx, &wrong).is_err());
+
+    // The emulator checks the assertion's time range and audience.
+    let signer =
+        ClientCertificate::from_pem(registered.0.as_bytes(), registered.1.as_bytes()).unwrap();
+    let endpoint = format!(
+        "{}/{}/oauth2/v2.0/token",
+        running.urls().authority_host,
+        common::TENANT
+    );
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let http = common::http(&running).reqwest_client().unwrap();
+    for (assertion, code) in [
+        (
+            signer
+                .sign_assertion(CERT_APP, &endpoint, AssertionAlgorithm::Ps256, an_hour_ago)
+                .unwrap(),
+            700024,
+        ),
+        (
+            signer
+                .sign_assertion(
+                    CERT_APP,
+                    "https://login.microsoftonline.com/x/oauth2/v2.0/token",
+                    AssertionAlgorithm::Rs256,
+                    std::time::SystemTime::now(),
+                )
+                .unwrap(),
+            700212,
+        ),
+    ] {
+        let body = format!(
+            "grant_type=client_credentials&client_id={CERT_APP}&scope=https%3A%2F%2Fvault.azure.net%2F.default&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={assertion}"
+        );
+        let answer: serde_json::Value = http
+            .post(&endpoint)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["error_codes"][0], code, "{answer}");
+    }
 }
