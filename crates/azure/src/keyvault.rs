@@ -26,6 +26,18 @@ pub enum KeyVaultError {
         /// What is wrong.
         reason: String,
     },
+    /// The object's name or version is not one Key Vault could hold.
+    #[error(
+        "vault {vault}: {kind} name {name:?} is not a Key Vault name ([0-9A-Za-z-]{{1,127}}, versions in hex)"
+    )]
+    InvalidName {
+        /// The vault URL.
+        vault: String,
+        /// `secret` or `certificate`.
+        kind: &'static str,
+        /// The name (and version) as given.
+        name: String,
+    },
     /// The HTTP client could not be built.
     #[error(transparent)]
     Http(#[from] HttpClientError),
@@ -236,12 +248,10 @@ impl KeyVault {
         if !is_object_name(name)
             || version.is_some_and(|v| !v.bytes().all(|b| b.is_ascii_hexdigit()) || v.is_empty())
         {
-            return Err(KeyVaultError::InvalidVault {
+            return Err(KeyVaultError::InvalidName {
                 vault: self.vault.clone(),
-                reason: format!(
-                    "{kind} name {:?} is not a Key Vault name ([0-9A-Za-z-]{{1,127}}, version hex)",
-                    display_name(name, version)
-                ),
+                kind,
+                name: display_name(name, version),
             });
         }
         let options = SecretClientGetSecretOptions {

@@ -62,6 +62,15 @@ async fn errors_name_vault_object_status_and_code() {
     let text = err.to_string();
     assert!(text.starts_with(&format!("vault {}/: secret \"missing\": HTTP 404 SecretNotFound: A secret with (name/id) missing was not found", running.urls().vault)), "{text}");
 
+    let requests = running.stats().keyvault_requests;
+    let err = vault.get_secret("no_underscores", None).await.unwrap_err();
+    assert!(matches!(err, KeyVaultError::InvalidName { .. }), "{err}");
+    assert_eq!(
+        running.stats().keyvault_requests,
+        requests,
+        "refused before any request"
+    );
+
     // A secret that is not a certificate.
     let err = vault
         .get_certificate(demo::SECRET_NAME, None)
