@@ -48,3 +48,32 @@ pub fn config() -> (Config, String) {
     }];
     (config, client_secret)
 }
+
+/// What a client needs, as environment variables (the names of the SCONE sample's README):
+/// with `demo_secret`, the demo's tenant, app, secret and object names too.
+pub fn client_env(
+    running: &crate::Running,
+    demo_secret: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let urls = running.urls();
+    let ca = running
+        .ca_file()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let mut vars = Vec::new();
+    if let Some(secret) = demo_secret {
+        vars.push(("AZURE_TENANT_ID", TENANT_ID.to_owned()));
+        vars.push(("AZURE_CLIENT_ID", CLIENT_ID.to_owned()));
+        vars.push(("AZURE_CLIENT_SECRET", secret.to_owned()));
+    }
+    vars.push(("AZURE_AUTHORITY_HOST", urls.authority_host.clone()));
+    vars.push(("AKV_VAULT", format!("{}/", urls.vault)));
+    if demo_secret.is_some() {
+        vars.push(("AKV_SECRET_NAME", SECRET_NAME.to_owned()));
+        vars.push(("AKV_CERT_SECRET_NAME", CERT_NAME.to_owned()));
+    }
+    vars.push(("MAA_PROVIDER", urls.maa.clone()));
+    vars.push(("SSL_CERT_FILE", ca.clone()));
+    vars.push(("REQUESTS_CA_BUNDLE", ca));
+    vars
+}

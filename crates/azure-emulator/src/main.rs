@@ -108,28 +108,8 @@ fn main() -> ExitCode {
 }
 
 fn print_env(running: &custos_azure_emulator::Running, demo_secret: Option<&str>) {
-    let urls = running.urls();
-    let ca = running
-        .ca_file()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    let mut vars = Vec::new();
-    if let Some(secret) = demo_secret {
-        vars.push(("AZURE_TENANT_ID", demo::TENANT_ID.to_owned()));
-        vars.push(("AZURE_CLIENT_ID", demo::CLIENT_ID.to_owned()));
-        vars.push(("AZURE_CLIENT_SECRET", secret.to_owned()));
-    }
-    vars.push(("AZURE_AUTHORITY_HOST", urls.authority_host.clone()));
-    vars.push(("AKV_VAULT", format!("{}/", urls.vault)));
-    if demo_secret.is_some() {
-        vars.push(("AKV_SECRET_NAME", demo::SECRET_NAME.to_owned()));
-        vars.push(("AKV_CERT_SECRET_NAME", demo::CERT_NAME.to_owned()));
-    }
-    vars.push(("MAA_PROVIDER", urls.maa.clone()));
-    vars.push(("SSL_CERT_FILE", ca.clone()));
-    vars.push(("REQUESTS_CA_BUNDLE", ca));
     let mut out = String::new();
-    for (name, value) in vars {
+    for (name, value) in demo::client_env(running, demo_secret) {
         out.push_str(&format!("export {name}={}\n", shell_quote(&value)));
     }
     print!("{out}");
