@@ -16,7 +16,9 @@ use custos_attestation::dcap::{
     CollateralSource, DcapError, DcapVerifier, RootCa, StaticCollateral,
 };
 use custos_attestation::evidence::ParsedEvidence;
-use custos_attestation::maa::signers::{DcapCheck, SignerReport, check_signer, embedded_evidence};
+use custos_attestation::maa::signers::{
+    DcapCheck, OID_MAA_OE_REPORT, OID_MAA_SGX_QUOTE, SignerReport, check_signer, embedded_evidence,
+};
 use custos_attestation::maa::{
     MaaConfig, MaaExpectations, MaaKeySet, MaaSigningKey, MaaTokenVerifier, RuntimeDataType,
 };
@@ -37,8 +39,8 @@ pub(crate) enum EvidenceCommand {
     /// Check that an MAA instance's signing keys come from an enclave bound to them.
     ///
     /// Prints one JSON object per key: kid, enclave, binding_ok, mrenclave, mrsigner,
-    /// debug (and dcap when collateral is given). Exits 1 if an enclave key's binding or
-    /// its requested DCAP verification fails.
+    /// debug (and dcap when collateral is given). Exits 1 if no key embeds enclave evidence,
+    /// or an enclave key's binding or its requested DCAP verification fails.
     MaaSigners(MaaSignersArgs),
 }
 
@@ -444,6 +446,7 @@ fn maa_signers(args: MaaSignersArgs) -> Result<(), Failure> {
     let root = root_ca(args.root_ca.as_deref())?;
     let collateral = Collateral::from_args(&args.collateral, &args.pccs_options)?;
     let mut problems = Vec::new();
+    let mut enclave_keys = 0;
     for (kid, key) in keys.entries() {
         let key = match key {
             Ok(key) => key,
@@ -478,8 +481,14 @@ fn maa_signers(args: MaaSignersArgs) -> Result<(), Failure> {
         if let Some(e) = dcap_error {
             report.dcap = Some(Err(e));
         }
+        enclave_keys += usize::from(report.enclave);
         problems.extend(signer_problems(&report));
         println!("{}", signer_json(&report));
+    }
+    if enclave_keys == 0 {
+        problems.push(format!(
+            "enclave: expected at least one signing key with MAA enclave evidence (extension {OID_MAA_OE_REPORT} or {OID_MAA_SGX_QUOTE}), actual none"
+        ));
     }
     if problems.is_empty() {
         Ok(())

@@ -538,3 +538,28 @@ fn verify_quote_with_an_unreachable_pccs_is_missing_input() {
     ]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn maa_signers_without_any_enclave_key_is_a_rejection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, jwks, _) = recording(
+        dir.path(),
+        "Attestation-AttestationTests.SimpleAttest-SgxEnclave_Aad.json",
+    );
+    // Keep only the two keys issued by Microsoft's PCA (no enclave evidence).
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&jwks).unwrap()).unwrap();
+    v["keys"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|k| k["kid"] != "XxRc2vLh1E5FrsNawnRH3PzuFgqg3q7NvCdnjoJHBGE=");
+    std::fs::write(&jwks, v.to_string()).unwrap();
+    let out = custos(&["evidence", "maa-signers", path(&jwks)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    assert!(
+        stderr(&out)
+            .starts_with("enclave: expected at least one signing key with MAA enclave evidence"),
+        "{}",
+        stderr(&out)
+    );
+}
