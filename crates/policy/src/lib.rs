@@ -55,7 +55,7 @@ pub use model::*;
 pub use names::{
     ImageName, MAX_NAME_LEN, MAX_SESSION_DEPTH, NameError, SecretName, ServiceName, SessionName,
 };
-pub use yaml::MAX_SOURCE_BYTES;
+pub use yaml::{MAX_NODES, MAX_SOURCE_BYTES};
 
 /// Parses and validates a session.
 ///

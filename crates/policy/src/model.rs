@@ -436,6 +436,9 @@ pub struct Secret {
     /// Whether its public part (certificate, public key) may be read without attestation.
     /// Only for `private-key`, `x509` and `x509-ca`.
     pub export_public: bool,
+    /// `migrate: true`: when the session is updated, the value generated for the previous
+    /// version is kept rather than made anew. Only for generated secrets.
+    pub migrate: bool,
 }
 
 /// Where a secret's value comes from.
@@ -455,7 +458,7 @@ pub enum SecretSource {
 /// How the CAS makes a secret; the variant matches the secret's kind.
 #[derive(Clone, Debug)]
 pub enum Generation {
-    /// `size` random printable ASCII characters.
+    /// `size` random characters (the CAS draws them from `[A-Za-z0-9]`).
     Ascii {
         /// Default [`DEFAULT_SECRET_SIZE`].
         size: u32,

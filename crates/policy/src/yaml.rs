@@ -24,6 +24,11 @@ pub const MAX_SOURCE_BYTES: usize = 8 * 1024 * 1024;
 /// Deepest nesting of mappings and lists accepted (a session needs six).
 const MAX_DEPTH: usize = 24;
 
+/// Most nodes (scalars, lists, mappings; aliases count what they expand to) in a session.
+/// A session with 1,000 secrets and 100 services has about 20,000. The bound keeps the work
+/// per request small even for alias bombs.
+pub const MAX_NODES: usize = 100_000;
+
 /// A located node of the YAML tree.
 #[derive(Debug)]
 pub(crate) struct Node {
@@ -78,6 +83,10 @@ pub(crate) fn load(text: &str) -> Result<Node, SyntaxError> {
         budget: serde_saphyr::budget! {
             max_depth: MAX_DEPTH,
             max_documents: 1,
+            max_nodes: MAX_NODES,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: MAX_NODES,
         },
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
         strict_booleans: true,
@@ -327,6 +336,24 @@ mod tests {
     fn custom_tags_and_second_documents_are_rejected() {
         assert!(load("a: !custom x\n").is_err());
         assert!(load("a: 1\n---\nb: 2\n").is_err());
+    }
+
+    #[test]
+    fn alias_bombs_stop_at_the_node_budget() {
+        let mut doc = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..8 {
+            let p = i - 1;
+            doc.push_str(&format!(
+                "a{i}: &a{i} [{}]\n",
+                vec![format!("*a{p}"); 10].join(", ")
+            ));
+        }
+        let err = load(&doc).unwrap_err();
+        assert!(
+            err.message.contains("too large or too complex"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -71,6 +71,7 @@ secrets:
     export_public: true
   - name: TLS_KEY
     kind: private-key
+    migrate: true
   - name: TLS
     kind: x509
     private_key: TLS_KEY
@@ -232,6 +233,8 @@ fn every_feature_decodes() {
             key_type: KeyType::P256
         })
     ));
+    assert!(secret("TLS_KEY").migrate);
+    assert!(!secret("CA_KEY").migrate);
     let ca = secret("CA");
     assert!(ca.export_public);
     let SecretSource::Generated(Generation::X509Ca(req)) = &ca.source else {

@@ -271,6 +271,16 @@ proptest! {
     }
 
     #[test]
+    fn canonical_form_is_the_compact_sorted_json_serde_json_writes(doc in document(), seed: u64) {
+        // An independent encoder: serde_json's maps are sorted by key, its strings escape
+        // exactly `"`, `\\` and control characters.
+        let canonical = canonical_form("a", &render(&doc, seed)).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&canonical)
+            .map_err(|e| TestCaseError::fail(format!("not JSON: {e}: {canonical}")))?;
+        prop_assert_eq!(serde_json::to_string(&value).unwrap(), canonical);
+    }
+
+    #[test]
     fn canonical_form_changes_with_any_value(doc in document(), pick: usize, seed: u64) {
         let scalars = count_scalars(&doc);
         prop_assume!(scalars > 0);

@@ -25,6 +25,7 @@ const SECRET_KEYS: &[&str] = &[
     "import",
     "export",
     "export_public",
+    "migrate",
     "size",
     "key_type",
     "private_key",
@@ -256,6 +257,26 @@ impl<'n> Decoder<'n> {
             None => Some(false),
         };
 
+        let migrate = match fields.get("migrate") {
+            Some(item) => {
+                let f = item.field();
+                let migrate = self.r.boolean(f);
+                if migrate == Some(true) && origin != Origin::Generated {
+                    self.r.report(
+                        f.key_or_value_at(),
+                        f.path,
+                        Problem::Conflict,
+                        format!(
+                            "`migrate` keeps a generated value across updates; this secret comes from `{}`",
+                            origin.key()
+                        ),
+                    );
+                }
+                migrate
+            }
+            None => Some(false),
+        };
+
         if self.errors() > errors_before {
             return None;
         }
@@ -265,6 +286,7 @@ impl<'n> Decoder<'n> {
             source: source?,
             export: export?,
             export_public: export_public?,
+            migrate: migrate?,
         })
     }
 
