@@ -84,6 +84,21 @@ pub struct EntraConfig {
     pub token_lifetime_secs: u64,
     /// Directories and their app registrations.
     pub tenants: Vec<TenantConfig>,
+    /// A managed identity served at `{authority}/msi/token`, as App Service's
+    /// `IDENTITY_ENDPOINT` serves one.
+    pub managed_identity: Option<ManagedIdentityConfig>,
+}
+
+/// The managed identity of the emulated host: an application of one tenant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagedIdentityConfig {
+    /// The tenant.
+    pub tenant: String,
+    /// The identity's client id: an application of that tenant.
+    pub client_id: String,
+    /// The secret the host hands its workloads (`IDENTITY_HEADER`), required in `X-IDENTITY-HEADER`.
+    pub identity_header: String,
 }
 
 impl Default for EntraConfig {
@@ -92,6 +107,7 @@ impl Default for EntraConfig {
             port: 0,
             token_lifetime_secs: 3599,
             tenants: Vec::new(),
+            managed_identity: None,
         }
     }
 }
@@ -381,6 +397,26 @@ impl Config {
                     ));
                 }
                 clients.push(app.client_id.clone());
+            }
+        }
+        if let Some(mi) = &self.entra.managed_identity {
+            let app_known = self.entra.tenants.iter().any(|t| {
+                t.id == mi.tenant && t.applications.iter().any(|a| a.client_id == mi.client_id)
+            });
+            if !app_known {
+                return Err(invalid(
+                    "entra.managed_identity".into(),
+                    format!(
+                        "client {:?} is not an application of tenant {:?}",
+                        mi.client_id, mi.tenant
+                    ),
+                ));
+            }
+            if mi.identity_header.is_empty() {
+                return Err(invalid(
+                    "entra.managed_identity.identity_header".into(),
+                    "empty".into(),
+                ));
             }
         }
         if let Some(tenant) = &self.keyvault.tenant

@@ -33,6 +33,7 @@ pub struct Directory {
     tenants: HashMap<String, Tenant>,
     signing_key: SigningKey,
     token_lifetime_secs: u64,
+    managed_identity: Option<crate::config::ManagedIdentityConfig>,
 }
 
 struct Tenant {
@@ -148,6 +149,7 @@ impl Directory {
             tenants,
             signing_key: SigningKey::generate("accounts.emulator.custos", KidStyle::Sha1Base64Url)?,
             token_lifetime_secs: config.entra.token_lifetime_secs,
+            managed_identity: config.entra.managed_identity.clone(),
         })
     }
 
@@ -261,6 +263,7 @@ pub fn router() -> Router<Arc<Shared>> {
             get(openid_configuration),
         )
         .route("/{tenant}/discovery/v2.0/keys", get(keys))
+        .route("/msi/token", get(managed_identity_token))
 }
 
 /// An `AADSTS` error as Entra ID sends it.
@@ -452,6 +455,24 @@ fn issue_token(
         ));
     };
 
+    let access_token = mint(directory, tenant_id, client_id, app, resource, appidacr)?;
+    Ok(TokenResponse {
+        token_type: "Bearer",
+        expires_in: directory.token_lifetime_secs,
+        ext_expires_in: directory.token_lifetime_secs,
+        access_token,
+    })
+}
+
+/// An access token for `resource`, issued to `client_id` of `tenant_id`.
+fn mint(
+    directory: &Directory,
+    tenant_id: &str,
+    client_id: &str,
+    app: &App,
+    resource: &str,
+    appidacr: &str,
+) -> Result<String, AadError> {
     let now = now();
     let claims = AccessClaims {
         aud: resource.to_owned(),
@@ -459,7 +480,7 @@ fn issue_token(
         iat: now,
         nbf: now,
         exp: now + directory.token_lifetime_secs,
-        appid: client_id.clone(),
+        appid: client_id.to_owned(),
         appidacr: appidacr.to_owned(),
         oid: app.object_id.clone(),
         sub: app.object_id.clone(),
@@ -470,21 +491,84 @@ fn issue_token(
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(directory.signing_key.kid().to_owned());
     header.x5t = Some(directory.signing_key.kid().to_owned());
-    let access_token = jsonwebtoken::encode(&header, &claims, directory.signing_key.encoding_key())
-        .map_err(|e| {
-            AadError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                50000,
-                e.to_string(),
-            )
-        })?;
-    Ok(TokenResponse {
-        token_type: "Bearer",
-        expires_in: directory.token_lifetime_secs,
-        ext_expires_in: directory.token_lifetime_secs,
-        access_token,
+    jsonwebtoken::encode(&header, &claims, directory.signing_key.encoding_key()).map_err(|e| {
+        AadError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            50000,
+            e.to_string(),
+        )
     })
+}
+
+/// App Service's managed identity endpoint (`IDENTITY_ENDPOINT`, api-version 2019-08-01).
+async fn managed_identity_token(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    shared.stats.bump(Counter::TokenRequests);
+    let directory = &shared.directory;
+    let refuse = |status: StatusCode, message: String| {
+        json(
+            status,
+            &serde_json::json!({ "statusCode": status.as_u16(), "message": message }),
+        )
+    };
+    let Some(mi) = &directory.managed_identity else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "No managed identity is configured.".into(),
+        );
+    };
+    let presented = headers
+        .get("x-identity-header")
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if !constant_time_eq(presented, mi.identity_header.as_bytes()) {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "The X-IDENTITY-HEADER header is missing or wrong.".into(),
+        );
+    }
+    let params: HashMap<String, String> =
+        form_urlencoded_pairs(query.unwrap_or_default().as_bytes());
+    if params.get("api-version").map(String::as_str) != Some("2019-08-01") {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "api-version must be 2019-08-01.".into(),
+        );
+    }
+    let Some(resource) = params.get("resource").filter(|r| !r.is_empty()) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "The resource parameter is required.".into(),
+        );
+    };
+    if params.get("client_id").is_some_and(|c| *c != mi.client_id) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "The requested identity has not been assigned to this resource.".into(),
+        );
+    }
+    let app = &directory.tenants[&mi.tenant.to_ascii_lowercase()].apps[&mi.client_id];
+    let resource = resource.trim_end_matches("/.default");
+    match mint(directory, &mi.tenant, &mi.client_id, app, resource, "2") {
+        Ok(token) => {
+            shared.stats.bump(Counter::TokensIssued);
+            json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "access_token": token,
+                    "expires_on": (now() + directory.token_lifetime_secs).to_string(),
+                    "resource": resource,
+                    "token_type": "Bearer",
+                    "client_id": mi.client_id,
+                }),
+            )
+        }
+        Err(e) => e.into_response(&directory.authority),
+    }
 }
 
 #[derive(Deserialize)]
