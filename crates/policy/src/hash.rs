@@ -58,7 +58,7 @@ pub(crate) fn canonical(root: &Node) -> String {
 fn write(node: &Node, out: &mut String) {
     match &node.value {
         Value::Null => out.push_str("null"),
-        Value::Scalar(s) => push_json_string(out, s),
+        Value::Scalar(s) | Value::Typed { fallback: s, .. } => push_json_string(out, s),
         Value::Seq(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -126,7 +126,7 @@ fn check_keys(node: &Node, path: &FieldPath, sink: &mut Sink) {
                 check_keys(v, &path.key(key), sink);
             }
         }
-        Value::Null | Value::Scalar(_) => {}
+        Value::Null | Value::Scalar(_) | Value::Typed { .. } => {}
     }
 }
 

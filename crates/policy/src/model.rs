@@ -349,7 +349,7 @@ impl IgnoredAdvisories {
 }
 
 /// A service: a program that attests and then receives its configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Service {
     /// Its name, unique in the session.
     pub name: ServiceName,
@@ -368,6 +368,21 @@ pub struct Service {
     pub attestation: Vec<EnclavePolicy>,
     /// If non-empty: the platform keys the service may run on.
     pub platforms: Vec<PublicKeyHash>,
+}
+
+impl fmt::Debug for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Arguments and environment values may be literal secrets: show their shape only.
+        f.debug_struct("Service")
+            .field("name", &self.name)
+            .field("image_name", &self.image_name)
+            .field("command_args", &self.command.as_ref().map(Vec::len))
+            .field("environment", &self.environment.keys().collect::<Vec<_>>())
+            .field("pwd", &self.pwd)
+            .field("attestation", &self.attestation)
+            .field("platforms", &self.platforms)
+            .finish()
+    }
 }
 
 /// One admitted kind of enclave. Every condition given must hold; at least one is given.

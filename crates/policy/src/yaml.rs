@@ -46,14 +46,20 @@ pub(crate) enum Value {
     Seq(Vec<Node>),
     /// Entries in document order; keys may repeat (duplicates are reported by the reader).
     Map(Vec<(Node, Node)>),
+    /// Only while loading: a plain scalar YAML resolves to a number or boolean, to be replaced
+    /// by its source text (`span`, bytes), or by `fallback` (its value printed by Rust) if
+    /// the span is unavailable.
+    Typed {
+        fallback: String,
+        span: Option<(usize, usize)>,
+    },
 }
-
 impl Value {
     /// How a value is called in messages ("a string", "a list", ...).
     pub(crate) fn describe(&self) -> &'static str {
         match self {
             Value::Null => "null",
-            Value::Scalar(_) => "a string",
+            Value::Scalar(_) | Value::Typed { .. } => "a string",
             Value::Seq(_) => "a list",
             Value::Map(_) => "a mapping",
         }
@@ -94,8 +100,11 @@ pub(crate) fn load(text: &str) -> Result<Node, SyntaxError> {
         non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough,
         with_snippet: false,
     };
-    match serde_saphyr::from_str_with_options::<RawNode>(text, options) {
-        Ok(raw) => Ok(raw.lower(text)),
+    match serde_saphyr::from_str_with_options::<Node>(text, options) {
+        Ok(mut root) => {
+            root.resolve_typed(text);
+            Ok(root)
+        }
         Err(err) => {
             let at = err
                 .location()
@@ -122,67 +131,52 @@ fn position(l: Location) -> Position {
     }
 }
 
-/// The tree as serde-saphyr hands it over; typed scalars still need their source text.
-struct RawNode {
-    value: RawValue,
-    at: Location,
-    defined: Location,
-}
-
-enum RawValue {
-    Null,
-    Text(String),
-    /// A plain scalar that YAML resolves to a number or boolean; `fallback` is its value
-    /// printed by Rust, used only if the source span is unavailable.
-    Typed {
-        fallback: String,
-    },
-    Seq(Vec<RawNode>),
-    Map(Vec<(RawNode, RawNode)>),
-}
-
-impl RawNode {
-    fn lower(self, src: &str) -> Node {
-        let value = match self.value {
-            RawValue::Null => Value::Null,
-            RawValue::Text(s) => Value::Scalar(s),
-            RawValue::Typed { fallback } => {
-                // `defined` is the scalar itself, also when it was reached through an alias.
-                let span = self.defined.span();
-                let written = span.byte_offset().zip(span.byte_len()).and_then(|(o, l)| {
-                    let start = usize::try_from(o).ok()?;
-                    let end = start.checked_add(usize::try_from(l).ok()?)?;
-                    src.get(start..end)
-                });
-                Value::Scalar(written.map_or(fallback, |w| w.trim_end().to_owned()))
+impl Node {
+    /// Replaces every [`Value::Typed`] by the scalar's source text.
+    fn resolve_typed(&mut self, src: &str) {
+        match &mut self.value {
+            Value::Typed { fallback, span } => {
+                let written = span
+                    .and_then(|(start, len)| src.get(start..start.checked_add(len)?))
+                    .map(|w| w.trim_end().to_owned());
+                self.value = Value::Scalar(written.unwrap_or_else(|| std::mem::take(fallback)));
             }
-            RawValue::Seq(items) => Value::Seq(items.into_iter().map(|n| n.lower(src)).collect()),
-            RawValue::Map(entries) => Value::Map(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| (k.lower(src), v.lower(src)))
-                    .collect(),
-            ),
-        };
-        Node {
-            value,
-            at: position(self.at),
+            Value::Seq(items) => items.iter_mut().for_each(|n| n.resolve_typed(src)),
+            Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+                k.resolve_typed(src);
+                v.resolve_typed(src);
+            }),
+            Value::Null | Value::Scalar(_) => {}
         }
     }
 }
 
-impl<'de> Deserialize<'de> for RawNode {
+impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let spanned: Spanned<RawValue> = Spanned::deserialize(d)?;
-        Ok(RawNode {
-            value: spanned.value,
-            at: spanned.referenced,
-            defined: spanned.defined,
+        let spanned: Spanned<Value> = Spanned::deserialize(d)?;
+        let value = match spanned.value {
+            // `defined` is the scalar itself, also when it was reached through an alias.
+            Value::Typed { fallback, .. } => {
+                let span = spanned.defined.span();
+                let bytes = span
+                    .byte_offset()
+                    .zip(span.byte_len())
+                    .and_then(|(o, l)| Some((usize::try_from(o).ok()?, usize::try_from(l).ok()?)));
+                Value::Typed {
+                    fallback,
+                    span: bytes,
+                }
+            }
+            other => other,
+        };
+        Ok(Node {
+            value,
+            at: position(spanned.referenced),
         })
     }
 }
 
-impl<'de> Deserialize<'de> for RawValue {
+impl<'de> Deserialize<'de> for Value {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(RawValueVisitor)
     }
@@ -190,73 +184,74 @@ impl<'de> Deserialize<'de> for RawValue {
 
 struct RawValueVisitor;
 
-fn typed<E>(v: impl ToString) -> Result<RawValue, E> {
-    Ok(RawValue::Typed {
+fn typed<E>(v: impl ToString) -> Result<Value, E> {
+    Ok(Value::Typed {
         fallback: v.to_string(),
+        span: None,
     })
 }
 
 impl<'de> Visitor<'de> for RawValueVisitor {
-    type Value = RawValue;
+    type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a YAML node")
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawValue, E> {
-        Ok(RawValue::Text(v.to_owned()))
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::Scalar(v.to_owned()))
     }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<RawValue, E> {
-        Ok(RawValue::Text(v))
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::Scalar(v))
     }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawValue, E> {
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
         typed(v)
     }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawValue, E> {
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
         typed(v)
     }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawValue, E> {
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
         typed(v)
     }
-    fn visit_i128<E: de::Error>(self, v: i128) -> Result<RawValue, E> {
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Value, E> {
         typed(v)
     }
-    fn visit_u128<E: de::Error>(self, v: u128) -> Result<RawValue, E> {
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Value, E> {
         typed(v)
     }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawValue, E> {
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
         typed(v)
     }
-    fn visit_char<E: de::Error>(self, v: char) -> Result<RawValue, E> {
-        Ok(RawValue::Text(v.to_string()))
+    fn visit_char<E: de::Error>(self, v: char) -> Result<Value, E> {
+        Ok(Value::Scalar(v.to_string()))
     }
-    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<RawValue, E> {
+    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Value, E> {
         Err(E::custom(
             "binary scalars (!!binary) are not supported; write the value as text",
         ))
     }
-    fn visit_unit<E: de::Error>(self) -> Result<RawValue, E> {
-        Ok(RawValue::Null)
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
-    fn visit_none<E: de::Error>(self) -> Result<RawValue, E> {
-        Ok(RawValue::Null)
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<RawValue, D::Error> {
-        RawValue::deserialize(d)
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Value::deserialize(d)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawValue, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-        while let Some(item) = seq.next_element::<RawNode>()? {
+        while let Some(item) = seq.next_element::<Node>()? {
             items.push(item);
         }
-        Ok(RawValue::Seq(items))
+        Ok(Value::Seq(items))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawValue, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(1024));
-        while let Some(key) = map.next_key::<RawNode>()? {
-            let value = map.next_value::<RawNode>()?;
+        while let Some(key) = map.next_key::<Node>()? {
+            let value = map.next_value::<Node>()?;
             entries.push((key, value));
         }
-        Ok(RawValue::Map(entries))
+        Ok(Value::Map(entries))
     }
 }
 

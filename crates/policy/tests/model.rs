@@ -341,13 +341,17 @@ fn every_feature_decodes() {
 fn debug_output_never_shows_secret_values() {
     let s = parse(
         "s.yml",
-        "name: ns/app\nversion: '0.3'\nsecrets:\n  - {name: A, kind: ascii, value: hunter2-value}\n  - {name: T, kind: aad-token, tenant_id: t, client_id: c, application_secret: hunter3-value}\nimages:\n  - name: i\n    injection_files: [{path: /f, content: hunter4-content}]\n",
+        "name: ns/app\nversion: '0.3'\nsecrets:\n  - {name: A, kind: ascii, value: hunter2-value}\n  - {name: T, kind: aad-token, tenant_id: t, client_id: c, application_secret: hunter3-value}\nimages:\n  - name: i\n    injection_files: [{path: /f, content: hunter4-content}]\nsecurity: {attestation: {mode: none}}\nservices:\n  - {name: s, command: [app, --password=hunter5-arg], environment: {PASSWORD: hunter6-env}}\n",
     )
     .unwrap();
     let debug = format!("{s:?}");
-    for secret in ["hunter2", "hunter3", "hunter4"] {
+    for secret in ["hunter2", "hunter3", "hunter4", "hunter5", "hunter6"] {
         assert!(!debug.contains(secret), "{secret} in {debug}");
     }
+    assert!(
+        debug.contains("PASSWORD"),
+        "variable names are shown: {debug}"
+    );
 }
 
 #[test]

@@ -130,8 +130,8 @@ impl Reader {
             self.wrong_type(f, &format!("a mapping with keys {}", list(known)));
             return None;
         };
-        let mut kept = Vec::with_capacity(entries.len());
-        let mut seen: HashMap<&str, Position> = HashMap::with_capacity(entries.len());
+        let mut kept: Vec<(&str, Position, &Node)> = Vec::with_capacity(entries.len());
+        let mut first_at = FirstSeen::new(entries.len());
         for (k, v) in entries {
             let Value::Scalar(key) = &k.value else {
                 self.report(
@@ -143,7 +143,7 @@ impl Reader {
                 continue;
             };
             let path = f.path.key(key);
-            if let Some(first) = seen.insert(key, k.at) {
+            if let Some(first) = first_at.insert(key, k.at) {
                 self.report(
                     k.at,
                     &path,
@@ -338,6 +338,45 @@ impl Reader {
                 path: f.path.clone(),
                 key_at: f.key_at,
             }],
+        }
+    }
+}
+
+/// Where each key was first seen: a linear scan for the small mappings sessions are made of,
+/// a hash map for large ones (so a mapping with many keys stays linear).
+pub(crate) enum FirstSeen<'n> {
+    Few(Vec<(&'n str, Position)>),
+    Many(HashMap<&'n str, Position>),
+}
+
+impl<'n> FirstSeen<'n> {
+    const FEW: usize = 16;
+
+    pub(crate) fn new(expected: usize) -> Self {
+        if expected <= Self::FEW {
+            FirstSeen::Few(Vec::with_capacity(expected))
+        } else {
+            FirstSeen::Many(HashMap::with_capacity(expected))
+        }
+    }
+
+    /// Records `key` at `at`, or returns where it was first seen.
+    pub(crate) fn insert(&mut self, key: &'n str, at: Position) -> Option<Position> {
+        match self {
+            FirstSeen::Few(seen) => match seen.iter().find(|(k, _)| *k == key) {
+                Some((_, first)) => Some(*first),
+                None => {
+                    seen.push((key, at));
+                    None
+                }
+            },
+            FirstSeen::Many(seen) => match seen.entry(key) {
+                std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(at);
+                    None
+                }
+            },
         }
     }
 }
