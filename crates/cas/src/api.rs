@@ -390,7 +390,7 @@ impl ClientApi {
                 return Err(e);
             }
         }
-        let prepared = prepare_keys(&session).await?;
+        let prepared = prepare_keys(&session, None).await?;
         let audit_peer = peer.addr.ip().to_string();
         let result = self
             .store
@@ -476,7 +476,7 @@ impl ClientApi {
             .map(|bytes| SecretValues::from_bytes(&bytes))
             .transpose()
             .map_err(secret_error)?;
-        let prepared = prepare_keys(&session).await?;
+        let prepared = prepare_keys(&session, previous.clone()).await?;
         let hash = session.hash.to_string();
         let audit_peer = peer.addr.ip().to_string();
         let (name, hash) = self
@@ -809,9 +809,12 @@ fn secret_error(e: secrets::SecretError) -> ApiError {
     }
 }
 
-async fn prepare_keys(session: &Session) -> Result<secrets::PreparedKeys, ApiError> {
+async fn prepare_keys(
+    session: &Session,
+    previous: Option<SecretValues>,
+) -> Result<secrets::PreparedKeys, ApiError> {
     let session = session.clone();
-    tokio::task::spawn_blocking(move || secrets::prepare(&session))
+    tokio::task::spawn_blocking(move || secrets::prepare(&session, previous.as_ref()))
         .await
         .map_err(|e| ApiError::internal("secret_error", e.to_string()))?
         .map_err(secret_error)

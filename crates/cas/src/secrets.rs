@@ -208,6 +208,7 @@ impl SecretValues {
 /// Private keys generated ahead of a write, by the secret that needs them.
 #[derive(Default)]
 pub struct PreparedKeys {
+    // Keyed by secret name.
     keys: BTreeMap<String, (KeyType, Zeroizing<Vec<u8>>)>,
 }
 
@@ -217,22 +218,33 @@ impl fmt::Debug for PreparedKeys {
     }
 }
 
-/// Whether `secret`'s value carries over from the previous version of its session.
+/// Whether `secret`'s value carries over unchanged from the previous version of its
+/// session (certificates are decided in [`materialize`], where their key and issuer are known).
 ///
 /// As in SCONE: generated `ascii` and `binary` values with the same name and kind are kept;
-/// private keys and certificates are made anew. (SCONE keeps a private key when it says
-/// `migrate: true`; the session language has no `migrate` yet.)
+/// a generated private key is kept only with `migrate: true` (and the same `key_type`).
 fn migrates(secret: &Secret, previous: Option<&SecretValue>) -> bool {
-    matches!(
-        (&secret.source, previous),
+    match (&secret.source, previous) {
+        (SecretSource::Generated(Generation::Ascii { .. }), Some(SecretValue::Ascii { .. }))
+        | (SecretSource::Generated(Generation::Binary { .. }), Some(SecretValue::Binary { .. })) => {
+            true
+        }
         (
-            SecretSource::Generated(Generation::Ascii { .. }),
-            Some(SecretValue::Ascii { .. })
-        ) | (
-            SecretSource::Generated(Generation::Binary { .. }),
-            Some(SecretValue::Binary { .. })
-        )
-    )
+            SecretSource::Generated(Generation::PrivateKey { key_type }),
+            Some(SecretValue::PrivateKey { key_type: was, .. }),
+        ) => secret.migrate && was == key_type.as_str(),
+        _ => false,
+    }
+}
+
+/// The previous key of an `x509-ca` without `private_key` that says `migrate: true`.
+fn migrated_ca_key<'p>(secret: &Secret, previous: Option<&'p SecretValue>) -> Option<&'p [u8]> {
+    match previous {
+        Some(SecretValue::Certificate {
+            ca: true, pkcs8, ..
+        }) if secret.migrate => Some(pkcs8),
+        _ => None,
+    }
 }
 
 /// Most private keys one session may have generated: key generation (RSA above all) is the
@@ -240,11 +252,21 @@ fn migrates(secret: &Secret, previous: Option<&SecretValue>) -> bool {
 pub const MAX_GENERATED_KEYS: usize = 64;
 
 /// Generates the private keys the session's new values need (slow for RSA): for each
-/// generated `private-key`, and for each generated `x509-ca` without `private_key`.
-pub fn prepare(session: &Session) -> Result<PreparedKeys, SecretError> {
+/// generated `private-key`, and for each generated `x509-ca` without `private_key`, unless
+/// `previous` (the values of the version an update replaces) has one that migrates.
+pub fn prepare(
+    session: &Session,
+    previous: Option<&SecretValues>,
+) -> Result<PreparedKeys, SecretError> {
+    let previous_value =
+        |secret: &Secret| previous.and_then(|p| p.values.get(secret.name.as_str()));
     let wanted: Vec<(&Secret, KeyType)> = session
         .secrets
         .iter()
+        .filter(|secret| {
+            !migrates(secret, previous_value(secret))
+                && migrated_ca_key(secret, previous_value(secret)).is_none()
+        })
         .filter_map(|secret| match &secret.source {
             SecretSource::Generated(Generation::PrivateKey { key_type }) => {
                 Some((secret, *key_type))
@@ -425,7 +447,10 @@ pub fn materialize(
                 rest.push((secret, request, ca));
                 continue;
             }
-            let value = issue(secret, request, ca, &out, &imported, prepared)?;
+            let before = previous.and_then(|p| p.values.get(secret.name.as_str()));
+            let value = issue(
+                secret, request, ca, &out, &imported, prepared, before, previous,
+            )?;
             out.values.insert(secret.name.as_str().to_owned(), value);
         }
         if rest.len() == before {
@@ -491,6 +516,9 @@ fn key_of(
     }
 }
 
+/// Issues the certificate of `secret`, or keeps the previous one when the secret says
+/// `migrate: true` and its key and issuer did not change.
+#[allow(clippy::too_many_arguments)]
 fn issue(
     secret: &Secret,
     request: &CertificateRequest,
@@ -498,6 +526,8 @@ fn issue(
     out: &SecretValues,
     imported: &BTreeMap<String, SecretValue>,
     prepared: &PreparedKeys,
+    before: Option<&SecretValue>,
+    previous: Option<&SecretValues>,
 ) -> Result<SecretValue, SecretError> {
     let name = secret.name.as_str();
     let generate_error = |e: rcgen::Error| SecretError::Generate {
@@ -507,9 +537,10 @@ fn issue(
     };
     let pkcs8 = match &request.private_key {
         Some(key) => key_of(name, key.as_str(), out, imported)?,
-        None => match prepared.keys.get(name) {
-            Some((_, pkcs8)) => pkcs8.clone(),
-            None => {
+        None => match (prepared.keys.get(name), migrated_ca_key(secret, before)) {
+            (Some((_, pkcs8)), _) => pkcs8.clone(),
+            (None, Some(pkcs8)) => Zeroizing::new(pkcs8.to_vec()),
+            (None, None) => {
                 return Err(SecretError::Reference {
                     secret: name.to_owned(),
                     reason: "an x509 certificate needs a private_key".into(),
@@ -517,6 +548,27 @@ fn issue(
             }
         },
     };
+    if secret.migrate
+        && let Some(
+            kept @ SecretValue::Certificate {
+                ca: was_ca,
+                pkcs8: was_key,
+                ..
+            },
+        ) = before
+        && *was_ca == ca
+        && was_key.as_slice() == pkcs8.as_slice()
+        && request.issuer.as_ref().is_none_or(|issuer| {
+            let now = out
+                .values
+                .get(issuer.as_str())
+                .or_else(|| imported.get(issuer.as_str()));
+            let then = previous.and_then(|p| p.values.get(issuer.as_str()));
+            now.is_some() && now == then
+        })
+    {
+        return Ok(kept.clone());
+    }
     let key = KeyPair::try_from(pkcs8.as_slice()).map_err(generate_error)?;
     let params = certificate_params(request, ca).map_err(generate_error)?;
     let (cert, chain) = match &request.issuer {

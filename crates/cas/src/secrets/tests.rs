@@ -42,7 +42,7 @@ secrets:
 #[test]
 fn every_kind_is_generated_and_chains_verify() {
     let s = session(ALL_KINDS);
-    let prepared = prepare(&s).unwrap();
+    let prepared = prepare(&s, None).unwrap();
     let values = materialize(&s, None, &prepared, &NoImports).unwrap();
     let Some(SecretValue::Ascii { value }) = values.values.get("PASSWORD") else {
         panic!("no ascii")
@@ -116,8 +116,14 @@ fn value_text(values: &SecretValues) -> &str {
 #[test]
 fn update_keeps_random_values_and_renews_keys_and_certificates() {
     let s = session(ALL_KINDS);
-    let first = materialize(&s, None, &prepare(&s).unwrap(), &NoImports).unwrap();
-    let second = materialize(&s, Some(&first), &prepare(&s).unwrap(), &NoImports).unwrap();
+    let first = materialize(&s, None, &prepare(&s, None).unwrap(), &NoImports).unwrap();
+    let second = materialize(
+        &s,
+        Some(&first),
+        &prepare(&s, Some(&first)).unwrap(),
+        &NoImports,
+    )
+    .unwrap();
     assert_eq!(first.values["PASSWORD"], second.values["PASSWORD"]);
     assert_eq!(first.values["BLOB"], second.values["BLOB"]);
     assert_ne!(first.values["K256"], second.values["K256"]);
@@ -131,7 +137,7 @@ fn update_keeps_random_values_and_renews_keys_and_certificates() {
     let third = materialize(
         &changed,
         Some(&second),
-        &prepare(&changed).unwrap(),
+        &prepare(&changed, Some(&second)).unwrap(),
         &NoImports,
     )
     .unwrap();
@@ -141,7 +147,7 @@ fn update_keeps_random_values_and_renews_keys_and_certificates() {
 #[test]
 fn values_round_trip_through_bytes() {
     let s = session(ALL_KINDS);
-    let values = materialize(&s, None, &prepare(&s).unwrap(), &NoImports).unwrap();
+    let values = materialize(&s, None, &prepare(&s, None).unwrap(), &NoImports).unwrap();
     assert_eq!(
         SecretValues::from_bytes(&values.to_bytes()).unwrap(),
         values
@@ -157,12 +163,73 @@ fn key_generation_per_session_is_bounded() {
     for i in 0..=MAX_GENERATED_KEYS {
         text.push_str(&format!("  - {{ name: K{i}, kind: private-key }}\n"));
     }
-    let err = prepare(&session(&text)).unwrap_err();
+    let err = prepare(&session(&text), None).unwrap_err();
     assert_eq!(
         err,
         SecretError::TooManyKeys {
             found: MAX_GENERATED_KEYS + 1,
             max: MAX_GENERATED_KEYS
         }
+    );
+}
+
+const MIGRATING: &str = r#"
+name: ns/migrating
+version: "0.3"
+security: { attestation: { mode: none } }
+secrets:
+  - { name: KEY, kind: private-key, migrate: true }
+  - { name: ROOT, kind: x509-ca, common_name: Root, migrate: true }
+  - { name: LEAF, kind: x509, private_key: KEY, issuer: ROOT, common_name: leaf, migrate: true }
+  - { name: FRESH, kind: x509, private_key: KEY, issuer: ROOT, common_name: fresh }
+  - { name: OTHER, kind: private-key }
+"#;
+
+fn update(text: &str, previous: &SecretValues) -> SecretValues {
+    let s = session(text);
+    let prepared = prepare(&s, Some(previous)).unwrap();
+    materialize(&s, Some(previous), &prepared, &NoImports).unwrap()
+}
+
+fn key_of_value(value: &SecretValue) -> &[u8] {
+    match value {
+        SecretValue::PrivateKey { pkcs8, .. } | SecretValue::Certificate { pkcs8, .. } => pkcs8,
+        _ => panic!("no key"),
+    }
+}
+
+#[test]
+fn migrate_keeps_keys_and_certificates_whose_key_and_issuer_are_unchanged() {
+    let s = session(MIGRATING);
+    let first = materialize(&s, None, &prepare(&s, None).unwrap(), &NoImports).unwrap();
+    // Only OTHER needs a new key on update: KEY and ROOT's key migrate.
+    assert_eq!(prepare(&s, Some(&first)).unwrap().keys.len(), 1);
+    let second = update(MIGRATING, &first);
+    for kept in ["KEY", "ROOT", "LEAF"] {
+        assert_eq!(first.values[kept], second.values[kept], "{kept}");
+    }
+    assert_ne!(first.values["OTHER"], second.values["OTHER"]);
+    assert_ne!(
+        first.values["FRESH"], second.values["FRESH"],
+        "re-issued without migrate"
+    );
+    assert_eq!(
+        key_of_value(&first.values["FRESH"]),
+        key_of_value(&second.values["FRESH"]),
+        "with the migrated key"
+    );
+
+    // A new key type makes a new key, so the certificate on it is re-issued.
+    let changed = MIGRATING.replace(
+        "{ name: KEY, kind: private-key, migrate: true }",
+        "{ name: KEY, kind: private-key, key_type: P-384, migrate: true }",
+    );
+    let third = update(&changed, &second);
+    assert_ne!(second.values["KEY"], third.values["KEY"]);
+    assert_ne!(second.values["LEAF"], third.values["LEAF"]);
+    assert_eq!(second.values["ROOT"], third.values["ROOT"]);
+    assert_eq!(
+        key_of_value(&third.values["KEY"]),
+        key_of_value(&third.values["LEAF"])
     );
 }
