@@ -68,7 +68,7 @@ async fn phase(
     pid: u32,
     request: impl Fn(usize, u64) -> (Method, String, Option<Vec<u8>>) + Send + Sync + 'static,
     expect: StatusCode,
-) -> (f64, u64) {
+) -> (f64, u64, u64) {
     let request = Arc::new(request);
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -96,11 +96,11 @@ async fn phase(
     }
     stop.store(true, Ordering::Relaxed);
     let elapsed = start.elapsed().as_secs_f64();
-    let count = done.load(Ordering::Relaxed);
     for t in tasks {
         t.await.unwrap();
     }
-    (count as f64 / elapsed, peak_rss)
+    let count = done.load(Ordering::Relaxed);
+    (count as f64 / elapsed, count, peak_rss)
 }
 
 fn main() {
@@ -134,7 +134,7 @@ fn main() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let idle_rss = resident_bytes_of(&pid.to_string()).unwrap_or(0);
 
-        let (creates, create_rss) = phase(
+        let (creates, created, create_rss) = phase(
             &pool,
             seconds,
             pid,
@@ -142,7 +142,7 @@ fn main() {
             StatusCode::CREATED,
         )
         .await;
-        let (reads, read_rss) = phase(
+        let (reads, read, read_rss) = phase(
             &pool,
             seconds,
             pid,
@@ -150,7 +150,24 @@ fn main() {
             StatusCode::OK,
         )
         .await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Reads are audited asynchronously: how far behind is the audit log?
+        let audited = |metrics: &str| {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("custos_cas_audit_events "))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let metrics = |pool: &[CasClient]| {
+            let client = pool[0].clone();
+            async move {
+                let r = client.request(Method::GET, "/metrics", None).await.unwrap();
+                String::from_utf8_lossy(&r.body).into_owned()
+            }
+        };
+        let audited_at_end = audited(&metrics(&pool).await);
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        let audited_later = audited(&metrics(&pool).await);
         let after_rss = resident_bytes_of(&pid.to_string()).unwrap_or(0);
         let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
         let mark = |ok: bool| if ok { "ok" } else { "BELOW TARGET" };
@@ -161,6 +178,10 @@ fn main() {
         println!("  RSS peak, creates  {:>9.1} MB", mb(create_rss));
         println!("  RSS peak, reads    {:>9.1} MB", mb(read_rss));
         println!("  RSS after load     {:>9.1} MB", mb(after_rss));
+        println!(
+            "  audit events       {audited_at_end} when the load stopped, {audited_later} 2 s later ({} requests audited)",
+            created + read
+        );
     });
     drop(cas);
 }

@@ -275,14 +275,14 @@ impl ClientApi {
                 self.create(peer, body).await
             }
             Route::List => self.list(peer, &query),
-            Route::Read(name) => self.read(peer, name),
+            Route::Read(name) => self.read(peer, name).await,
             Route::Update(name) => {
                 let name = name.to_owned();
                 let body = self.body_text(request).await?;
                 self.update(peer, name, body).await
             }
             Route::Values(spec) => self.values(spec),
-            Route::Audit => self.audit(peer, &query),
+            Route::Audit => self.audit(peer, &query).await,
             Route::MethodNotAllowed(allowed) => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -351,7 +351,7 @@ impl ClientApi {
         })
     }
 
-    fn deny(&self, action: AuditAction, session: &str, peer: &Peer, error: &ApiError) {
+    async fn deny(&self, action: AuditAction, session: &str, peer: &Peer, error: &ApiError) {
         let mut event = AuditEvent::now(
             action,
             Outcome::Denied {
@@ -363,7 +363,7 @@ impl ClientApi {
         event.session = Some(session.to_owned());
         event.client = peer.client;
         event.peer = Some(peer.addr.ip().to_string());
-        self.store.record(event);
+        self.store.record(event).await;
     }
 
     async fn create(&self, peer: Peer, text: String) -> HandlerResult {
@@ -381,14 +381,16 @@ impl ClientApi {
         let hash = session.hash.to_string();
         // Cheap checks first, so nobody can make the CAS generate keys for a create that
         // must fail; they are repeated in the write transaction, where they count.
-        {
+        let allowed = {
             let read = self.store.read()?;
-            if let Err(e) = check_create_allowed(&session, client, |n| read.session(n)) {
-                if e.status == StatusCode::FORBIDDEN {
-                    self.deny(AuditAction::SessionCreate, &session_name, &peer, &e);
-                }
-                return Err(e);
+            check_create_allowed(&session, client, |n| read.session(n))
+        };
+        if let Err(e) = allowed {
+            if e.status == StatusCode::FORBIDDEN {
+                self.deny(AuditAction::SessionCreate, &session_name, &peer, &e)
+                    .await;
             }
+            return Err(e);
         }
         let prepared = prepare_keys(&session, None).await?;
         let audit_peer = peer.addr.ip().to_string();
@@ -431,7 +433,8 @@ impl ClientApi {
             }
             Err(e) => {
                 if e.status == StatusCode::FORBIDDEN {
-                    self.deny(AuditAction::SessionCreate, &session_name, &peer, &e);
+                    self.deny(AuditAction::SessionCreate, &session_name, &peer, &e)
+                        .await;
                 }
                 Err(e)
             }
@@ -468,7 +471,8 @@ impl ClientApi {
             let e = ApiError::forbidden(format!(
                 "session {name}: its update policy does not admit client {client}"
             ));
-            self.deny(AuditAction::SessionUpdate, &name, &peer, &e);
+            self.deny(AuditAction::SessionUpdate, &name, &peer, &e)
+                .await;
             return Err(e);
         }
         check_predecessor(&name, &predecessor.to_string(), &current.hash)?;
@@ -520,7 +524,7 @@ impl ClientApi {
         ))
     }
 
-    fn read(&self, peer: Peer, name: &str) -> HandlerResult {
+    async fn read(&self, peer: Peer, name: &str) -> HandlerResult {
         let client = self.require_client(&peer)?;
         let record = self
             .store
@@ -532,7 +536,7 @@ impl ClientApi {
             let e = ApiError::forbidden(format!(
                 "session {name}: its read policy does not admit client {client}"
             ));
-            self.deny(AuditAction::SessionRead, name, &peer, &e);
+            self.deny(AuditAction::SessionRead, name, &peer, &e).await;
             return Err(e);
         }
         let mut event = AuditEvent::now(AuditAction::SessionRead, Outcome::Allowed);
@@ -540,7 +544,7 @@ impl ClientApi {
         event.client = Some(client);
         event.peer = Some(peer.addr.ip().to_string());
         event.hash = Some(record.hash.clone());
-        self.store.record(event);
+        self.store.record(event).await;
         Ok(json_response(
             StatusCode::OK,
             &json!({
@@ -660,7 +664,7 @@ impl ClientApi {
         ))
     }
 
-    fn audit(&self, peer: Peer, query: &str) -> HandlerResult {
+    async fn audit(&self, peer: Peer, query: &str) -> HandlerResult {
         let client = self.require_client(&peer)?;
         let name = query_param(query, "session").ok_or_else(|| {
             ApiError::bad_request("session_required", "give a session: /v1/audit?session=NAME")
@@ -677,24 +681,27 @@ impl ClientApi {
         };
         let after = number("after", 0)?;
         let limit = number("limit", 100)?.clamp(1, 1000) as usize;
-        let read = self.store.read()?;
-        let record = read
-            .session(&name)?
-            .ok_or_else(|| ApiError::not_found(format!("session {name} does not exist")))?;
+        let (record, events) = {
+            let read = self.store.read()?;
+            let record = read
+                .session(&name)?
+                .ok_or_else(|| ApiError::not_found(format!("session {name} does not exist")))?;
+            let events = read.audit_for_session(&name, after, limit)?;
+            (record, events)
+        };
         let policy = self.policies.get(&record)?;
         if !admits(&policy.update, client, record.creator) {
             let e = ApiError::forbidden(format!(
                 "session {name}: only clients its update policy admits may read its audit log; client {client} is not one"
             ));
-            self.deny(AuditAction::AuditRead, &name, &peer, &e);
+            self.deny(AuditAction::AuditRead, &name, &peer, &e).await;
             return Err(e);
         }
-        let events = read.audit_for_session(&name, after, limit)?;
         let mut event = AuditEvent::now(AuditAction::AuditRead, Outcome::Allowed);
         event.session = Some(name.clone());
         event.client = Some(client);
         event.peer = Some(peer.addr.ip().to_string());
-        self.store.record(event);
+        self.store.record(event).await;
         Ok(json_response(
             StatusCode::OK,
             &json!({"session": name, "events": events}),

@@ -39,7 +39,10 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const KEY_CHECK: &str = "key-check";
 const KEY_CHECK_PLAINTEXT: &[u8] = b"custos-cas store v1";
 /// Most requests committed in one transaction.
-const MAX_BATCH: usize = 512;
+const MAX_BATCH: usize = 1024;
+/// Requests waiting for the writer. When it is full, callers wait: under a flood of audited
+/// reads the CAS slows down to what it can audit rather than queueing without bound.
+const QUEUE: usize = 4096;
 /// redb page cache: small, so the CAS stays small; the OS page cache does the rest.
 const CACHE_BYTES: usize = 16 << 20;
 
@@ -123,7 +126,7 @@ struct Shared {
 #[derive(Clone)]
 pub struct Store {
     shared: Arc<Shared>,
-    jobs: mpsc::UnboundedSender<Job>,
+    jobs: mpsc::Sender<Job>,
     audit_len: Arc<AtomicU64>,
     writer: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
@@ -156,7 +159,7 @@ impl Store {
             ),
             other => open_error(&other),
         })?;
-        let (jobs, rx) = mpsc::unbounded_channel();
+        let (jobs, rx) = mpsc::channel(QUEUE);
         let audit_len = Arc::new(AtomicU64::new(next_seq - 1));
         let writer_shared = shared.clone();
         let writer_len = audit_len.clone();
@@ -205,13 +208,14 @@ impl Store {
         });
         self.jobs
             .send(job)
+            .await
             .map_err(|_| E::from(StoreError::WriterGone))?;
         result.await.unwrap_or(Err(E::from(StoreError::WriterGone)))
     }
 
-    /// Appends `event` to the audit log without waiting: it is committed with the next
-    /// batch of writes.
-    pub fn record(&self, event: AuditEvent) {
+    /// Appends `event` to the audit log without waiting for the commit: it is committed with
+    /// the next batch of writes. Waits only while the writer's queue is full.
+    pub async fn record(&self, event: AuditEvent) {
         let job: Job = Box::new(move |tx| {
             tx.append_audit(event);
             Box::new(|committed| {
@@ -220,7 +224,7 @@ impl Store {
                 }
             })
         });
-        if self.jobs.send(job).is_err() {
+        if self.jobs.send(job).await.is_err() {
             tracing::error!("audit event not stored: the store writer stopped");
         }
     }
@@ -276,7 +280,7 @@ fn init_tables(shared: &Shared) -> Result<u64, StoreError> {
 
 fn run_writer(
     shared: &Shared,
-    mut rx: mpsc::UnboundedReceiver<Job>,
+    mut rx: mpsc::Receiver<Job>,
     mut next_seq: u64,
     audit_len: &AtomicU64,
 ) {

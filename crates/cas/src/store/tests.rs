@@ -143,7 +143,7 @@ async fn prefix_listing_and_audit_paging() {
     }
     let mut event = AuditEvent::now(AuditAction::SessionRead, Outcome::Allowed);
     event.session = Some("a/x".into());
-    store.record(event);
+    store.record(event).await;
     // `record` does not wait: a later durable write is committed after it.
     create(&store, "c", "t").await.unwrap();
     let read = store.read().unwrap();
