@@ -102,8 +102,9 @@ impl ClientIdentity {
     }
 
     /// The identity the CAS sees: SHA-256 of the certificate's public key.
-    pub fn id(&self) -> ClientId {
-        ClientId::of_certificate(&self.certificate).unwrap_or(ClientId::from_bytes([0; 32]))
+    pub fn id(&self) -> Result<ClientId, ClientError> {
+        ClientId::of_certificate(&self.certificate)
+            .map_err(|e| ClientError::Identity(e.to_string()))
     }
 }
 

@@ -222,9 +222,12 @@ pub(crate) fn run(command: SelfCommand) -> ExitCode {
 
 /// `custos self show`: prints the identity's hash, creating the identity on first use.
 fn show() -> ExitCode {
-    match CliConfig::load().and_then(|mut c| c.identity()) {
+    match CliConfig::load()
+        .and_then(|mut c| c.identity())
+        .and_then(|id| id.id().map_err(|e| e.to_string()))
+    {
         Ok(id) => {
-            println!("{}", id.id());
+            println!("{id}");
             ExitCode::SUCCESS
         }
         Err(e) => {
