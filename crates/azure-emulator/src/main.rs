@@ -33,6 +33,10 @@ struct Args {
     /// Where to write the CA certificate [default: a fresh temporary directory].
     #[arg(long)]
     ca_file: Option<PathBuf>,
+    /// Trust this simulation platform key at the MAA endpoint (repeatable): a key id (64 hex
+    /// digits, as `custos-las` logs it) or a PEM public key. Adds to the file's list.
+    #[arg(long, value_name = "KEY")]
+    trust_platform_key: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -71,6 +75,14 @@ fn main() -> ExitCode {
     }
     if let Some(path) = args.ca_file {
         config.ca_file = Some(path);
+    }
+    config
+        .maa
+        .trusted_platform_keys
+        .extend(args.trust_platform_key);
+    if let Err(e) = config.validate("the command line") {
+        eprintln!("custos-azure-emulator: {e}");
+        return ExitCode::from(2);
     }
     if config.ca_file.is_none() {
         let dir =

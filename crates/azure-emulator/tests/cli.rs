@@ -78,3 +78,17 @@ fn a_bad_configuration_exits_2_naming_the_field() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("keyvault.secrets[0].name"), "{stderr}");
 }
+
+#[test]
+fn a_bad_platform_key_on_the_command_line_exits_2_naming_it() {
+    let output = Command::new(BIN)
+        .args(["--demo", "--trust-platform-key", "not-a-key"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("the command line") && stderr.contains("maa.trusted_platform_keys[0]"),
+        "{stderr}"
+    );
+}
