@@ -1,0 +1,79 @@
+{{/* Name of the chart, or nameOverride. */}}
+{{- define "cas.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified name: the release name when it already holds the chart's ("cas"). */}}
+{{- define "cas.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "cas.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "cas.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "cas.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "cas.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: cas
+app.kubernetes.io/part-of: custos
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "cas.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{- define "cas.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "cas.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "cas.masterKeySecret" -}}
+{{- .Values.masterKey.existingSecret | default (printf "%s-master-key" (include "cas.fullname" .)) }}
+{{- end }}
+
+{{/*
+SGX device-plugin resources, as the SCONE sample's charts name them:
+  azure    AKS confidential-computing add-on: EPC memory in MiB
+  scone    SCONE's SGX device plugin
+  enabled  Intel's SGX device plugin: an enclave and EPC memory
+  disabled none (simulation, or devices mounted by other means)
+*/}}
+{{- define "cas.sgxLimits" -}}
+{{- $plugin := toString .Values.useSGXDevPlugin }}
+{{- if eq $plugin "azure" }}
+kubernetes.azure.com/sgx_epc_mem_in_MiB: {{ int .Values.sgxEpcMem }}
+{{- else if eq $plugin "scone" }}
+sgx.k8s.io/sgx: 1
+{{- else if eq $plugin "enabled" }}
+sgx.intel.com/enclave: 1
+sgx.intel.com/epc: {{ printf "%dMi" (int .Values.sgxEpcMem) | quote }}
+{{- else if ne $plugin "disabled" }}
+{{- fail (printf "useSGXDevPlugin=%s: expected azure, scone, enabled or disabled" $plugin) }}
+{{- end }}
+{{- end }}
+
+{{/* The container's resources: .Values.resources with the SGX device limits added. */}}
+{{- define "cas.resources" -}}
+{{- $resources := deepCopy (.Values.resources | default dict) }}
+{{- $sgx := include "cas.sgxLimits" . | fromYaml }}
+{{- if $sgx }}
+{{- $_ := set $resources "limits" (merge (deepCopy ($resources.limits | default dict)) $sgx) }}
+{{- end }}
+{{- toYaml $resources }}
+{{- end }}
