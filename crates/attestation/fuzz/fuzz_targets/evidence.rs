@@ -9,7 +9,8 @@ use custos_attestation::{PlatformKey, TrustedPlatforms};
 use libfuzzer_sys::fuzz_target;
 
 static TRUSTED: LazyLock<TrustedPlatforms> = LazyLock::new(|| {
-    let key = PlatformKey::from_pkcs8_pem(include_bytes!("../platform-key.pem"), "fuzz key").unwrap();
+    let key =
+        PlatformKey::from_pkcs8_pem(include_bytes!("../platform-key.pem"), "fuzz key").unwrap();
     TrustedPlatforms::from_ids([key.public_key().id()])
 });
 
