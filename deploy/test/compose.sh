@@ -27,8 +27,9 @@ compose_tests() {
   REST_API_MRENCLAVE=$(sed -n 's/^REST_API_MRENCLAVE=//p' "$work/build.out")
   images_tests
 
-  step "chart configuration in the real image"
+  step "chart configuration in the real images"
   chart_config_tests
+  las_secret_key_tests
 
   step "compose: up (deploy/compose/up.sh)"
   on_exit "compose down -v --remove-orphans --timeout 2; docker ps -aq --filter label=com.docker.compose.project=$project | xargs -r docker rm -f"
@@ -159,6 +160,27 @@ EOF
   check "... using the Secret's master key" grep -q 'master key loaded.*/etc/custos-cas/master-key/master.key' <(docker logs "$name" 2>&1)
   port=$(docker port "$name" 8081/tcp | head -n1)
   check "... and answers /healthz" grep -q '"status"' <(curl -sSk --max-time 5 "https://$port/healthz")
+}
+
+# The las chart's platformKey.existingSecret: a key made as its README says, in a read-only
+# directory, as a Secret volume is; the LAS must sign with it, not make its own.
+las_secret_key_tests() {
+  mkdir -p "$work/las-key"
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/las-key/platform-key.pem" 2>/dev/null
+  chmod 0444 "$work/las-key/platform-key.pem"
+  local name=custos-las-check-$$ first second
+  on_exit "docker rm -f $name"
+  key_id() {
+    docker run -d --name "$name" --read-only --cap-drop ALL -v "$work/las-key:/var/lib/custos-las:ro" "custos/las:$tag" >/dev/null
+    local deadline=$((SECONDS + 20))
+    until docker logs "$name" 2>&1 | grep -q 'platform key id' || [ $SECONDS -ge $deadline ]; do sleep 0.2; done
+    docker logs "$name" 2>&1 | grep -Eo 'platform key id [0-9a-f]{64}' | awk '{print $4}'
+    docker rm -f "$name" >/dev/null
+  }
+  first=$(key_id)
+  second=$(key_id)
+  check "las signs with a shared key from a read-only Secret-like mount (same id twice: ${first:-none})" \
+    test -n "$first" -a "$first" = "$second"
 }
 
 wait_for_app() {

@@ -156,6 +156,11 @@ helm_tests() {
   expect cas-everything 'storageClassName: "managed-csi-premium"'
   expect cas-everything 'trusted_platform_keys = \["0123456789abcdef' "trusted platform keys in cas.toml"
   expect cas-everything 'ca_files = \["/etc/custos-cas/azure-ca/ca.pem"\]'
+  render cas-internal-lb cas cas --set service.type=LoadBalancer \
+    --set service.annotations.service\\.beta\\.kubernetes\\.io/azure-load-balancer-internal=true \
+    --set podLabels.azure\\.workload\\.identity/use=true
+  expect cas-internal-lb 'service.beta.kubernetes.io/azure-load-balancer-internal: "true"' "--set annotation values become strings"
+  expect cas-internal-lb 'azure.workload.identity/use: "true"' "--set label values become strings"
   render cas-scone-plugin cas cas --set useSGXDevPlugin=scone --set persistence.enabled=false --set simulation=false --set service.type=NodePort
   expect cas-scone-plugin 'sgx.k8s.io/sgx: 1' "SCONE device plugin"
   expect cas-scone-plugin 'emptyDir: \{\}' "persistence off: emptyDir"
