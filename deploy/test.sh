@@ -55,6 +55,18 @@ finish() {
 }
 trap finish EXIT
 
+# Tools each part needs, named up front rather than failing halfway.
+need=(python3)
+[[ " ${parts[*]} " == *" compose "* ]] && need+=(docker curl openssl)
+for tool in "${need[@]}"; do
+  command -v "$tool" >/dev/null || { echo "test.sh: $tool is required (${parts[*]})" >&2; exit 2; }
+done
+if [[ " ${parts[*]} " == *" compose "* ]]; then
+  docker info >/dev/null 2>&1 || { echo "test.sh: the Docker engine does not answer (docker info)" >&2; exit 2; }
+  docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null \
+    || { echo "test.sh: docker-compose (or the docker compose plugin) is required" >&2; exit 2; }
+fi
+
 . deploy/test/helm.sh
 . deploy/test/compose.sh
 

@@ -70,6 +70,19 @@ render_fails() {
   fi
 }
 
+# notes CASE REGEX RELEASE CHART [helm flags...]: the release's NOTES render and say REGEX.
+notes() {
+  local name=$1 regex=$2 release=$3 chart=$4; shift 4
+  local out=$work/rendered/$name.notes
+  if ! "$helm" install "$release" "deploy/helm/$chart" --dry-run=client "$@" >"$out" 2>&1; then
+    fail "$name: helm install --dry-run=client: $(cat "$out")"
+  elif sed -n '/^NOTES:/,$p' "$out" | grep -Eq -- "$regex"; then
+    pass "$name: NOTES say /$regex/"
+  else
+    fail "$name: NOTES lack /$regex/: $(sed -n '/^NOTES:/,$p' "$out")"
+  fi
+}
+
 # expect CASE REGEX [DESCRIPTION] / expect_not CASE REGEX [DESCRIPTION]: on the rendered output.
 expect() {
   if grep -Eq -- "$2" "$work/rendered/$1.yaml"; then pass "$1: ${3:-has /$2/}"; else fail "$1: ${3:-has /$2/}: not in the output"; fi
@@ -130,6 +143,13 @@ helm_tests() {
   expect sample-api 'readOnlyRootFilesystem: true'
   expect sample-api 'kubernetes.azure.com/sgx_epc_mem_in_MiB: 64'
   expect sample-api 'type: LoadBalancer'
+
+  step "helm install --dry-run=client: the NOTES of the sample's releases"
+  notes sample-cas 'custos cas attest \$SCONE_CAS_ADDR --only-for-testing' cas cas --set service.type=LoadBalancer --set useSGXDevPlugin=azure
+  notes sample-las "platform key id" las las --set useSGXDevPlugin=azure
+  notes sample-api-no-attestation "starts WITHOUT attestation" api-no-attestation rest-api-sample --set service.type=LoadBalancer --set useSGXDevPlugin=azure
+  notes sample-api "curl https://rest-api.scone.sample:4996/secret" api rest-api-sample --set service.type=LoadBalancer \
+    --set useSGXDevPlugin=azure --set scone.cas=20.61.1.2 --set scone.configId=azure-integration-1/demo/rest-api
 
   step "helm template: more combinations"
   render cas-defaults cas cas
