@@ -358,6 +358,7 @@ impl ClientApi {
                 status: error.status.as_u16(),
                 code: error.code.into(),
                 reason: error.message.clone(),
+                reasons: Vec::new(),
             },
         );
         event.session = Some(session.to_owned());
@@ -418,6 +419,8 @@ impl ClientApi {
                     client: Some(client),
                     peer: Some(audit_peer),
                     hash: Some(hash.clone()),
+                    service: None,
+                    enclave: None,
                     outcome: Outcome::Allowed,
                 });
                 Ok::<_, ApiError>((name, hash))
@@ -512,6 +515,8 @@ impl ClientApi {
                     client: Some(client),
                     peer: Some(audit_peer),
                     hash: Some(hash.clone()),
+                    service: None,
+                    enclave: None,
                     outcome: Outcome::Allowed,
                 });
                 Ok::<_, ApiError>((name, hash))

@@ -27,6 +27,9 @@ pub enum AuditAction {
     SessionRead,
     /// `GET /v1/audit?session=`: someone read this session's audit log.
     AuditRead,
+    /// `POST /v1/enclave/attest`: a service attested (allowed: it received its
+    /// configuration; denied: every failed check is in `reasons`).
+    EnclaveAttest,
 }
 
 impl AuditAction {
@@ -37,6 +40,7 @@ impl AuditAction {
             Self::SessionUpdate => "session-update",
             Self::SessionRead => "session-read",
             Self::AuditRead => "audit-read",
+            Self::EnclaveAttest => "enclave-attest",
         }
     }
 }
@@ -55,6 +59,9 @@ pub enum Outcome {
         code: String,
         /// Why (the message returned to the client; never a secret).
         reason: String,
+        /// Every failed check, with expected and actual values (attestation denials).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        reasons: Vec<String>,
     },
 }
 
@@ -77,6 +84,12 @@ pub struct AuditEvent {
     /// The session's hash after a change, or the hash read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<String>,
+    /// For attestations: the service of the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// For attestations: what the verified evidence showed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enclave: Option<EnclaveFacts>,
     /// The outcome (`result`, and for denials `status`, `code`, `reason`).
     #[serde(flatten)]
     pub outcome: Outcome,
@@ -92,9 +105,32 @@ impl AuditEvent {
             client: None,
             peer: None,
             hash: None,
+            service: None,
+            enclave: None,
             outcome,
         }
     }
+}
+
+/// The facts an attestation established about an enclave (measurements, not secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnclaveFacts {
+    /// The evidence type (`sgx-quote`, `oe-report`, `sim-quote`).
+    pub evidence: String,
+    /// Who vouched for it: `dcap`, `maa`, `simulation`, or `none` (`mode: none`).
+    pub verified_by: String,
+    /// MRENCLAVE, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mrenclave: Option<String>,
+    /// MRSIGNER, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mrsigner: Option<String>,
+    /// Whether the enclave is debuggable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debug: Option<bool>,
+    /// The simulation platform key id, for simulated evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
 }
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).

@@ -62,6 +62,113 @@ pub struct Config {
     pub limits: Limits,
     /// Log filter (`info`, `custos_cas=debug`, ...).
     pub log: String,
+    /// The enclave API: where runtimes attest and receive their configuration.
+    pub enclave: EnclaveSettings,
+    /// Local Intel DCAP verification of SGX quotes (`mode: hardware`).
+    pub dcap: DcapSettings,
+    /// Entra ID, Key Vault and MAA access for sessions' `aad-token`, `import_akv` and `mode: maa`.
+    pub azure: AzureSettings,
+}
+
+/// The enclave API's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnclaveSettings {
+    /// Address of the enclave API (port 0: any free port, logged).
+    pub listen: SocketAddr,
+    /// How long a nonce stays valid after the challenge, in seconds.
+    pub nonce_ttl_secs: u64,
+    /// Nonces issued and not yet used, at most; more challenges get 503.
+    pub max_pending_nonces: usize,
+    /// Simulation platform keys whose `sim-quote`s this CAS accepts in `mode: hardware`: key
+    /// ids (64 hex digits, as `custos-las` logs them) or PEM public-key files. Empty: no
+    /// simulated evidence is accepted.
+    pub trusted_platform_keys: Vec<String>,
+    /// LAS base URLs (`http://host:18766`) whose platform key (`GET /v1/platform`) is
+    /// trusted like `trusted_platform_keys`; fetched at start-up.
+    pub trusted_las: Vec<String>,
+    /// Challenges per second allowed per client address; more get 429.
+    pub requests_per_second: f64,
+    /// Challenges a client address may send at once above its rate.
+    pub burst: u32,
+}
+
+impl Default for EnclaveSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 18765)),
+            nonce_ttl_secs: 60,
+            max_pending_nonces: 65_536,
+            trusted_platform_keys: Vec::new(),
+            trusted_las: Vec::new(),
+            requests_per_second: 2_000.0,
+            burst: 4_000,
+        }
+    }
+}
+
+/// Where DCAP verification gets its trust anchor and collateral.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DcapSettings {
+    /// Root CA certificate (PEM or DER); default Intel's production SGX Root CA.
+    pub root_ca: Option<PathBuf>,
+    /// One collateral file (`QuoteCollateralV3` JSON) used for every quote, instead of a PCCS.
+    pub collateral: Option<PathBuf>,
+    /// PCCS or Azure THIM base URL collateral is fetched from (and cached).
+    pub pccs_url: String,
+    /// CA certificates (PEM) trusted for TLS to the PCCS instead of the system's.
+    pub pccs_ca: Option<PathBuf>,
+    /// Collateral cache directory; default `<data_dir>/dcap-collateral`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Azure's THIM: Intel collateral cached by Azure.
+pub const AZURE_THIM_URL: &str = "https://global.acccache.azure.net/sgx/certification/v4/";
+
+impl Default for DcapSettings {
+    fn default() -> Self {
+        Self {
+            root_ca: None,
+            collateral: None,
+            pccs_url: AZURE_THIM_URL.into(),
+            pccs_ca: None,
+            cache_dir: None,
+        }
+    }
+}
+
+/// How the CAS reaches Azure for sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AzureSettings {
+    /// Entra ID authority host (`https://login.microsoftonline.com`, or an emulator's URL).
+    pub authority_host: String,
+    /// CA certificates (PEM files) trusted for TLS to Entra ID, Key Vault and MAA, in
+    /// addition to the system's (and, for MAA, the session's `certificates`).
+    pub ca_files: Vec<PathBuf>,
+    /// Whether the system's trust store is used too.
+    pub trust_system_roots: bool,
+    /// How long Key Vault values and Entra ID tokens are reused, in seconds (0: fetched
+    /// for every attestation). A rotated Key Vault secret reaches the next start after this.
+    pub cache_ttl_secs: u64,
+    /// Retries of a failed Azure call (429, 5xx, transport errors), with back-off.
+    pub max_retries: u32,
+    /// Bound on one Azure HTTP exchange, in seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for AzureSettings {
+    fn default() -> Self {
+        Self {
+            authority_host: "https://login.microsoftonline.com".into(),
+            ca_files: Vec::new(),
+            trust_system_roots: true,
+            cache_ttl_secs: 60,
+            max_retries: 3,
+            timeout_secs: 30,
+        }
+    }
 }
 
 /// The TLS certificate: given (both files), or generated into the data directory.
@@ -116,6 +223,9 @@ impl Default for Config {
             platform_key_file: None,
             limits: Limits::default(),
             log: "info".into(),
+            enclave: EnclaveSettings::default(),
+            dcap: DcapSettings::default(),
+            azure: AzureSettings::default(),
         }
     }
 }
@@ -161,6 +271,28 @@ impl Config {
                 "limits.burst and limits.max_connections must be above 0".into(),
             ));
         }
+        let e = &self.enclave;
+        if e.nonce_ttl_secs == 0 || e.max_pending_nonces == 0 || e.burst == 0 {
+            return Err(ConfigError::Invalid(
+                "enclave.nonce_ttl_secs, enclave.max_pending_nonces and enclave.burst must be above 0"
+                    .into(),
+            ));
+        }
+        if !e.requests_per_second.is_finite() || e.requests_per_second <= 0.0 {
+            return Err(ConfigError::Invalid(
+                "enclave.requests_per_second must be above 0".into(),
+            ));
+        }
+        if !self.azure.trust_system_roots && self.azure.ca_files.is_empty() {
+            return Err(ConfigError::Invalid(
+                "azure.trust_system_roots = false needs azure.ca_files".into(),
+            ));
+        }
+        if self.azure.timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "azure.timeout_secs must be above 0".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -181,6 +313,14 @@ impl Config {
     /// The store file.
     pub fn store_path(&self) -> PathBuf {
         self.data_dir.join("cas.redb")
+    }
+
+    /// The DCAP collateral cache directory.
+    pub fn dcap_cache_dir(&self) -> PathBuf {
+        self.dcap
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("dcap-collateral"))
     }
 }
 

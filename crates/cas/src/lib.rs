@@ -19,6 +19,7 @@ pub mod audit;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod config;
+pub mod enclave;
 pub mod identity;
 pub mod metrics;
 pub mod ratelimit;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use custos_cas::config::{Config, EvidenceMode};
+use custos_cas::enclave::EnclaveServer;
 use custos_cas::server::Cas;
 
 #[derive(Debug, Parser)]
@@ -58,6 +59,48 @@ struct Args {
     /// Log filter.
     #[arg(long, env = "CUSTOS_CAS_LOG")]
     log: Option<String>,
+    /// Enclave API address (port 0: any free port; the address is logged).
+    #[arg(long, env = "CUSTOS_CAS_ENCLAVE_LISTEN")]
+    enclave_listen: Option<SocketAddr>,
+    /// Seconds a challenge nonce stays valid.
+    #[arg(long, env = "CUSTOS_CAS_NONCE_TTL")]
+    nonce_ttl: Option<u64>,
+    /// Trust this simulation platform key for `sim-quote`s (repeatable): a key id (64 hex
+    /// digits, as custos-las logs it) or a PEM public-key file.
+    #[arg(
+        long = "trust-platform-key",
+        env = "CUSTOS_CAS_TRUST_PLATFORM_KEYS",
+        value_delimiter = ','
+    )]
+    trust_platform_keys: Vec<String>,
+    /// Trust the platform key of the LAS at this URL (repeatable; fetched at start-up).
+    #[arg(
+        long = "trust-las",
+        env = "CUSTOS_CAS_TRUST_LAS",
+        value_delimiter = ','
+    )]
+    trust_las: Vec<String>,
+    /// DCAP root CA certificate (PEM or DER). Default: Intel's production SGX Root CA.
+    #[arg(long, env = "CUSTOS_CAS_DCAP_ROOT_CA")]
+    dcap_root_ca: Option<PathBuf>,
+    /// DCAP collateral file (QuoteCollateralV3 JSON) used for every quote instead of a PCCS.
+    #[arg(long, env = "CUSTOS_CAS_DCAP_COLLATERAL")]
+    dcap_collateral: Option<PathBuf>,
+    /// PCCS or THIM URL DCAP collateral is fetched from.
+    #[arg(long, env = "CUSTOS_CAS_PCCS_URL")]
+    pccs_url: Option<String>,
+    /// Entra ID authority host for sessions' aad-token secrets.
+    #[arg(long, env = "AZURE_AUTHORITY_HOST")]
+    azure_authority_host: Option<String>,
+    /// CA certificate file (PEM) trusted for TLS to Entra ID, Key Vault and MAA (repeatable).
+    #[arg(long = "azure-ca", env = "CUSTOS_CAS_AZURE_CA", value_delimiter = ',')]
+    azure_ca: Vec<PathBuf>,
+    /// Seconds Key Vault values and Entra ID tokens are reused (0: never).
+    #[arg(long, env = "CUSTOS_CAS_AZURE_CACHE_TTL")]
+    azure_cache_ttl: Option<u64>,
+    /// Retries of a failed Azure call.
+    #[arg(long, env = "CUSTOS_CAS_AZURE_MAX_RETRIES")]
+    azure_max_retries: Option<u32>,
 }
 
 fn set<T>(slot: &mut T, value: Option<T>) {
@@ -99,6 +142,23 @@ impl Args {
         set(&mut c.limits.burst, self.rate_burst);
         set(&mut c.limits.max_connections, self.max_connections);
         set(&mut c.log, self.log);
+        set(&mut c.enclave.listen, self.enclave_listen);
+        set(&mut c.enclave.nonce_ttl_secs, self.nonce_ttl);
+        c.enclave
+            .trusted_platform_keys
+            .extend(self.trust_platform_keys);
+        c.enclave.trusted_las.extend(self.trust_las);
+        if self.dcap_root_ca.is_some() {
+            c.dcap.root_ca = self.dcap_root_ca;
+        }
+        if self.dcap_collateral.is_some() {
+            c.dcap.collateral = self.dcap_collateral;
+        }
+        set(&mut c.dcap.pccs_url, self.pccs_url);
+        set(&mut c.azure.authority_host, self.azure_authority_host);
+        c.azure.ca_files.extend(self.azure_ca);
+        set(&mut c.azure.cache_ttl_secs, self.azure_cache_ttl);
+        set(&mut c.azure.max_retries, self.azure_max_retries);
         c.validate()?;
         Ok(c)
     }
@@ -138,6 +198,15 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        let enclave = match EnclaveServer::start(&config, &cas).await {
+            Ok(enclave) => enclave,
+            Err(e) => {
+                eprintln!("custos-cas: enclave API: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        tracing::info!(listen = %enclave.local_addr, "custos-cas enclave API ready");
+        // The last start-up line: both listeners accept connections once it is written.
         tracing::info!(
             listen = %cas.local_addr,
             key_hash = %cas.key_hash,
@@ -147,6 +216,7 @@ fn main() -> ExitCode {
         // Every acknowledged write is already durable: stopping needs no flush.
         tokio::select! {
             () = cas.serve() => ExitCode::SUCCESS,
+            () = enclave.serve() => ExitCode::SUCCESS,
             () = stop_signal() => {
                 tracing::info!("stop signal: stopping");
                 ExitCode::SUCCESS

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 #[derive(Debug, Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    attestations: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     rate_limited: AtomicU64,
     body_too_large: AtomicU64,
     tls_failures: AtomicU64,
@@ -24,6 +25,17 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry((route, status))
+            .or_default() += 1;
+    }
+
+    /// Counts an attestation by the session's mode (`hardware`, `maa`, `none`) and result
+    /// (`allowed`, `denied`, `failed`).
+    pub fn attestation(&self, mode: &'static str, result: &'static str) {
+        *self
+            .attestations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((mode, result))
             .or_default() += 1;
     }
 
@@ -119,6 +131,21 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "custos_cas_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP custos_cas_attestations_total Enclave attestations, by the session's mode and result.\n# TYPE custos_cas_attestations_total counter"
+        );
+        for ((mode, result), n) in self
+            .attestations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "custos_cas_attestations_total{{mode=\"{mode}\",result=\"{result}\"}} {n}"
             );
         }
         out

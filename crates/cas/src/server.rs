@@ -172,6 +172,11 @@ impl Cas {
         &self.identity
     }
 
+    /// The counters `/metrics` shows (shared with the enclave API).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// Serves the client API until the process ends.
     pub async fn serve(self) {
         let api = self.api;

@@ -348,7 +348,7 @@ fn run_writer(
 enum Staged {
     Session(SessionRecord),
     Secrets(String, Zeroizing<Vec<u8>>),
-    Audit(AuditEvent),
+    Audit(Box<AuditEvent>),
 }
 
 fn apply(
@@ -506,7 +506,7 @@ impl WriteTx<'_> {
 
     /// Stages appending `event` to the audit log.
     pub fn append_audit(&mut self, event: AuditEvent) {
-        self.staged.push(Staged::Audit(event));
+        self.staged.push(Staged::Audit(Box::new(event)));
     }
 }
 

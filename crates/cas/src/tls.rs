@@ -3,11 +3,12 @@
 //! The CAS certificate is generated on first start (self-signed, P-256) and kept in the
 //! data directory, or given by the operator. Clients do not trust it by name: `custos cas
 //! attest` pins its key after verifying the CAS's evidence, which binds that key. The same
-//! certificate serves the client API and (later) the enclave API.
+//! certificate serves the client API and the enclave API.
 //!
-//! Client certificates are optional at the TLS layer (so `/v1/values`, `/v1/attest` and
-//! `/healthz` work without one) and never checked against a CA: a client is its key. The
-//! handshake still proves the client holds the certificate's private key.
+//! Client certificates are optional at the client API's TLS layer (so `/v1/values`,
+//! `/v1/attest` and `/healthz` work without one), required at the enclave API's, and never
+//! checked against a CA: a client is its key. The handshake still proves the client holds the
+//! certificate's private key.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -137,9 +138,20 @@ fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<(), TlsError> {
 /// The TLS server configuration of the client API: the CAS certificate, HTTP/2 and
 /// HTTP/1.1, and optional client certificates identified by their key.
 pub fn server_config(identity: &CasIdentity) -> Arc<ServerConfig> {
+    config_with(identity, false)
+}
+
+/// The TLS server configuration of the enclave API: as [`server_config`], but a client
+/// certificate is required — its key is the one the runtime's evidence binds.
+pub fn enclave_server_config(identity: &CasIdentity) -> Arc<ServerConfig> {
+    config_with(identity, true)
+}
+
+fn config_with(identity: &CasIdentity, client_auth_mandatory: bool) -> Arc<ServerConfig> {
     let provider = custos_tls::provider();
     let verifier = Arc::new(AnyClientKey {
         algorithms: provider.signature_verification_algorithms,
+        mandatory: client_auth_mandatory,
     });
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -170,6 +182,7 @@ impl rustls::server::ResolvesServerCert for SingleCert {
 #[derive(Debug)]
 struct AnyClientKey {
     algorithms: WebPkiSupportedAlgorithms,
+    mandatory: bool,
 }
 
 impl ClientCertVerifier for AnyClientKey {
@@ -178,7 +191,7 @@ impl ClientCertVerifier for AnyClientKey {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        false
+        self.mandatory
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {

@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod attest;
 pub mod cas;
 pub mod config;
 pub mod evidence;

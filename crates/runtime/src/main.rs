@@ -4,14 +4,8 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::Parser;
-use custos_attestation::ReportData;
-use custos_attestation::sim::measure_executable;
-use custos_protocol::enclave::{AttestRequest, RuntimeData};
 use custos_runtime::RunError;
-use custos_runtime::cas::CasClient;
-use custos_runtime::config::{Mode, RunConfig};
-use custos_runtime::evidence::EvidenceSource;
-use custos_runtime::identity::EphemeralKey;
+use custos_runtime::config::RunConfig;
 use custos_runtime::launch;
 
 /// Start a program inside the TEE with the secrets its policy grants — after attestation.
@@ -91,7 +85,7 @@ fn attest_and_exec(
         Ok(path) => path,
         Err(error) => return error,
     };
-    match runtime.block_on(attest(config, config_id, &path)) {
+    match runtime.block_on(custos_runtime::attest::attest(config, config_id, &path)) {
         Ok(delivery) => {
             drop(runtime);
             if let Err(error) = launch::write_files(&delivery.files) {
@@ -107,53 +101,4 @@ fn attest_and_exec(
         }
         Err(error) => error,
     }
-}
-
-async fn attest(
-    config: &RunConfig,
-    config_id: &str,
-    program: &std::path::Path,
-) -> Result<custos_protocol::enclave::Delivery, RunError> {
-    let source = match config.mode {
-        Mode::Hardware => EvidenceSource::Gramine(config.attestation_dir.clone()),
-        Mode::Simulation => EvidenceSource::Las(config.las.url("http")),
-        Mode::Auto if config.attestation_dir.exists() => {
-            EvidenceSource::Gramine(config.attestation_dir.clone())
-        }
-        Mode::Auto => {
-            eprintln!(
-                "custos-run: WARNING: no {} (not in an SGX enclave): SIMULATION, evidence from the LAS at {}",
-                config.attestation_dir.display(),
-                config.las
-            );
-            EvidenceSource::Las(config.las.url("http"))
-        }
-    };
-    let measurement = measure_executable(program).map_err(|e| RunError::Program {
-        path: program.to_path_buf(),
-        reason: format!("cannot measure: {e}"),
-    })?;
-    let cas_addr = config
-        .cas
-        .as_ref()
-        .expect("config requires a CAS with a config id");
-    let key = EphemeralKey::generate()?;
-    let cas = CasClient::new(cas_addr, &config.cas_trust, &key, source.is_simulation())?;
-
-    let nonce = cas.challenge(config_id).await?;
-    let runtime_data = serde_json::to_vec(&RuntimeData {
-        nonce,
-        jwk: key.jwk(),
-    })
-    .map_err(|e| RunError::Local(format!("runtime data: {e}")))?;
-    let report_data = ReportData::binding(&runtime_data);
-    let evidence = source
-        .evidence(cas.http(), &report_data, &measurement)
-        .await?;
-    cas.attest(&AttestRequest {
-        config_id: config_id.to_owned(),
-        evidence,
-        runtime_data,
-    })
-    .await
 }

@@ -16,6 +16,8 @@ use hyper::Method;
 pub struct CasProcess {
     pub child: Child,
     pub addr: String,
+    /// The enclave API's address.
+    pub enclave_addr: String,
     pub key_hash: ClientId,
     pub data_dir: PathBuf,
     pub log: Arc<Mutex<String>>,
@@ -31,6 +33,7 @@ impl CasProcess {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen", listen, "--log", "info"])
+            .args(["--enclave-listen", "127.0.0.1:0"])
             .args(extra)
             .env_remove("CUSTOS_CAS_CONFIG")
             .stdin(Stdio::null())
@@ -43,22 +46,30 @@ impl CasProcess {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let sink = log.clone();
         std::thread::spawn(move || {
+            let mut enclave = String::new();
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                let field = |name: &str| {
+                    line.split_whitespace()
+                        .find_map(|w| w.strip_prefix(name))
+                        .map(str::to_owned)
+                };
+                if line.contains("enclave API ready") {
+                    enclave = field("listen=").unwrap();
+                }
                 if line.contains("client API ready") {
-                    let field = |name: &str| {
-                        line.split_whitespace()
-                            .find_map(|w| w.strip_prefix(name))
-                            .map(str::to_owned)
-                    };
-                    let _ = ready_tx.send((field("listen=").unwrap(), field("key_hash=").unwrap()));
+                    let _ = ready_tx.send((
+                        field("listen=").unwrap(),
+                        field("key_hash=").unwrap(),
+                        enclave.clone(),
+                    ));
                 }
                 let mut log = sink.lock().unwrap();
                 log.push_str(&line);
                 log.push('\n');
             }
         });
-        let (addr, key_hash) = match ready_rx.recv_timeout(Duration::from_secs(60)) {
+        let (addr, key_hash, enclave_addr) = match ready_rx.recv_timeout(Duration::from_secs(60)) {
             Ok(ready) => ready,
             Err(_) => {
                 let _ = child.kill();
@@ -68,6 +79,7 @@ impl CasProcess {
         Self {
             child,
             addr,
+            enclave_addr,
             key_hash: key_hash.parse().unwrap(),
             data_dir: data_dir.to_owned(),
             log,

@@ -1,0 +1,781 @@
+//! The enclave API (DESIGN §5.2, `docs/enclave-api.md`): where `custos-run` attests a
+//! service and, once allowed, receives its configuration.
+//!
+//! 1. `POST /v1/enclave/challenge` `{"config_id"}` → `{"nonce"}`: 32 random bytes, valid for
+//!    `enclave.nonce_ttl_secs`, for this config id only, redeemable once ([`nonce`]).
+//! 2. `POST /v1/enclave/attest` [`AttestRequest`], over a TLS connection whose client
+//!    certificate holds the ephemeral key named in the runtime data. The CAS checks, in
+//!    order, stopping at the first group that fails:
+//!    - the channel: the runtime data parse, their nonce is redeemed for this config id, and
+//!      their key is the TLS client's key — so the configuration goes to the holder of the
+//!      key the evidence binds;
+//!    - the evidence, by the session's `security.attestation.mode`: `hardware` ([`hardware`]),
+//!      `maa` ([`maa`]) or `none` (not looked at);
+//!    - the service's policy ([`policy`]), every check evaluated.
+//! 3. Allowed: the secrets the service refers to are resolved ([`values`], [`azure`]) and
+//!    rendered ([`render`]) into a [`Delivery`]. Denied: 403 `attestation_denied` with every
+//!    failed check in `reasons`. Both are recorded in the audit log.
+//!
+//! Nothing here logs, records or returns a secret value: reasons name checks, measurements,
+//! keys' hashes, secrets' names and Azure's errors.
+
+pub mod azure;
+pub mod hardware;
+pub mod maa;
+pub mod nonce;
+pub mod policy;
+pub mod render;
+pub mod values;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use custos_attestation::{Claims, EvidenceKind, UnixTime};
+use custos_policy::{AttestationMode, Session};
+use custos_protocol::enclave::{
+    ATTEST_PATH, AttestRequest, CHALLENGE_PATH, ChallengeRequest, ChallengeResponse, Delivery,
+    RuntimeData,
+};
+use custos_protocol::{ErrorBody, ErrorDetail};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
+use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::api::Peer;
+use crate::audit::{AuditAction, AuditEvent, EnclaveFacts, Outcome};
+use crate::config::Config;
+use crate::identity::ClientId;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::server::Cas;
+use crate::store::{SessionRecord, Store};
+
+use self::azure::Azure;
+use self::hardware::HardwareVerifier;
+use self::maa::MaaVerifier;
+use self::nonce::{NonceError, Nonces};
+
+/// Why the enclave API could not be set up. Each message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A configured file could not be read or used.
+    #[error("{}: {reason}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// DCAP could not be set up.
+    #[error("DCAP {what}: {source}")]
+    Dcap {
+        /// The root CA, collateral file or PCCS.
+        what: String,
+        /// Why.
+        source: custos_attestation::dcap::DcapError,
+    },
+    /// A trusted platform key entry is neither a key id nor a PEM public key file.
+    #[error("trusted platform key {entry:?}: {reason}")]
+    PlatformKey {
+        /// The entry.
+        entry: String,
+        /// Why.
+        reason: String,
+    },
+    /// A LAS named in `enclave.trusted_las` did not give its platform key.
+    #[error("LAS {url}: cannot get its platform key (GET /v1/platform): {reason}")]
+    Las {
+        /// The LAS URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// Azure access could not be set up.
+    #[error("Azure: {0}")]
+    Azure(String),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// The enclave API listener, ready to serve.
+pub struct EnclaveServer {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    api: Arc<EnclaveApi>,
+    metrics: Arc<Metrics>,
+    max_connections: usize,
+    /// The address it listens on.
+    pub local_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for EnclaveServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnclaveServer")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EnclaveServer {
+    /// Sets up verification and Azure access and binds `config.enclave.listen`, serving with
+    /// the certificate and store of `cas`.
+    pub async fn start(config: &Config, cas: &Cas) -> Result<Self, SetupError> {
+        let api = Arc::new(
+            EnclaveApi::from_config(config, cas.store().clone(), cas.metrics().clone()).await?,
+        );
+        let addr = config.enclave.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| SetupError::Listen { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| SetupError::Listen { addr, source })?;
+        Ok(Self {
+            listener,
+            acceptor: TlsAcceptor::from(crate::tls::enclave_server_config(cas.identity())),
+            api,
+            metrics: cas.metrics().clone(),
+            max_connections: config.limits.max_connections,
+            local_addr,
+        })
+    }
+
+    /// Serves until the process ends.
+    pub async fn serve(self) {
+        let api = self.api;
+        let handler = move |request, peer| api.clone().handle(request, peer);
+        crate::server::serve_https(
+            self.listener,
+            self.acceptor,
+            self.max_connections,
+            self.metrics,
+            handler,
+        )
+        .await;
+    }
+}
+
+/// A failed request: status, code, message and, for denials, every failed check.
+#[derive(Debug, Clone)]
+pub struct EnclaveError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    reasons: Vec<String>,
+    retry_after_secs: Option<u64>,
+}
+
+impl EnclaveError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            reasons: Vec::new(),
+            retry_after_secs: None,
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn denied(config_id: &str, reasons: Vec<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::FORBIDDEN,
+            "attestation_denied",
+            format!(
+                "attestation of {config_id} denied: {} check(s) failed",
+                reasons.len()
+            ),
+        );
+        e.reasons = reasons;
+        e
+    }
+
+    fn response(&self) -> Response<Full<Bytes>> {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.into(),
+                message: self.message.clone(),
+                reasons: self.reasons.clone(),
+            },
+        };
+        let mut response = json_response(self.status, &body);
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Parsed sessions by name, reparsed when the stored hash changes.
+#[derive(Debug, Default)]
+struct SessionCache {
+    by_name: Mutex<HashMap<String, (String, Arc<Session>)>>,
+}
+
+const SESSION_CACHE_MAX: usize = 10_000;
+
+impl SessionCache {
+    fn get(&self, record: &SessionRecord) -> Option<Arc<Session>> {
+        let mut cache = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((hash, session)) = cache.get(&record.name)
+            && *hash == record.hash
+        {
+            return Some(session.clone());
+        }
+        let session = Arc::new(custos_policy::parse(&record.name, &record.text).ok()?);
+        if cache.len() >= SESSION_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(record.name.clone(), (record.hash.clone(), session.clone()));
+        Some(session)
+    }
+}
+
+/// The enclave API's state.
+#[derive(Debug)]
+pub struct EnclaveApi {
+    store: Store,
+    nonces: Nonces,
+    limiter: RateLimiter<IpAddr>,
+    hardware: HardwareVerifier,
+    maa: MaaVerifier,
+    azure: Azure,
+    sessions: SessionCache,
+    metrics: Arc<Metrics>,
+    max_body: usize,
+}
+
+/// What an attestation established, for the audit log.
+struct Attested {
+    session: Arc<Session>,
+    service: String,
+    hash: String,
+    facts: Option<EnclaveFacts>,
+}
+
+/// An attestation that did not end in a delivery.
+struct Failure {
+    error: EnclaveError,
+    /// What is known by then, for the audit log.
+    known: Option<Attested>,
+}
+
+impl From<EnclaveError> for Failure {
+    fn from(error: EnclaveError) -> Self {
+        Self { error, known: None }
+    }
+}
+
+impl EnclaveApi {
+    /// The API over `store` as `config` sets it up.
+    pub async fn from_config(
+        config: &Config,
+        store: Store,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, SetupError> {
+        let azure = Azure::from_config(&config.azure)?;
+        Ok(Self {
+            store,
+            nonces: Nonces::new(
+                Duration::from_secs(config.enclave.nonce_ttl_secs),
+                config.enclave.max_pending_nonces,
+            ),
+            limiter: RateLimiter::new(config.enclave.requests_per_second, config.enclave.burst),
+            hardware: HardwareVerifier::from_config(config).await?,
+            maa: MaaVerifier::new(azure.http_options()),
+            azure,
+            sessions: SessionCache::default(),
+            metrics,
+            max_body: config.limits.max_body_bytes,
+        })
+    }
+
+    /// Answers one request.
+    pub async fn handle<B>(
+        self: Arc<Self>,
+        request: Request<B>,
+        peer: Peer,
+    ) -> Result<Response<Full<Bytes>>, Infallible>
+    where
+        B: Body,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let (label, result) = match (request.method(), request.uri().path()) {
+            (&Method::POST, CHALLENGE_PATH) => {
+                ("enclave_challenge", self.challenge(request, &peer).await)
+            }
+            (&Method::POST, ATTEST_PATH) => ("enclave_attest", self.attest(request, &peer).await),
+            (_, CHALLENGE_PATH | ATTEST_PATH) => (
+                "method_not_allowed",
+                Err(EnclaveError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("{} is not allowed here (allowed: POST)", request.method()),
+                )),
+            ),
+            (_, path) => (
+                "not_found",
+                Err(EnclaveError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no such endpoint on the enclave API: {path}"),
+                )),
+            ),
+        };
+        let response = result.unwrap_or_else(|e| e.response());
+        self.metrics.request(label, response.status().as_u16());
+        Ok(response)
+    }
+
+    async fn body_json<B, T>(&self, request: Request<B>) -> Result<T, EnclaveError>
+    where
+        B: Body,
+        B::Error: std::error::Error + Send + Sync + 'static,
+        T: serde::de::DeserializeOwned,
+    {
+        let max = self.max_body;
+        let bytes = Limited::new(request.into_body(), max)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    EnclaveError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        format!("the request body is larger than {max} bytes"),
+                    )
+                } else {
+                    EnclaveError::bad_request(format!("cannot read the request body: {e}"))
+                }
+            })?
+            .to_bytes();
+        serde_json::from_slice(&bytes)
+            .map_err(|e| EnclaveError::bad_request(format!("the request body is not valid: {e}")))
+    }
+
+    /// The stored session and service `config_id` names.
+    fn lookup(
+        &self,
+        config_id: &str,
+    ) -> Result<(SessionRecord, Arc<Session>, String), EnclaveError> {
+        let not_found = || {
+            EnclaveError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_config_id",
+                format!(
+                    "config id {config_id}: no such session and service (expected <session name>/<service name>)"
+                ),
+            )
+        };
+        let (session_name, service) = config_id.rsplit_once('/').ok_or_else(not_found)?;
+        if session_name.is_empty() || service.is_empty() {
+            return Err(not_found());
+        }
+        let record = self
+            .store
+            .read()
+            .and_then(|r| r.session(session_name))
+            .map_err(store_error)?
+            .ok_or_else(not_found)?;
+        let session = self.sessions.get(&record).ok_or_else(|| {
+            tracing::error!(session = %record.name, "stored session no longer parses");
+            EnclaveError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "stored_session_invalid",
+                format!("the stored session {} does not parse any more", record.name),
+            )
+        })?;
+        if session.service(service).is_none() {
+            return Err(not_found());
+        }
+        Ok((record, session, service.to_owned()))
+    }
+
+    async fn challenge<B>(
+        &self,
+        request: Request<B>,
+        peer: &Peer,
+    ) -> Result<Response<Full<Bytes>>, EnclaveError>
+    where
+        B: Body,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        if let Err(wait) = self.limiter.check(&peer.addr.ip(), Instant::now()) {
+            self.metrics.rate_limited();
+            let mut e = EnclaveError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many challenges from this address; retry shortly",
+            );
+            e.retry_after_secs = Some(wait.as_secs() + 1);
+            return Err(e);
+        }
+        let ChallengeRequest { config_id } = self.body_json(request).await?;
+        self.lookup(&config_id)?;
+        let nonce = self
+            .nonces
+            .issue(&config_id, Instant::now())
+            .map_err(|e| match e {
+                NonceError::Full { .. } => {
+                    let mut error =
+                        EnclaveError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string());
+                    error.retry_after_secs = Some(1);
+                    error
+                }
+                NonceError::Random => EnclaveError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "nonce_failed",
+                    e.to_string(),
+                ),
+            })?;
+        Ok(json_response(
+            StatusCode::OK,
+            &ChallengeResponse {
+                nonce: nonce.to_base64url(),
+            },
+        ))
+    }
+
+    async fn attest<B>(
+        &self,
+        request: Request<B>,
+        peer: &Peer,
+    ) -> Result<Response<Full<Bytes>>, EnclaveError>
+    where
+        B: Body,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let request: AttestRequest = self.body_json(request).await?;
+        let now = UnixTime::now();
+        let outcome = self.attest_at(&request, peer, now).await;
+        let (known, result) = match outcome {
+            Ok((attested, delivery)) => (Some(attested), Ok(delivery)),
+            Err(Failure { error, known }) => (known, Err(error)),
+        };
+        self.record(&request.config_id, peer, known.as_ref(), &result)
+            .await;
+        result.map(|delivery| json_response(StatusCode::OK, &delivery))
+    }
+
+    /// The whole check and delivery, as of `now`.
+    async fn attest_at(
+        &self,
+        request: &AttestRequest,
+        peer: &Peer,
+        now: UnixTime,
+    ) -> Result<(Attested, Delivery), Failure> {
+        let config_id = request.config_id.as_str();
+        let (record, session, service_name) = self.lookup(config_id)?;
+        let mut known = Attested {
+            session: session.clone(),
+            service: service_name.clone(),
+            hash: record.hash.clone(),
+            facts: None,
+        };
+        let mode = session.security.attestation.mode;
+        let deny = |reasons: Vec<String>, known: Attested| {
+            self.metrics.attestation(mode.as_str(), "denied");
+            Failure {
+                error: EnclaveError::denied(config_id, reasons),
+                known: Some(known),
+            }
+        };
+
+        // The channel: fresh, for this config id, and for the TLS client's key.
+        let channel = check_channel(&self.nonces, request, peer, Instant::now());
+        if !channel.is_empty() {
+            return Err(deny(channel, known));
+        }
+
+        // The evidence, then the policy.
+        let service = session
+            .service(&service_name)
+            .expect("lookup checked the service");
+        let claims = match mode {
+            AttestationMode::None => None,
+            AttestationMode::Hardware | AttestationMode::Maa => {
+                let kind = match request.evidence.kind.parse::<EvidenceKind>() {
+                    Ok(kind) => kind,
+                    Err(e) => return Err(deny(vec![format!("evidence: {e}")], known)),
+                };
+                let attestation = &session.security.attestation;
+                let verified = if mode == AttestationMode::Hardware {
+                    self.hardware
+                        .verify(
+                            kind,
+                            &request.evidence.quote,
+                            &request.runtime_data,
+                            attestation,
+                            now,
+                        )
+                        .await
+                } else {
+                    self.maa
+                        .verify(
+                            kind,
+                            &request.evidence.quote,
+                            &request.runtime_data,
+                            attestation,
+                            now,
+                        )
+                        .await
+                };
+                let claims = match verified {
+                    Ok(claims) => claims,
+                    Err(reasons) => {
+                        known.facts = Some(EnclaveFacts {
+                            evidence: request.evidence.kind.chars().take(32).collect(),
+                            verified_by: "none".into(),
+                            mrenclave: None,
+                            mrsigner: None,
+                            debug: None,
+                            platform: None,
+                        });
+                        return Err(deny(reasons, known));
+                    }
+                };
+                known.facts = Some(facts(&claims));
+                let decision = custos_attestation::policy::evaluate(
+                    &claims,
+                    &policy::service_policy(attestation, service),
+                );
+                if !decision.is_allowed() {
+                    return Err(deny(decision.reasons(), known));
+                }
+                Some(claims)
+            }
+        };
+        if claims.is_none() {
+            known.facts = Some(EnclaveFacts {
+                evidence: request.evidence.kind.chars().take(32).collect(),
+                verified_by: "none".into(),
+                mrenclave: None,
+                mrsigner: None,
+                debug: None,
+                platform: None,
+            });
+        }
+
+        // Allowed: the values it refers to, rendered.
+        let delivery = match self.deliver(&session, service).await {
+            Ok(delivery) => delivery,
+            Err(error) => {
+                self.metrics.attestation(mode.as_str(), "failed");
+                return Err(Failure {
+                    error,
+                    known: Some(known),
+                });
+            }
+        };
+        self.metrics.attestation(mode.as_str(), "allowed");
+        Ok((known, delivery))
+    }
+
+    async fn deliver(
+        &self,
+        session: &Session,
+        service: &custos_policy::Service,
+    ) -> Result<Delivery, EnclaveError> {
+        let names = values::referenced(session, service);
+        let (mut resolved, pending) = {
+            let read = self.store.read().map_err(store_error)?;
+            values::resolve_local(session, &names, &read).map_err(value_error)?
+        };
+        for item in pending {
+            let value = self
+                .azure
+                .resolve(session, item.secret, &self.store)
+                .await
+                .map_err(value_error)?;
+            resolved.insert(item.secret.name.as_str().to_owned(), value);
+        }
+        render::delivery(session, service, &resolved).map_err(|failures| {
+            let mut e = EnclaveError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "render_failed",
+                format!(
+                    "the configuration could not be rendered: {} placeholder(s) failed",
+                    failures.len()
+                ),
+            );
+            e.reasons = failures.iter().map(ToString::to_string).collect();
+            e
+        })
+    }
+
+    async fn record(
+        &self,
+        config_id: &str,
+        peer: &Peer,
+        known: Option<&Attested>,
+        result: &Result<Delivery, EnclaveError>,
+    ) {
+        let outcome = match result {
+            Ok(_) => Outcome::Allowed,
+            Err(e) => Outcome::Denied {
+                status: e.status.as_u16(),
+                code: e.code.into(),
+                reason: e.message.clone(),
+                reasons: e.reasons.clone(),
+            },
+        };
+        match (result, known) {
+            (Ok(_), Some(k)) => tracing::info!(
+                config_id,
+                mrenclave = k
+                    .facts
+                    .as_ref()
+                    .and_then(|f| f.mrenclave.as_deref())
+                    .unwrap_or("-"),
+                verified_by = k.facts.as_ref().map_or("-", |f| f.verified_by.as_str()),
+                "attested: configuration delivered"
+            ),
+            (Err(e), _) => tracing::warn!(
+                config_id,
+                code = e.code,
+                reasons = %e.reasons.join("; "),
+                "attestation refused: {}",
+                e.message
+            ),
+            (Ok(_), None) => {}
+        }
+        let Some(known) = known else {
+            // Nothing to attach the event to (an unknown config id): the log line suffices.
+            return;
+        };
+        let mut event = AuditEvent::now(AuditAction::EnclaveAttest, outcome);
+        event.session = Some(known.session.name.to_string());
+        event.service = Some(known.service.clone());
+        event.client = peer.client;
+        event.peer = Some(peer.addr.ip().to_string());
+        event.hash = Some(known.hash.clone());
+        event.enclave = known.facts.clone();
+        self.store.record(event).await;
+    }
+}
+
+/// The channel checks: the runtime data parse, their nonce was issued for this config id and
+/// is redeemed now, and their key is the TLS client certificate's.
+fn check_channel(
+    nonces: &Nonces,
+    request: &AttestRequest,
+    peer: &Peer,
+    now: Instant,
+) -> Vec<String> {
+    let runtime: RuntimeData = match serde_json::from_slice(&request.runtime_data) {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            return vec![format!(
+                "runtime_data: expected JSON {{\"nonce\", \"jwk\"}}, actual: {e}"
+            )];
+        }
+    };
+    let mut reasons = Vec::new();
+    if let Err(denial) = nonces.redeem(&runtime.nonce, &request.config_id, now) {
+        reasons.push(denial.to_string());
+    }
+    match jwk_key_id(&runtime.jwk) {
+        Err(reason) => reasons.push(format!("runtime_data.jwk: {reason}")),
+        Ok(id) if Some(id) != peer.client => reasons.push(format!(
+            "client key: expected the TLS client certificate's key to be the runtime data's jwk (key hash {id}), actual key hash {}",
+            peer.client.map_or_else(|| "none".to_owned(), |c| c.to_string())
+        )),
+        Ok(_) => {}
+    }
+    reasons
+}
+
+/// DER prefix of a P-256 SubjectPublicKeyInfo with an uncompressed point.
+const P256_SPKI_PREFIX: [u8; 27] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04,
+];
+
+/// The identity (SHA-256 of the SubjectPublicKeyInfo) of a P-256 JWK: what the TLS client
+/// certificate carrying the same key has as [`ClientId`].
+fn jwk_key_id(jwk: &custos_protocol::enclave::Jwk) -> Result<ClientId, String> {
+    use base64::Engine as _;
+    if jwk.kty != "EC" || jwk.crv != "P-256" {
+        return Err(format!(
+            "expected kty EC and crv P-256, actual kty {:?} and crv {:?}",
+            jwk.kty, jwk.crv
+        ));
+    }
+    let coordinate = |name: &str, text: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()
+            .filter(|b| b.len() == 32)
+            .ok_or_else(|| format!("expected {name} as 32 bytes in base64url"))
+    };
+    let mut spki = P256_SPKI_PREFIX.to_vec();
+    spki.extend(coordinate("x", &jwk.x)?);
+    spki.extend(coordinate("y", &jwk.y)?);
+    Ok(ClientId::of_spki(&spki))
+}
+
+fn facts(claims: &Claims) -> EnclaveFacts {
+    EnclaveFacts {
+        evidence: claims.evidence.as_str().into(),
+        verified_by: claims.verified_by.name().into(),
+        mrenclave: Some(claims.mrenclave.to_hex()),
+        mrsigner: Some(claims.mrsigner.to_hex()),
+        debug: Some(claims.debug),
+        platform: claims.platform().map(ToString::to_string),
+    }
+}
+
+fn store_error(e: crate::store::StoreError) -> EnclaveError {
+    tracing::error!("{e}");
+    EnclaveError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_error",
+        e.to_string(),
+    )
+}
+
+fn value_error(e: values::ValueError) -> EnclaveError {
+    match e {
+        values::ValueError::Unavailable { .. } => {
+            EnclaveError::new(StatusCode::BAD_GATEWAY, "secret_unavailable", e.to_string())
+        }
+        values::ValueError::Invalid { .. } => EnclaveError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "secret_error",
+            e.to_string(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,156 @@
+//! What an attested service starts with: its session's command, environment, working
+//! directory and its image's injection files, placeholders replaced by values.
+//!
+//! The command was split into arguments when the session was parsed, before any value is
+//! put in, so a value never becomes two arguments. Files without a `permission` get 0600.
+
+use std::collections::BTreeMap;
+
+use custos_policy::placeholder::{self, RenderError, Unresolved};
+use custos_policy::{Service, Session};
+use custos_protocol::enclave::{DeliveredFile, Delivery};
+
+use super::values::Resolved;
+
+/// Permission of an injection file that states none.
+pub const DEFAULT_FILE_MODE: u32 = 0o600;
+
+/// A placeholder could not be rendered: where, and why (never a value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{place}: {error}")]
+pub struct RenderFailure {
+    /// `command[1]`, `environment.AKV_SECRET`, `injection file /tls/flask.key`.
+    pub place: String,
+    /// The placeholders that failed.
+    pub error: RenderError,
+}
+
+/// Renders `service` of `session` with `values` (at least every secret it refers to).
+pub fn delivery(
+    session: &Session,
+    service: &Service,
+    values: &BTreeMap<String, Resolved>,
+) -> Result<Delivery, Vec<RenderFailure>> {
+    let mut failures = Vec::new();
+    let mut render = |place: &dyn Fn() -> String, text: &str| -> String {
+        match placeholder::render(text, |p| {
+            let resolved = values
+                .get(p.secret.as_str())
+                .ok_or(Unresolved::UnknownSecret)?;
+            resolved.value.render(resolved.kind, p.format)
+        }) {
+            // Moved into the delivery, which zeroizes its contents on drop.
+            Ok(rendered) => rendered.as_str().to_owned(),
+            Err(error) => {
+                failures.push(RenderFailure {
+                    place: place(),
+                    error,
+                });
+                String::new()
+            }
+        }
+    };
+    let argv = service
+        .command
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, arg)| render(&|| format!("command[{i}]"), arg))
+        .collect();
+    let env = service
+        .environment
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.clone(),
+                render(&|| format!("environment.{name}"), value),
+            )
+        })
+        .collect();
+    let image = service
+        .image_name
+        .as_ref()
+        .and_then(|name| session.image(name.as_str()));
+    let files = image
+        .iter()
+        .flat_map(|image| &image.injection_files)
+        .map(|file| DeliveredFile {
+            path: file.path.clone(),
+            content: render(&|| format!("injection file {}", file.path), &file.content)
+                .into_bytes(),
+            mode: file.mode.unwrap_or(DEFAULT_FILE_MODE),
+        })
+        .collect();
+    let delivery = Delivery {
+        argv,
+        env,
+        pwd: service.pwd.clone().unwrap_or_default(),
+        files,
+    };
+    if failures.is_empty() {
+        Ok(delivery)
+    } else {
+        Err(failures)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use zeroize::Zeroizing;
+
+    use super::*;
+    use crate::enclave::values::Value;
+
+    #[test]
+    fn placeholders_are_rendered_in_argv_env_and_files_with_their_modes() {
+        let session = custos_policy::parse(
+            "s.yml",
+            r#"
+name: ns/app
+version: "0.3"
+security: { attestation: { mode: none } }
+secrets:
+  - { name: PW, kind: ascii, value: "two words" }
+services:
+  - name: svc
+    image_name: img
+    command: app --password $$SCONE::PW$$ "--hex=$$SCONE::PW:hex$$"
+    environment: { PASSWORD: "$$SCONE::PW$$", PLAIN: x }
+    pwd: /srv
+images:
+  - name: img
+    injection_files:
+      - { path: /etc/app/pw, content: "pw=$$SCONE::PW$$" }
+      - { path: /etc/app/public, content: "no secret", permission: "0644" }
+"#,
+        )
+        .unwrap();
+        let mut values = BTreeMap::new();
+        values.insert(
+            "PW".to_owned(),
+            Resolved {
+                kind: custos_policy::SecretKind::Ascii,
+                value: Value::Text(Zeroizing::new("two words".into())),
+            },
+        );
+        let d = delivery(&session, &session.services[0], &values).unwrap();
+        assert_eq!(
+            d.argv,
+            ["app", "--password", "two words", "--hex=74776f20776f726473"]
+        );
+        assert_eq!(d.env["PASSWORD"], "two words");
+        assert_eq!(d.env["PLAIN"], "x");
+        assert_eq!(d.pwd, "/srv");
+        assert_eq!(d.files[0].content, b"pw=two words");
+        assert_eq!(d.files[0].mode, 0o600);
+        assert_eq!(d.files[1].mode, 0o644);
+
+        let failures = delivery(&session, &session.services[0], &BTreeMap::new()).unwrap_err();
+        let text: Vec<String> = failures.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text[0],
+            "command[2]: `$$SCONE::PW$$` at byte 0: no secret of that name"
+        );
+        assert_eq!(text.len(), 4, "{text:?}");
+    }
+}

@@ -1,0 +1,165 @@
+//! `mode: hardware` in simulation: a real `custos-run` asks the real `custos-las` for a
+//! sim-quote and attests to the real `custos-cas`, which verifies it against the LAS's
+//! platform key and the session's policy before it hands over the service's secrets.
+
+use std::os::unix::fs::PermissionsExt;
+
+use custos_e2e::{World, measurement, stderr, stdout};
+
+const PASSWORD: &str = "s3cret-Pa55word-from-the-session";
+
+/// A namespace and a session whose service is `sh`, with a literal and a generated secret in
+/// its environment and a file.
+fn session(world: &World, mrenclave: &str, tolerate: &str) -> String {
+    let out = world.dir.path().join("out");
+    format!(
+        r#"
+name: ns/app
+version: "0.3"
+security:
+  attestation:
+    mode: hardware
+    tolerate: [{tolerate}]
+secrets:
+  - {{ name: PASSWORD, kind: ascii, value: "{PASSWORD}" }}
+  - {{ name: TOKEN, kind: binary, size: 16 }}
+services:
+  - name: app
+    image_name: files
+    command: ["sh", "-c", "printf '%s|%s|%s' \"$PASSWORD\" \"$(cat {out}/config)\" \"$(pwd)\""]
+    environment:
+      PASSWORD: $$SCONE::PASSWORD$$
+      TOKEN_HEX: $$SCONE::TOKEN:hex$$
+    mrenclaves: ["{mrenclave}"]
+    pwd: /tmp
+images:
+  - name: files
+    injection_files:
+      - path: {out}/config
+        content: "token=$$SCONE::TOKEN:base64$$"
+        permission: "0640"
+"#,
+        out = out.display()
+    )
+}
+
+fn sh_mrenclave() -> String {
+    let sh = custos_runtime::launch::resolve_program(std::ffi::OsStr::new("sh")).unwrap();
+    measurement(&sh)
+}
+
+fn setup(world: &World, mrenclave: &str, tolerate: &str) {
+    world.create("name: ns\nversion: \"0.3\"\n");
+    world.create(&session(world, mrenclave, tolerate));
+}
+
+#[test]
+fn an_attested_service_starts_with_its_secrets_and_the_audit_log_says_so() {
+    let world = World::start(false, &[]);
+    setup(&world, &sh_mrenclave(), "debug-mode");
+
+    let output = world.run("ns/app/app", &["sh"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    let parts: Vec<&str> = out.split('|').collect();
+    assert_eq!(parts[0], PASSWORD);
+    assert!(parts[1].starts_with("token="), "{out}");
+    assert_eq!(parts[1].len(), "token=".len() + 24, "16 bytes in base64");
+    assert_eq!(parts[2], "/tmp", "the policy's working directory");
+    let file = world.dir.path().join("out/config");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    assert!(
+        stderr(&output).contains("ns/app/app attested"),
+        "{}",
+        stderr(&output)
+    );
+
+    let events = world.attestations("ns/app", 1);
+    let attest = &events[0];
+    assert_eq!(attest["result"], "allowed");
+    assert_eq!(attest["service"], "app");
+    assert_eq!(attest["enclave"]["verified_by"], "simulation");
+    assert_eq!(attest["enclave"]["mrenclave"], sh_mrenclave().as_str());
+    assert_eq!(attest["enclave"]["platform"], world.las.key_id.as_str());
+
+    // No value in any log: services', runtime's, audit log.
+    let logs = format!(
+        "{}{}{}",
+        world.service_logs(),
+        stderr(&output),
+        serde_json::to_string(&events).unwrap()
+    );
+    assert!(!logs.contains(PASSWORD), "a secret value in a log");
+    assert!(!logs.contains(parts[1]), "a secret value in a log");
+}
+
+#[test]
+fn a_wrong_measurement_and_an_untolerated_debug_enclave_are_denied_with_every_reason() {
+    let world = World::start(false, &[]);
+    let expected = "ab".repeat(32);
+    setup(&world, &expected, "hyperthreading");
+    let marker = world.dir.path().join("started");
+    let script = format!("touch {}", marker.display());
+
+    let output = world.run("ns/app/app", &["sh", "-c", &script]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(!marker.exists(), "the program must not start");
+    let text = stderr(&output);
+    assert!(
+        text.contains("the CAS denied attestation of ns/app/app"),
+        "{text}"
+    );
+    let actual = sh_mrenclave();
+    assert!(
+        text.contains(&format!("mrenclave: expected {expected}, actual {actual}")),
+        "{text}"
+    );
+    assert!(
+        text.contains("debug: expected a production (non-debug) enclave, or tolerate debug-mode, actual a debug enclave (simulation is always debug)"),
+        "{text}"
+    );
+    assert!(!world.dir.path().join("out/config").exists());
+
+    let events = world.attestations("ns/app", 1);
+    let denied = &events[0];
+    assert_eq!(denied["result"], "denied");
+    assert_eq!(denied["code"], "attestation_denied");
+    assert_eq!(denied["reasons"].as_array().unwrap().len(), 2, "{denied}");
+}
+
+#[test]
+fn simulated_evidence_is_refused_by_a_cas_that_trusts_no_platform_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let las = custos_e2e::Las::start(&dir.path().join("las"));
+    let cas = custos_e2e::Cas::start(&dir.path().join("cas"), &[]);
+    let owner = custos_cas::client::ClientIdentity::generate("owner").unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = cas.client(&owner);
+    let app = format!(
+        "name: ns/app\nversion: \"0.3\"\nsecurity: {{ attestation: {{ tolerate: [debug-mode] }} }}\nservices:\n  - name: app\n    mrenclaves: [\"{}\"]\n",
+        sh_mrenclave()
+    );
+    for text in ["name: ns\nversion: \"0.3\"\n".to_owned(), app] {
+        let r = runtime
+            .block_on(client.request(hyper::Method::POST, "/v1/sessions", Some(text.into_bytes())))
+            .unwrap();
+        assert_eq!(r.status, 201, "{}", r.json());
+    }
+    let output = custos_e2e::run(
+        &[
+            ("CUSTOS_CONFIG_ID", "ns/app/app"),
+            ("CUSTOS_CAS_ADDR", &cas.enclave_addr),
+            ("CUSTOS_LAS_ADDR", &las.addr),
+            ("CUSTOS_MODE", "sim"),
+            ("CUSTOS_CAS_KEY_HASH", &cas.key_hash),
+        ],
+        &["sh", "-c", "true"],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("this CAS trusts no simulation platform key"),
+        "{}",
+        stderr(&output)
+    );
+}
