@@ -569,3 +569,21 @@ impl World {
         text
     }
 }
+
+/// The sample's session with its TLS files under `dir/tls` instead of `/tls` and the app
+/// listening on a port the kernel picks, so tests run side by side and without root. Only
+/// paths and the listen address change; every secret, placeholder and policy stays.
+pub fn with_local_paths(session: &str, dir: &Path) -> String {
+    let tls = dir.join("tls");
+    let env_line = "      AKV_SECRET: $$SCONE::MY_AKV_SECRET$$\n";
+    assert!(session.contains(env_line) && session.contains("path: /tls/"));
+    session
+        .replace("path: /tls/", &format!("path: {}/", tls.display()))
+        .replace(
+            env_line,
+            &format!(
+                "{env_line}      REST_API_LISTEN: \"127.0.0.1:0\"\n      REST_API_CERT: {tls}/flask.crt\n      REST_API_KEY: {tls}/flask.key\n",
+                tls = tls.display()
+            ),
+        )
+}

@@ -195,14 +195,11 @@ impl EnclaveError {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
-    fn denied(config_id: &str, reasons: Vec<String>) -> Self {
+    fn denied(reasons: Vec<String>) -> Self {
         let mut e = Self::new(
             StatusCode::FORBIDDEN,
             "attestation_denied",
-            format!(
-                "attestation of {config_id} denied: {} check(s) failed",
-                reasons.len()
-            ),
+            format!("{} check(s) failed", reasons.len()),
         );
         e.reasons = reasons;
         e
@@ -506,7 +503,7 @@ impl EnclaveApi {
         let deny = |reasons: Vec<String>, known: Attested| {
             self.metrics.attestation(mode.as_str(), "denied");
             Failure {
-                error: EnclaveError::denied(config_id, reasons),
+                error: EnclaveError::denied(reasons),
                 known: Some(known),
             }
         };
