@@ -54,6 +54,7 @@ finish() {
   [ $failed -eq 0 ] || exit 1
 }
 trap finish EXIT
+trap "exit 130" INT TERM
 
 # Tools each part needs, named up front rather than failing halfway.
 need=(python3)
