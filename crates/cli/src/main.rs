@@ -1,5 +1,5 @@
-//! `custos`: the command-line tool of Custos — sessions (policies), evidence tools, and later
-//! the CAS client and the demo.
+//! `custos`: the command-line tool of Custos — sessions (policies), evidence tools, the CAS
+//! client, and the demo of the whole flow.
 //!
 //! Exit codes for every command: 0 ok/verified, 1 rejected (reasons on stderr, one line each),
 //! 2 bad usage or unreadable input.
@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cas;
+mod demo;
 mod evidence;
 mod identity;
 mod session;
@@ -37,6 +38,8 @@ enum Command {
     SelfIdentity(identity::SelfCommand),
     /// Print the simulation measurement (mrenclave) of an executable: SHA-256 of its bytes, hex.
     Mrenclave(evidence::MrenclaveArgs),
+    /// Run the SCONE sample's whole flow on this machine (simulation, local Azure emulator).
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,5 +49,6 @@ fn main() -> ExitCode {
         Command::Mrenclave(args) => evidence::mrenclave(args),
         Command::Cas(command) => cas::run(command),
         Command::SelfIdentity(command) => identity::run(command),
+        Command::Demo(args) => demo::run(args),
     }
 }
