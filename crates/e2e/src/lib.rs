@@ -160,6 +160,11 @@ impl Process {
             .unwrap_or_else(|| panic!("{}: no line with {needle:?}:\n{}", self.name, self.logs()))
     }
 
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Both logs.
     pub fn logs(&self) -> String {
         format!("{}{}", self.stdout.text(), self.stderr.text())

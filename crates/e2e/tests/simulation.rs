@@ -163,3 +163,56 @@ fn simulated_evidence_is_refused_by_a_cas_that_trusts_no_platform_key() {
         stderr(&output)
     );
 }
+
+#[test]
+fn imports_are_checked_at_every_start_and_mode_none_serves_anyone_with_the_config_id() {
+    let world = World::start(false, &[]);
+    world.create("name: ns\nversion: \"0.3\"\n");
+    let exporter = |export: &str| {
+        format!(
+            "name: ns/db\nversion: \"0.3\"\nsecrets:\n  - {{ name: DB_PASSWORD, kind: ascii, size: 20, migrate: true, export: [{export}] }}\n"
+        )
+    };
+    let hash = world.create(&exporter("ns/app"));
+    world.create(
+        r#"
+name: ns/app
+version: "0.3"
+security: { attestation: { mode: none } }
+secrets:
+  - { name: DB_PASSWORD, import: { session: ns/db } }
+services:
+  - name: app
+    command: ["sh", "-c", "printf '%s' \"$DB_PASSWORD\""]
+    environment: { DB_PASSWORD: $$SCONE::DB_PASSWORD$$ }
+"#,
+    );
+    // mode: none — no evidence is looked at, any runtime with the config id is served.
+    let output = world.run("ns/app/app", &["sh"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let password = stdout(&output);
+    assert_eq!(password.len(), 20);
+    let events = world.attestations("ns/app", 1);
+    assert_eq!(events[0]["result"], "allowed");
+    assert_eq!(events[0]["enclave"]["verified_by"], "none");
+
+    // The exporter stops exporting: the next start is refused, naming the import.
+    let client = world.cas.client(&world.owner);
+    let update = format!("{}predecessor: {hash}\n", exporter("ns/other"));
+    let response = world
+        .block_on(client.request(
+            hyper::Method::PUT,
+            "/v1/sessions/ns/db",
+            Some(update.into_bytes()),
+        ))
+        .unwrap();
+    assert_eq!(response.status, 200, "{}", response.json());
+    let output = world.run("ns/app/app", &["sh"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("secret DB_PASSWORD: cannot import DB_PASSWORD from session ns/db: session ns/db does not export DB_PASSWORD to session ns/app"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!world.service_logs().contains(&password));
+}

@@ -647,7 +647,8 @@ impl EnclaveApi {
             },
         };
         match (result, known) {
-            (Ok(_), Some(k)) => tracing::info!(
+            // One line per start would dominate the log at scale: the audit log has them all.
+            (Ok(_), Some(k)) => tracing::debug!(
                 config_id,
                 mrenclave = k
                     .facts
