@@ -48,7 +48,7 @@ bin=$target/$profile
 if [ "$cargo_build" = 1 ]; then
   started=$SECONDS
   if [ "$profile" = release ]; then cargo build --release --bins; else cargo build --bins; fi
-  echo "build.sh: cargo build --$profile --bins: $((SECONDS - started)) s" >&2
+  echo "build.sh: cargo build --bins ($profile): $((SECONDS - started)) s" >&2
 fi
 
 work=$(mktemp -d)
