@@ -385,15 +385,7 @@ impl EnclaveApi {
         &self,
         config_id: &str,
     ) -> Result<(SessionRecord, Arc<Session>, String), EnclaveError> {
-        let not_found = || {
-            EnclaveError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_config_id",
-                format!(
-                    "config id {config_id}: no such session and service (expected <session name>/<service name>)"
-                ),
-            )
-        };
+        let not_found = || unknown_config_id(config_id);
         let (session_name, service) = config_id.rsplit_once('/').ok_or_else(not_found)?;
         if session_name.is_empty() || service.is_empty() {
             return Err(not_found());
@@ -514,73 +506,26 @@ impl EnclaveApi {
             return Err(deny(channel, known));
         }
 
-        // The evidence, then the policy.
-        let service = session
-            .service(&service_name)
-            .expect("lookup checked the service");
-        let claims = match mode {
-            AttestationMode::None => None,
-            AttestationMode::Hardware | AttestationMode::Maa => {
-                let kind = match request.evidence.kind.parse::<EvidenceKind>() {
-                    Ok(kind) => kind,
-                    Err(e) => return Err(deny(vec![format!("evidence: {e}")], known)),
-                };
-                let attestation = &session.security.attestation;
-                let verified = if mode == AttestationMode::Hardware {
-                    self.hardware
-                        .verify(
-                            kind,
-                            &request.evidence.quote,
-                            &request.runtime_data,
-                            attestation,
-                            now,
-                        )
-                        .await
-                } else {
-                    self.maa
-                        .verify(
-                            kind,
-                            &request.evidence.quote,
-                            &request.runtime_data,
-                            attestation,
-                            now,
-                        )
-                        .await
-                };
-                let claims = match verified {
-                    Ok(claims) => claims,
-                    Err(reasons) => {
-                        known.facts = Some(EnclaveFacts {
-                            evidence: request.evidence.kind.chars().take(32).collect(),
-                            verified_by: "none".into(),
-                            mrenclave: None,
-                            mrsigner: None,
-                            debug: None,
-                            platform: None,
-                        });
-                        return Err(deny(reasons, known));
-                    }
-                };
-                known.facts = Some(facts(&claims));
-                let decision = custos_attestation::policy::evaluate(
-                    &claims,
-                    &policy::service_policy(attestation, service),
-                );
-                if !decision.is_allowed() {
-                    return Err(deny(decision.reasons(), known));
-                }
-                Some(claims)
-            }
+        // The evidence, then the policy. Until the evidence is verified, all the audit log
+        // can say is what was offered.
+        let Some(service) = session.service(&service_name) else {
+            return Err(unknown_config_id(config_id).into());
         };
-        if claims.is_none() {
-            known.facts = Some(EnclaveFacts {
-                evidence: request.evidence.kind.chars().take(32).collect(),
-                verified_by: "none".into(),
-                mrenclave: None,
-                mrsigner: None,
-                debug: None,
-                platform: None,
-            });
+        known.facts = Some(offered(&request.evidence.kind));
+        if mode != AttestationMode::None {
+            let attestation = &session.security.attestation;
+            let claims = match self.verify_evidence(mode, request, attestation, now).await {
+                Ok(claims) => claims,
+                Err(reasons) => return Err(deny(reasons, known)),
+            };
+            known.facts = Some(facts(&claims));
+            let decision = custos_attestation::policy::evaluate(
+                &claims,
+                &policy::service_policy(attestation, service),
+            );
+            if !decision.is_allowed() {
+                return Err(deny(decision.reasons(), known));
+            }
         }
 
         // Allowed: the values it refers to, rendered.
@@ -596,6 +541,34 @@ impl EnclaveApi {
         };
         self.metrics.attestation(mode.as_str(), "allowed");
         Ok((known, delivery))
+    }
+
+    /// Verifies the evidence of `request` as `mode` (`hardware` or `maa`) says.
+    async fn verify_evidence(
+        &self,
+        mode: AttestationMode,
+        request: &AttestRequest,
+        attestation: &custos_policy::AttestationPolicy,
+        now: UnixTime,
+    ) -> Result<Claims, Vec<String>> {
+        let kind = request
+            .evidence
+            .kind
+            .parse::<EvidenceKind>()
+            .map_err(|e| vec![format!("evidence: {e}")])?;
+        let (evidence, runtime_data) = (&request.evidence.quote, &request.runtime_data);
+        match mode {
+            AttestationMode::Maa => {
+                self.maa
+                    .verify(kind, evidence, runtime_data, attestation, now)
+                    .await
+            }
+            AttestationMode::Hardware | AttestationMode::None => {
+                self.hardware
+                    .verify(kind, evidence, runtime_data, attestation, now)
+                    .await
+            }
+        }
     }
 
     async fn deliver(
@@ -740,6 +713,28 @@ fn jwk_key_id(jwk: &custos_protocol::enclave::Jwk) -> Result<ClientId, String> {
     spki.extend(coordinate("x", &jwk.x)?);
     spki.extend(coordinate("y", &jwk.y)?);
     Ok(ClientId::of_spki(&spki))
+}
+
+fn unknown_config_id(config_id: &str) -> EnclaveError {
+    EnclaveError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_config_id",
+        format!(
+            "config id {config_id}: no such session and service (expected <session name>/<service name>)"
+        ),
+    )
+}
+
+/// What is known of evidence before (or without) verifying it: its claimed type.
+fn offered(kind: &str) -> EnclaveFacts {
+    EnclaveFacts {
+        evidence: kind.chars().take(32).collect(),
+        verified_by: "none".into(),
+        mrenclave: None,
+        mrsigner: None,
+        debug: None,
+        platform: None,
+    }
 }
 
 fn facts(claims: &Claims) -> EnclaveFacts {
