@@ -34,6 +34,7 @@ pub mod claims;
 pub mod dcap;
 pub mod error;
 pub mod evidence;
+pub mod gramine;
 #[cfg(feature = "maa")]
 pub mod maa;
 pub mod oe;

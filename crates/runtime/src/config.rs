@@ -12,8 +12,6 @@ use custos_tls::KeyHash;
 pub const DEFAULT_CAS_PORT: u16 = 18765;
 /// The LAS's port.
 pub const DEFAULT_LAS_PORT: u16 = 18766;
-/// Where Gramine exposes its attestation interface.
-pub const GRAMINE_ATTESTATION_DIR: &str = "/dev/attestation";
 
 /// A configuration variable with an unusable value; names the variable, never a secret.
 #[derive(Debug, thiserror::Error)]
@@ -192,7 +190,7 @@ impl RunConfig {
         };
         let attestation_dir = get("ATTESTATION_DIR")
             .map(|(_, v)| PathBuf::from(v))
-            .unwrap_or_else(|| PathBuf::from(GRAMINE_ATTESTATION_DIR));
+            .unwrap_or_else(|| PathBuf::from(custos_attestation::gramine::ATTESTATION_DIR));
 
         if let Some(id) = &config_id
             && id.split('/').filter(|part| !part.is_empty()).count() < 2

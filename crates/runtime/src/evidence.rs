@@ -78,28 +78,13 @@ async fn las_quote(
     })
 }
 
-/// Gramine's protocol: write the 64 bytes to `user_report_data`, read the quote from `quote`.
 fn gramine_quote(dir: &Path, report_data: &ReportData) -> Result<EvidenceBytes, RunError> {
-    let error = |path: &Path, e: std::io::Error| RunError::Evidence {
-        source_name: dir.display().to_string(),
-        reason: format!("{}: {e}", path.display()),
-    };
-    let kind_path = dir.join("attestation_type");
-    if let Ok(kind) = std::fs::read_to_string(&kind_path)
-        && kind.trim() != "dcap"
-    {
-        return Err(RunError::Evidence {
+    let quote = custos_attestation::gramine::sgx_quote(dir, report_data).map_err(|e| {
+        RunError::Evidence {
             source_name: dir.display().to_string(),
-            reason: format!(
-                "attestation type is {:?}, expected \"dcap\" (set sgx.remote_attestation = \"dcap\" in the Gramine manifest)",
-                kind.trim()
-            ),
-        });
-    }
-    let user_report_data = dir.join("user_report_data");
-    std::fs::write(&user_report_data, report_data.0).map_err(|e| error(&user_report_data, e))?;
-    let quote_path = dir.join("quote");
-    let quote = std::fs::read(&quote_path).map_err(|e| error(&quote_path, e))?;
+            reason: e.to_string(),
+        }
+    })?;
     Ok(EvidenceBytes {
         kind: "sgx-quote".into(),
         quote,
