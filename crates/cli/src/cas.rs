@@ -12,6 +12,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use clap::{Args, Subcommand};
 use custos_attestation::claims::{EvidenceKind, MrEnclave};
+use custos_attestation::policy::{
+    Check, Decision, IdentityPolicy, IgnoredAdvisories, ServicePolicy, Toleration, Tolerations,
+    evaluate,
+};
 use custos_attestation::sim::{PlatformPublicKey, SimQuoteVerifier, TrustedPlatforms};
 use custos_attestation::{UnixTime, Verifier as _};
 use custos_cas::client::{CasClient, ServerTrust};
@@ -25,6 +29,8 @@ pub(crate) enum CasCommand {
     /// Verify a CAS's evidence, pin its key and make it the default CAS.
     ///
     /// Without testing flags, simulated evidence and debug-mode CAS instances are refused.
+    /// Hardware evidence (an SGX quote) is verified with Intel DCAP: give the CAS's MRENCLAVE
+    /// and where collateral comes from (--pccs URL or --collateral JSON).
     Attest(AttestArgs),
     /// List the attested CAS instances (the default is marked `*`).
     List,
@@ -61,6 +67,52 @@ pub(crate) struct AttestArgs {
     /// Tolerate a TCB that needs software hardening (hardware evidence).
     #[arg(short = 'S')]
     tolerate_sw_hardening_needed: bool,
+    /// Where DCAP collateral for hardware evidence comes from.
+    #[command(flatten)]
+    collateral: crate::evidence::CollateralArgs,
+    #[command(flatten)]
+    pccs_options: crate::evidence::PccsOptions,
+    /// For hardware evidence: trust this root CA (DER or PEM) instead of Intel's production root.
+    #[arg(long, value_name = "DER")]
+    root_ca: Option<std::path::PathBuf>,
+}
+
+impl AttestArgs {
+    /// What the flags accept, as a policy: the MRENCLAVEs given (any, when none is given,
+    /// with `--only-for-testing-trust-any`), debug mode and TCB statuses as tolerated.
+    fn policy(&self, found: MrEnclave) -> ServicePolicy {
+        let mut mrenclaves = self.mrenclaves.clone();
+        if mrenclaves.is_empty() && self.only_for_testing_trust_any {
+            mrenclaves = vec![found];
+        }
+        let flags = [
+            (self.only_for_testing_debug, Toleration::DebugMode),
+            (self.tolerate_outdated_tcb, Toleration::OutdatedTcb),
+            (
+                self.tolerate_configuration_needed,
+                Toleration::InsecureConfiguration,
+            ),
+            (
+                self.tolerate_sw_hardening_needed,
+                Toleration::SoftwareHardeningNeeded,
+            ),
+        ];
+        let mut tolerations =
+            Tolerations::of(flags.into_iter().filter(|(on, _)| *on).map(|(_, t)| t));
+        // The TCB flags judge the platform by its status; its advisories are shown, not judged.
+        tolerations.ignore_advisories = IgnoredAdvisories::All;
+        ServicePolicy {
+            identities: mrenclaves
+                .into_iter()
+                .map(|m| IdentityPolicy {
+                    mrenclave: Some(m),
+                    ..IdentityPolicy::default()
+                })
+                .collect(),
+            tolerations,
+            platforms: Vec::new(),
+        }
+    }
 }
 
 pub(crate) fn run(command: CasCommand) -> ExitCode {
@@ -173,47 +225,67 @@ fn attest(args: AttestArgs) -> ExitCode {
                 }
             }
         }
+        Ok(EvidenceKind::SgxQuote) => {
+            if args.mrenclaves.is_empty() && !args.only_for_testing_trust_any {
+                return fail(
+                    1,
+                    [format!(
+                        "CAS {addr}: give the CAS's MRENCLAVE with --mrenclave (or, for testing only, --only-for-testing-trust-any)"
+                    )],
+                );
+            }
+            match crate::evidence::verify_bound_sgx_quote(
+                &quote,
+                &runtime_data,
+                &args.collateral,
+                &args.pccs_options,
+                args.root_ca.as_deref(),
+            ) {
+                Ok(claims) => claims,
+                Err(crate::evidence::Failure::Input(message)) => return fail(2, [message]),
+                Err(crate::evidence::Failure::Rejected(reasons)) => {
+                    return fail(
+                        1,
+                        reasons
+                            .into_iter()
+                            .map(|r| format!("CAS {addr}: evidence rejected: {r}")),
+                    );
+                }
+            }
+        }
         Ok(other) => {
             return fail(
                 1,
                 [format!(
-                    "CAS {addr} gave {other} evidence; this CLI verifies only simulated CAS evidence so far (hardware CAS evidence is not supported yet)"
+                    "CAS {addr} gave {other} evidence; a CAS attests with sgx-quote (hardware) or sim-quote (simulation)"
                 )],
             );
         }
         Err(e) => return fail(1, [format!("CAS {addr}: {e}")]),
     };
 
-    let mut problems = Vec::new();
-    if claims.debug && !args.only_for_testing_debug {
-        problems.push(format!(
-            "CAS {addr} runs in debug mode (its memory is readable by the host): accept it only for testing, with --only-for-testing-debug"
-        ));
+    if let Decision::Deny(denials) = evaluate(&claims, &args.policy(claims.mrenclave)) {
+        return fail(
+            1,
+            denials.iter().map(|d| {
+                let hint = match d.check {
+                    Check::Debug => " (accept it only for testing, with --only-for-testing-debug)",
+                    Check::TcbStatus => " (tolerate it with -G, -C or -S)",
+                    _ => "",
+                };
+                format!("CAS {addr}: {d}{hint}")
+            }),
+        );
     }
-    if !args.mrenclaves.is_empty() && !args.mrenclaves.contains(&claims.mrenclave) {
-        let expected: Vec<_> = args.mrenclaves.iter().map(|m| m.to_hex()).collect();
-        problems.push(format!(
-            "CAS {addr} mrenclave: expected one of {}, found {}",
-            expected.join(", "),
-            claims.mrenclave
-        ));
-    }
-    if !problems.is_empty() {
-        return fail(1, problems);
-    }
-    // The signer and TCB flags apply to hardware evidence, which is refused above for now.
-    let _ = (
-        args.only_for_testing_ignore_signer,
-        args.tolerate_outdated_tcb,
-        args.tolerate_configuration_needed,
-        args.tolerate_sw_hardening_needed,
-    );
+    // Custos pins a CAS by MRENCLAVE; it has no release signer to check or to ignore.
+    let _ = args.only_for_testing_ignore_signer;
+    let simulated = claims.evidence == EvidenceKind::SimQuote;
     let pinned = PinnedCas {
         key_hash,
         certificate: body["certificate"].as_str().unwrap_or_default().to_owned(),
         mrenclave: claims.mrenclave.to_hex(),
         evidence: kind.to_owned(),
-        testing_only: true,
+        testing_only: simulated || claims.debug || args.only_for_testing_trust_any,
         attested_at: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -225,7 +297,18 @@ fn attest(args: AttestArgs) -> ExitCode {
     println!("CAS {addr} attested and pinned (default CAS)");
     println!("key hash: {key_hash}");
     println!("mrenclave: {}", claims.mrenclave);
-    println!("evidence: {kind} (SIMULATED, debug: accepted for testing only)");
+    let note = match (simulated, claims.debug) {
+        (true, _) => " (SIMULATED, debug: accepted for testing only)".to_owned(),
+        (false, true) => " (debug: accepted for testing only)".to_owned(),
+        (false, false) => String::new(),
+    };
+    println!("evidence: {kind}{note}");
+    if claims.evidence == EvidenceKind::SgxQuote {
+        println!("tcb: {}", claims.tcb.status);
+        if !claims.tcb.advisory_ids.is_empty() {
+            println!("advisories: {}", claims.tcb.advisory_ids.join(", "));
+        }
+    }
     ExitCode::SUCCESS
 }
 

@@ -151,7 +151,7 @@ pub(crate) struct MrenclaveArgs {
 }
 
 /// A failed command: bad input (exit 2) or a rejection (exit 1, one reason per line).
-enum Failure {
+pub(crate) enum Failure {
     Input(String),
     Rejected(Vec<String>),
 }
@@ -162,7 +162,7 @@ impl From<std::io::Error> for Failure {
     }
 }
 
-fn finish(result: Result<(), Failure>) -> ExitCode {
+pub(crate) fn finish(result: Result<(), Failure>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Input(message)) => {
@@ -308,6 +308,26 @@ impl Collateral {
             },
         }
     }
+}
+
+/// DCAP-verifies an SGX quote bound to `runtime_data`, with collateral from `--collateral` or
+/// `--pccs` (one is required) and the root CA of `--root-ca` (default: Intel's production root).
+pub(crate) fn verify_bound_sgx_quote(
+    quote: &[u8],
+    runtime_data: &[u8],
+    collateral: &CollateralArgs,
+    pccs_options: &PccsOptions,
+    root: Option<&Path>,
+) -> Result<custos_attestation::Claims, Failure> {
+    let now = time(None);
+    let collateral = Collateral::from_args(collateral, pccs_options)?.ok_or_else(|| {
+        Failure::Input(
+            "hardware evidence needs collateral: --pccs URL (e.g. Azure's https://global.acccache.azure.net/sgx/certification/v4/) or --collateral JSON".into(),
+        )
+    })?;
+    let verifier = DcapVerifier::sgx_quotes(root_ca(root)?, collateral.source_for(quote, now)?);
+    custos_attestation::Verifier::verify(&verifier, quote, runtime_data, now)
+        .map_err(|e| Failure::Rejected(vec![e.to_string()]))
 }
 
 fn verify_quote(args: VerifyQuoteArgs) -> Result<(), Failure> {

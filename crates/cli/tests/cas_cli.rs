@@ -133,7 +133,7 @@ fn attest_then_create_update_read_verify_the_sample() {
     );
     assert_eq!(code(&o), 1);
     assert!(
-        err(&o).contains("mrenclave: expected one of 0000"),
+        err(&o).contains(&format!("mrenclave: expected {wrong}, actual ")),
         "{}",
         err(&o)
     );
