@@ -134,7 +134,10 @@ fn post(w: &World, path: &str, body: Vec<u8>, client: ClientId) -> (StatusCode, 
         addr: "127.0.0.1:9".parse().unwrap(),
         client: Some(client),
     };
-    let response = w.runtime.block_on(w.api.clone().handle(request, peer)).unwrap();
+    let response = w
+        .runtime
+        .block_on(w.api.clone().handle(request, peer))
+        .unwrap();
     let status = response.status();
     let bytes = w
         .runtime
@@ -146,7 +149,8 @@ fn post(w: &World, path: &str, body: Vec<u8>, client: ClientId) -> (StatusCode, 
         let code = json["error"]["code"].as_str().expect("errors have a code");
         assert!(json["error"]["message"].is_string());
         assert!(
-            status.as_u16() < 500 || ["store_error", "secret_error", "render_failed"].contains(&code),
+            status.as_u16() < 500
+                || ["store_error", "secret_error", "render_failed"].contains(&code),
             "{status} {json}"
         );
     }
@@ -154,7 +158,9 @@ fn post(w: &World, path: &str, body: Vec<u8>, client: ClientId) -> (StatusCode, 
 }
 
 fuzz_target!(|data: &[u8]| {
-    let [op, a, b, c, rest @ ..] = data else { return };
+    let [op, a, b, c, rest @ ..] = data else {
+        return;
+    };
     let w = world();
     let (point, key_id) = w.key;
     let other = ClientId::from_bytes([7; 32]);
@@ -164,11 +170,16 @@ fuzz_target!(|data: &[u8]| {
         }
         1 => {
             let (status, _) = post(w, "/v1/enclave/attest", rest.to_vec(), key_id);
-            assert_ne!(status, StatusCode::OK, "no nonce was issued for a raw request");
+            assert_ne!(
+                status,
+                StatusCode::OK,
+                "no nonce was issued for a raw request"
+            );
         }
         _ => {
             let config_id = CONFIG_IDS[usize::from(a % 4)];
-            let challenge = serde_json::to_vec(&serde_json::json!({ "config_id": config_id })).unwrap();
+            let challenge =
+                serde_json::to_vec(&serde_json::json!({ "config_id": config_id })).unwrap();
             let (status, answer) = post(w, "/v1/enclave/challenge", challenge, key_id);
             let real_nonce = b & 1 == 0 && status == StatusCode::OK;
             let nonce = if real_nonce {
@@ -202,20 +213,39 @@ fuzz_target!(|data: &[u8]| {
                 1 => {
                     // A sim-quote over other runtime data.
                     let report = SimReport::new(MrEnclave(MRENCLAVE), rest);
-                    ("sim-quote", w.platform.create_quote(&report).unwrap(), false)
+                    (
+                        "sim-quote",
+                        w.platform.create_quote(&report).unwrap(),
+                        false,
+                    )
                 }
                 2 => ("sim-quote", rest.to_vec(), false),
-                _ => (["sgx-quote", "oe-report", "maa-token", "x"][usize::from(c >> 4) % 4], rest.to_vec(), false),
+                _ => (
+                    ["sgx-quote", "oe-report", "maa-token", "x"][usize::from(c >> 4) % 4],
+                    rest.to_vec(),
+                    false,
+                ),
             };
             let request = AttestRequest {
                 config_id: config_id.into(),
-                evidence: EvidenceBytes { kind: kind.into(), quote },
+                evidence: EvidenceBytes {
+                    kind: kind.into(),
+                    quote,
+                },
                 runtime_data,
             };
             let client = if matching_key { key_id } else { other };
-            let (status, _) = post(w, "/v1/enclave/attest", serde_json::to_vec(&request).unwrap(), client);
+            let (status, _) = post(
+                w,
+                "/v1/enclave/attest",
+                serde_json::to_vec(&request).unwrap(),
+                client,
+            );
             if status == StatusCode::OK {
-                assert!(real_nonce && honest_key, "a delivery without a fresh nonce for the client's own key");
+                assert!(
+                    real_nonce && honest_key,
+                    "a delivery without a fresh nonce for the client's own key"
+                );
                 assert!(
                     config_id == "ns/none/app" || (config_id == "ns/hw/app" && valid_quote),
                     "a delivery for {config_id} without valid evidence"
