@@ -343,6 +343,59 @@ mod tests {
     }
 
     #[test]
+    fn enclave_dcap_and_azure_sections_parse_and_are_checked() {
+        let c = Config::from_toml(
+            Path::new("cas.toml"),
+            r#"
+[enclave]
+listen = "127.0.0.1:0"
+nonce_ttl_secs = 30
+trusted_platform_keys = ["0ce07ab035b11b0c17f2783513d2a7ef31d40aadb4dee2ea2f48195c0f892d63"]
+trusted_las = ["http://127.0.0.1:18766"]
+[dcap]
+collateral = "collateral.json"
+[azure]
+authority_host = "https://127.0.0.1:4000"
+ca_files = ["emulator-ca.pem"]
+cache_ttl_secs = 0
+"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.enclave.nonce_ttl_secs, 30);
+        assert_eq!(c.enclave.max_pending_nonces, 65_536);
+        assert_eq!(c.dcap.pccs_url, AZURE_THIM_URL);
+        assert_eq!(c.azure.cache_ttl_secs, 0);
+        assert_eq!(c.dcap_cache_dir(), c.data_dir.join("dcap-collateral"));
+
+        let mut bad = c.clone();
+        bad.enclave.nonce_ttl_secs = 0;
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("nonce_ttl_secs")
+        );
+        let mut bad = c;
+        bad.azure.trust_system_roots = false;
+        bad.azure.ca_files.clear();
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("trust_system_roots = false needs azure.ca_files")
+        );
+        let err = Config::from_toml(
+            Path::new("cas.toml"),
+            "[enclave]
+lisen = 1
+",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_named() {
         let err = Config::from_toml(Path::new("cas.toml"), "listn = \"x\"\n").unwrap_err();
         assert!(err.to_string().contains("listn"), "{err}");

@@ -216,3 +216,43 @@ services:
     );
     assert!(!world.service_logs().contains(&password));
 }
+
+#[test]
+fn a_cas_can_trust_the_platform_key_its_las_announces() {
+    let dir = tempfile::tempdir().unwrap();
+    let las = custos_e2e::Las::start(&dir.path().join("las"));
+    let url = format!("http://{}", las.addr);
+    let cas = custos_e2e::Cas::start(&dir.path().join("cas"), &["--trust-las".into(), url]);
+    assert!(
+        cas.process
+            .stderr
+            .text()
+            .contains(&format!("platform_key={}", las.key_id)),
+        "{}",
+        cas.process.logs()
+    );
+    let owner = custos_cas::client::ClientIdentity::generate("owner").unwrap();
+    let client = cas.client(&owner);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let app = format!(
+        "name: ns/app\nversion: \"0.3\"\nsecurity: {{ attestation: {{ tolerate: [debug-mode] }} }}\nservices:\n  - name: app\n    mrenclaves: [\"{}\"]\n",
+        sh_mrenclave()
+    );
+    for text in ["name: ns\nversion: \"0.3\"\n".to_owned(), app] {
+        let r = runtime
+            .block_on(client.request(hyper::Method::POST, "/v1/sessions", Some(text.into_bytes())))
+            .unwrap();
+        assert_eq!(r.status, 201, "{}", r.json());
+    }
+    let output = custos_e2e::run(
+        &[
+            ("CUSTOS_CONFIG_ID", "ns/app/app"),
+            ("CUSTOS_CAS_ADDR", &cas.enclave_addr),
+            ("CUSTOS_LAS_ADDR", &las.addr),
+            ("CUSTOS_MODE", "sim"),
+            ("CUSTOS_CAS_KEY_HASH", &cas.key_hash),
+        ],
+        &["sh", "-c", "true"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+}
