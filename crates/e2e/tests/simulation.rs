@@ -256,3 +256,29 @@ fn a_cas_can_trust_the_platform_key_its_las_announces() {
     );
     assert!(output.status.success(), "{}", stderr(&output));
 }
+
+#[test]
+fn the_runtime_trusts_the_cas_by_ca_file_or_pin_and_refuses_another_key() {
+    let world = World::start(false, &[]);
+    setup(&world, &sh_mrenclave(), "debug-mode");
+    let vars = world.runtime_vars("ns/app/app");
+    let with = |name: &str, value: &str| -> Vec<(String, String)> {
+        vars.iter()
+            .filter(|(k, _)| *k != "CUSTOS_CAS_KEY_HASH")
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .chain([(name.to_owned(), value.to_owned())])
+            .collect()
+    };
+    let run = |vars: &[(String, String)]| {
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        custos_e2e::run(&vars, &["sh", "-c", "true"])
+    };
+    // The CAS's generated certificate as the CA (it names 127.0.0.1).
+    let ca = world.dir.path().join("cas/cas.crt");
+    let output = run(&with("CUSTOS_CAS_CA", ca.to_str().unwrap()));
+    assert!(output.status.success(), "{}", stderr(&output));
+    // A pin of another key: the TLS handshake fails, nothing starts.
+    let output = run(&with("CUSTOS_CAS_KEY_HASH", &"00".repeat(32)));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains(&format!("CAS at {}", world.cas.enclave_addr)));
+}
