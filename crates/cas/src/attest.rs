@@ -4,13 +4,17 @@
 //! `GET /v1/attest?nonce=N` answers with evidence whose runtime data is
 //! `SPKI ‖ N` (the CAS certificate's SubjectPublicKeyInfo DER, then the nonce bytes), so
 //! `report_data[0..32] = SHA-256(SPKI ‖ N)`. A client that checks the evidence and the binding
-//! may pin that key. Where the evidence comes from sits behind [`EvidenceSource`]: today a
-//! simulated platform in the CAS process ([`SimulatedPlatform`]); later a LAS or the TEE.
+//! may pin that key. Where the evidence comes from sits behind [`EvidenceSource`]: a simulated
+//! platform in the CAS process ([`SimulatedPlatform`]), or SGX DCAP quotes from Gramine's
+//! `/dev/attestation` when the CAS runs in an enclave ([`GramineEnclave`]).
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use custos_attestation::ReportData;
 use custos_attestation::claims::{EvidenceKind, MrEnclave};
+use custos_attestation::gramine::GramineError;
+use custos_attestation::quote::Quote;
 use custos_attestation::sim::{PlatformKey, SimError, SimReport};
 
 /// Why evidence could not be produced.
@@ -19,6 +23,17 @@ pub enum EvidenceError {
     /// The simulated platform failed.
     #[error("simulated platform: {0}")]
     Sim(#[from] SimError),
+    /// Gramine gave no quote (not in an enclave, or not configured for DCAP).
+    #[error("Gramine attestation: {0}")]
+    Gramine(#[from] GramineError),
+    /// Gramine's quote is not an SGX DCAP quote.
+    #[error("Gramine's quote from {path} is not an SGX DCAP quote: {reason}")]
+    BadQuote {
+        /// The attestation directory.
+        path: String,
+        /// What the parser found.
+        reason: String,
+    },
     /// The executable could not be measured.
     #[error("cannot measure the CAS executable {path}: {source}")]
     Measure {
@@ -94,6 +109,62 @@ impl EvidenceSource for SimulatedPlatform {
 
     fn platform_public_key_pem(&self) -> Option<String> {
         Some(self.key.public_key().to_spki_pem())
+    }
+}
+
+/// A CAS inside a Gramine SGX enclave: each `/v1/attest` writes the binding to Gramine's
+/// `user_report_data` and answers with the DCAP quote Gramine returns. Clients verify it
+/// with DCAP collateral (`custos cas attest --pccs|--collateral`).
+#[derive(Debug)]
+pub struct GramineEnclave {
+    dir: PathBuf,
+    mrenclave: MrEnclave,
+    // Gramine's pseudo-files hold one report-data/quote pair per enclave: a write and the
+    // read that follows must not interleave with another request's.
+    lock: std::sync::Mutex<()>,
+}
+
+impl GramineEnclave {
+    /// Takes a first quote from `dir` (so a CAS outside an enclave fails at start-up, naming
+    /// the file) and reads the enclave's MRENCLAVE from it.
+    pub fn open(dir: &Path) -> Result<Self, EvidenceError> {
+        let quote = custos_attestation::gramine::sgx_quote(dir, &ReportData([0; 64]))?;
+        let mrenclave = Quote::parse(&quote)
+            .map_err(|e| EvidenceError::BadQuote {
+                path: dir.display().to_string(),
+                reason: e.to_string(),
+            })?
+            .body
+            .mr_enclave;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            mrenclave,
+            lock: std::sync::Mutex::new(()),
+        })
+    }
+}
+
+impl EvidenceSource for GramineEnclave {
+    fn evidence(&self, runtime_data: &[u8]) -> Result<Evidence, EvidenceError> {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let bytes =
+            custos_attestation::gramine::sgx_quote(&self.dir, &ReportData::binding(runtime_data))?;
+        Ok(Evidence {
+            kind: EvidenceKind::SgxQuote,
+            bytes,
+        })
+    }
+
+    fn is_simulation(&self) -> bool {
+        false
+    }
+
+    fn mrenclave(&self) -> MrEnclave {
+        self.mrenclave
+    }
+
+    fn platform_public_key_pem(&self) -> Option<String> {
+        None
     }
 }
 

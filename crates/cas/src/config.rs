@@ -37,6 +37,9 @@ pub enum EvidenceMode {
     /// A simulated platform in the CAS process (a platform key in the data directory):
     /// evidence of nothing, for development and tests.
     Simulation,
+    /// SGX DCAP quotes from Gramine's attestation files (`gramine_dir`, default
+    /// `/dev/attestation`): for a CAS running in a Gramine SGX enclave.
+    Gramine,
     /// No evidence: `/v1/attest` answers 503, and `custos cas attest` cannot trust this CAS.
     None,
 }
@@ -58,6 +61,8 @@ pub struct Config {
     pub evidence: EvidenceMode,
     /// The simulated platform key; default `<data_dir>/platform-key.pem`.
     pub platform_key_file: Option<PathBuf>,
+    /// Gramine's attestation directory, for `evidence = "gramine"`; default `/dev/attestation`.
+    pub gramine_dir: Option<PathBuf>,
     /// Request limits.
     pub limits: Limits,
     /// Log filter (`info`, `custos_cas=debug`, ...).
@@ -221,6 +226,7 @@ impl Default for Config {
             master_key_file: None,
             evidence: EvidenceMode::Simulation,
             platform_key_file: None,
+            gramine_dir: None,
             limits: Limits::default(),
             log: "info".into(),
             enclave: EnclaveSettings::default(),
@@ -308,6 +314,13 @@ impl Config {
         self.platform_key_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("platform-key.pem"))
+    }
+
+    /// Gramine's attestation directory.
+    pub fn gramine_path(&self) -> PathBuf {
+        self.gramine_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(custos_attestation::gramine::ATTESTATION_DIR))
     }
 
     /// The store file.

@@ -38,9 +38,13 @@ struct Args {
     /// Master key file (must exist). Default: `<data dir>/master.key`, generated when missing.
     #[arg(long, env = "CUSTOS_CAS_MASTER_KEY_FILE")]
     master_key_file: Option<PathBuf>,
-    /// Evidence source: `simulation` or `none`.
-    #[arg(long, env = "CUSTOS_CAS_EVIDENCE", value_parser = ["simulation", "none"])]
+    /// Evidence source: `simulation` (a simulated platform: proves nothing), `gramine` (SGX DCAP
+    /// quotes, when running in a Gramine enclave) or `none`.
+    #[arg(long, env = "CUSTOS_CAS_EVIDENCE", value_parser = ["simulation", "gramine", "none"])]
     evidence: Option<String>,
+    /// Gramine's attestation directory (with `--evidence gramine`). Default: `/dev/attestation`.
+    #[arg(long, env = "CUSTOS_CAS_GRAMINE_DIR")]
+    gramine_dir: Option<PathBuf>,
     /// Simulated platform key file. Default: `<data dir>/platform-key.pem`.
     #[arg(long, env = "CUSTOS_CAS_PLATFORM_KEY_FILE")]
     platform_key_file: Option<PathBuf>,
@@ -128,14 +132,17 @@ impl Args {
             c.master_key_file = self.master_key_file;
         }
         if let Some(mode) = self.evidence {
-            c.evidence = if mode == "none" {
-                EvidenceMode::None
-            } else {
-                EvidenceMode::Simulation
+            c.evidence = match mode.as_str() {
+                "none" => EvidenceMode::None,
+                "gramine" => EvidenceMode::Gramine,
+                _ => EvidenceMode::Simulation,
             };
         }
         if self.platform_key_file.is_some() {
             c.platform_key_file = self.platform_key_file;
+        }
+        if self.gramine_dir.is_some() {
+            c.gramine_dir = self.gramine_dir;
         }
         set(&mut c.limits.max_body_bytes, self.max_body_bytes);
         set(&mut c.limits.requests_per_second, self.rate_limit);

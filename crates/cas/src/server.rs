@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::{ClientApi, Peer};
-use crate::attest::{EvidenceSource, SimulatedPlatform};
+use crate::attest::{EvidenceSource, GramineEnclave, SimulatedPlatform};
 use crate::config::{Config, EvidenceMode};
 use crate::identity::ClientId;
 use crate::metrics::Metrics;
@@ -123,6 +123,14 @@ impl Cas {
                     "SIMULATION: this CAS attests itself with a simulated platform key; its evidence proves nothing (not for production secrets)"
                 );
                 Some(Arc::new(platform))
+            }
+            EvidenceMode::Gramine => {
+                let enclave = GramineEnclave::open(&config.gramine_path())?;
+                tracing::info!(
+                    mrenclave = %enclave.mrenclave(),
+                    "this CAS attests itself with SGX DCAP quotes from Gramine"
+                );
+                Some(Arc::new(enclave))
             }
             EvidenceMode::None => {
                 tracing::warn!("no evidence source: clients cannot attest this CAS");

@@ -75,6 +75,10 @@ pub(crate) struct AttestArgs {
     /// For hardware evidence: trust this root CA (DER or PEM) instead of Intel's production root.
     #[arg(long, value_name = "DER")]
     root_ca: Option<std::path::PathBuf>,
+    /// TESTING ONLY: verify hardware evidence as of this time (Unix seconds), e.g. against
+    /// recorded collateral, instead of now.
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    only_for_testing_at: Option<u64>,
 }
 
 impl AttestArgs {
@@ -240,6 +244,7 @@ fn attest(args: AttestArgs) -> ExitCode {
                 &args.collateral,
                 &args.pccs_options,
                 args.root_ca.as_deref(),
+                args.only_for_testing_at,
             ) {
                 Ok(claims) => claims,
                 Err(crate::evidence::Failure::Input(message)) => return fail(2, [message]),

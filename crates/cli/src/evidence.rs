@@ -318,8 +318,9 @@ pub(crate) fn verify_bound_sgx_quote(
     collateral: &CollateralArgs,
     pccs_options: &PccsOptions,
     root: Option<&Path>,
+    at: Option<u64>,
 ) -> Result<custos_attestation::Claims, Failure> {
-    let now = time(None);
+    let now = time(at);
     let collateral = Collateral::from_args(collateral, pccs_options)?.ok_or_else(|| {
         Failure::Input(
             "hardware evidence needs collateral: --pccs URL (e.g. Azure's https://global.acccache.azure.net/sgx/certification/v4/) or --collateral JSON".into(),

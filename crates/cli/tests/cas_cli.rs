@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use custos_cas::config::Config;
+use custos_cas::config::{Config, EvidenceMode};
 use custos_cas::server::Cas;
 
 fn sample(file: &str) -> PathBuf {
@@ -26,11 +26,14 @@ const VARS: &[(&str, &str)] = &[
 ];
 
 fn start_cas(dir: &Path) -> String {
-    let config = Config {
+    start_cas_with(Config {
         data_dir: dir.to_owned(),
         listen: "127.0.0.1:0".parse().unwrap(),
         ..Config::default()
-    };
+    })
+}
+
+fn start_cas_with(config: Config) -> String {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -242,4 +245,159 @@ fn attest_then_create_update_read_verify_the_sample() {
     assert_eq!(code(&o), 1);
     assert!(err(&o).contains("403 access_denied"), "{}", err(&o));
     assert_ne!(out(&custos(&bob, &["self", "show"])).trim(), id);
+}
+
+/// A stand-in for Gramine's `/dev/attestation` holding a real recorded DCAP quote: the CAS
+/// serves it as its evidence, and the CLI must not pin a CAS whose quote does not bind the key
+/// and nonce of the very connection (here it binds "Hello, world!").
+fn gramine_dir(dir: &Path) -> PathBuf {
+    let gramine = dir.join("attestation");
+    std::fs::create_dir_all(&gramine).unwrap();
+    std::fs::write(gramine.join("attestation_type"), "dcap\n").unwrap();
+    let recorded =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../attestation/tests/data/dcap/sgx_quote");
+    std::fs::copy(recorded, gramine.join("quote")).unwrap();
+    gramine
+}
+
+fn attestation_data(file: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../attestation/tests/data/dcap")
+        .join(file)
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_cas_in_gramine_serves_dcap_quotes_bound_to_its_key_and_the_cli_checks_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let gramine = gramine_dir(dir.path());
+    let addr = start_cas_with(Config {
+        data_dir: dir.path().join("cas"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        evidence: EvidenceMode::Gramine,
+        gramine_dir: Some(gramine.clone()),
+        ..Config::default()
+    });
+
+    // The CAS writes SHA-256(its SPKI ‖ nonce) to user_report_data before reading the quote.
+    let client = custos_cas::client::CasClient::new(
+        &addr,
+        None,
+        custos_cas::client::ServerTrust::AttestationOnly,
+    )
+    .unwrap();
+    let nonce = "00112233445566778899aabbccddeeff";
+    let response = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(client.request(
+            hyper::Method::GET,
+            &format!("/v1/attest?nonce={nonce}"),
+            None,
+        ))
+        .unwrap();
+    assert_eq!(response.status, 200);
+    let body = response.json();
+    assert_eq!(body["evidence"]["type"], "sgx-quote");
+    assert_eq!(body["simulation"], false);
+    let recorded_mrenclave = body["mrenclave"].as_str().unwrap().to_owned();
+    assert!(recorded_mrenclave.starts_with("33d8736d"), "{body}");
+    let mut runtime_data = response.server_spki.clone();
+    runtime_data.extend_from_slice(&hex::decode(nonce).unwrap());
+    assert_eq!(
+        std::fs::read(gramine.join("user_report_data")).unwrap(),
+        custos_attestation::ReportData::binding(&runtime_data).0
+    );
+
+    let cli = dir.path().join("cli.json");
+    let no_mrenclave = custos(&cli, &["cas", "attest", &addr]);
+    assert_eq!(code(&no_mrenclave), 1);
+    assert!(
+        err(&no_mrenclave).contains("give the CAS's MRENCLAVE with --mrenclave"),
+        "{}",
+        err(&no_mrenclave)
+    );
+    let no_collateral = custos(
+        &cli,
+        &["cas", "attest", &addr, "--mrenclave", &recorded_mrenclave],
+    );
+    assert_eq!(code(&no_collateral), 2);
+    assert!(
+        err(&no_collateral).contains("hardware evidence needs collateral"),
+        "{}",
+        err(&no_collateral)
+    );
+    let unbound = custos(
+        &cli,
+        &[
+            "cas",
+            "attest",
+            &addr,
+            "--mrenclave",
+            &recorded_mrenclave,
+            "--collateral",
+            &attestation_data("sgx_quote_collateral.json"),
+            "--root-ca",
+            &attestation_data("TrustedRootCA.der"),
+        ],
+    );
+    assert_eq!(code(&unbound), 1, "{}", err(&unbound));
+    assert!(
+        err(&unbound).contains("collateral tcb_info is valid from 2025-06-19T10:56:11Z until 2025-07-19T10:56:11Z, not at "),
+        "checked as of now, the recorded collateral has expired: {}",
+        err(&unbound)
+    );
+    // As of a time inside the collateral's validity the quote is genuine, but it binds
+    // "Hello, world!", not this CAS's key and the CLI's nonce.
+    let unbound = custos(
+        &cli,
+        &[
+            "cas",
+            "attest",
+            &addr,
+            "--mrenclave",
+            &recorded_mrenclave,
+            "--collateral",
+            &attestation_data("sgx_quote_collateral.json"),
+            "--only-for-testing-at",
+            "1751328000",
+        ],
+    );
+    assert_eq!(code(&unbound), 1, "{}", err(&unbound));
+    assert!(
+        err(&unbound).contains("evidence rejected: report data"),
+        "{}",
+        err(&unbound)
+    );
+    let listed = custos(&cli, &["cas", "list"]);
+    assert!(
+        !out(&listed).contains(&addr),
+        "nothing pinned: {}",
+        out(&listed)
+    );
+}
+
+#[test]
+fn a_gramine_cas_outside_an_enclave_stops_at_start_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().join("cas"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        evidence: EvidenceMode::Gramine,
+        gramine_dir: Some(dir.path().join("no-attestation")),
+        ..Config::default()
+    };
+    let started = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(custos_cas::server::Cas::start(&config));
+    let Err(error) = started else {
+        panic!("no enclave, no CAS")
+    };
+    let error = error.to_string();
+    assert!(error.contains("no-attestation/user_report_data"), "{error}");
 }
