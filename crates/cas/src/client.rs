@@ -10,13 +10,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use custos_tls::KeyHash;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::ClientConfig;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -34,7 +33,7 @@ pub enum ClientError {
         source: std::io::Error,
     },
     /// The TLS handshake failed (for a pinned CAS: its key is not the pinned one).
-    #[error("TLS with {addr} failed: {source}")]
+    #[error("TLS with {addr} failed: {source}{}", rekey_hint(source))]
     Tls {
         /// The address.
         addr: String,
@@ -52,6 +51,15 @@ pub enum ClientError {
     /// The client identity is unusable.
     #[error("client identity: {0}")]
     Identity(String),
+}
+
+/// A CAS that is not the pinned one may simply have been re-keyed: say what to do.
+fn rekey_hint(source: &std::io::Error) -> &'static str {
+    if source.to_string().contains("expected the pinned") {
+        " (attest the CAS again if it was re-keyed)"
+    } else {
+        ""
+    }
 }
 
 /// How the client trusts the CAS.
@@ -151,10 +159,12 @@ impl CasClient {
         trust: ServerTrust,
     ) -> Result<Self, ClientError> {
         let provider = custos_tls::provider();
-        let verifier = Arc::new(PinVerifier {
-            trust,
-            algorithms: provider.signature_verification_algorithms,
-        });
+        let verifier = match trust {
+            ServerTrust::Pinned(pin) => {
+                custos_tls::pinned_server_verifier(KeyHash(*pin.as_bytes()))
+            }
+            ServerTrust::AttestationOnly => custos_tls::unauthenticated_server_verifier(),
+        };
         let builder = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| ClientError::Identity(e.to_string()))?
@@ -291,55 +301,5 @@ impl Connection {
             server_spki: self.server_spki.clone(),
             retry_after,
         })
-    }
-}
-
-#[derive(Debug)]
-struct PinVerifier {
-    trust: ServerTrust,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for PinVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let seen = ClientId::of_certificate(end_entity).map_err(|_| {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
-        })?;
-        match self.trust {
-            ServerTrust::AttestationOnly => Ok(ServerCertVerified::assertion()),
-            ServerTrust::Pinned(pin) if pin == seen => Ok(ServerCertVerified::assertion()),
-            ServerTrust::Pinned(pin) => Err(rustls::Error::General(format!(
-                "the CAS's key is not the pinned one: expected key hash {pin}, found {seen} (attest the CAS again if it was re-keyed)"
-            ))),
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
     }
 }

@@ -475,7 +475,8 @@ async fn the_cas_attests_its_own_tls_key() {
         .request(Method::GET, "/healthz", None)
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("not the pinned one"), "{err}");
+    assert!(err.to_string().contains("expected the pinned"), "{err}");
+    assert!(err.to_string().contains("attest the CAS again"), "{err}");
 }
 
 #[test]

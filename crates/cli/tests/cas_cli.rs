@@ -330,47 +330,26 @@ fn a_cas_in_gramine_serves_dcap_quotes_bound_to_its_key_and_the_cli_checks_them(
         "{}",
         err(&no_collateral)
     );
-    let unbound = custos(
-        &cli,
-        &[
-            "cas",
-            "attest",
-            &addr,
-            "--mrenclave",
-            &recorded_mrenclave,
-            "--collateral",
-            &attestation_data("sgx_quote_collateral.json"),
-            "--root-ca",
-            &attestation_data("TrustedRootCA.der"),
-        ],
-    );
-    assert_eq!(code(&unbound), 1, "{}", err(&unbound));
+    let collateral = attestation_data("sgx_quote_collateral.json");
+    let attest_with_collateral = |extra: &[&str]| {
+        let mut args = vec!["cas", "attest", &addr, "--mrenclave", &recorded_mrenclave];
+        args.extend(["--collateral", &collateral]);
+        args.extend(extra);
+        let output = custos(&cli, &args);
+        assert_eq!(code(&output), 1, "{}", err(&output));
+        err(&output)
+    };
+    let expired = attest_with_collateral(&[]);
     assert!(
-        err(&unbound).contains("collateral tcb_info is valid from 2025-06-19T10:56:11Z until 2025-07-19T10:56:11Z, not at "),
-        "checked as of now, the recorded collateral has expired: {}",
-        err(&unbound)
+        expired.contains("collateral tcb_info is valid from 2025-06-19T10:56:11Z until 2025-07-19T10:56:11Z, not at "),
+        "checked as of now, the recorded collateral has expired: {expired}"
     );
     // As of a time inside the collateral's validity the quote is genuine, but it binds
     // "Hello, world!", not this CAS's key and the CLI's nonce.
-    let unbound = custos(
-        &cli,
-        &[
-            "cas",
-            "attest",
-            &addr,
-            "--mrenclave",
-            &recorded_mrenclave,
-            "--collateral",
-            &attestation_data("sgx_quote_collateral.json"),
-            "--only-for-testing-at",
-            "1751328000",
-        ],
-    );
-    assert_eq!(code(&unbound), 1, "{}", err(&unbound));
+    let unbound = attest_with_collateral(&["--only-for-testing-at", "1751328000"]);
     assert!(
-        err(&unbound).contains("evidence rejected: report data"),
-        "{}",
-        err(&unbound)
+        unbound.contains("evidence rejected: report data does not bind the runtime data"),
+        "{unbound}"
     );
     let listed = custos(&cli, &["cas", "list"]);
     assert!(
