@@ -98,10 +98,15 @@ fn cold_starts(world: &World, config_id: &str, true_path: &str, starts: u64) -> 
     let mut times = Vec::new();
     for _ in 0..starts {
         let mut command = run_command(&vars, &[true_path]);
+        // custos-run's one line per start would flood the figures (and cost a terminal write).
         let started = Instant::now();
-        let status = command.status().unwrap();
+        let output = command.output().unwrap();
         times.push(started.elapsed());
-        assert!(status.success());
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     times.sort();
     times
