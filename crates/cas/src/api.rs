@@ -6,15 +6,16 @@
 //! and its creator; a denial is answered 403, names the list that did not admit the caller,
 //! and is recorded in the audit log.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use custos_policy::{AccessPolicy, Principal, PublicKeyHash, Session};
+
+use crate::parsed::ParsedSessions;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
@@ -107,7 +108,7 @@ impl From<StoreError> for ApiError {
     }
 }
 
-fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Full<Bytes>> {
+pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Full<Bytes>> {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(bytes)));
     *response.status_mut() = status;
@@ -117,47 +118,21 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Full<Byt
     response
 }
 
-/// Access policies of stored sessions, parsed once per session hash.
-#[derive(Debug, Default)]
-struct PolicyCache {
-    by_name: Mutex<HashMap<String, (String, Arc<AccessPolicy>)>>,
-}
-
-const POLICY_CACHE_MAX: usize = 10_000;
-
-impl PolicyCache {
-    fn get(&self, record: &SessionRecord) -> Result<Arc<AccessPolicy>, ApiError> {
-        if let Some((hash, policy)) = self
-            .by_name
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&record.name)
-            && *hash == record.hash
-        {
-            return Ok(policy.clone());
-        }
-        let policy = Arc::new(parse_stored(record)?.access_policy);
-        let mut cache = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= POLICY_CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(record.name.clone(), (record.hash.clone(), policy.clone()));
-        Ok(policy)
-    }
-}
-
 fn parse_stored(record: &SessionRecord) -> Result<Session, ApiError> {
-    custos_policy::parse(&record.name, &record.text).map_err(|d| {
-        tracing::error!(
-            "stored session {} no longer parses ({} problems): access denied",
-            record.name,
-            d.len()
-        );
-        ApiError::internal(
-            "stored_session_invalid",
-            format!("the stored session {} does not parse any more", record.name),
-        )
-    })
+    custos_policy::parse(&record.name, &record.text).map_err(|d| unparsable(record, d.len()))
+}
+
+/// A stored session that no longer parses (a newer CAS's format, or a damaged store) denies
+/// access to it rather than guessing.
+fn unparsable(record: &SessionRecord, problems: usize) -> ApiError {
+    tracing::error!(
+        "stored session {} no longer parses ({problems} problems): access denied",
+        record.name
+    );
+    ApiError::internal(
+        "stored_session_invalid",
+        format!("the stored session {} does not parse any more", record.name),
+    )
 }
 
 fn key_hash(id: ClientId) -> PublicKeyHash {
@@ -178,7 +153,7 @@ pub struct ClientApi {
     cas_spki: Vec<u8>,
     cas_certificate_pem: String,
     metrics: Arc<Metrics>,
-    policies: PolicyCache,
+    sessions: ParsedSessions,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -190,6 +165,13 @@ enum RateKey {
 type HandlerResult = Result<Response<Full<Bytes>>, ApiError>;
 
 impl ClientApi {
+    /// The stored session `record`, parsed (once per hash).
+    fn parsed(&self, record: &SessionRecord) -> Result<Arc<Session>, ApiError> {
+        self.sessions
+            .get(record)
+            .map_err(|d| unparsable(record, d.len()))
+    }
+
     /// The API over `store`, answering `/v1/attest` with `evidence` for the CAS key whose
     /// SubjectPublicKeyInfo is `cas_spki`.
     pub fn new(
@@ -208,7 +190,7 @@ impl ClientApi {
             cas_spki,
             cas_certificate_pem,
             metrics,
-            policies: PolicyCache::default(),
+            sessions: ParsedSessions::default(),
         }
     }
 
@@ -469,8 +451,8 @@ impl ClientApi {
             let previous = read.secrets(&name)?;
             (current, previous)
         };
-        let policy = self.policies.get(&current)?;
-        if !admits(&policy.update, client, current.creator) {
+        let stored = self.parsed(&current)?;
+        if !admits(&stored.access_policy.update, client, current.creator) {
             let e = ApiError::forbidden(format!(
                 "session {name}: its update policy does not admit client {client}"
             ));
@@ -536,8 +518,8 @@ impl ClientApi {
             .read()?
             .session(name)?
             .ok_or_else(|| ApiError::not_found(format!("session {name} does not exist")))?;
-        let policy = self.policies.get(&record)?;
-        if !admits(&policy.read, client, record.creator) {
+        let stored = self.parsed(&record)?;
+        if !admits(&stored.access_policy.read, client, record.creator) {
             let e = ApiError::forbidden(format!(
                 "session {name}: its read policy does not admit client {client}"
             ));
@@ -570,7 +552,11 @@ impl ClientApi {
         let records = self.store.read()?.sessions_with_prefix(&prefix)?;
         let mut names = Vec::new();
         for record in &records {
-            if admits(&self.policies.get(record)?.read, client, record.creator) {
+            if admits(
+                &self.parsed(record)?.access_policy.read,
+                client,
+                record.creator,
+            ) {
                 names.push(record.name.as_str());
             }
         }
@@ -601,7 +587,7 @@ impl ClientApi {
         let record = read
             .session(name)?
             .ok_or_else(|| ApiError::not_found(format!("session {name} does not exist")))?;
-        let session = parse_stored(&record)?;
+        let session = self.parsed(&record)?;
         let values = match read.secrets(name)? {
             Some(bytes) => SecretValues::from_bytes(&bytes).map_err(secret_error)?,
             None => SecretValues::default(),
@@ -694,8 +680,8 @@ impl ClientApi {
             let events = read.audit_for_session(&name, after, limit)?;
             (record, events)
         };
-        let policy = self.policies.get(&record)?;
-        if !admits(&policy.update, client, record.creator) {
+        let stored = self.parsed(&record)?;
+        if !admits(&stored.access_policy.update, client, record.creator) {
             let e = ApiError::forbidden(format!(
                 "session {name}: only clients its update policy admits may read its audit log; client {client} is not one"
             ));

@@ -22,6 +22,7 @@ pub mod config;
 pub mod enclave;
 pub mod identity;
 pub mod metrics;
+mod parsed;
 pub mod ratelimit;
 pub mod seal;
 pub mod secrets;

@@ -27,11 +27,10 @@ pub mod policy;
 pub mod render;
 pub mod values;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -44,17 +43,17 @@ use custos_protocol::enclave::{
 use custos_protocol::{ErrorBody, ErrorDetail};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
-use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
-use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::api::Peer;
+use crate::api::{Peer, json_response};
 use crate::audit::{AuditAction, AuditEvent, EnclaveFacts, Outcome};
 use crate::config::Config;
 use crate::identity::ClientId;
 use crate::metrics::Metrics;
+use crate::parsed::ParsedSessions;
 use crate::ratelimit::RateLimiter;
 use crate::server::Cas;
 use crate::store::{SessionRecord, Store};
@@ -223,41 +222,6 @@ impl EnclaveError {
     }
 }
 
-fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Full<Bytes>> {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::new(Full::new(Bytes::from(bytes)));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
-/// Parsed sessions by name, reparsed when the stored hash changes.
-#[derive(Debug, Default)]
-struct SessionCache {
-    by_name: Mutex<HashMap<String, (String, Arc<Session>)>>,
-}
-
-const SESSION_CACHE_MAX: usize = 10_000;
-
-impl SessionCache {
-    fn get(&self, record: &SessionRecord) -> Option<Arc<Session>> {
-        let mut cache = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((hash, session)) = cache.get(&record.name)
-            && *hash == record.hash
-        {
-            return Some(session.clone());
-        }
-        let session = Arc::new(custos_policy::parse(&record.name, &record.text).ok()?);
-        if cache.len() >= SESSION_CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(record.name.clone(), (record.hash.clone(), session.clone()));
-        Some(session)
-    }
-}
-
 /// The enclave API's state.
 #[derive(Debug)]
 pub struct EnclaveApi {
@@ -267,7 +231,7 @@ pub struct EnclaveApi {
     hardware: HardwareVerifier,
     maa: MaaVerifier,
     azure: Azure,
-    sessions: SessionCache,
+    sessions: ParsedSessions,
     metrics: Arc<Metrics>,
     max_body: usize,
 }
@@ -311,7 +275,7 @@ impl EnclaveApi {
             hardware: HardwareVerifier::from_config(config).await?,
             maa: MaaVerifier::new(azure.http_options()),
             azure,
-            sessions: SessionCache::default(),
+            sessions: ParsedSessions::default(),
             metrics,
             max_body: config.limits.max_body_bytes,
         })
@@ -396,7 +360,7 @@ impl EnclaveApi {
             .and_then(|r| r.session(session_name))
             .map_err(store_error)?
             .ok_or_else(not_found)?;
-        let session = self.sessions.get(&record).ok_or_else(|| {
+        let session = self.sessions.get(&record).map_err(|_| {
             tracing::error!(session = %record.name, "stored session no longer parses");
             EnclaveError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
