@@ -491,14 +491,17 @@ fn mint(
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(directory.signing_key.kid().to_owned());
     header.x5t = Some(directory.signing_key.kid().to_owned());
-    jsonwebtoken::encode(&header, &claims, directory.signing_key.encoding_key()).map_err(|e| {
-        AadError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            50000,
-            e.to_string(),
-        )
-    })
+    directory
+        .signing_key
+        .sign_jwt(&header, &claims)
+        .map_err(|e| {
+            AadError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                50000,
+                e.to_string(),
+            )
+        })
 }
 
 /// App Service's managed identity endpoint (`IDENTITY_ENDPOINT`, api-version 2019-08-01).

@@ -412,6 +412,7 @@ fn issue_token(
             URL_SAFE_NO_PAD.encode(payload.to_string())
         ));
     }
-    jsonwebtoken::encode(&header, &payload, maa.signing_key.encoding_key())
+    maa.signing_key
+        .sign_jwt(&header, &payload)
         .map_err(|e| e.to_string())
 }

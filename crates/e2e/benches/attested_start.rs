@@ -124,6 +124,40 @@ fn report_starts(label: &str, times: &[Duration]) {
     );
 }
 
+/// CPU time (user + system) a process has used so far. `/proc` counts in USER_HZ, which the
+/// Linux ABI fixes at 100 per second.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name: state is the first, utime the 12th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// The processes an attestation costs CPU in, by role.
+fn participants(world: &World) -> Vec<(&'static str, u32)> {
+    vec![
+        ("runtimes", std::process::id()),
+        ("CAS", world.cas.process.id()),
+        ("LAS", world.las.process.id()),
+        ("emulator", world.emulator().process.id()),
+    ]
+}
+
+/// What `runtimes` runtimes attesting in a loop for `seconds` achieved.
+struct Throughput {
+    per_second: f64,
+    /// CPU per attestation in each participant.
+    cpu: Vec<(&'static str, Duration)>,
+}
+
 /// Attestations per second with `runtimes` runtimes attesting in a loop for `seconds`.
 fn throughput(
     world: &World,
@@ -131,7 +165,7 @@ fn throughput(
     measurement: &str,
     runtimes: u64,
     seconds: u64,
-) -> f64 {
+) -> Throughput {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -143,6 +177,10 @@ fn throughput(
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    let cpu_before: Vec<Duration> = participants(world)
+        .iter()
+        .map(|(_, pid)| cpu_time(*pid))
+        .collect();
     let started = Instant::now();
     runtime.block_on(async {
         let mut tasks = Vec::new();
@@ -192,7 +230,16 @@ fn throughput(
     let elapsed = started.elapsed().as_secs_f64();
     let failed = failed.load(Ordering::Relaxed);
     assert_eq!(failed, 0, "attestations failed");
-    done.load(Ordering::Relaxed) as f64 / elapsed
+    let done = done.load(Ordering::Relaxed).max(1);
+    let cpu = participants(world)
+        .iter()
+        .zip(cpu_before)
+        .map(|((role, pid), before)| (*role, (cpu_time(*pid) - before) / done as u32))
+        .collect();
+    Throughput {
+        per_second: done as f64 / elapsed,
+        cpu,
+    }
 }
 
 fn main() {
@@ -242,8 +289,26 @@ fn main() {
         ),
         ("mode maa (emulated MAA), Key Vault cached", "bench/maa/app"),
     ] {
-        let rate = throughput(&cached, config_id, &mrenclave, runtimes, seconds);
-        println!("throughput {label:<44} {runtimes} runtimes: {rate:8.0} attestations/s");
+        let result = throughput(&cached, config_id, &mrenclave, runtimes, seconds);
+        println!(
+            "throughput {label:<44} {runtimes} runtimes: {:8.0} attestations/s",
+            result.per_second
+        );
+        // CPU per attestation is what a faster or slower machine scales; the ceiling is what
+        // this machine's cores would allow if nothing else ran.
+        let total: Duration = result.cpu.iter().map(|(_, d)| *d).sum();
+        let parts: Vec<String> = result
+            .cpu
+            .iter()
+            .map(|(role, d)| format!("{role} {:.0}", d.as_secs_f64() * 1e6))
+            .collect();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        println!(
+            "  CPU per attestation (µs): {}; total {:.0} → ceiling {:.0}/s on {cores} cores",
+            parts.join(", "),
+            total.as_secs_f64() * 1e6,
+            cores as f64 / total.as_secs_f64().max(1e-9),
+        );
     }
     let rss = |pid: u32| {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
