@@ -9,7 +9,8 @@
 //! 2. throughput: `BENCH_RUNTIMES` (32) runtimes at once, each attesting again and again for
 //!    `BENCH_SECONDS` (5) — fresh ephemeral key, TLS connection, challenge, LAS quote, attest,
 //!    delivery — in this process through `custos-runtime`'s library; prints attestations/s
-//!    for `mode: hardware` and `mode: maa`.
+//!    for `mode: hardware` and `mode: maa`, and the CPU one attestation costs in each
+//!    process (runtimes, CAS, LAS, emulator).
 //!
 //! Targets on 2 cores in simulation: p50 ≤ 15 ms cached; ≥ 1,000 attestations/s.
 //!
