@@ -20,9 +20,6 @@ pub enum PkiError {
     /// rcgen failed.
     #[error("certificate generation: {0}")]
     Rcgen(#[from] rcgen::Error),
-    /// A key could not be used for JWTs.
-    #[error("JWT key: {0}")]
-    Jwt(#[from] jsonwebtoken::errors::Error),
     /// A token could not be signed.
     #[error("token signing: {0}")]
     Sign(String),

@@ -54,6 +54,10 @@ pub enum ClientError {
 }
 
 /// A CAS that is not the pinned one may simply have been re-keyed: say what to do.
+///
+/// Recognised by [`custos_tls::PinMismatch`]'s text: the verifier reports it as rustls's
+/// `General` error so it reads well (a typed error would print as `Debug`); `tests/api.rs`
+/// checks the two stay together.
 fn rekey_hint(source: &std::io::Error) -> &'static str {
     if source.to_string().contains("expected the pinned") {
         " (attest the CAS again if it was re-keyed)"
