@@ -14,8 +14,6 @@ use std::time::Instant;
 use base64::Engine as _;
 use bytes::Bytes;
 use custos_policy::{AccessPolicy, Principal, PublicKeyHash, Session};
-
-use crate::parsed::ParsedSessions;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
@@ -28,6 +26,7 @@ use crate::audit::{AuditAction, AuditEvent, Outcome};
 use crate::config::Limits;
 use crate::identity::ClientId;
 use crate::metrics::Metrics;
+use crate::parsed::ParsedSessions;
 use crate::ratelimit::RateLimiter;
 use crate::secrets::{self, ImportResolver, SecretValue, SecretValues};
 use crate::store::{SessionRecord, Store, StoreError, WriteTx};

@@ -30,8 +30,8 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// Where the CAS's own evidence comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// Where the CAS's own evidence comes from (config file `evidence`, flag `--evidence`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum EvidenceMode {
     /// A simulated platform in the CAS process (a platform key in the data directory):

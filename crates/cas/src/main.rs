@@ -38,10 +38,9 @@ struct Args {
     /// Master key file (must exist). Default: `<data dir>/master.key`, generated when missing.
     #[arg(long, env = "CUSTOS_CAS_MASTER_KEY_FILE")]
     master_key_file: Option<PathBuf>,
-    /// Evidence source: `simulation` (a simulated platform: proves nothing), `gramine` (SGX DCAP
-    /// quotes, when running in a Gramine enclave) or `none`.
-    #[arg(long, env = "CUSTOS_CAS_EVIDENCE", value_parser = ["simulation", "gramine", "none"])]
-    evidence: Option<String>,
+    /// Where the CAS's own evidence (`/v1/attest`) comes from. Default: `simulation`.
+    #[arg(long, env = "CUSTOS_CAS_EVIDENCE", value_enum)]
+    evidence: Option<EvidenceMode>,
     /// Gramine's attestation directory (with `--evidence gramine`). Default: `/dev/attestation`.
     #[arg(long, env = "CUSTOS_CAS_GRAMINE_DIR")]
     gramine_dir: Option<PathBuf>,
@@ -132,11 +131,7 @@ impl Args {
             c.master_key_file = self.master_key_file;
         }
         if let Some(mode) = self.evidence {
-            c.evidence = match mode.as_str() {
-                "none" => EvidenceMode::None,
-                "gramine" => EvidenceMode::Gramine,
-                _ => EvidenceMode::Simulation,
-            };
+            c.evidence = mode;
         }
         if self.platform_key_file.is_some() {
             c.platform_key_file = self.platform_key_file;

@@ -254,10 +254,19 @@ fn gramine_dir(dir: &Path) -> PathBuf {
     let gramine = dir.join("attestation");
     std::fs::create_dir_all(&gramine).unwrap();
     std::fs::write(gramine.join("attestation_type"), "dcap\n").unwrap();
-    let recorded =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../attestation/tests/data/dcap/sgx_quote");
-    std::fs::copy(recorded, gramine.join("quote")).unwrap();
+    std::fs::copy(attestation_data("sgx_quote"), gramine.join("quote")).unwrap();
     gramine
+}
+
+/// A CAS in `dir/cas` attesting itself with Gramine's files in `gramine`.
+fn gramine_config(dir: &Path, gramine: PathBuf) -> Config {
+    Config {
+        data_dir: dir.join("cas"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        evidence: EvidenceMode::Gramine,
+        gramine_dir: Some(gramine),
+        ..Config::default()
+    }
 }
 
 fn attestation_data(file: &str) -> String {
@@ -273,13 +282,7 @@ fn attestation_data(file: &str) -> String {
 fn a_cas_in_gramine_serves_dcap_quotes_bound_to_its_key_and_the_cli_checks_them() {
     let dir = tempfile::tempdir().unwrap();
     let gramine = gramine_dir(dir.path());
-    let addr = start_cas_with(Config {
-        data_dir: dir.path().join("cas"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        evidence: EvidenceMode::Gramine,
-        gramine_dir: Some(gramine.clone()),
-        ..Config::default()
-    });
+    let addr = start_cas_with(gramine_config(dir.path(), gramine.clone()));
 
     // The CAS writes SHA-256(its SPKI ‖ nonce) to user_report_data before reading the quote.
     let client = custos_cas::client::CasClient::new(
@@ -362,13 +365,7 @@ fn a_cas_in_gramine_serves_dcap_quotes_bound_to_its_key_and_the_cli_checks_them(
 #[test]
 fn a_gramine_cas_outside_an_enclave_stops_at_start_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        data_dir: dir.path().join("cas"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        evidence: EvidenceMode::Gramine,
-        gramine_dir: Some(dir.path().join("no-attestation")),
-        ..Config::default()
-    };
+    let config = gramine_config(dir.path(), dir.path().join("no-attestation"));
     let started = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
