@@ -124,6 +124,7 @@ helm_tests() {
   render sample-las las las --set useSGXDevPlugin=azure
   expect sample-las '^kind: DaemonSet$'
   expect sample-las 'hostPort: 18766'
+  expect sample-las 'kind: NetworkPolicy' "only the cluster's pods may ask the LAS for quotes, by default"
   expect sample-las 'path: /healthz, port: las' "probes on /healthz"
   expect sample-las 'kubernetes.azure.com/sgx_epc_mem_in_MiB: 16'
 
@@ -199,6 +200,7 @@ helm_tests() {
     --set scone.casKeyHash=c4935016cfae289754cdfd7567b7c0b32b876ec917fc19b6a058a2e86b05eb5a \
     --set scone.casCA.configMap=cas-ca --set networkPolicy.enabled=true --set useSGXDevPlugin=scone --set service.type=NodePort
   expect api-pinned 'name: SCONE_CAS_KEY_HASH'
+  expect api-pinned 'value: "/tls"' "CUSTOS_PRIVATE_DIRS: the 0777 emptyDir injection volumes are the container's own"
   expect api-pinned 'value: "/etc/custos/cas-ca/ca.pem"' "SCONE_CAS_CA from a ConfigMap"
   expect api-pinned 'port: 18765' "NetworkPolicy lets the app reach the CAS's port"
   render api-hardware api rest-api-sample --set scone.cas=10.0.0.4 --set scone.configId=ns/demo/rest-api \

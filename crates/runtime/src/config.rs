@@ -131,6 +131,10 @@ pub struct RunConfig {
     pub cas_trust: CasTrust,
     /// Gramine's attestation directory (a test may point it elsewhere).
     pub attestation_dir: PathBuf,
+    /// Directories the deployment keeps private to this container although their mode lets
+    /// others write (Kubernetes creates `emptyDir` volumes 0777): files are written there
+    /// without the directory check of [`crate::files`].
+    pub private_dirs: Vec<PathBuf>,
 }
 
 impl RunConfig {
@@ -192,6 +196,16 @@ impl RunConfig {
             .map(|(_, v)| PathBuf::from(v))
             .unwrap_or_else(|| PathBuf::from(custos_attestation::gramine::ATTESTATION_DIR));
 
+        let private_dirs: Vec<PathBuf> = get("PRIVATE_DIRS")
+            .map(|(_, v)| std::env::split_paths(&v).collect())
+            .unwrap_or_default();
+        if let Some(dir) = private_dirs.iter().find(|d| !d.is_absolute()) {
+            return Err(ConfigError::Invalid {
+                name: get("PRIVATE_DIRS").map(|(n, _)| n).unwrap_or_default(),
+                value: dir.display().to_string(),
+                expected: "absolute directory paths separated by `:`, e.g. /tls:/etc/app",
+            });
+        }
         if let Some(id) = &config_id
             && id.split('/').filter(|part| !part.is_empty()).count() < 2
         {
@@ -214,6 +228,7 @@ impl RunConfig {
             mode,
             cas_trust,
             attestation_dir,
+            private_dirs,
         })
     }
 
@@ -294,6 +309,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("<session name>/<service name>"), "{error}");
+    }
+
+    #[test]
+    fn private_dirs_are_absolute_paths_separated_by_colons() {
+        let parsed = config(&[("CUSTOS_PRIVATE_DIRS", "/tls:/etc/app")]).unwrap();
+        assert_eq!(
+            parsed.private_dirs,
+            vec![PathBuf::from("/tls"), PathBuf::from("/etc/app")]
+        );
+        let error = config(&[("SCONE_PRIVATE_DIRS", "/tls:tls")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("SCONE_PRIVATE_DIRS=\"tls\": absolute"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -1,14 +1,13 @@
-//! Starting the program: the delivered files, then `exec` with the policy's arguments,
-//! environment and working directory.
+//! Starting the program: `exec` with the policy's arguments, environment and working
+//! directory (the delivered files are written first, by [`crate::files`]).
 
 use std::ffi::{OsStr, OsString};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use custos_protocol::enclave::{DeliveredFile, Delivery};
+use custos_protocol::enclave::Delivery;
 
 use crate::RunError;
 
@@ -30,39 +29,6 @@ pub fn resolve_program(program: &OsStr) -> Result<PathBuf, RunError> {
             path: as_path.to_path_buf(),
             reason: "not found on PATH".into(),
         })
-}
-
-/// Writes every delivered file with its permission bits, creating missing directories.
-pub fn write_files(files: &[DeliveredFile]) -> Result<(), RunError> {
-    for file in files {
-        let path = Path::new(&file.path);
-        let error = |source| RunError::WriteFile {
-            path: path.to_path_buf(),
-            source,
-        };
-        if !path.is_absolute() {
-            return Err(error(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "injection file paths must be absolute",
-            )));
-        }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(error)?;
-        }
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(file.mode)
-            .open(path)
-            .map_err(error)?;
-        // The mode above is filtered by the umask and ignored for an existing file.
-        out.set_permissions(std::fs::Permissions::from_mode(file.mode))
-            .map_err(error)?;
-        out.write_all(&file.content).map_err(error)?;
-        out.sync_all().map_err(error)?;
-    }
-    Ok(())
 }
 
 /// Replaces this process with `program` as the policy says. Returns only on failure.
@@ -101,45 +67,6 @@ fn exec_error(program: &Path, error: std::io::Error) -> RunError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn files_get_their_mode_and_directories_whatever_the_umask() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("tls/deep/flask.key");
-        let crt = dir.path().join("tls/flask.crt");
-        std::fs::create_dir_all(crt.parent().unwrap()).unwrap();
-        std::fs::write(&crt, "old content that is longer").unwrap();
-        std::fs::set_permissions(&crt, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let files = vec![
-            DeliveredFile {
-                path: key.to_str().unwrap().into(),
-                content: b"key".to_vec(),
-                mode: 0o600,
-            },
-            DeliveredFile {
-                path: crt.to_str().unwrap().into(),
-                content: b"crt".to_vec(),
-                mode: 0o644,
-            },
-        ];
-        write_files(&files).unwrap();
-        assert_eq!(std::fs::read(&key).unwrap(), b"key");
-        assert_eq!(std::fs::read(&crt).unwrap(), b"crt");
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&key), 0o600);
-        assert_eq!(mode(&crt), 0o644);
-    }
-
-    #[test]
-    fn relative_paths_are_refused() {
-        let files = vec![DeliveredFile {
-            path: "tls/flask.key".into(),
-            content: vec![],
-            mode: 0o600,
-        }];
-        let error = write_files(&files).unwrap_err().to_string();
-        assert!(error.contains("must be absolute"), "{error}");
-    }
 
     #[test]
     fn programs_resolve_like_a_shell() {

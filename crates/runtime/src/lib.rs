@@ -16,6 +16,7 @@ pub mod attest;
 pub mod cas;
 pub mod config;
 pub mod evidence;
+pub mod files;
 pub mod identity;
 pub mod launch;
 

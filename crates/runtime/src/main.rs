@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use custos_runtime::RunError;
 use custos_runtime::config::RunConfig;
-use custos_runtime::launch;
+use custos_runtime::{files, launch};
 
 /// Start a program inside the TEE with the secrets its policy grants — after attestation.
 ///
@@ -88,7 +88,7 @@ fn attest_and_exec(
     match runtime.block_on(custos_runtime::attest::attest(config, config_id, &path)) {
         Ok(delivery) => {
             drop(runtime);
-            if let Err(error) = launch::write_files(&delivery.files) {
+            if let Err(error) = files::write_files(&delivery.files, &config.private_dirs) {
                 return error;
             }
             eprintln!(
