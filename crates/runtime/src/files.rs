@@ -214,7 +214,7 @@ mod tests {
         // Unless the deployment says it is private to this container.
         write_files(
             &[file(&shared.join("b.key"), b"b", 0o600)],
-            &[shared.clone()],
+            std::slice::from_ref(&shared),
         )
         .unwrap();
         assert_eq!(std::fs::read(shared.join("b.key")).unwrap(), b"b");
