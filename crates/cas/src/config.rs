@@ -83,8 +83,9 @@ pub struct EnclaveSettings {
     pub listen: SocketAddr,
     /// How long a nonce stays valid after the challenge, in seconds.
     pub nonce_ttl_secs: u64,
-    /// Nonces issued and not yet used, at most; more challenges get 503.
-    pub max_pending_nonces: usize,
+    /// Deprecated and ignored (nonces are stateless; see `max_redeemed_nonces`): still
+    /// accepted so existing files parse, with a warning at start-up.
+    pub max_pending_nonces: Option<usize>,
     /// Simulation platform keys whose `sim-quote`s this CAS accepts in `mode: hardware`: key
     /// ids (64 hex digits, as `custos-las` logs them) or PEM public-key files. Empty: no
     /// simulated evidence is accepted.
@@ -92,10 +93,22 @@ pub struct EnclaveSettings {
     /// LAS base URLs (`http://host:18766`) whose platform key (`GET /v1/platform`) is
     /// trusted like `trusted_platform_keys`; fetched at start-up.
     pub trusted_las: Vec<String>,
-    /// Challenges per second allowed per client address; more get 429.
+    /// Challenges per second allowed per client address (IPv6: per /64); more get 429.
     pub requests_per_second: f64,
     /// Challenges a client address may send at once above its rate.
     pub burst: u32,
+    /// Attest requests per second allowed per client address (IPv6: per /64); more get 429.
+    pub attests_per_second: f64,
+    /// Attest requests a client address may send at once above its rate.
+    pub attest_burst: u32,
+    /// Attest requests per second allowed per config id (counted once their nonce checks
+    /// out); more get 429.
+    pub attests_per_second_per_config_id: f64,
+    /// Attest requests a config id may receive at once above its rate.
+    pub attest_burst_per_config_id: u32,
+    /// Redeemed nonces remembered until they expire (to refuse replays), at most; when full,
+    /// attest requests get 503 `busy` (fail closed).
+    pub max_redeemed_nonces: usize,
 }
 
 impl Default for EnclaveSettings {
@@ -103,11 +116,23 @@ impl Default for EnclaveSettings {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 18765)),
             nonce_ttl_secs: 60,
-            max_pending_nonces: 65_536,
+            max_pending_nonces: None,
             trusted_platform_keys: Vec::new(),
             trusted_las: Vec::new(),
-            requests_per_second: 2_000.0,
-            burst: 4_000,
+            // Sized against the ~2,000 attestations/s the CAS does on 2 cores: one address
+            // (a node, or a NAT in front of many) gets a tenth of that, a config id a quarter
+            // (a 1,000-replica roll-out passes in one burst), so no single client or service
+            // can take the whole CAS (docs/enclave-api.md, "Limits").
+            requests_per_second: 200.0,
+            burst: 400,
+            attests_per_second: 200.0,
+            attest_burst: 400,
+            attests_per_second_per_config_id: 500.0,
+            attest_burst_per_config_id: 1_000,
+            // Filling it takes valid nonces redeemed faster than 262,144 / 60 s ≈ 4,400/s for
+            // a whole TTL: 22 addresses each at its limit (400 + 200/s × 60 s = 12,400 per
+            // TTL), over twice what the CAS can attest. About 32 bytes an entry: ≤ 8 MB.
+            max_redeemed_nonces: 262_144,
         }
     }
 }
@@ -278,15 +303,33 @@ impl Config {
             ));
         }
         let e = &self.enclave;
-        if e.nonce_ttl_secs == 0 || e.max_pending_nonces == 0 || e.burst == 0 {
+        if e.nonce_ttl_secs == 0 || e.burst == 0 {
             return Err(ConfigError::Invalid(
-                "enclave.nonce_ttl_secs, enclave.max_pending_nonces and enclave.burst must be above 0"
-                    .into(),
+                "enclave.nonce_ttl_secs and enclave.burst must be above 0".into(),
             ));
         }
         if !e.requests_per_second.is_finite() || e.requests_per_second <= 0.0 {
             return Err(ConfigError::Invalid(
                 "enclave.requests_per_second must be above 0".into(),
+            ));
+        }
+        for (name, rate, burst) in [
+            ("attests_per_second", e.attests_per_second, e.attest_burst),
+            (
+                "attests_per_second_per_config_id",
+                e.attests_per_second_per_config_id,
+                e.attest_burst_per_config_id,
+            ),
+        ] {
+            if !rate.is_finite() || rate <= 0.0 || burst == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "enclave.{name} and its burst must be above 0, found {rate} and {burst}"
+                )));
+            }
+        }
+        if e.max_redeemed_nonces == 0 {
+            return Err(ConfigError::Invalid(
+                "enclave.max_redeemed_nonces must be above 0".into(),
             ));
         }
         if !self.azure.trust_system_roots && self.azure.ca_files.is_empty() {
@@ -363,6 +406,7 @@ mod tests {
 [enclave]
 listen = "127.0.0.1:0"
 nonce_ttl_secs = 30
+attests_per_second = 50.0
 trusted_platform_keys = ["0ce07ab035b11b0c17f2783513d2a7ef31d40aadb4dee2ea2f48195c0f892d63"]
 trusted_las = ["http://127.0.0.1:18766"]
 [dcap]
@@ -376,7 +420,17 @@ cache_ttl_secs = 0
         .unwrap();
         c.validate().unwrap();
         assert_eq!(c.enclave.nonce_ttl_secs, 30);
-        assert_eq!(c.enclave.max_pending_nonces, 65_536);
+        assert_eq!(c.enclave.attests_per_second, 50.0);
+        // Deprecated, still parsed.
+        let old = Config::from_toml(
+            Path::new("cas.toml"),
+            "[enclave]\nmax_pending_nonces = 10\n",
+        )
+        .unwrap();
+        assert_eq!(old.enclave.max_pending_nonces, Some(10));
+        old.validate().unwrap();
+        assert_eq!(c.enclave.max_pending_nonces, None);
+        assert_eq!(c.enclave.max_redeemed_nonces, 262_144);
         assert_eq!(c.dcap.pccs_url, AZURE_THIM_URL);
         assert_eq!(c.azure.cache_ttl_secs, 0);
         assert_eq!(c.dcap_cache_dir(), c.data_dir.join("dcap-collateral"));
@@ -388,6 +442,12 @@ cache_ttl_secs = 0
                 .unwrap_err()
                 .to_string()
                 .contains("nonce_ttl_secs")
+        );
+        let mut bad = c.clone();
+        bad.enclave.attest_burst_per_config_id = 0;
+        assert_eq!(
+            bad.validate().unwrap_err().to_string(),
+            "config: enclave.attests_per_second_per_config_id and its burst must be above 0, found 500 and 0"
         );
         let mut bad = c;
         bad.azure.trust_system_roots = false;

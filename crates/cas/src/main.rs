@@ -68,6 +68,27 @@ struct Args {
     /// Seconds a challenge nonce stays valid.
     #[arg(long, env = "CUSTOS_CAS_NONCE_TTL")]
     nonce_ttl: Option<u64>,
+    /// Challenges per second per client address (IPv6: per /64).
+    #[arg(long, env = "CUSTOS_CAS_ENCLAVE_CHALLENGE_RATE")]
+    enclave_challenge_rate: Option<f64>,
+    /// Challenges a client address may send at once above its rate.
+    #[arg(long, env = "CUSTOS_CAS_ENCLAVE_CHALLENGE_BURST")]
+    enclave_challenge_burst: Option<u32>,
+    /// Attest requests per second per client address (IPv6: per /64).
+    #[arg(long, env = "CUSTOS_CAS_ENCLAVE_ATTEST_RATE")]
+    enclave_attest_rate: Option<f64>,
+    /// Attest requests a client address may send at once above its rate.
+    #[arg(long, env = "CUSTOS_CAS_ENCLAVE_ATTEST_BURST")]
+    enclave_attest_burst: Option<u32>,
+    /// Attest requests per second per config id.
+    #[arg(long, env = "CUSTOS_CAS_ENCLAVE_CONFIG_ID_ATTEST_RATE")]
+    enclave_config_id_attest_rate: Option<f64>,
+    /// Attest requests a config id may receive at once above its rate.
+    #[arg(long, env = "CUSTOS_CAS_ENCLAVE_CONFIG_ID_ATTEST_BURST")]
+    enclave_config_id_attest_burst: Option<u32>,
+    /// Redeemed nonces remembered at most (when full, attest requests get 503).
+    #[arg(long, env = "CUSTOS_CAS_ENCLAVE_MAX_REDEEMED_NONCES")]
+    enclave_max_redeemed_nonces: Option<usize>,
     /// Trust this simulation platform key for `sim-quote`s (repeatable): a key id (64 hex
     /// digits, as custos-las logs it) or a PEM public-key file.
     #[arg(
@@ -146,6 +167,25 @@ impl Args {
         set(&mut c.log, self.log);
         set(&mut c.enclave.listen, self.enclave_listen);
         set(&mut c.enclave.nonce_ttl_secs, self.nonce_ttl);
+        set(
+            &mut c.enclave.requests_per_second,
+            self.enclave_challenge_rate,
+        );
+        set(&mut c.enclave.burst, self.enclave_challenge_burst);
+        set(&mut c.enclave.attests_per_second, self.enclave_attest_rate);
+        set(&mut c.enclave.attest_burst, self.enclave_attest_burst);
+        set(
+            &mut c.enclave.attests_per_second_per_config_id,
+            self.enclave_config_id_attest_rate,
+        );
+        set(
+            &mut c.enclave.attest_burst_per_config_id,
+            self.enclave_config_id_attest_burst,
+        );
+        set(
+            &mut c.enclave.max_redeemed_nonces,
+            self.enclave_max_redeemed_nonces,
+        );
         c.enclave
             .trusted_platform_keys
             .extend(self.trust_platform_keys);

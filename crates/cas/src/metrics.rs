@@ -15,6 +15,7 @@ pub struct Metrics {
     body_too_large: AtomicU64,
     tls_failures: AtomicU64,
     connections: AtomicI64,
+    enclave_rejected: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 impl Metrics {
@@ -57,6 +58,17 @@ impl Metrics {
     /// A connection opened (+1) or closed (-1).
     pub fn connection(&self, delta: i64) {
         self.connections.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Counts an enclave API request (`challenge`, `attest`) refused before it redeemed a
+    /// nonce (not audited), by `reason` (`bad_request`, `nonce_replayed`, ...).
+    pub fn enclave_rejected(&self, request: &'static str, reason: &'static str) {
+        *self
+            .enclave_rejected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((request, reason))
+            .or_default() += 1;
     }
 
     /// The Prometheus text exposition.
@@ -146,6 +158,21 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "custos_cas_attestations_total{{mode=\"{mode}\",result=\"{result}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP custos_cas_enclave_rejected_total Enclave API requests refused before redeeming a nonce (not audited), by request and reason.\n# TYPE custos_cas_enclave_rejected_total counter"
+        );
+        for ((request, reason), n) in self
+            .enclave_rejected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "custos_cas_enclave_rejected_total{{request=\"{request}\",reason=\"{reason}\"}} {n}"
             );
         }
         out

@@ -16,7 +16,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
-use aws_lc_rs::hkdf;
+use aws_lc_rs::{hkdf, hmac};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
@@ -227,6 +227,17 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// An HMAC-SHA256 key derived from `master` (HKDF-SHA256) for the use `info` names; each use
+/// has its own `info`, so the keys are independent of each other and of the sealing key.
+pub fn derive_hmac_key(master: &MasterKey, info: &[u8]) -> Result<hmac::Key, SealError> {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &[]).extract(master.0.as_ref());
+    let info = [info];
+    let okm = prk
+        .expand(&info, hmac::HMAC_SHA256)
+        .map_err(|_| SealError::Crypto("key derivation"))?;
+    Ok(hmac::Key::from(okm))
+}
+
 /// Seals and opens record values under the record-sealing key derived from the master key.
 pub struct Sealer {
     key: RandomizedNonceKey,
@@ -346,6 +357,17 @@ mod tests {
         let sealed = sealer().seal("r", b"x").unwrap();
         let other = Sealer::new(&MasterKey::from_bytes([8; 32])).unwrap();
         assert!(other.open("r", &sealed).is_err());
+    }
+
+    #[test]
+    fn derived_hmac_keys_depend_on_master_and_label() {
+        let tag = |master: u8, info: &[u8]| {
+            let key = derive_hmac_key(&MasterKey::from_bytes([master; 32]), info).unwrap();
+            hmac::sign(&key, b"data").as_ref().to_vec()
+        };
+        assert_eq!(tag(1, b"a"), tag(1, b"a"));
+        assert_ne!(tag(1, b"a"), tag(1, b"b"));
+        assert_ne!(tag(1, b"a"), tag(2, b"a"));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::api::{ClientApi, Peer};
 use crate::attest::{EvidenceSource, GramineEnclave, SimulatedPlatform};
 use crate::config::{Config, EvidenceMode};
+use crate::enclave::nonce::NonceKey;
 use crate::identity::ClientId;
 use crate::metrics::Metrics;
 use crate::seal::{KeyFile, KeyProvider, Sealer};
@@ -77,6 +78,7 @@ pub struct Cas {
     metrics: Arc<Metrics>,
     store: Store,
     identity: Arc<CasIdentity>,
+    nonce_key: NonceKey,
     max_connections: usize,
     /// The client API's address.
     pub local_addr: SocketAddr,
@@ -104,7 +106,10 @@ impl Cas {
             None if config.store_path().exists() => KeyFile::existing(config.master_key_path()),
             None => KeyFile::create_if_missing(config.master_key_path()),
         };
-        let sealer = Sealer::new(&key_provider.master_key()?)?;
+        let master_key = key_provider.master_key()?;
+        let sealer = Sealer::new(&master_key)?;
+        let nonce_key = NonceKey::derive(&master_key)?;
+        drop(master_key);
         tracing::info!(master_key = %key_provider.describe(), "master key loaded");
         let store = Store::open(&config.store_path(), sealer)?;
         let identity = match (&config.tls.certificate, &config.tls.private_key) {
@@ -167,6 +172,7 @@ impl Cas {
             key_hash: identity.key_hash(),
             store,
             identity: Arc::new(identity),
+            nonce_key,
         })
     }
 
@@ -178,6 +184,11 @@ impl Cas {
     /// The CAS's TLS identity (every listener serves the same certificate).
     pub fn identity(&self) -> &Arc<CasIdentity> {
         &self.identity
+    }
+
+    /// The key the enclave API MACs its challenge nonces with (derived from the master key).
+    pub fn nonce_key(&self) -> &NonceKey {
+        &self.nonce_key
     }
 
     /// The counters `/metrics` shows (shared with the enclave API).

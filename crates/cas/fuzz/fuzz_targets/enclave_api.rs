@@ -20,6 +20,7 @@ use custos_attestation::{MrEnclave, PlatformKey, SimReport};
 use custos_cas::api::{ClientApi, Peer};
 use custos_cas::config::{Config, Limits};
 use custos_cas::enclave::EnclaveApi;
+use custos_cas::enclave::nonce::NonceKey;
 use custos_cas::identity::ClientId;
 use custos_cas::metrics::Metrics;
 use custos_cas::seal::{MasterKey, Sealer};
@@ -59,6 +60,10 @@ fn world() -> &'static World {
         config.enclave.trusted_platform_keys = vec![platform.public_key().id().to_string()];
         config.enclave.requests_per_second = 1e9;
         config.enclave.burst = 1_000_000_000;
+        config.enclave.attests_per_second = 1e9;
+        config.enclave.attest_burst = 1_000_000_000;
+        config.enclave.attests_per_second_per_config_id = 1e9;
+        config.enclave.attest_burst_per_config_id = 1_000_000_000;
         // Nothing listens there: collateral and MAA fail at once, without the network.
         config.dcap.pccs_url = "http://127.0.0.1:9".into();
         config.azure.max_retries = 0;
@@ -105,7 +110,12 @@ fn world() -> &'static World {
         }
         let api = Arc::new(
             runtime
-                .block_on(EnclaveApi::from_config(&config, store, metrics))
+                .block_on(EnclaveApi::from_config(
+                    &config,
+                    store,
+                    metrics,
+                    NonceKey::derive(&MasterKey::from_bytes([5; 32])).unwrap(),
+                ))
                 .unwrap(),
         );
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();

@@ -1,8 +1,10 @@
 //! The enclave API (DESIGN §5.2, `docs/enclave-api.md`): where `custos-run` attests a
 //! service and, once allowed, receives its configuration.
 //!
-//! 1. `POST /v1/enclave/challenge` `{"config_id"}` → `{"nonce"}`: 32 random bytes, valid for
-//!    `enclave.nonce_ttl_secs`, for this config id only, redeemable once ([`nonce`]).
+//! 1. `POST /v1/enclave/challenge` `{"config_id"}` → `{"nonce"}`: 32 bytes, stateless (time,
+//!    randomness and a MAC binding the config id), valid for `enclave.nonce_ttl_secs`,
+//!    redeemable once ([`nonce`]). Any well-formed config id gets one: whether it exists is
+//!    for the attest request to say, so challenges cannot enumerate config ids.
 //! 2. `POST /v1/enclave/attest` [`AttestRequest`], over a TLS connection whose client
 //!    certificate holds the ephemeral key named in the runtime data. The CAS checks, in
 //!    order, stopping at the first group that fails:
@@ -14,7 +16,9 @@
 //!    - the service's policy ([`policy`]), every check evaluated.
 //! 3. Allowed: the secrets the service refers to are resolved ([`values`], [`azure`]) and
 //!    rendered ([`render`]) into a [`Delivery`]. Denied: 403 `attestation_denied` with every
-//!    failed check in `reasons`. Both are recorded in the audit log.
+//!    failed check in `reasons`. Both are recorded in the audit log — but only for requests
+//!    that redeemed a valid nonce: anything refused before that is counted and logged,
+//!    rate-limited ([`rejections`]), so garbage cannot grow the store.
 //!
 //! Nothing here logs, records or returns a secret value: reasons name checks, measurements,
 //! keys' hashes, secrets' names and Azure's errors.
@@ -24,6 +28,7 @@ pub mod hardware;
 pub mod maa;
 pub mod nonce;
 pub mod policy;
+pub mod rejections;
 pub mod render;
 pub mod values;
 
@@ -31,11 +36,13 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use custos_attestation::{Claims, EvidenceKind, UnixTime};
-use custos_policy::{AttestationMode, Session};
+use custos_policy::{
+    AttestationMode, MAX_NAME_LEN, MAX_SESSION_DEPTH, ServiceName, Session, SessionName,
+};
 use custos_protocol::enclave::{
     ATTEST_PATH, AttestRequest, CHALLENGE_PATH, ChallengeRequest, ChallengeResponse, Delivery,
     RuntimeData,
@@ -50,18 +57,19 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::api::{Peer, json_response};
 use crate::audit::{AuditAction, AuditEvent, EnclaveFacts, Outcome};
-use crate::config::Config;
+use crate::config::{Config, EnclaveSettings};
 use crate::identity::ClientId;
 use crate::metrics::Metrics;
 use crate::parsed::ParsedSessions;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{RateLimiter, address_key};
 use crate::server::Cas;
 use crate::store::{SessionRecord, Store};
 
 use self::azure::Azure;
 use self::hardware::HardwareVerifier;
 use self::maa::MaaVerifier;
-use self::nonce::{NonceError, Nonces};
+use self::nonce::{NonceDenial, NonceKey, Nonces, RedeemError, unix_ms};
+use self::rejections::Rejections;
 
 /// Why the enclave API could not be set up. Each message says what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -132,10 +140,16 @@ impl std::fmt::Debug for EnclaveServer {
 
 impl EnclaveServer {
     /// Sets up verification and Azure access and binds `config.enclave.listen`, serving with
-    /// the certificate and store of `cas`.
+    /// the certificate, store and nonce key of `cas`.
     pub async fn start(config: &Config, cas: &Cas) -> Result<Self, SetupError> {
         let api = Arc::new(
-            EnclaveApi::from_config(config, cas.store().clone(), cas.metrics().clone()).await?,
+            EnclaveApi::from_config(
+                config,
+                cas.store().clone(),
+                cas.metrics().clone(),
+                cas.nonce_key().clone(),
+            )
+            .await?,
         );
         let addr = config.enclave.listen;
         let listener = TcpListener::bind(addr)
@@ -227,7 +241,15 @@ impl EnclaveError {
 pub struct EnclaveApi {
     store: Store,
     nonces: Nonces,
-    limiter: RateLimiter<IpAddr>,
+    /// Challenges per client address.
+    challenge_limiter: RateLimiter<IpAddr>,
+    /// Attest requests per client address.
+    attest_limiter: RateLimiter<IpAddr>,
+    /// Attest requests per config id, once their nonce checks out.
+    config_id_limiter: RateLimiter<String>,
+    /// The limits, for the 429 messages.
+    limits: EnclaveSettings,
+    rejections: Rejections,
     hardware: HardwareVerifier,
     maa: MaaVerifier,
     azure: Azure,
@@ -258,20 +280,36 @@ impl From<EnclaveError> for Failure {
 }
 
 impl EnclaveApi {
-    /// The API over `store` as `config` sets it up.
+    /// The API over `store` as `config` sets it up, with nonces MACed under `nonce_key`.
     pub async fn from_config(
         config: &Config,
         store: Store,
         metrics: Arc<Metrics>,
+        nonce_key: NonceKey,
     ) -> Result<Self, SetupError> {
         let azure = Azure::from_config(&config.azure)?;
+        let e = &config.enclave;
+        if let Some(n) = e.max_pending_nonces {
+            tracing::warn!(
+                max_pending_nonces = n,
+                "enclave.max_pending_nonces is deprecated and ignored: challenges keep no state now; enclave.max_redeemed_nonces bounds the nonces remembered"
+            );
+        }
         Ok(Self {
             store,
             nonces: Nonces::new(
-                Duration::from_secs(config.enclave.nonce_ttl_secs),
-                config.enclave.max_pending_nonces,
+                nonce_key,
+                Duration::from_secs(e.nonce_ttl_secs),
+                e.max_redeemed_nonces,
             ),
-            limiter: RateLimiter::new(config.enclave.requests_per_second, config.enclave.burst),
+            challenge_limiter: RateLimiter::new(e.requests_per_second, e.burst),
+            attest_limiter: RateLimiter::new(e.attests_per_second, e.attest_burst),
+            config_id_limiter: RateLimiter::new(
+                e.attests_per_second_per_config_id,
+                e.attest_burst_per_config_id,
+            ),
+            limits: e.clone(),
+            rejections: Rejections::new(metrics.clone()),
             hardware: HardwareVerifier::from_config(config).await?,
             maa: MaaVerifier::new(azure.http_options()),
             azure,
@@ -383,40 +421,44 @@ impl EnclaveApi {
         B: Body,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        if let Err(wait) = self.limiter.check(&peer.addr.ip(), Instant::now()) {
+        let ip = peer.addr.ip();
+        let refuse = |reason: &'static str, config_id: Option<&str>, e: EnclaveError| {
+            self.rejections
+                .record("challenge", reason, ip, config_id, &e.message);
+            e
+        };
+        if let Err(wait) = self
+            .challenge_limiter
+            .check(&address_key(ip), Instant::now())
+        {
             self.metrics.rate_limited();
-            let mut e = EnclaveError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many challenges from this address; retry shortly",
+            let e = rate_limited(
+                wait,
+                format!(
+                    "too many challenges from this address: this CAS allows {} per second per client address (burst {}; enclave.requests_per_second, enclave.burst)",
+                    self.limits.requests_per_second, self.limits.burst
+                ),
             );
-            e.retry_after_secs = Some(wait.as_secs() + 1);
-            return Err(e);
+            return Err(refuse("rate_limited_address", None, e));
         }
-        let ChallengeRequest { config_id } = self.body_json(request).await?;
-        self.lookup(&config_id)?;
+        let ChallengeRequest { config_id } = self
+            .body_json(request)
+            .await
+            .map_err(|e| refuse(e.code, None, e))?;
+        // Only the form is checked: whether the session and service exist is for the attest
+        // request to say, so challenges cannot be used to enumerate config ids.
+        check_config_id(&config_id).map_err(|e| refuse(e.code, Some(&config_id), e))?;
         let nonce = self
             .nonces
-            .issue(&config_id, Instant::now())
-            .map_err(|e| match e {
-                NonceError::Full { .. } => {
-                    let mut error =
-                        EnclaveError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string());
-                    error.retry_after_secs = Some(1);
-                    error
-                }
-                NonceError::Random => EnclaveError::new(
+            .issue(&config_id, unix_ms(SystemTime::now()))
+            .map_err(|e| {
+                EnclaveError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "nonce_failed",
                     e.to_string(),
-                ),
+                )
             })?;
-        Ok(json_response(
-            StatusCode::OK,
-            &ChallengeResponse {
-                nonce: nonce.to_base64url(),
-            },
-        ))
+        Ok(json_response(StatusCode::OK, &ChallengeResponse { nonce }))
     }
 
     async fn attest<B>(
@@ -428,23 +470,111 @@ impl EnclaveApi {
         B: Body,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let request: AttestRequest = self.body_json(request).await?;
-        let now = UnixTime::now();
-        let outcome = self.attest_at(&request, peer, now).await;
+        let ip = peer.addr.ip();
+        let refuse = |reason: &'static str, config_id: Option<&str>, e: EnclaveError| {
+            self.rejections.record(
+                "attest",
+                reason,
+                ip,
+                config_id,
+                &format!("{}; {}", e.message, e.reasons.join("; ")),
+            );
+            e
+        };
+        if let Err(wait) = self.attest_limiter.check(&address_key(ip), Instant::now()) {
+            self.metrics.rate_limited();
+            let e = rate_limited(
+                wait,
+                format!(
+                    "too many attest requests from this address: this CAS allows {} per second per client address (burst {}; enclave.attests_per_second, enclave.attest_burst)",
+                    self.limits.attests_per_second, self.limits.attest_burst
+                ),
+            );
+            return Err(refuse("rate_limited_address", None, e));
+        }
+        let request: AttestRequest = self
+            .body_json(request)
+            .await
+            .map_err(|e| refuse(e.code, None, e))?;
+        let config_id = request.config_id.as_str();
+        check_config_id(config_id).map_err(|e| refuse(e.code, Some(config_id), e))?;
+
+        // The nonce: until one this CAS issued for this config id is redeemed, nothing is
+        // audited — anyone can send such requests.
+        let runtime: RuntimeData = serde_json::from_slice(&request.runtime_data).map_err(|e| {
+            let e = EnclaveError::denied(vec![format!(
+                "runtime_data: expected JSON {{\"nonce\", \"jwk\"}}, actual: {e}"
+            )]);
+            refuse("bad_runtime_data", Some(config_id), e)
+        })?;
+        let key_reasons = check_client_key(&runtime, peer);
+        let now_ms = unix_ms(SystemTime::now());
+        let denied = |denial: NonceDenial| {
+            let mut reasons = vec![denial.to_string()];
+            reasons.extend(key_reasons.iter().cloned());
+            refuse(
+                denial.label(),
+                Some(config_id),
+                EnclaveError::denied(reasons),
+            )
+        };
+        let verified = self
+            .nonces
+            .verify(&runtime.nonce, config_id, now_ms)
+            .map_err(denied)?;
+        // Limited before redeeming, so a limited runtime may retry with the same nonce.
+        if let Err(wait) = self
+            .config_id_limiter
+            .check(&config_id.to_owned(), Instant::now())
+        {
+            self.metrics.rate_limited();
+            let e = rate_limited(
+                wait,
+                format!(
+                    "too many attest requests for config id {config_id:?}: this CAS allows {} per second per config id (burst {}; enclave.attests_per_second_per_config_id, enclave.attest_burst_per_config_id)",
+                    self.limits.attests_per_second_per_config_id,
+                    self.limits.attest_burst_per_config_id
+                ),
+            );
+            return Err(refuse("rate_limited_config_id", Some(config_id), e));
+        }
+        match self.nonces.redeem(verified, now_ms) {
+            Ok(()) => {}
+            Err(RedeemError::Denied(denial)) => return Err(denied(denial)),
+            Err(full @ RedeemError::Full { .. }) => {
+                let mut e =
+                    EnclaveError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", full.to_string());
+                e.retry_after_secs = Some(1);
+                return Err(refuse("redeemed_nonces_full", Some(config_id), e));
+            }
+        }
+
+        // Redeemed: from here every answer for a known config id is audited.
+        let outcome = self
+            .attest_redeemed(&request, key_reasons, UnixTime::now())
+            .await;
         let (known, result) = match outcome {
             Ok((attested, delivery)) => (Some(attested), Ok(delivery)),
             Err(Failure { error, known }) => (known, Err(error)),
         };
-        self.record(&request.config_id, peer, known.as_ref(), &result)
-            .await;
+        match &known {
+            Some(known) => self.record(config_id, peer, known, &result).await,
+            // Nothing to attach an audit event to (an unknown config id).
+            None => {
+                if let Err(e) = &result {
+                    refuse(e.code, Some(config_id), e.clone());
+                }
+            }
+        }
         result.map(|delivery| json_response(StatusCode::OK, &delivery))
     }
 
-    /// The whole check and delivery, as of `now`.
-    async fn attest_at(
+    /// The whole check and delivery of a request whose nonce was redeemed, as of `now`;
+    /// `key_reasons` are the failed client key checks.
+    async fn attest_redeemed(
         &self,
         request: &AttestRequest,
-        peer: &Peer,
+        key_reasons: Vec<String>,
         now: UnixTime,
     ) -> Result<(Attested, Delivery), Failure> {
         let config_id = request.config_id.as_str();
@@ -464,10 +594,9 @@ impl EnclaveApi {
             }
         };
 
-        // The channel: fresh, for this config id, and for the TLS client's key.
-        let channel = check_channel(&self.nonces, request, peer, Instant::now());
-        if !channel.is_empty() {
-            return Err(deny(channel, known));
+        // The channel: the nonce is redeemed; the runtime data name the TLS client's key.
+        if !key_reasons.is_empty() {
+            return Err(deny(key_reasons, known));
         }
 
         // The evidence, then the policy. Until the evidence is verified, all the audit log
@@ -571,7 +700,7 @@ impl EnclaveApi {
         &self,
         config_id: &str,
         peer: &Peer,
-        known: Option<&Attested>,
+        known: &Attested,
         result: &Result<Delivery, EnclaveError>,
     ) {
         let outcome = match result {
@@ -583,31 +712,27 @@ impl EnclaveApi {
                 reasons: e.reasons.clone(),
             },
         };
-        match (result, known) {
+        // Client text (the config id, reasons quoting it) only as escaped (`?`) fields.
+        match result {
             // One line per start would dominate the log at scale: the audit log has them all.
-            (Ok(_), Some(k)) => tracing::debug!(
-                config_id,
-                mrenclave = k
+            Ok(_) => tracing::debug!(
+                config_id = ?config_id,
+                mrenclave = known
                     .facts
                     .as_ref()
                     .and_then(|f| f.mrenclave.as_deref())
                     .unwrap_or("-"),
-                verified_by = k.facts.as_ref().map_or("-", |f| f.verified_by.as_str()),
+                verified_by = known.facts.as_ref().map_or("-", |f| f.verified_by.as_str()),
                 "attested: configuration delivered"
             ),
-            (Err(e), _) => tracing::warn!(
-                config_id,
+            Err(e) => tracing::warn!(
+                config_id = ?config_id,
                 code = e.code,
-                reasons = %e.reasons.join("; "),
-                "attestation refused: {}",
-                e.message
+                message = ?e.message,
+                reasons = ?e.reasons,
+                "attestation refused"
             ),
-            (Ok(_), None) => {}
         }
-        let Some(known) = known else {
-            // Nothing to attach the event to (an unknown config id): the log line suffices.
-            return;
-        };
         let mut event = AuditEvent::now(AuditAction::EnclaveAttest, outcome);
         event.session = Some(known.session.name.to_string());
         event.service = Some(known.service.clone());
@@ -619,35 +744,62 @@ impl EnclaveApi {
     }
 }
 
-/// The channel checks: the runtime data parse, their nonce was issued for this config id and
-/// is redeemed now, and their key is the TLS client certificate's.
-fn check_channel(
-    nonces: &Nonces,
-    request: &AttestRequest,
-    peer: &Peer,
-    now: Instant,
-) -> Vec<String> {
-    let runtime: RuntimeData = match serde_json::from_slice(&request.runtime_data) {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            return vec![format!(
-                "runtime_data: expected JSON {{\"nonce\", \"jwk\"}}, actual: {e}"
-            )];
-        }
-    };
-    let mut reasons = Vec::new();
-    if let Err(denial) = nonces.redeem(&runtime.nonce, &request.config_id, now) {
-        reasons.push(denial.to_string());
-    }
+/// The client key check: the runtime data's key is the TLS client certificate's, so the
+/// delivery goes only to the holder of the key the evidence binds.
+fn check_client_key(runtime: &RuntimeData, peer: &Peer) -> Vec<String> {
     match jwk_key_id(&runtime.jwk) {
-        Err(reason) => reasons.push(format!("runtime_data.jwk: {reason}")),
-        Ok(id) if Some(id) != peer.client => reasons.push(format!(
+        Err(reason) => vec![format!("runtime_data.jwk: {reason}")],
+        Ok(id) if Some(id) != peer.client => vec![format!(
             "client key: expected the TLS client certificate's key to be the runtime data's jwk (key hash {id}), actual key hash {}",
-            peer.client.map_or_else(|| "none".to_owned(), |c| c.to_string())
-        )),
-        Ok(_) => {}
+            peer.client
+                .map_or_else(|| "none".to_owned(), |c| c.to_string())
+        )],
+        Ok(_) => Vec::new(),
     }
-    reasons
+}
+
+/// Longest config id: a session name of the most and longest components, `/`, a service name.
+const MAX_CONFIG_ID_LEN: usize = MAX_SESSION_DEPTH * (MAX_NAME_LEN + 1) + MAX_NAME_LEN;
+
+/// Checks the form of a config id (`<session name>/<service name>`, as the session language
+/// allows them), not whether it exists.
+fn check_config_id(config_id: &str) -> Result<(), EnclaveError> {
+    let bad = |why: String| {
+        let shown: String = config_id.chars().take(160).collect();
+        EnclaveError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_config_id",
+            format!("config id {shown:?}: {why} (expected <session name>/<service name>)"),
+        )
+    };
+    if config_id.len() > MAX_CONFIG_ID_LEN {
+        return Err(bad(format!(
+            "{} bytes long, at most {MAX_CONFIG_ID_LEN} allowed",
+            config_id.len()
+        )));
+    }
+    let (session, service) = config_id
+        .rsplit_once('/')
+        .ok_or_else(|| bad("no `/`".into()))?;
+    session
+        .parse::<SessionName>()
+        .map_err(|e| bad(format!("session name: {e}")))?;
+    service
+        .parse::<ServiceName>()
+        .map_err(|e| bad(format!("service name: {e}")))?;
+    Ok(())
+}
+
+/// A 429 answer after `wait`, naming the limit in `message`.
+fn rate_limited(wait: Duration, message: String) -> EnclaveError {
+    let secs = wait.as_secs() + 1;
+    let mut e = EnclaveError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("{message}; retry in {secs} s"),
+    );
+    e.retry_after_secs = Some(secs);
+    e
 }
 
 /// DER prefix of a P-256 SubjectPublicKeyInfo with an uncompressed point.
@@ -683,9 +835,7 @@ fn unknown_config_id(config_id: &str) -> EnclaveError {
     EnclaveError::new(
         StatusCode::NOT_FOUND,
         "unknown_config_id",
-        format!(
-            "config id {config_id}: no such session and service (expected <session name>/<service name>)"
-        ),
+        format!("config id {config_id:?}: no such session and service"),
     )
 }
 
