@@ -150,3 +150,30 @@ pub struct AuditEntry {
     #[serde(flatten)]
     pub event: AuditEvent,
 }
+
+/// How long the audit log keeps events (the store's writer prunes the oldest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Events kept at most; 0: no count limit.
+    pub max_events: u64,
+    /// Events older than this many milliseconds are removed; 0: no age limit.
+    pub max_age_ms: u64,
+}
+
+impl Retention {
+    /// Keeps every event (the store's behaviour before retention existed).
+    pub const UNLIMITED: Self = Self {
+        max_events: 0,
+        max_age_ms: 0,
+    };
+}
+
+impl Default for Retention {
+    /// One million events or one year, whichever is reached first.
+    fn default() -> Self {
+        Self {
+            max_events: 1_000_000,
+            max_age_ms: 365 * 24 * 3600 * 1000,
+        }
+    }
+}

@@ -73,6 +73,42 @@ pub struct Config {
     pub dcap: DcapSettings,
     /// Entra ID, Key Vault and MAA access for sessions' `aad-token`, `import_akv` and `mode: maa`.
     pub azure: AzureSettings,
+    /// How long the audit log keeps events.
+    pub audit: AuditSettings,
+}
+
+/// Audit retention: the store's writer removes the oldest events beyond either limit.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Events kept at most (0: no count limit).
+    pub max_events: u64,
+    /// Events older than this many days are removed (0: no age limit).
+    pub max_age_days: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        let retention = crate::audit::Retention::default();
+        Self {
+            max_events: retention.max_events,
+            max_age_days: retention.max_age_ms / MS_PER_DAY,
+        }
+    }
+}
+
+const MS_PER_DAY: u64 = 24 * 3600 * 1000;
+/// Beyond this, an age limit is no limit (and days in ms would overflow).
+const MAX_AUDIT_AGE_DAYS: u64 = 100 * 365;
+
+impl AuditSettings {
+    /// The retention the store applies.
+    pub fn retention(&self) -> crate::audit::Retention {
+        crate::audit::Retention {
+            max_events: self.max_events,
+            max_age_ms: self.max_age_days.min(MAX_AUDIT_AGE_DAYS) * MS_PER_DAY,
+        }
+    }
 }
 
 /// The enclave API's settings.
@@ -257,6 +293,7 @@ impl Default for Config {
             enclave: EnclaveSettings::default(),
             dcap: DcapSettings::default(),
             azure: AzureSettings::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -341,6 +378,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "azure.timeout_secs must be above 0".into(),
             ));
+        }
+        if self.audit.max_age_days > MAX_AUDIT_AGE_DAYS {
+            return Err(ConfigError::Invalid(format!(
+                "audit.max_age_days must be at most {MAX_AUDIT_AGE_DAYS} (0: no age limit), not {}",
+                self.audit.max_age_days
+            )));
         }
         Ok(())
     }
@@ -466,6 +509,31 @@ lisen = 1
         )
         .unwrap_err();
         assert!(err.to_string().contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn audit_retention_defaults_parse_and_are_checked() {
+        let c = Config::default();
+        assert_eq!(c.audit.max_events, 1_000_000);
+        assert_eq!(c.audit.max_age_days, 365);
+        assert_eq!(c.audit.retention(), crate::audit::Retention::default());
+        let c = Config::from_toml(
+            Path::new("cas.toml"),
+            "[audit]\nmax_events = 0\nmax_age_days = 30\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.audit.retention().max_events, 0);
+        assert_eq!(c.audit.retention().max_age_ms, 30 * 86_400_000);
+        let mut bad = c;
+        bad.audit.max_age_days = 1_000_000;
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("audit.max_age_days must be at most 36500"),
+            "{err}"
+        );
+        let err = Config::from_toml(Path::new("cas.toml"), "[audit]\nmax_event = 1\n").unwrap_err();
+        assert!(err.to_string().contains("max_event"), "{err}");
     }
 
     #[test]

@@ -125,6 +125,12 @@ struct Args {
     /// Retries of a failed Azure call.
     #[arg(long, env = "CUSTOS_CAS_AZURE_MAX_RETRIES")]
     azure_max_retries: Option<u32>,
+    /// Audit events kept at most (0: no count limit).
+    #[arg(long, env = "CUSTOS_CAS_AUDIT_MAX_EVENTS")]
+    audit_max_events: Option<u64>,
+    /// Audit events older than this many days are removed (0: no age limit).
+    #[arg(long, env = "CUSTOS_CAS_AUDIT_MAX_AGE_DAYS")]
+    audit_max_age_days: Option<u64>,
 }
 
 fn set<T>(slot: &mut T, value: Option<T>) {
@@ -201,6 +207,8 @@ impl Args {
         c.azure.ca_files.extend(self.azure_ca);
         set(&mut c.azure.cache_ttl_secs, self.azure_cache_ttl);
         set(&mut c.azure.max_retries, self.azure_max_retries);
+        set(&mut c.audit.max_events, self.audit_max_events);
+        set(&mut c.audit.max_age_days, self.audit_max_age_days);
         c.validate()?;
         Ok(c)
     }

@@ -111,7 +111,8 @@ impl Cas {
         let nonce_key = NonceKey::derive(&master_key)?;
         drop(master_key);
         tracing::info!(master_key = %key_provider.describe(), "master key loaded");
-        let store = Store::open(&config.store_path(), sealer)?;
+        let store =
+            Store::open_with_retention(&config.store_path(), sealer, config.audit.retention())?;
         let identity = match (&config.tls.certificate, &config.tls.private_key) {
             (Some(cert), Some(key)) => CasIdentity::load(cert, key)?,
             _ => CasIdentity::load_or_generate(&config.data_dir, &config.tls.names)?,

@@ -67,11 +67,12 @@ impl CollateralCache {
         Self::default()
     }
 
-    /// A cache backed by `dir` (created if missing).
+    /// A cache backed by `dir`: created mode 0700 if missing; an existing one open to
+    /// group or others is tightened to 0700 (nobody else needs to read or plant files there).
     pub fn on_disk(dir: &Path) -> Result<Self, DcapError> {
-        std::fs::create_dir_all(dir).map_err(|e| DcapError::Cache {
+        private_dir(dir).map_err(|e| DcapError::Cache {
             path: dir.display().to_string(),
-            reason: e.to_string(),
+            reason: e,
         })?;
         Ok(Self {
             dir: Some(dir.to_owned()),
@@ -133,6 +134,34 @@ impl CollateralCache {
             entries.insert(platform.clone(), entry);
         }
         Ok(collateral)
+    }
+}
+
+/// Creates `dir` (and missing parents) mode 0700, or makes an existing one 0700.
+fn private_dir(dir: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| e.to_string())?;
+        let mode = std::fs::metadata(dir)
+            .map_err(|e| e.to_string())?
+            .permissions()
+            .mode()
+            & 0o7777;
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+                format!("mode {mode:04o}, expected 0700, and it cannot be changed: {e}")
+            })?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())
     }
 }
 
@@ -390,4 +419,29 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn the_cache_directory_is_created_0700_and_a_wider_one_is_tightened() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("data").join("dcap-collateral");
+        CollateralCache::on_disk(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+
+        let wide = base.path().join("wide");
+        std::fs::create_dir(&wide).unwrap();
+        std::fs::set_permissions(&wide, std::fs::Permissions::from_mode(0o755)).unwrap();
+        CollateralCache::on_disk(&wide).unwrap();
+        assert_eq!(mode(&wide), 0o700);
+    }
 }
