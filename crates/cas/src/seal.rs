@@ -6,8 +6,9 @@
 //! (a TEE sealing key, a KMS) implements the same trait.
 //!
 //! Sealed format: `0x01 ‖ nonce (12) ‖ AES-256-GCM ciphertext ‖ tag (16)`. The associated
-//! data is the record's address (table and key), so a sealed value copied into another
-//! record, or another table, does not open. Nonces are random (96 bits): the key must not
+//! data is what the caller binds the value to — the store passes the record's address and,
+//! for sessions and secrets, their revision and session hash — so a sealed value copied into
+//! another record, or put back from an older state, does not open. Nonces are random (96 bits): the key must not
 //! seal more than 2³² values, far beyond a CAS's lifetime of writes, and a new master key
 //! starts a new count.
 
