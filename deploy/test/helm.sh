@@ -124,6 +124,7 @@ helm_tests() {
   render sample-las las las --set useSGXDevPlugin=azure
   expect sample-las '^kind: DaemonSet$'
   expect sample-las 'hostPort: 18766'
+  expect sample-las '"--listen", "0.0.0.0:18766"' "listens beyond loopback for the hostPort (custos-las defaults to 127.0.0.1)"
   expect sample-las 'path: /healthz, port: las' "probes on /healthz"
   expect sample-las 'kubernetes.azure.com/sgx_epc_mem_in_MiB: 16'
 
