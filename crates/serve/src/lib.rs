@@ -175,6 +175,7 @@ impl Server {
             ));
         }
         drop(self.listener);
+        tracing::info!("shutting down: no new connections");
         let _ = stop.send(true);
         if tokio::time::timeout(grace, registry.wait_empty())
             .await
