@@ -125,6 +125,7 @@ helm_tests() {
   expect sample-las '^kind: DaemonSet$'
   expect sample-las 'hostPort: 18766'
   expect sample-las 'kind: NetworkPolicy' "only the cluster's pods may ask the LAS for quotes, by default"
+  expect sample-las '"--listen", "0.0.0.0:18766"' "listens beyond loopback for the hostPort (custos-las defaults to 127.0.0.1)"
   expect sample-las 'path: /healthz, port: las' "probes on /healthz"
   expect sample-las 'kubernetes.azure.com/sgx_epc_mem_in_MiB: 16'
 

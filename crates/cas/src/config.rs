@@ -260,8 +260,46 @@ pub struct Limits {
     pub requests_per_second: f64,
     /// Requests a client may send at once above its rate.
     pub burst: u32,
-    /// Connections served at once; more wait in the accept queue.
+    /// Connections served at once, per listener. At the limit the longest-idle connection
+    /// is closed for a new one; only when every connection has a request in flight do new
+    /// ones wait in the accept queue.
     pub max_connections: usize,
+    /// Connections one client address (IPv6: one /64) may hold at once, per listener; more
+    /// are closed at once.
+    pub max_connections_per_address: usize,
+    /// Seconds for the TLS handshake.
+    pub handshake_timeout_secs: u64,
+    /// Seconds from the handshake to a complete first request head.
+    pub first_request_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in flight (HTTP/1.1 keep-alive,
+    /// HTTP/2 with no stream open).
+    pub idle_timeout_secs: u64,
+    /// Seconds to receive an HTTP/1.1 request head once it started.
+    pub header_read_timeout_secs: u64,
+    /// Seconds to receive a whole request body; a stalled body gets 400.
+    pub body_timeout_secs: u64,
+    /// Seconds between HTTP/2 keep-alive pings.
+    pub http2_keep_alive_interval_secs: u64,
+    /// Seconds for a ping's acknowledgement before the HTTP/2 connection is closed.
+    pub http2_keep_alive_timeout_secs: u64,
+}
+
+impl Limits {
+    /// The connection limits each listener applies.
+    pub fn connections(&self) -> custos_serve::ConnectionLimits {
+        let secs = std::time::Duration::from_secs;
+        custos_serve::ConnectionLimits {
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            handshake_timeout: secs(self.handshake_timeout_secs),
+            first_request_timeout: secs(self.first_request_timeout_secs),
+            idle_timeout: secs(self.idle_timeout_secs),
+            header_read_timeout: secs(self.header_read_timeout_secs),
+            body_timeout: secs(self.body_timeout_secs),
+            http2_keep_alive_interval: secs(self.http2_keep_alive_interval_secs),
+            http2_keep_alive_timeout: secs(self.http2_keep_alive_timeout_secs),
+        }
+    }
 }
 
 impl Default for Limits {
@@ -271,6 +309,14 @@ impl Default for Limits {
             requests_per_second: 100.0,
             burst: 200,
             max_connections: 1024,
+            max_connections_per_address: 64,
+            handshake_timeout_secs: 10,
+            first_request_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            header_read_timeout_secs: 10,
+            body_timeout_secs: 30,
+            http2_keep_alive_interval_secs: 20,
+            http2_keep_alive_timeout_secs: 10,
         }
     }
 }
@@ -338,6 +384,18 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "limits.burst and limits.max_connections must be above 0".into(),
             ));
+        }
+        if let Err(problem) = self.limits.connections().validate() {
+            // The serve crate names its field; the operator's key is `limits.<name>[_secs]`.
+            let field = problem.split(' ').next().unwrap_or_default();
+            let key = if field.starts_with("max_") {
+                field.to_owned()
+            } else {
+                format!("{field}_secs")
+            };
+            return Err(ConfigError::Invalid(format!(
+                "limits.{key} must be above 0 (got 0)"
+            )));
         }
         let e = &self.enclave;
         if e.nonce_ttl_secs == 0 || e.burst == 0 {
@@ -534,6 +592,33 @@ lisen = 1
         );
         let err = Config::from_toml(Path::new("cas.toml"), "[audit]\nmax_event = 1\n").unwrap_err();
         assert!(err.to_string().contains("max_event"), "{err}");
+    }
+
+    #[test]
+    fn connection_limits_parse_and_zero_is_named_by_its_key() {
+        let c = Config::from_toml(
+            Path::new("cas.toml"),
+            "[limits]\nmax_connections_per_address = 8\nidle_timeout_secs = 5\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let limits = c.limits.connections();
+        assert_eq!(limits.max_connections_per_address, 8);
+        assert_eq!(limits.idle_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(limits.max_connections, 1024);
+        assert_eq!(limits.body_timeout, std::time::Duration::from_secs(30));
+        let mut bad = c.clone();
+        bad.limits.body_timeout_secs = 0;
+        assert_eq!(
+            bad.validate().unwrap_err().to_string(),
+            "config: limits.body_timeout_secs must be above 0 (got 0)"
+        );
+        let mut bad = c;
+        bad.limits.max_connections_per_address = 0;
+        assert_eq!(
+            bad.validate().unwrap_err().to_string(),
+            "config: limits.max_connections_per_address must be above 0 (got 0)"
+        );
     }
 
     #[test]

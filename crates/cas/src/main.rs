@@ -59,6 +59,30 @@ struct Args {
     /// Connections served at once.
     #[arg(long, env = "CUSTOS_CAS_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// Connections one client address may hold at once, per listener.
+    #[arg(long, env = "CUSTOS_CAS_MAX_CONNECTIONS_PER_ADDRESS")]
+    max_connections_per_address: Option<usize>,
+    /// Seconds for the TLS handshake.
+    #[arg(long, env = "CUSTOS_CAS_HANDSHAKE_TIMEOUT")]
+    handshake_timeout: Option<u64>,
+    /// Seconds from the handshake to a complete first request head.
+    #[arg(long, env = "CUSTOS_CAS_FIRST_REQUEST_TIMEOUT")]
+    first_request_timeout: Option<u64>,
+    /// Seconds a connection may stay open with no request in flight.
+    #[arg(long, env = "CUSTOS_CAS_IDLE_TIMEOUT")]
+    idle_timeout: Option<u64>,
+    /// Seconds to receive an HTTP/1.1 request head once it started.
+    #[arg(long, env = "CUSTOS_CAS_HEADER_READ_TIMEOUT")]
+    header_read_timeout: Option<u64>,
+    /// Seconds to receive a whole request body.
+    #[arg(long, env = "CUSTOS_CAS_BODY_TIMEOUT")]
+    body_timeout: Option<u64>,
+    /// Seconds between HTTP/2 keep-alive pings.
+    #[arg(long, env = "CUSTOS_CAS_HTTP2_KEEP_ALIVE_INTERVAL")]
+    http2_keep_alive_interval: Option<u64>,
+    /// Seconds for an HTTP/2 ping's acknowledgement.
+    #[arg(long, env = "CUSTOS_CAS_HTTP2_KEEP_ALIVE_TIMEOUT")]
+    http2_keep_alive_timeout: Option<u64>,
     /// Log filter.
     #[arg(long, env = "CUSTOS_CAS_LOG")]
     log: Option<String>,
@@ -170,6 +194,29 @@ impl Args {
         set(&mut c.limits.requests_per_second, self.rate_limit);
         set(&mut c.limits.burst, self.rate_burst);
         set(&mut c.limits.max_connections, self.max_connections);
+        set(
+            &mut c.limits.max_connections_per_address,
+            self.max_connections_per_address,
+        );
+        set(&mut c.limits.handshake_timeout_secs, self.handshake_timeout);
+        set(
+            &mut c.limits.first_request_timeout_secs,
+            self.first_request_timeout,
+        );
+        set(&mut c.limits.idle_timeout_secs, self.idle_timeout);
+        set(
+            &mut c.limits.header_read_timeout_secs,
+            self.header_read_timeout,
+        );
+        set(&mut c.limits.body_timeout_secs, self.body_timeout);
+        set(
+            &mut c.limits.http2_keep_alive_interval_secs,
+            self.http2_keep_alive_interval,
+        );
+        set(
+            &mut c.limits.http2_keep_alive_timeout_secs,
+            self.http2_keep_alive_timeout,
+        );
         set(&mut c.log, self.log);
         set(&mut c.enclave.listen, self.enclave_listen);
         set(&mut c.enclave.nonce_ttl_secs, self.nonce_ttl);

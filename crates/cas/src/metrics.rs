@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use custos_serve::{ConnectionStats, Deadline};
 
 /// The CAS's counters.
 #[derive(Debug, Default)]
@@ -13,9 +15,11 @@ pub struct Metrics {
     attestations: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     rate_limited: AtomicU64,
     body_too_large: AtomicU64,
-    tls_failures: AtomicU64,
-    connections: AtomicI64,
     enclave_rejected: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// The client API's connections.
+    pub client_connections: Arc<ConnectionStats>,
+    /// The enclave API's connections.
+    pub enclave_connections: Arc<ConnectionStats>,
 }
 
 impl Metrics {
@@ -50,14 +54,11 @@ impl Metrics {
         self.body_too_large.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a failed TLS handshake.
-    pub fn tls_failure(&self) {
-        self.tls_failures.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A connection opened (+1) or closed (-1).
-    pub fn connection(&self, delta: i64) {
-        self.connections.fetch_add(delta, Ordering::Relaxed);
+    fn listeners(&self) -> [(&'static str, &ConnectionStats); 2] {
+        [
+            ("client", &self.client_connections),
+            ("enclave", &self.enclave_connections),
+        ]
     }
 
     /// Counts an enclave API request (`challenge`, `attest`) refused before it redeemed a
@@ -110,17 +111,21 @@ impl Metrics {
             "Requests refused with 413.",
             self.body_too_large.load(Ordering::Relaxed).to_string(),
         );
+        let listeners = self.listeners();
+        let sum = |f: &dyn Fn(&ConnectionStats) -> u64| -> String {
+            listeners.iter().map(|(_, s)| f(s)).sum::<u64>().to_string()
+        };
         metric(
             "custos_cas_tls_handshake_failures_total",
             "counter",
             "TLS handshakes that failed or timed out.",
-            self.tls_failures.load(Ordering::Relaxed).to_string(),
+            sum(&|s| s.handshake_failures() + s.timed_out(Deadline::Handshake)),
         );
         metric(
             "custos_cas_connections",
             "gauge",
-            "Open client connections.",
-            self.connections.load(Ordering::Relaxed).to_string(),
+            "Open connections (both listeners).",
+            sum(&|s| s.open()),
         );
         if let Some(rss) = resident_bytes() {
             metric(
@@ -130,6 +135,7 @@ impl Metrics {
                 rss.to_string(),
             );
         }
+        self.render_connections(&mut out);
         let _ = writeln!(
             out,
             "# HELP custos_cas_requests_total Requests answered, by route and status.\n# TYPE custos_cas_requests_total counter"
@@ -176,6 +182,67 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+/// A connection metric: name, Prometheus type, help text and how to read it.
+type ConnectionMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ConnectionStats) -> u64,
+);
+
+impl Metrics {
+    /// Each listener's connection counters, labelled `listener="client"|"enclave"`.
+    fn render_connections(&self, out: &mut String) {
+        let counters: [ConnectionMetric; 4] = [
+            (
+                "custos_cas_connections_open",
+                "gauge",
+                "Connections holding a slot, by listener.",
+                ConnectionStats::open,
+            ),
+            (
+                "custos_cas_connections_accepted_total",
+                "counter",
+                "Connections accepted and given a slot, by listener.",
+                ConnectionStats::accepted,
+            ),
+            (
+                "custos_cas_connections_refused_per_address_total",
+                "counter",
+                "Connections closed at once: their address held limits.max_connections_per_address.",
+                ConnectionStats::refused_per_address,
+            ),
+            (
+                "custos_cas_connections_evicted_idle_total",
+                "counter",
+                "Idle connections closed for a new one at limits.max_connections.",
+                ConnectionStats::evicted_idle,
+            ),
+        ];
+        for (name, kind, help, value) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (listener, stats) in self.listeners() {
+                let _ = writeln!(out, "{name}{{listener=\"{listener}\"}} {}", value(stats));
+            }
+        }
+        let name = "custos_cas_connections_timed_out_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Connections closed (body: requests cut off) by a deadline, by listener and deadline.\n# TYPE {name} counter"
+        );
+        for (listener, stats) in self.listeners() {
+            for deadline in Deadline::ALL {
+                let _ = writeln!(
+                    out,
+                    "{name}{{listener=\"{listener}\",deadline=\"{}\"}} {}",
+                    deadline.as_str(),
+                    stats.timed_out(deadline)
+                );
+            }
+        }
     }
 }
 

@@ -6,17 +6,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
+use custos_serve::{ConnectionLimits, ConnectionStats, RequestBody, Server, Transport};
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::{Request, Response};
-
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper::{Request, Response};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::{ClientApi, Peer};
@@ -28,11 +24,6 @@ use crate::metrics::Metrics;
 use crate::seal::{KeyFile, KeyProvider, Sealer};
 use crate::store::Store;
 use crate::tls::CasIdentity;
-
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send a request's headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the CAS could not start. Each message says what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +70,7 @@ pub struct Cas {
     store: Store,
     identity: Arc<CasIdentity>,
     nonce_key: NonceKey,
-    max_connections: usize,
+    connection_limits: ConnectionLimits,
     /// The client API's address.
     pub local_addr: SocketAddr,
     /// SHA-256 of the CAS certificate's public key (what clients pin).
@@ -168,7 +159,7 @@ impl Cas {
             acceptor: TlsAcceptor::from(crate::tls::server_config(&identity)),
             api,
             metrics,
-            max_connections: config.limits.max_connections,
+            connection_limits: config.limits.connections(),
             local_addr,
             key_hash: identity.key_hash(),
             store,
@@ -204,80 +195,42 @@ impl Cas {
         serve_https(
             self.listener,
             self.acceptor,
-            self.max_connections,
-            self.metrics,
+            self.connection_limits,
+            self.metrics.client_connections.clone(),
             handler,
         )
         .await;
     }
 }
 
-/// Serves HTTPS on `listener` until the process ends: at most `max_connections` at once,
-/// each a TLS handshake (10 s at most) then HTTP/1.1 or HTTP/2; `handler` answers each
-/// request and sees the [`Peer`] (address, and the client certificate's identity if any).
+/// Serves HTTPS on `listener` until the process ends, within `limits` (connections in all
+/// and per address, deadlines; counted in `stats`); `handler` answers each request and sees
+/// the [`Peer`] (address, and the client certificate's identity if any).
 pub async fn serve_https<H, F>(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    max_connections: usize,
-    metrics: Arc<Metrics>,
+    limits: ConnectionLimits,
+    stats: Arc<ConnectionStats>,
     handler: H,
 ) where
-    H: Fn(Request<Incoming>, Peer) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<RequestBody>, Peer) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
 {
-    let slots = Arc::new(Semaphore::new(max_connections));
-    loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let (tcp, addr) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let handler = handler.clone();
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    metrics.tls_failure();
-                    tracing::debug!(%addr, "TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => {
-                    metrics.tls_failure();
-                    tracing::debug!(%addr, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let client = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|certs| certs.first())
+    Server::new(listener, Transport::Tls(acceptor), limits)
+        .with_stats(stats)
+        .serve(move |connection: &custos_serve::Client| {
+            let client = connection
+                .certificate
+                .as_ref()
                 .and_then(|cert| ClientId::of_certificate(cert).ok());
-            let peer = Peer { addr, client };
-            metrics.connection(1);
-            let service = service_fn(move |request| handler(request, peer));
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
-            if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
-                tracing::debug!(%addr, "connection ended: {e}");
-            }
-            metrics.connection(-1);
-        });
-    }
+            let peer = Peer {
+                addr: connection.addr,
+                client,
+            };
+            let handler = handler.clone();
+            service_fn(move |request| handler(request, peer))
+        })
+        .await;
 }
 
 fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {

@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,15 +17,21 @@ use serde_json::{Value, json};
 
 struct Las {
     child: Child,
+    addr: SocketAddr,
     base: String,
     first_lines: Vec<String>,
 }
 
 impl Las {
     fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    fn start_with(data_dir: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_custos-las"))
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -43,6 +50,7 @@ impl Las {
         std::thread::spawn(move || lines.for_each(drop));
         Self {
             child,
+            addr,
             base: format!("http://{addr}"),
             first_lines,
         }
@@ -190,4 +198,72 @@ async fn bad_requests_are_rejected_with_the_reason() {
         .await
         .unwrap();
     assert_eq!(response.status(), 413);
+}
+
+/// Connects from 127.0.0.2 and sends nothing; how long until the LAS closes the connection
+/// (`None`: still open after `wait`).
+async fn idle_from_attacker(las: SocketAddr, wait: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 2], 0))).unwrap();
+    let mut tcp = socket.connect(las).await.unwrap();
+    let opened = Instant::now();
+    let mut buffer = [0u8; 64];
+    match tokio::time::timeout(wait, tcp.read(&mut buffer)).await {
+        Ok(Ok(0) | Err(_)) => Some(opened.elapsed()),
+        Ok(Ok(_)) => panic!("the LAS sent bytes to a silent connection"),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_capped_per_address_and_closed_at_the_first_request_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let las = Las::start_with(
+        dir.path(),
+        &[
+            "--max-connections-per-address",
+            "4",
+            "--first-request-timeout",
+            "1",
+        ],
+    );
+    let attackers: Vec<_> = (0..40)
+        .map(|_| tokio::spawn(idle_from_attacker(las.addr, Duration::from_secs(5))))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A legitimate workload on 127.0.0.1 is served meanwhile.
+    let health = tokio::time::timeout(
+        Duration::from_secs(5),
+        reqwest::get(format!("{}/healthz", las.base)),
+    )
+    .await
+    .expect("the LAS did not answer within 5 s")
+    .unwrap();
+    assert_eq!(health.status(), 200);
+    let mut closed_at_once = 0;
+    let mut closed_at_deadline = 0;
+    for attacker in attackers {
+        match attacker.await.unwrap() {
+            Some(after) if after < Duration::from_millis(500) => closed_at_once += 1,
+            Some(after) if after < Duration::from_secs(3) => closed_at_deadline += 1,
+            other => panic!("an idle connection was closed after {other:?}"),
+        }
+    }
+    assert_eq!(closed_at_once, 36, "over the cap of 4 per address");
+    assert_eq!(
+        closed_at_deadline, 4,
+        "silent past the first-request deadline"
+    );
+}
+
+#[test]
+fn listens_on_loopback_by_default() {
+    let help = Command::new(env!("CARGO_BIN_EXE_custos-las"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("[default: 127.0.0.1:18766]"), "{help}");
+    assert!(!help.contains("0.0.0.0:18766]"), "{help}");
 }

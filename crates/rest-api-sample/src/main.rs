@@ -4,8 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
+use custos_serve::ConnectionLimits;
 use rest_api_sample::{SecretApp, ServeOptions, serve, server::termination_signal};
 
 /// The SCONE sample's REST API in Rust.
@@ -26,6 +28,66 @@ struct Args {
     /// TLS private key, PEM (PKCS#8, PKCS#1 RSA or SEC1 EC).
     #[arg(long, env = "REST_API_KEY", default_value = "/tls/flask.key")]
     key: PathBuf,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Connection limits (see `custos_serve::ConnectionLimits`; the defaults are its defaults).
+#[derive(Debug, clap::Args)]
+struct LimitArgs {
+    /// Connections served at once; at the limit the longest-idle one is closed for a new one.
+    #[arg(long, env = "REST_API_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Connections one client address may hold at once; more are closed at once.
+    #[arg(long, env = "REST_API_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_address: u32,
+    /// Seconds for the TLS handshake.
+    #[arg(long, env = "REST_API_HANDSHAKE_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    handshake_timeout: u64,
+    /// Seconds from the handshake to a complete first request head.
+    #[arg(long, env = "REST_API_FIRST_REQUEST_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    first_request_timeout: u64,
+    /// Seconds a connection may stay open with no request in flight (HTTP/1.1 and HTTP/2).
+    #[arg(long, env = "REST_API_IDLE_TIMEOUT", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: u64,
+    /// Seconds to receive an HTTP/1.1 request head once it started.
+    #[arg(long, env = "REST_API_HEADER_READ_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout: u64,
+    /// Seconds to receive a whole request body.
+    #[arg(long, env = "REST_API_BODY_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout: u64,
+    /// Seconds between HTTP/2 keep-alive pings.
+    #[arg(long, env = "REST_API_HTTP2_KEEP_ALIVE_INTERVAL", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    http2_keep_alive_interval: u64,
+    /// Seconds for an HTTP/2 ping's acknowledgement.
+    #[arg(long, env = "REST_API_HTTP2_KEEP_ALIVE_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    http2_keep_alive_timeout: u64,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> ConnectionLimits {
+        let secs = Duration::from_secs;
+        ConnectionLimits {
+            max_connections: self.max_connections as usize,
+            max_connections_per_address: self.max_connections_per_address as usize,
+            handshake_timeout: secs(self.handshake_timeout),
+            first_request_timeout: secs(self.first_request_timeout),
+            idle_timeout: secs(self.idle_timeout),
+            header_read_timeout: secs(self.header_read_timeout),
+            body_timeout: secs(self.body_timeout),
+            http2_keep_alive_interval: secs(self.http2_keep_alive_interval),
+            http2_keep_alive_timeout: secs(self.http2_keep_alive_timeout),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -67,7 +129,10 @@ fn run(args: Args) -> Result<(), String> {
             listener,
             Arc::new(tls),
             Arc::new(app),
-            ServeOptions::default(),
+            ServeOptions {
+                limits: args.limits.limits(),
+                ..ServeOptions::default()
+            },
             shutdown,
         )
         .await;

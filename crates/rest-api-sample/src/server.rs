@@ -6,23 +6,19 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use custos_serve::{ConnectionLimits, Server, Transport};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 
 use crate::SecretApp;
 
-/// Time limits that keep slow or idle clients from holding connections forever.
+/// Limits that keep slow, idle or hostile clients from holding connections.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Limit for the TLS handshake.
-    pub handshake_timeout: Duration,
-    /// Limit for reading a request's headers (HTTP/1.1).
-    pub header_read_timeout: Duration,
+    /// Connection limits and timeouts.
+    pub limits: ConnectionLimits,
     /// How long in-flight connections may finish after shutdown starts.
     pub shutdown_grace: Duration,
 }
@@ -30,8 +26,7 @@ pub struct ServeOptions {
 impl Default for ServeOptions {
     fn default() -> Self {
         Self {
-            handshake_timeout: Duration::from_secs(10),
-            header_read_timeout: Duration::from_secs(10),
+            limits: ConnectionLimits::default(),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -46,60 +41,20 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
-    let mut http = auto::Builder::new(TokioExecutor::new());
-    http.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout);
-    let http = Arc::new(http);
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-
-    loop {
-        let tcp = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _peer)) => tcp,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let http = http.clone();
+    let make_service = move |_: &custos_serve::Client| {
         let app = app.clone();
-        let watcher = graceful.watcher();
-        let handshake_timeout = options.handshake_timeout;
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                // A failed or abandoned handshake concerns only that client.
-                Ok(Err(_)) | Err(_) => return,
-            };
-            let service = service_fn(move |request| {
-                let response = app.respond(&request);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let connection = http.serve_connection(TokioIo::new(tls), service);
-            let _ = watcher.watch(connection.into_owned()).await;
-        });
-    }
-
-    drop(listener);
-    tracing::info!("shutting down: no new connections");
-    if tokio::time::timeout(options.shutdown_grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            grace_seconds = options.shutdown_grace.as_secs(),
-            "connections still open after the grace period; closing them"
-        );
-    }
+        service_fn(move |request| {
+            let response = app.respond(&request);
+            async move { Ok::<_, Infallible>(response) }
+        })
+    };
+    Server::new(
+        listener,
+        Transport::Tls(TlsAcceptor::from(tls)),
+        options.limits,
+    )
+    .serve_until(make_service, shutdown, options.shutdown_grace)
+    .await;
 }
 
 /// Resolves when the process receives SIGTERM or SIGINT.

@@ -91,7 +91,11 @@ fn command(cert: &Path, key: &Path, secret: Option<&str>) -> Command {
 
 impl Sample {
     fn start(cert: &Path, key: &Path, secret: Option<&str>) -> Self {
-        let mut child = command(cert, key, secret).spawn().unwrap();
+        Self::start_with(cert, key, secret, &[])
+    }
+
+    fn start_with(cert: &Path, key: &Path, secret: Option<&str>, extra: &[&str]) -> Self {
+        let mut child = command(cert, key, secret).args(extra).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, log) = mpsc::channel();
         std::thread::spawn(move || {
@@ -396,4 +400,63 @@ fn the_start_up_line_names_the_address_and_not_the_secret() {
     assert!(line.contains("listening on https://127.0.0.1:"), "{line}");
     assert!(line.contains("AKV_SECRET set"), "{line}");
     assert!(!line.contains(SECRET));
+}
+
+/// Connects from 127.0.0.2 and sends nothing (not even a TLS hello); how long until the app
+/// closes the connection (`None`: still open after `wait`).
+async fn idle_from_attacker(app: SocketAddr, wait: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 2], 0))).unwrap();
+    let mut tcp = socket.connect(app).await.unwrap();
+    let opened = Instant::now();
+    let mut buffer = [0u8; 64];
+    match tokio::time::timeout(wait, tcp.read(&mut buffer)).await {
+        Ok(Ok(0) | Err(_)) => Some(opened.elapsed()),
+        Ok(Ok(_)) => panic!("the app sent bytes to a silent connection"),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_capped_per_address_and_closed_at_the_handshake_deadline() {
+    let pki = Pki::new();
+    let sample = Sample::start_with(
+        &pki.cert(),
+        &pki.key(),
+        Some(SECRET),
+        &[
+            "--max-connections-per-address",
+            "4",
+            "--handshake-timeout",
+            "1",
+        ],
+    );
+    let attackers: Vec<_> = (0..40)
+        .map(|_| tokio::spawn(idle_from_attacker(sample.addr, Duration::from_secs(5))))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The sample's curl on 127.0.0.1, with a new connection, is served meanwhile.
+    let response = tokio::time::timeout(
+        Duration::from_secs(5),
+        sample.client(&pki.ca_pem).get(sample.url("/secret")).send(),
+    )
+    .await
+    .expect("the app did not answer within 5 s")
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut closed_at_once = 0;
+    let mut closed_at_deadline = 0;
+    for attacker in attackers {
+        match attacker.await.unwrap() {
+            Some(after) if after < Duration::from_millis(500) => closed_at_once += 1,
+            Some(after) if after < Duration::from_secs(3) => closed_at_deadline += 1,
+            other => panic!("an idle connection was closed after {other:?}"),
+        }
+    }
+    assert_eq!(closed_at_once, 36, "over the cap of 4 per address");
+    assert_eq!(
+        closed_at_deadline, 4,
+        "no TLS hello within the handshake deadline"
+    );
 }

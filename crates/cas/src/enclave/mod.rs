@@ -125,7 +125,7 @@ pub struct EnclaveServer {
     acceptor: TlsAcceptor,
     api: Arc<EnclaveApi>,
     metrics: Arc<Metrics>,
-    max_connections: usize,
+    connection_limits: custos_serve::ConnectionLimits,
     /// The address it listens on.
     pub local_addr: SocketAddr,
 }
@@ -163,7 +163,7 @@ impl EnclaveServer {
             acceptor: TlsAcceptor::from(crate::tls::enclave_server_config(cas.identity())),
             api,
             metrics: cas.metrics().clone(),
-            max_connections: config.limits.max_connections,
+            connection_limits: config.limits.connections(),
             local_addr,
         })
     }
@@ -175,8 +175,8 @@ impl EnclaveServer {
         crate::server::serve_https(
             self.listener,
             self.acceptor,
-            self.max_connections,
-            self.metrics,
+            self.connection_limits,
+            self.metrics.enclave_connections.clone(),
             handler,
         )
         .await;
