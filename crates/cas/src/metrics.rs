@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// The CAS's counters.
 #[derive(Debug, Default)]
@@ -13,6 +13,10 @@ pub struct Metrics {
     attestations: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     rate_limited: AtomicU64,
     body_too_large: AtomicU64,
+    key_generations: KeyGenerationGauge,
+    key_generation_busy: AtomicU64,
+    namespace_quota_exceeded: AtomicU64,
+    evidence_busy: AtomicU64,
     tls_failures: AtomicU64,
     connections: AtomicI64,
 }
@@ -47,6 +51,40 @@ impl Metrics {
     /// Counts a request refused for its body size.
     pub fn body_too_large(&self) {
         self.body_too_large.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A key generation (with RSA keys) started; it counts as running until the guard drops
+    /// (the guard moves into the blocking task, so a request cancelled meanwhile still counts).
+    pub fn key_generation_started(self: &Arc<Self>) -> KeyGenerationRunning {
+        let gauge = &self.key_generations;
+        let now = gauge.running.fetch_add(1, Ordering::SeqCst) + 1;
+        gauge.peak.fetch_max(now, Ordering::SeqCst);
+        KeyGenerationRunning(self.clone())
+    }
+
+    /// Key generations running now, and the most that ever ran at once.
+    pub fn key_generations(&self) -> (u64, u64) {
+        let gauge = &self.key_generations;
+        (
+            gauge.running.load(Ordering::SeqCst),
+            gauge.peak.load(Ordering::SeqCst),
+        )
+    }
+
+    /// Counts a request refused with 503 because key generation was busy.
+    pub fn key_generation_busy(&self) {
+        self.key_generation_busy.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a namespace create refused by the per-address quota.
+    pub fn namespace_quota_exceeded(&self) {
+        self.namespace_quota_exceeded
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a `/v1/attest` refused with 503 because evidence production was busy.
+    pub fn evidence_busy(&self) {
+        self.evidence_busy.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a failed TLS handshake.
@@ -97,6 +135,39 @@ impl Metrics {
             "counter",
             "Requests refused with 413.",
             self.body_too_large.load(Ordering::Relaxed).to_string(),
+        );
+        let (running, peak) = self.key_generations();
+        metric(
+            "custos_cas_key_generations_running",
+            "gauge",
+            "Session creates and updates generating RSA keys now.",
+            running.to_string(),
+        );
+        metric(
+            "custos_cas_key_generations_running_peak",
+            "gauge",
+            "The most RSA key generations that ran at once since start.",
+            peak.to_string(),
+        );
+        metric(
+            "custos_cas_key_generation_busy_total",
+            "counter",
+            "Creates and updates refused with 503 while key generation was busy.",
+            self.key_generation_busy.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "custos_cas_namespace_quota_exceeded_total",
+            "counter",
+            "Namespace creates refused with 429 by the per-address quota.",
+            self.namespace_quota_exceeded
+                .load(Ordering::Relaxed)
+                .to_string(),
+        );
+        metric(
+            "custos_cas_evidence_busy_total",
+            "counter",
+            "Requests for the CAS's own evidence refused with 503 while it was busy.",
+            self.evidence_busy.load(Ordering::Relaxed).to_string(),
         );
         metric(
             "custos_cas_tls_handshake_failures_total",
@@ -149,6 +220,26 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+/// Key generations running now and the most at once (for the concurrency bound's proof).
+#[derive(Debug, Default)]
+struct KeyGenerationGauge {
+    running: AtomicU64,
+    peak: AtomicU64,
+}
+
+/// A running key generation: counted until dropped.
+#[derive(Debug)]
+pub struct KeyGenerationRunning(Arc<Metrics>);
+
+impl Drop for KeyGenerationRunning {
+    fn drop(&mut self) {
+        self.0
+            .key_generations
+            .running
+            .fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use crate::api::{ClientApi, Peer};
+use crate::api::{ClientApi, Peer, TopLevelCreators};
 use crate::attest::{EvidenceSource, GramineEnclave, SimulatedPlatform};
 use crate::config::{Config, EvidenceMode};
 use crate::identity::ClientId;
@@ -138,14 +138,17 @@ impl Cas {
             }
         };
         let metrics = Arc::new(Metrics::default());
-        let api = Arc::new(ClientApi::new(
-            store.clone(),
-            config.limits,
-            evidence,
-            identity.spki.clone(),
-            identity.certificate_pem.clone(),
-            metrics.clone(),
-        ));
+        let api = Arc::new(
+            ClientApi::new(
+                store.clone(),
+                config.limits,
+                evidence,
+                identity.spki.clone(),
+                identity.certificate_pem.clone(),
+                metrics.clone(),
+            )
+            .with_top_level_creators(TopLevelCreators::from_settings(&config.sessions)?),
+        );
         let listener =
             TcpListener::bind(config.listen)
                 .await
