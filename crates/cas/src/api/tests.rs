@@ -87,8 +87,14 @@ async fn the_cas_evidence_is_made_off_the_async_worker_a_few_at_a_time() {
             })
         })
         .collect();
-    // Let the attests start, then ask for health while evidence is being made.
+    // Let the attests start, then ask for health while evidence is being made. Evidence made
+    // on this thread would have run to its end before this task is polled again.
+    let start = Instant::now();
     while evidence.running.load(Ordering::SeqCst) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "evidence was never in progress while another request was served"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let health = api
