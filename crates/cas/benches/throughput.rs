@@ -33,6 +33,8 @@ fn start(dir: &std::path::Path) -> (Cas, String, custos_cas::identity::ClientId)
         .args(["--listen", "127.0.0.1:0", "--log", "warn,custos_cas=info"])
         .args(["--enclave-listen", "127.0.0.1:0"])
         .args(["--rate-limit", "1000000", "--rate-burst", "1000000"])
+        // Every bench session is a namespace, all from one address.
+        .args(["--namespace-create-burst", "1000000000"])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

@@ -7,9 +7,9 @@
 //! and is recorded in the audit log.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -20,11 +20,13 @@ use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::json;
+use tokio::sync::Semaphore;
 
 use crate::attest::{EvidenceSource, runtime_data};
 use crate::audit::{AuditAction, AuditEvent, Outcome};
-use crate::config::Limits;
+use crate::config::{ConfigError, Limits, SessionSettings};
 use crate::identity::ClientId;
+use crate::keygen::{Busy, KeyGenerationGate};
 use crate::metrics::Metrics;
 use crate::parsed::ParsedSessions;
 use crate::ratelimit::RateLimiter;
@@ -98,7 +100,7 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        tracing::error!("{e}");
+        tracing::error!(error = ?e.to_string(), "store error");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_error",
@@ -125,8 +127,9 @@ fn parse_stored(record: &SessionRecord) -> Result<Session, ApiError> {
 /// access to it rather than guessing.
 fn unparsable(record: &SessionRecord, problems: usize) -> ApiError {
     tracing::error!(
-        "stored session {} no longer parses ({problems} problems): access denied",
-        record.name
+        session = ?record.name,
+        problems,
+        "stored session no longer parses: access denied"
     );
     ApiError::internal(
         "stored_session_invalid",
@@ -153,6 +156,55 @@ pub struct ClientApi {
     cas_certificate_pem: String,
     metrics: Arc<Metrics>,
     sessions: ParsedSessions,
+    keygen: KeyGenerationGate,
+    namespace_quota: RateLimiter<IpAddr>,
+    top_level_creators: TopLevelCreators,
+    evidence_slots: Arc<Semaphore>,
+}
+
+/// Requests for the CAS's own evidence served at once: Gramine serialises quotes anyway, and
+/// more would only take blocking threads.
+const EVIDENCE_SLOTS: usize = 2;
+/// How long a request for the CAS's evidence waits for a slot before it gets 503.
+const EVIDENCE_WAIT: Duration = Duration::from_secs(5);
+
+/// Who may create top-level sessions (namespaces): `sessions.top_level_creators`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TopLevelCreators {
+    /// Any client with a certificate (the default, as in SCONE).
+    #[default]
+    Anyone,
+    /// Only these clients.
+    Only(Vec<ClientId>),
+}
+
+impl TopLevelCreators {
+    /// The creators `settings` name.
+    pub fn from_settings(settings: &SessionSettings) -> Result<Self, ConfigError> {
+        Ok(match settings.top_level_creator_ids()? {
+            None => Self::Anyone,
+            Some(ids) => Self::Only(ids),
+        })
+    }
+
+    fn admits(&self, client: ClientId) -> bool {
+        match self {
+            Self::Anyone => true,
+            Self::Only(ids) => ids.contains(&client),
+        }
+    }
+}
+
+/// What the namespace quota counts against: the IPv4 address, or the IPv6 /64 (a host
+/// usually holds a whole /64, so single addresses would be free to take).
+fn quota_address(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u64::MAX as u128))),
+        },
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -184,13 +236,26 @@ impl ClientApi {
         Self {
             store,
             limiter: RateLimiter::new(limits.requests_per_second, limits.burst),
+            keygen: KeyGenerationGate::new(&limits, metrics.clone()),
+            namespace_quota: RateLimiter::new(
+                limits.namespace_creates_per_hour / 3600.0,
+                limits.namespace_create_burst,
+            ),
             limits,
             evidence,
             cas_spki,
             cas_certificate_pem,
             metrics,
             sessions: ParsedSessions::default(),
+            top_level_creators: TopLevelCreators::default(),
+            evidence_slots: Arc::new(Semaphore::new(EVIDENCE_SLOTS)),
         }
+    }
+
+    /// Restricts who may create top-level sessions (default: anyone).
+    pub fn with_top_level_creators(mut self, creators: TopLevelCreators) -> Self {
+        self.top_level_creators = creators;
+        self
     }
 
     /// Answers one request.
@@ -250,7 +315,7 @@ impl ClientApi {
                 &json!({"name": "custos-cas", "version": env!("CARGO_PKG_VERSION"), "api": "v1",
                         "simulation": self.is_simulation()}),
             )),
-            Route::Attest => self.attest(&query),
+            Route::Attest => self.attest(&query).await,
             Route::Create => {
                 let body = self.body_text(request).await?;
                 self.create(peer, body).await
@@ -363,9 +428,11 @@ impl ClientApi {
         let hash = session.hash.to_string();
         // Cheap checks first, so nobody can make the CAS generate keys for a create that
         // must fail; they are repeated in the write transaction, where they count.
+        let creators = self.top_level_creators.clone();
         let allowed = {
             let read = self.store.read()?;
-            check_create_allowed(&session, client, |n| read.session(n))
+            check_create_allowed(&session, client, &creators, |n| read.session(n))
+                .and_then(|()| check_export_namespaces(&session, |n| read.session(n)))
         };
         if let Err(e) = allowed {
             if e.status == StatusCode::FORBIDDEN {
@@ -374,12 +441,16 @@ impl ClientApi {
             }
             return Err(e);
         }
-        let prepared = prepare_keys(&session, None).await?;
+        if session.name.parent().is_none() {
+            self.take_namespace_quota(&peer, &session_name)?;
+        }
+        let prepared = self.prepare_keys(&session, None).await?;
         let audit_peer = peer.addr.ip().to_string();
         let result = self
             .store
             .write(move |tx| {
-                check_create_allowed(&session, client, |n| tx.session(n))?;
+                check_create_allowed(&session, client, &creators, |n| tx.session(n))?;
+                check_export_namespaces(&session, |n| tx.session(n))?;
                 let values = secrets::materialize(&session, None, &prepared, &TxImports(tx))
                     .map_err(secret_error)?;
                 let now = crate::audit::now_ms();
@@ -409,7 +480,7 @@ impl ClientApi {
             .await;
         match result {
             Ok((name, hash)) => {
-                tracing::info!(session = %name, %hash, %client, "session created");
+                tracing::info!(session = ?name, %hash, %client, "session created");
                 Ok(json_response(
                     StatusCode::CREATED,
                     &json!({"name": name, "hash": hash}),
@@ -460,11 +531,12 @@ impl ClientApi {
             return Err(e);
         }
         check_predecessor(&name, &predecessor.to_string(), &current.hash)?;
+        check_export_namespaces(&session, |n| self.store.read()?.session(n))?;
         let previous = previous
             .map(|bytes| SecretValues::from_bytes(&bytes))
             .transpose()
             .map_err(secret_error)?;
-        let prepared = prepare_keys(&session, previous.clone()).await?;
+        let prepared = self.prepare_keys(&session, previous.as_ref()).await?;
         let hash = session.hash.to_string();
         let audit_peer = peer.addr.ip().to_string();
         let (name, hash) = self
@@ -475,6 +547,7 @@ impl ClientApi {
                     .ok_or_else(|| ApiError::not_found(format!("session {name} does not exist")))?;
                 // Unchanged hash: unchanged policy and values, so the checks above still hold.
                 check_predecessor(&name, &predecessor.to_string(), &current.hash)?;
+                check_export_namespaces(&session, |n| tx.session(n))?;
                 let values =
                     secrets::materialize(&session, previous.as_ref(), &prepared, &TxImports(tx))
                         .map_err(secret_error)?;
@@ -503,7 +576,7 @@ impl ClientApi {
                 Ok::<_, ApiError>((name, hash))
             })
             .await?;
-        tracing::info!(session = %name, %hash, %client, "session updated");
+        tracing::info!(session = ?name, %hash, %client, "session updated");
         Ok(json_response(
             StatusCode::OK,
             &json!({"name": name, "hash": hash}),
@@ -582,11 +655,24 @@ impl ClientApi {
                 "the path names no session (session=NAME)",
             )
         })?;
+        // A missing session and one without public values are answered alike, so this
+        // unauthenticated route does not tell whether a session exists.
+        let nothing_public = || {
+            ApiError::not_found(match secret_name {
+                Some(secret) => {
+                    format!("session {name} has no public value {secret} (export_public)")
+                }
+                None => format!("session {name} has no public values (export_public)"),
+            })
+        };
         let read = self.store.read()?;
-        let record = read
-            .session(name)?
-            .ok_or_else(|| ApiError::not_found(format!("session {name} does not exist")))?;
+        let Some(record) = read.session(name)? else {
+            return Err(nothing_public());
+        };
         let session = self.parsed(&record)?;
+        if !session.secrets.iter().any(|s| s.export_public) {
+            return Err(nothing_public());
+        }
         let values = match read.secrets(name)? {
             Some(bytes) => SecretValues::from_bytes(&bytes).map_err(secret_error)?,
             None => SecretValues::default(),
@@ -594,11 +680,9 @@ impl ClientApi {
         let mut public = secrets::public_values(&session, &values);
         if let Some(secret) = secret_name {
             public.retain(|k, _| k == secret);
-            if public.is_empty() {
-                return Err(ApiError::not_found(format!(
-                    "session {name} has no public value {secret} (export_public)"
-                )));
-            }
+        }
+        if public.is_empty() {
+            return Err(nothing_public());
         }
         let values: serde_json::Map<_, _> = public
             .into_iter()
@@ -606,11 +690,11 @@ impl ClientApi {
             .collect();
         Ok(json_response(
             StatusCode::OK,
-            &json!({"session": name, "hash": record.hash, "values": values}),
+            &json!({"session": name, "values": values}),
         ))
     }
 
-    fn attest(&self, query: &str) -> HandlerResult {
+    async fn attest(&self, query: &str) -> HandlerResult {
         let nonce = query_param(query, "nonce").ok_or_else(|| {
             ApiError::bad_request(
                 "nonce_required",
@@ -629,16 +713,39 @@ impl ClientApi {
                     ),
                 )
             })?;
-        let source = self.evidence.as_ref().ok_or_else(|| {
+        let source = self.evidence.clone().ok_or_else(|| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_evidence",
                 "this CAS is configured without an evidence source (evidence = \"none\")",
             )
         })?;
-        let evidence = source
-            .evidence(&runtime_data(&self.cas_spki, &nonce))
+        // Gramine's evidence is file I/O under a lock: off the async workers, a few at a time.
+        let slot = tokio::time::timeout(EVIDENCE_WAIT, self.evidence_slots.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                self.metrics.evidence_busy();
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    format!(
+                        "the CAS's evidence is being produced for {EVIDENCE_SLOTS} other requests and none finished within {} s; retry later",
+                        EVIDENCE_WAIT.as_secs()
+                    ),
+                );
+                e.retry_after_secs = Some(1);
+                e
+            })?
             .map_err(|e| ApiError::internal("evidence_failed", e.to_string()))?;
+        let data = runtime_data(&self.cas_spki, &nonce);
+        let producer = source.clone();
+        let evidence = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            producer.evidence(&data)
+        })
+        .await
+        .map_err(|e| ApiError::internal("evidence_failed", e.to_string()))?
+        .map_err(|e| ApiError::internal("evidence_failed", e.to_string()))?;
         Ok(json_response(
             StatusCode::OK,
             &json!({
@@ -698,6 +805,71 @@ impl ClientApi {
         ))
     }
 
+    /// Takes one namespace create from the caller's address quota, or says when to retry.
+    fn take_namespace_quota(&self, peer: &Peer, session: &str) -> Result<(), ApiError> {
+        let address = quota_address(peer.addr.ip());
+        self.namespace_quota
+            .check(&address, Instant::now())
+            .map_err(|wait| {
+                self.metrics.namespace_quota_exceeded();
+                let secs = wait.as_secs() + 1;
+                tracing::warn!(%address, session = ?session, retry_in_secs = secs, "namespace quota exceeded");
+                let mut e = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "namespace_quota_exceeded",
+                    format!(
+                        "address {address} has used its namespace quota (limits.namespace_creates_per_hour = {}, limits.namespace_create_burst = {}); retry in {secs} s or create the session inside an existing namespace",
+                        self.limits.namespace_creates_per_hour, self.limits.namespace_create_burst
+                    ),
+                );
+                e.retry_after_secs = Some(secs);
+                e
+            })
+    }
+
+    /// The private keys `session` needs, made on the blocking pool; RSA keys behind the key
+    /// generation bound.
+    async fn prepare_keys(
+        &self,
+        session: &Session,
+        previous: Option<&SecretValues>,
+    ) -> Result<secrets::PreparedKeys, ApiError> {
+        let plan = secrets::plan(session, previous).map_err(secret_error)?;
+        if plan.is_empty() {
+            return Ok(secrets::PreparedKeys::default());
+        }
+        let keys = plan.len();
+        self.keygen
+            .run(plan.is_costly(), move || plan.generate())
+            .await
+            .map_err(|busy| self.key_generation_busy(busy, keys))?
+            .map_err(secret_error)
+    }
+
+    fn key_generation_busy(&self, busy: Busy, keys: usize) -> ApiError {
+        let slots = self.keygen.max_slots();
+        let message = match busy {
+            Busy::Failed(reason) => {
+                tracing::error!(error = ?reason, "key generation failed");
+                return ApiError::internal(
+                    "secret_error",
+                    format!("key generation failed: {reason}"),
+                );
+            }
+            Busy::QueueFull { max_queued } => format!(
+                "the CAS is busy generating keys: {slots} running (limits.max_concurrent_key_generations) and {max_queued} waiting (limits.max_queued_key_generations); this request needs {keys} keys; retry later"
+            ),
+            Busy::Timeout { waited } => format!(
+                "the CAS is busy generating keys: no slot of {slots} (limits.max_concurrent_key_generations) came free within {} s (limits.key_generation_wait_secs); this request needs {keys} keys; retry later",
+                waited.as_secs_f64()
+            ),
+        };
+        self.metrics.key_generation_busy();
+        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message);
+        e.retry_after_secs = Some(self.keygen.max_wait().as_secs().max(1));
+        e
+    }
+
     fn healthz(&self) -> Response<Full<Bytes>> {
         let store_ok = self.store.read().and_then(|r| r.session_count()).is_ok();
         let mut warnings = Vec::new();
@@ -740,10 +912,12 @@ impl ClientApi {
 }
 
 /// A create is allowed when the name is free and, for a session inside a namespace, the
-/// namespace exists and its `create_sessions` admits the caller.
+/// namespace exists and its `create_sessions` admits the caller; for a top-level session
+/// (a namespace), when `sessions.top_level_creators` admits the caller.
 fn check_create_allowed(
     session: &Session,
     client: ClientId,
+    creators: &TopLevelCreators,
     lookup: impl Fn(&str) -> Result<Option<SessionRecord>, StoreError>,
 ) -> Result<(), ApiError> {
     let name = &session.name;
@@ -764,6 +938,40 @@ fn check_create_allowed(
             return Err(ApiError::forbidden(format!(
                 "namespace {parent}: create_sessions does not admit client {client}"
             )));
+        }
+    } else if !creators.admits(client) {
+        return Err(ApiError::forbidden(format!(
+            "top-level session {name}: this CAS's sessions.top_level_creators does not list client {client}; ask its operator, or create the session inside a namespace that admits you"
+        )));
+    }
+    Ok(())
+}
+
+/// An export to a session whose namespace does not exist yet would go to whoever creates
+/// that namespace first: refused unless the export pins the importer's `session_hash`. The
+/// session's own namespace exists (or is this very session).
+fn check_export_namespaces<E>(
+    session: &Session,
+    lookup: impl Fn(&str) -> Result<Option<SessionRecord>, E>,
+) -> Result<(), ApiError>
+where
+    ApiError: From<E>,
+{
+    let top_level =
+        |name: &custos_policy::SessionName| name.components().next().unwrap_or_default().to_owned();
+    let own = top_level(&session.name);
+    for secret in &session.secrets {
+        for export in secret.export.iter().filter(|e| e.session_hash.is_none()) {
+            let namespace = top_level(&export.session);
+            if namespace != own && lookup(&namespace)?.is_none() {
+                return Err(ApiError::conflict(
+                    "export_namespace_missing",
+                    format!(
+                        "secret {}: the export to session {} is refused: its namespace {namespace} does not exist, so whoever creates it first could import the secret; pin the importer with `session_hash` in the export, or create namespace {namespace} first",
+                        secret.name, export.session
+                    ),
+                ));
+            }
         }
     }
     Ok(())
@@ -796,7 +1004,7 @@ fn invalid(code: &'static str, what: &str, d: &custos_policy::Diagnostics) -> Ap
 fn secret_error(e: secrets::SecretError) -> ApiError {
     match e {
         secrets::SecretError::Corrupt(_) | secrets::SecretError::Generate { .. } => {
-            tracing::error!("{e}");
+            tracing::error!(error = ?e.to_string(), "secret error");
             ApiError::internal("secret_error", e.to_string())
         }
         secrets::SecretError::Import { .. } => ApiError::forbidden(e.to_string()),
@@ -804,17 +1012,6 @@ fn secret_error(e: secrets::SecretError) -> ApiError {
             ApiError::bad_request("invalid_secret", e.to_string())
         }
     }
-}
-
-async fn prepare_keys(
-    session: &Session,
-    previous: Option<SecretValues>,
-) -> Result<secrets::PreparedKeys, ApiError> {
-    let session = session.clone();
-    tokio::task::spawn_blocking(move || secrets::prepare(&session, previous.as_ref()))
-        .await
-        .map_err(|e| ApiError::internal("secret_error", e.to_string()))?
-        .map_err(secret_error)
 }
 
 /// Imports resolved against the write transaction.
@@ -918,3 +1115,6 @@ impl<'p> Route<'p> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -65,6 +65,8 @@ pub struct Config {
     pub gramine_dir: Option<PathBuf>,
     /// Request limits.
     pub limits: Limits,
+    /// Who may create sessions where the session language does not say.
+    pub sessions: SessionSettings,
     /// Log filter (`info`, `custos_cas=debug`, ...).
     pub log: String,
     /// The enclave API: where runtimes attest and receive their configuration.
@@ -249,6 +251,54 @@ pub struct TlsSettings {
     pub names: Vec<String>,
 }
 
+/// Session settings the session language leaves to the operator.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    /// Who may create top-level sessions (namespaces): `["*"]` (anyone, as in SCONE) or client
+    /// key hashes (64 hex digits, as `custos self show` prints them). Empty: nobody.
+    pub top_level_creators: Vec<String>,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            top_level_creators: vec![ANYONE.into()],
+        }
+    }
+}
+
+/// The `top_level_creators` entry that admits every client.
+pub const ANYONE: &str = "*";
+
+impl SessionSettings {
+    /// The client key hashes `top_level_creators` lists, or `None` when it admits anyone.
+    pub fn top_level_creator_ids(
+        &self,
+    ) -> Result<Option<Vec<crate::identity::ClientId>>, ConfigError> {
+        let list = &self.top_level_creators;
+        if list.iter().any(|e| e == ANYONE) {
+            if list.len() > 1 {
+                return Err(ConfigError::Invalid(format!(
+                    "sessions.top_level_creators: \"{ANYONE}\" admits anyone and is given alone; found {} entries",
+                    list.len()
+                )));
+            }
+            return Ok(None);
+        }
+        list.iter()
+            .map(|entry| {
+                entry.parse().map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "sessions.top_level_creators: expected \"{ANYONE}\" or a client key hash (64 hex digits, as `custos self show` prints it), found {entry:?}"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+}
+
 /// Request limits.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -260,6 +310,18 @@ pub struct Limits {
     pub requests_per_second: f64,
     /// Requests a client may send at once above its rate.
     pub burst: u32,
+    /// Key generations with RSA keys running at once (each RSA key costs tens to hundreds of
+    /// milliseconds of CPU; the rest of the CPU stays with attestations).
+    pub max_concurrent_key_generations: usize,
+    /// Requests waiting for a key generation slot, at most; more get 503 `busy`.
+    pub max_queued_key_generations: usize,
+    /// How long a request waits for a key generation slot before it gets 503 `busy`, in seconds.
+    pub key_generation_wait_secs: u64,
+    /// Top-level sessions (namespaces) one client address may create per hour (IPv6: per /64);
+    /// more get 429 `namespace_quota_exceeded`.
+    pub namespace_creates_per_hour: f64,
+    /// Namespaces an address may create at once above its hourly rate.
+    pub namespace_create_burst: u32,
     /// Connections served at once, per listener. At the limit the longest-idle connection
     /// is closed for a new one; only when every connection has a request in flight do new
     /// ones wait in the accept queue.
@@ -308,6 +370,11 @@ impl Default for Limits {
             max_body_bytes: 256 * 1024,
             requests_per_second: 100.0,
             burst: 200,
+            max_concurrent_key_generations: 1,
+            max_queued_key_generations: 16,
+            key_generation_wait_secs: 30,
+            namespace_creates_per_hour: 10.0,
+            namespace_create_burst: 5,
             max_connections: 1024,
             max_connections_per_address: 64,
             handshake_timeout_secs: 10,
@@ -335,6 +402,7 @@ impl Default for Config {
             platform_key_file: None,
             gramine_dir: None,
             limits: Limits::default(),
+            sessions: SessionSettings::default(),
             log: "info".into(),
             enclave: EnclaveSettings::default(),
             dcap: DcapSettings::default(),
@@ -397,6 +465,21 @@ impl Config {
                 "limits.{key} must be above 0 (got 0)"
             )));
         }
+        let l = &self.limits;
+        if l.max_concurrent_key_generations == 0 || l.key_generation_wait_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_concurrent_key_generations and limits.key_generation_wait_secs must be above 0"
+                    .into(),
+            ));
+        }
+        let namespace_rate = l.namespace_creates_per_hour;
+        if !namespace_rate.is_finite() || namespace_rate <= 0.0 || l.namespace_create_burst == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.namespace_creates_per_hour and limits.namespace_create_burst must be above 0 (sessions.top_level_creators restricts who may create namespaces)"
+                    .into(),
+            ));
+        }
+        self.sessions.top_level_creator_ids()?;
         let e = &self.enclave;
         if e.nonce_ttl_secs == 0 || e.burst == 0 {
             return Err(ConfigError::Invalid(
@@ -618,6 +701,45 @@ lisen = 1
         assert_eq!(
             bad.validate().unwrap_err().to_string(),
             "config: limits.max_connections_per_address must be above 0 (got 0)"
+        );
+    }
+
+    #[test]
+    fn session_creation_settings_parse_and_are_checked() {
+        let c = Config::default();
+        assert_eq!(c.sessions.top_level_creator_ids().unwrap(), None);
+        assert_eq!(c.limits.max_concurrent_key_generations, 1);
+        let hash = "ab".repeat(32);
+        let c = Config::from_toml(
+            Path::new("cas.toml"),
+            &format!("[sessions]\ntop_level_creators = [\"{hash}\"]\n[limits]\nmax_queued_key_generations = 0\nnamespace_creates_per_hour = 2.5\n"),
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.sessions.top_level_creator_ids().unwrap(),
+            Some(vec![hash.parse().unwrap()])
+        );
+        assert_eq!(c.limits.max_queued_key_generations, 0);
+        let mut bad = c.clone();
+        bad.sessions.top_level_creators = vec!["*".into(), hash.clone()];
+        assert!(bad.validate().unwrap_err().to_string().contains("alone"));
+        bad.sessions.top_level_creators = vec!["alice".into()];
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("top_level_creators") && err.contains("\"alice\""),
+            "{err}"
+        );
+        let mut bad = c.clone();
+        bad.limits.max_concurrent_key_generations = 0;
+        assert!(bad.validate().is_err());
+        let mut bad = c;
+        bad.limits.namespace_creates_per_hour = f64::NAN;
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("namespace_creates_per_hour")
         );
     }
 

@@ -21,6 +21,7 @@ pub mod client;
 pub mod config;
 pub mod enclave;
 pub mod identity;
+pub mod keygen;
 pub mod metrics;
 mod parsed;
 pub mod ratelimit;

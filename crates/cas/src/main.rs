@@ -56,6 +56,23 @@ struct Args {
     /// Burst above the rate.
     #[arg(long, env = "CUSTOS_CAS_RATE_BURST")]
     rate_burst: Option<u32>,
+    /// Session creates and updates generating RSA keys at once.
+    #[arg(long, env = "CUSTOS_CAS_MAX_KEY_GENERATIONS")]
+    max_key_generations: Option<usize>,
+    /// Namespaces (top-level sessions) one client address may create per hour.
+    #[arg(long, env = "CUSTOS_CAS_NAMESPACE_CREATES_PER_HOUR")]
+    namespace_creates_per_hour: Option<f64>,
+    /// Namespaces an address may create at once above its hourly rate.
+    #[arg(long, env = "CUSTOS_CAS_NAMESPACE_CREATE_BURST")]
+    namespace_create_burst: Option<u32>,
+    /// Who may create namespaces (repeatable; replaces the file's list): `*` (anyone, the
+    /// default) or a client key hash (64 hex digits, as `custos self show` prints it).
+    #[arg(
+        long = "top-level-creator",
+        env = "CUSTOS_CAS_TOP_LEVEL_CREATORS",
+        value_delimiter = ','
+    )]
+    top_level_creators: Vec<String>,
     /// Connections served at once.
     #[arg(long, env = "CUSTOS_CAS_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
@@ -193,6 +210,21 @@ impl Args {
         set(&mut c.limits.max_body_bytes, self.max_body_bytes);
         set(&mut c.limits.requests_per_second, self.rate_limit);
         set(&mut c.limits.burst, self.rate_burst);
+        set(
+            &mut c.limits.max_concurrent_key_generations,
+            self.max_key_generations,
+        );
+        set(
+            &mut c.limits.namespace_creates_per_hour,
+            self.namespace_creates_per_hour,
+        );
+        set(
+            &mut c.limits.namespace_create_burst,
+            self.namespace_create_burst,
+        );
+        if !self.top_level_creators.is_empty() {
+            c.sessions.top_level_creators = self.top_level_creators;
+        }
         set(&mut c.limits.max_connections, self.max_connections);
         set(
             &mut c.limits.max_connections_per_address,

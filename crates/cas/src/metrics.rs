@@ -20,6 +20,10 @@ pub struct Metrics {
     pub client_connections: Arc<ConnectionStats>,
     /// The enclave API's connections.
     pub enclave_connections: Arc<ConnectionStats>,
+    key_generations: KeyGenerationGauge,
+    key_generation_busy: AtomicU64,
+    namespace_quota_exceeded: AtomicU64,
+    evidence_busy: AtomicU64,
 }
 
 impl Metrics {
@@ -59,6 +63,40 @@ impl Metrics {
             ("client", &self.client_connections),
             ("enclave", &self.enclave_connections),
         ]
+    }
+
+    /// A key generation (with RSA keys) started; it counts as running until the guard drops
+    /// (the guard moves into the blocking task, so a request cancelled meanwhile still counts).
+    pub fn key_generation_started(self: &Arc<Self>) -> KeyGenerationRunning {
+        let gauge = &self.key_generations;
+        let now = gauge.running.fetch_add(1, Ordering::SeqCst) + 1;
+        gauge.peak.fetch_max(now, Ordering::SeqCst);
+        KeyGenerationRunning(self.clone())
+    }
+
+    /// Key generations running now, and the most that ever ran at once.
+    pub fn key_generations(&self) -> (u64, u64) {
+        let gauge = &self.key_generations;
+        (
+            gauge.running.load(Ordering::SeqCst),
+            gauge.peak.load(Ordering::SeqCst),
+        )
+    }
+
+    /// Counts a request refused with 503 because key generation was busy.
+    pub fn key_generation_busy(&self) {
+        self.key_generation_busy.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a namespace create refused by the per-address quota.
+    pub fn namespace_quota_exceeded(&self) {
+        self.namespace_quota_exceeded
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a `/v1/attest` refused with 503 because evidence production was busy.
+    pub fn evidence_busy(&self) {
+        self.evidence_busy.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts an enclave API request (`challenge`, `attest`) refused before it redeemed a
@@ -115,6 +153,39 @@ impl Metrics {
         let sum = |f: &dyn Fn(&ConnectionStats) -> u64| -> String {
             listeners.iter().map(|(_, s)| f(s)).sum::<u64>().to_string()
         };
+        let (running, peak) = self.key_generations();
+        metric(
+            "custos_cas_key_generations_running",
+            "gauge",
+            "Session creates and updates generating RSA keys now.",
+            running.to_string(),
+        );
+        metric(
+            "custos_cas_key_generations_running_peak",
+            "gauge",
+            "The most RSA key generations that ran at once since start.",
+            peak.to_string(),
+        );
+        metric(
+            "custos_cas_key_generation_busy_total",
+            "counter",
+            "Creates and updates refused with 503 while key generation was busy.",
+            self.key_generation_busy.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "custos_cas_namespace_quota_exceeded_total",
+            "counter",
+            "Namespace creates refused with 429 by the per-address quota.",
+            self.namespace_quota_exceeded
+                .load(Ordering::Relaxed)
+                .to_string(),
+        );
+        metric(
+            "custos_cas_evidence_busy_total",
+            "counter",
+            "Requests for the CAS's own evidence refused with 503 while it was busy.",
+            self.evidence_busy.load(Ordering::Relaxed).to_string(),
+        );
         metric(
             "custos_cas_tls_handshake_failures_total",
             "counter",
@@ -243,6 +314,26 @@ impl Metrics {
                 );
             }
         }
+    }
+}
+
+/// Key generations running now and the most at once (for the concurrency bound's proof).
+#[derive(Debug, Default)]
+struct KeyGenerationGauge {
+    running: AtomicU64,
+    peak: AtomicU64,
+}
+
+/// A running key generation: counted until dropped.
+#[derive(Debug)]
+pub struct KeyGenerationRunning(Arc<Metrics>);
+
+impl Drop for KeyGenerationRunning {
+    fn drop(&mut self) {
+        self.0
+            .key_generations
+            .running
+            .fetch_sub(1, Ordering::SeqCst);
     }
 }
 

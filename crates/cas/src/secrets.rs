@@ -251,16 +251,49 @@ fn migrated_ca_key<'p>(secret: &Secret, previous: Option<&'p SecretValue>) -> Op
 /// one costly thing a client can ask for.
 pub const MAX_GENERATED_KEYS: usize = 64;
 
-/// Generates the private keys the session's new values need (slow for RSA): for each
-/// generated `private-key`, and for each generated `x509-ca` without `private_key`, unless
-/// `previous` (the values of the version an update replaces) has one that migrates.
-pub fn prepare(
-    session: &Session,
-    previous: Option<&SecretValues>,
-) -> Result<PreparedKeys, SecretError> {
+/// The private keys a session version needs generated: known before any is made, so the
+/// caller can decide where (and whether) the costly work runs.
+#[derive(Debug, Default)]
+pub struct KeyPlan {
+    // (secret name, key type), in the session's order.
+    wanted: Vec<(String, KeyType)>,
+}
+
+impl KeyPlan {
+    /// Whether the plan holds an RSA key: tens to hundreds of milliseconds of CPU each, where
+    /// EC and Ed25519 keys take microseconds.
+    pub fn is_costly(&self) -> bool {
+        self.wanted.iter().any(|(_, key_type)| key_type.is_rsa())
+    }
+
+    /// How many keys the plan makes.
+    pub fn len(&self) -> usize {
+        self.wanted.len()
+    }
+
+    /// Whether the plan makes no key.
+    pub fn is_empty(&self) -> bool {
+        self.wanted.is_empty()
+    }
+
+    /// Generates the keys (blocking; slow for RSA).
+    pub fn generate(self) -> Result<PreparedKeys, SecretError> {
+        let mut prepared = PreparedKeys::default();
+        for (secret, key_type) in self.wanted {
+            let pkcs8 = generate_key(&secret, key_type)?;
+            prepared.keys.insert(secret, (key_type, pkcs8));
+        }
+        Ok(prepared)
+    }
+}
+
+/// The keys the session's new values need: for each generated `private-key`, and for each
+/// generated `x509-ca` without `private_key`, unless `previous` (the values of the version an
+/// update replaces) has one that migrates. More than [`MAX_GENERATED_KEYS`] is an error.
+pub fn plan(session: &Session, previous: Option<&SecretValues>) -> Result<KeyPlan, SecretError> {
     let previous_value =
         |secret: &Secret| previous.and_then(|p| p.values.get(secret.name.as_str()));
-    let wanted: Vec<(&Secret, KeyType)> = session
+    let wanted: Vec<(String, KeyType)> = session
         .secrets
         .iter()
         .filter(|secret| {
@@ -269,12 +302,12 @@ pub fn prepare(
         })
         .filter_map(|secret| match &secret.source {
             SecretSource::Generated(Generation::PrivateKey { key_type }) => {
-                Some((secret, *key_type))
+                Some((secret.name.as_str().to_owned(), *key_type))
             }
             SecretSource::Generated(Generation::X509Ca(CertificateRequest {
                 private_key: None,
                 ..
-            })) => Some((secret, KeyType::P256)),
+            })) => Some((secret.name.as_str().to_owned(), KeyType::P256)),
             _ => None,
         })
         .collect();
@@ -284,14 +317,16 @@ pub fn prepare(
             max: MAX_GENERATED_KEYS,
         });
     }
-    let mut prepared = PreparedKeys::default();
-    for (secret, key_type) in wanted {
-        let pkcs8 = generate_key(secret.name.as_str(), key_type)?;
-        prepared
-            .keys
-            .insert(secret.name.as_str().to_owned(), (key_type, pkcs8));
-    }
-    Ok(prepared)
+    Ok(KeyPlan { wanted })
+}
+
+/// Generates the private keys the session's new values need (slow for RSA): [`plan`], then
+/// [`KeyPlan::generate`].
+pub fn prepare(
+    session: &Session,
+    previous: Option<&SecretValues>,
+) -> Result<PreparedKeys, SecretError> {
+    plan(session, previous)?.generate()
 }
 
 fn generate_key(secret: &str, key_type: KeyType) -> Result<Zeroizing<Vec<u8>>, SecretError> {

@@ -15,7 +15,7 @@ use hyper::{Request, Response};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::api::{ClientApi, Peer};
+use crate::api::{ClientApi, Peer, TopLevelCreators};
 use crate::attest::{EvidenceSource, GramineEnclave, SimulatedPlatform};
 use crate::config::{Config, EvidenceMode};
 use crate::enclave::nonce::NonceKey;
@@ -135,14 +135,17 @@ impl Cas {
             }
         };
         let metrics = Arc::new(Metrics::default());
-        let api = Arc::new(ClientApi::new(
-            store.clone(),
-            config.limits,
-            evidence,
-            identity.spki.clone(),
-            identity.certificate_pem.clone(),
-            metrics.clone(),
-        ));
+        let api = Arc::new(
+            ClientApi::new(
+                store.clone(),
+                config.limits,
+                evidence,
+                identity.spki.clone(),
+                identity.certificate_pem.clone(),
+                metrics.clone(),
+            )
+            .with_top_level_creators(TopLevelCreators::from_settings(&config.sessions)?),
+        );
         let listener =
             TcpListener::bind(config.listen)
                 .await

@@ -292,20 +292,6 @@ async fn generated_secrets_public_values_and_imports() {
     let mut cas = CasProcess::start(dir.path(), &[]);
     let alice = ClientIdentity::generate("alice").unwrap();
     let c = cas.client(Some(&alice));
-    let ca = r#"name: pki
-version: "0.3"
-security: { attestation: { mode: none } }
-secrets:
-  - name: ROOT
-    kind: x509-ca
-    common_name: Demo Root
-    export_public: true
-    export: [{ session: app }]
-  - name: LITERAL
-    kind: ascii
-    value: LITERAL-SECRET-MARKER-1234
-"#;
-    assert_eq!(create(&c, ca).await.status, StatusCode::CREATED);
     let app = r#"name: app
 version: "0.3"
 security: { attestation: { mode: none } }
@@ -321,6 +307,25 @@ secrets:
     export_public: true
   - { name: PASSWORD, kind: ascii, size: 24 }
 "#;
+    // `app` does not exist yet: the export pins its hash (an unpinned export to a missing
+    // namespace is refused).
+    let app_hash = custos_policy::parse("app", app).unwrap().hash;
+    let ca = format!(
+        r#"name: pki
+version: "0.3"
+security: {{ attestation: {{ mode: none }} }}
+secrets:
+  - name: ROOT
+    kind: x509-ca
+    common_name: Demo Root
+    export_public: true
+    export: [{{ session: app, session_hash: {app_hash} }}]
+  - name: LITERAL
+    kind: ascii
+    value: LITERAL-SECRET-MARKER-1234
+"#
+    );
+    assert_eq!(create(&c, &ca).await.status, StatusCode::CREATED);
     let r = create(&c, app).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json());
 

@@ -17,7 +17,14 @@ async fn every_acknowledged_create_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let alice = ClientIdentity::generate("alice").unwrap();
     let acknowledged = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
-    let rate = ["--rate-limit", "100000", "--rate-burst", "100000"];
+    let rate = [
+        "--rate-limit",
+        "100000",
+        "--rate-burst",
+        "100000",
+        "--namespace-create-burst",
+        "100000",
+    ];
 
     for round in 0..3 {
         let mut cas = CasProcess::start(dir.path(), &rate);

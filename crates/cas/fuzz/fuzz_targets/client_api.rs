@@ -38,6 +38,7 @@ fn world() -> &'static World {
         let limits = Limits {
             requests_per_second: 1e9,
             burst: 1_000_000_000,
+            namespace_create_burst: 1_000_000_000,
             ..Limits::default()
         };
         let api = Arc::new(ClientApi::new(

@@ -233,3 +233,22 @@ fn migrate_keeps_keys_and_certificates_whose_key_and_issuer_are_unchanged() {
         key_of_value(&third.values["LEAF"])
     );
 }
+
+#[test]
+fn the_key_plan_says_what_is_costly_before_anything_is_made() {
+    let s = session(ALL_KINDS);
+    let plan = plan(&s, None).unwrap();
+    // K256, K384, KED, KRSA, ROOT's and INTER's keys.
+    assert_eq!(plan.len(), 6);
+    assert!(plan.is_costly(), "RSA-2048 is costly");
+    let cheap = session(
+        "name: ec\nversion: \"0.3\"\nsecrets:\n  - { name: K, kind: private-key }\n  - { name: CA, kind: x509-ca }\n",
+    );
+    let cheap_plan = super::plan(&cheap, None).unwrap();
+    assert_eq!(cheap_plan.len(), 2);
+    assert!(!cheap_plan.is_costly());
+    let none = super::plan(&session("name: n\nversion: \"0.3\"\n"), None).unwrap();
+    assert!(none.is_empty() && !none.is_costly());
+    let prepared = cheap_plan.generate().unwrap();
+    assert_eq!(prepared.keys.len(), 2);
+}
