@@ -120,6 +120,9 @@ helm_tests() {
   expect sample-cas 'port: 18765' "enclave API exposed"
   expect sample-cas 'evidence = "simulation"'
   expect_not sample-cas 'kind: NetworkPolicy' "no NetworkPolicy by default"
+  expect sample-cas 'externalTrafficPolicy: Local' "a LoadBalancer keeps client addresses for the per-address limits"
+  expect sample-cas 'top_level_creators = \["\*"\]' "anyone may create namespaces by default, as in SCONE"
+  expect sample-cas 'max_connections_per_address = 64'
 
   render sample-las las las --set useSGXDevPlugin=azure
   expect sample-las '^kind: DaemonSet$'
