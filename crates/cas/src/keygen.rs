@@ -2,12 +2,13 @@
 //!
 //! Anyone may create a namespace, and one session may ask for 64 RSA-3072 keys (seconds of
 //! CPU): unbounded, a few such requests take the CPU that attestations need. Costly work
-//! therefore runs on the blocking pool behind a semaphore of
-//! `limits.max_concurrent_key_generations` slots, with at most
-//! `limits.max_queued_key_generations` requests waiting, each for at most
+//! therefore runs behind a semaphore of `limits.max_concurrent_key_generations` slots, with at
+//! most `limits.max_queued_key_generations` requests waiting, each for at most
 //! `limits.key_generation_wait_secs`; beyond that the caller is told to come back later
-//! rather than queued without bound. The slot moves into the blocking task, so a client
-//! that disconnects does not free it while its keys are still being made.
+//! rather than queued without bound. Each runs on a thread of its own at the lowest
+//! scheduling priority (nice 19), so it takes only the CPU attestations leave idle. The slot
+//! moves into that thread, so a client that disconnects does not free it while its keys are
+//! still being made.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -103,13 +104,19 @@ impl KeyGenerationGate {
             }
         };
         let running = self.metrics.key_generation_started();
-        tokio::task::spawn_blocking(move || {
-            // Fields drop in order: the gauge goes down before the slot is given back.
-            let _slot = (running, permit);
-            work()
-        })
-        .await
-        .map_err(|e| Busy::Failed(e.to_string()))
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("key-generation".into())
+            .spawn(move || {
+                // Fields drop in order: the gauge goes down before the slot is given back.
+                let _slot = (running, permit);
+                lowest_priority();
+                let _ = reply.send(work());
+            })
+            .map_err(|e| Busy::Failed(format!("cannot start a key generation thread: {e}")))?;
+        answer
+            .await
+            .map_err(|_| Busy::Failed("the key generation thread ended without an answer".into()))
     }
 
     fn queue(&self) -> Result<Queued<'_>, Busy> {
@@ -121,6 +128,15 @@ impl KeyGenerationGate {
             });
         }
         Ok(place)
+    }
+}
+
+/// Makes the calling thread the last in line for the CPU (nice 19: about 1/70 of a normal
+/// thread's share when both want it). Where the platform refuses, it runs as it is.
+fn lowest_priority() {
+    let thread = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(thread), 19) {
+        tracing::debug!("key generation keeps its priority: setpriority failed: {e}");
     }
 }
 
@@ -146,6 +162,20 @@ mod tests {
         (tx, move || {
             let _ = rx.recv();
         })
+    }
+
+    /// The calling thread's nice value, from `/proc/thread-self/stat` (field 19).
+    fn own_nice() -> i64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        after_name.split(' ').nth(16).unwrap().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn costly_work_runs_at_the_lowest_priority_and_cheap_work_does_not() {
+        let gate = gate(1, 1, 1_000);
+        assert_eq!(gate.run(true, own_nice).await.unwrap(), 19);
+        assert_eq!(gate.run(false, own_nice).await.unwrap(), own_nice());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
