@@ -15,6 +15,7 @@ use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_rustls::rustls::HandshakeKind;
 
 use crate::body::{RequestBody, ResponseBody};
 use crate::registry::{Activity, Slot};
@@ -80,6 +81,9 @@ pub(crate) async fn run<M, S, B>(
             };
             activity.touch();
             let session = tls.get_ref().1;
+            if session.handshake_kind() == Some(HandshakeKind::Resumed) {
+                shared.stats.handshake_resumed();
+            }
             let h2 = session.alpn_protocol() == Some(b"h2".as_slice());
             let certificate = session
                 .peer_certificates()

@@ -133,49 +133,29 @@ impl Server {
             make_service,
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        tokio::pin!(shutdown);
-        'accept: loop {
-            // At the limit with every connection busy, leave new ones in the listen backlog.
-            tokio::select! {
-                () = registry.wait_for_room() => {}
-                () = &mut shutdown => break,
-            }
-            let (tcp, addr) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            let slot = loop {
-                match registry.admit(addr.ip()) {
-                    Admission::Admitted(slot) => break slot,
-                    Admission::OverAddressCap => {
-                        tracing::debug!(%addr, "connection closed: its address holds its maximum");
-                        continue 'accept;
-                    }
-                    // Someone went busy since the room check: wait for room again.
-                    Admission::Full => tokio::select! {
-                        () = registry.wait_for_room() => {}
-                        () = &mut shutdown => break 'accept,
-                    },
-                }
-            };
-            tokio::spawn(connection::run(
-                tcp,
-                addr,
-                slot,
-                shared.clone(),
-                stopped.clone(),
-            ));
+        // The accept loop is a task of its own, so it runs on a runtime worker. Awaited here
+        // it would run wherever this future is polled: under `block_on` or `#[tokio::main]`
+        // that is the main thread, and every accept would wait for that thread to be woken
+        // and scheduled (on a busy machine, milliseconds) while the handshakes queue.
+        let mut accepting = AbortOnDrop(tokio::spawn(accept_loop(
+            self.listener,
+            registry.clone(),
+            shared.clone(),
+            stopped,
+        )));
+        shutdown.await;
+        // Aborting drops the listener: the loop holds no slot across its awaits.
+        accepting.0.abort();
+        if let Err(error) = (&mut accepting.0).await
+            && error.is_panic()
+        {
+            tracing::error!("the accept loop panicked");
         }
-        drop(self.listener);
-        tracing::info!("shutting down: no new connections");
+        tracing::info!(
+            accepted = shared.stats.accepted(),
+            handshakes_resumed = shared.stats.handshakes_resumed(),
+            "shutting down: no new connections"
+        );
         let _ = stop.send(true);
         if tokio::time::timeout(grace, registry.wait_empty())
             .await
@@ -187,5 +167,63 @@ impl Server {
                 "connections still open after the grace period; closing them"
             );
         }
+    }
+}
+
+/// Stops the accept loop (and closes its listener) when the future serving it is dropped, as
+/// happens to a server raced against a stop signal in `select!`.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Accepts connections until aborted, each into a slot of `registry` and a task of its own.
+async fn accept_loop<M, S, B>(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    shared: Arc<Shared<M>>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) where
+    M: Fn(&Client) -> S + Send + Sync + 'static,
+    S: hyper::service::Service<Request<RequestBody>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    'accept: loop {
+        // At the limit with every connection busy, leave new ones in the listen backlog.
+        registry.wait_for_room().await;
+        let (tcp, addr) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let slot = loop {
+            match registry.admit(addr.ip()) {
+                Admission::Admitted(slot) => break slot,
+                Admission::OverAddressCap => {
+                    tracing::debug!(%addr, "connection closed: its address holds its maximum");
+                    continue 'accept;
+                }
+                // Someone went busy since the room check: wait for room again.
+                Admission::Full => registry.wait_for_room().await,
+            }
+        };
+        tokio::spawn(connection::run(
+            tcp,
+            addr,
+            slot,
+            shared.clone(),
+            stopped.clone(),
+        ));
     }
 }

@@ -51,6 +51,7 @@ pub struct ConnectionStats {
     refused_per_address: AtomicU64,
     evicted_idle: AtomicU64,
     handshake_failures: AtomicU64,
+    handshakes_resumed: AtomicU64,
     timed_out: [AtomicU64; 5],
 }
 
@@ -78,6 +79,11 @@ impl ConnectionStats {
     /// TLS handshakes that failed (not counting those that timed out).
     pub fn handshake_failures(&self) -> u64 {
         self.handshake_failures.load(Ordering::Relaxed)
+    }
+
+    /// TLS handshakes that resumed an earlier session (no certificate, no signature).
+    pub fn handshakes_resumed(&self) -> u64 {
+        self.handshakes_resumed.load(Ordering::Relaxed)
     }
 
     /// Connections (or, for `Body`, requests) cut off by `deadline`.
@@ -109,6 +115,10 @@ impl ConnectionStats {
 
     pub(crate) fn handshake_failed(&self) {
         self.handshake_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn handshake_resumed(&self) {
+        self.handshakes_resumed.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn time_out(&self, deadline: Deadline) {
