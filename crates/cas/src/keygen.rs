@@ -109,9 +109,12 @@ impl KeyGenerationGate {
             .name("key-generation".into())
             .spawn(move || {
                 // Fields drop in order: the gauge goes down before the slot is given back.
-                let _slot = (running, permit);
+                let slot = (running, permit);
                 lowest_priority();
-                let _ = reply.send(work());
+                let value = work();
+                // Given back before the answer, so whoever has the answer sees the slot free.
+                drop(slot);
+                let _ = reply.send(value);
             })
             .map_err(|e| Busy::Failed(format!("cannot start a key generation thread: {e}")))?;
         answer
