@@ -27,6 +27,7 @@ use crate::audit::{AuditAction, AuditEvent, Outcome};
 use crate::config::{ConfigError, Limits, SessionSettings};
 use crate::identity::ClientId;
 use crate::keygen::{Busy, KeyGenerationGate};
+use crate::log_throttle::LogThrottle;
 use crate::metrics::Metrics;
 use crate::parsed::ParsedSessions;
 use crate::ratelimit::RateLimiter;
@@ -158,6 +159,8 @@ pub struct ClientApi {
     sessions: ParsedSessions,
     keygen: KeyGenerationGate,
     namespace_quota: RateLimiter<IpAddr>,
+    /// Quota refusals are logged throttled: any address can cause them at will.
+    quota_log: LogThrottle,
     top_level_creators: TopLevelCreators,
     evidence_slots: Arc<Semaphore>,
 }
@@ -241,6 +244,7 @@ impl ClientApi {
                 limits.namespace_creates_per_hour / 3600.0,
                 limits.namespace_create_burst,
             ),
+            quota_log: LogThrottle::new(crate::log_throttle::INTERVAL),
             limits,
             evidence,
             cas_spki,
@@ -813,7 +817,12 @@ impl ClientApi {
             .map_err(|wait| {
                 self.metrics.namespace_quota_exceeded();
                 let secs = wait.as_secs() + 1;
-                tracing::warn!(%address, session = ?session, retry_in_secs = secs, "namespace quota exceeded");
+                if let Some(suppressed) = self
+                    .quota_log
+                    .admit(("session_create", "namespace_quota"), Instant::now())
+                {
+                    tracing::warn!(%address, session = ?session, retry_in_secs = secs, suppressed, "namespace quota exceeded");
+                }
                 let mut e = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "namespace_quota_exceeded",

@@ -22,6 +22,7 @@ pub mod config;
 pub mod enclave;
 pub mod identity;
 pub mod keygen;
+mod log_throttle;
 pub mod metrics;
 mod parsed;
 pub mod ratelimit;
