@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::{Body, Incoming};
+use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -20,7 +20,7 @@ use tokio_rustls::rustls::HandshakeKind;
 use crate::body::{RequestBody, ResponseBody};
 use crate::registry::{Activity, Slot};
 use crate::stats::{ConnectionStats, Deadline};
-use crate::{BoxError, Client, ConnectionLimits, Transport};
+use crate::{Client, ConnectionLimits, HttpService, Transport};
 
 /// How long a connection closed for a deadline may take to say goodbye (HTTP/2 GOAWAY).
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -34,7 +34,7 @@ pub(crate) struct Shared<M> {
 }
 
 /// Serves one accepted connection until it ends, times out, is evicted or the server stops.
-pub(crate) async fn run<M, S, B>(
+pub(crate) async fn run<M, S>(
     tcp: TcpStream,
     addr: SocketAddr,
     slot: Slot,
@@ -42,12 +42,7 @@ pub(crate) async fn run<M, S, B>(
     mut stop: watch::Receiver<bool>,
 ) where
     M: Fn(&Client) -> S,
-    S: hyper::service::Service<Request<RequestBody>, Response = Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: HttpService,
 {
     let _ = tcp.set_nodelay(true);
     let activity = slot.activity.clone();
@@ -96,7 +91,7 @@ pub(crate) async fn run<M, S, B>(
     drop(slot);
 }
 
-async fn serve_http<I, M, S, B>(
+async fn serve_http<I, M, S>(
     io: I,
     h2: bool,
     client: Client,
@@ -106,12 +101,7 @@ async fn serve_http<I, M, S, B>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     M: Fn(&Client) -> S,
-    S: hyper::service::Service<Request<RequestBody>, Response = Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: HttpService,
 {
     let limits = &shared.limits;
     let service = Tracked {

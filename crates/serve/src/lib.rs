@@ -34,6 +34,32 @@ use registry::{Admission, Registry};
 /// Any error a handler or body may return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The service a server builds for each connection: it takes requests whose body has the
+/// read deadline, and answers with any body. (One name for the bounds every function here
+/// needs.)
+pub trait HttpService:
+    hyper::service::Service<
+        Request<RequestBody>,
+        Response = Response<Self::ResponseBody>,
+        Future: Send + 'static,
+        Error: Into<BoxError>,
+    > + Send
+    + 'static
+{
+    /// The response body.
+    type ResponseBody: Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
+}
+
+impl<S, B> HttpService for S
+where
+    S: hyper::service::Service<Request<RequestBody>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
+{
+    type ResponseBody = B;
+}
+
 /// How a listener's connections are secured.
 #[derive(Clone)]
 pub enum Transport {
@@ -94,15 +120,10 @@ impl Server {
 
     /// Serves until the process ends. `make_service` builds the service of each connection
     /// from its [`Client`].
-    pub async fn serve<M, S, B>(self, make_service: M)
+    pub async fn serve<M, S>(self, make_service: M)
     where
         M: Fn(&Client) -> S + Send + Sync + 'static,
-        S: hyper::service::Service<Request<RequestBody>, Response = Response<B>> + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        S: HttpService,
     {
         self.serve_until(make_service, std::future::pending(), Duration::ZERO)
             .await;
@@ -111,19 +132,14 @@ impl Server {
     /// Serves until `shutdown` resolves, then stops accepting, asks every connection to
     /// finish (HTTP/1: after its current request; HTTP/2: GOAWAY) and waits for them at most
     /// `grace`.
-    pub async fn serve_until<M, S, B>(
+    pub async fn serve_until<M, S>(
         self,
         make_service: M,
         shutdown: impl Future<Output = ()>,
         grace: Duration,
     ) where
         M: Fn(&Client) -> S + Send + Sync + 'static,
-        S: hyper::service::Service<Request<RequestBody>, Response = Response<B>> + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        S: HttpService,
     {
         let registry = Registry::new(self.limits, self.stats.clone());
         let shared = Arc::new(Shared {
@@ -181,19 +197,14 @@ impl Drop for AbortOnDrop {
 }
 
 /// Accepts connections until aborted, each into a slot of `registry` and a task of its own.
-async fn accept_loop<M, S, B>(
+async fn accept_loop<M, S>(
     listener: TcpListener,
     registry: Arc<Registry>,
     shared: Arc<Shared<M>>,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) where
     M: Fn(&Client) -> S + Send + Sync + 'static,
-    S: hyper::service::Service<Request<RequestBody>, Response = Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: HttpService,
 {
     'accept: loop {
         // At the limit with every connection busy, leave new ones in the listen backlog.
