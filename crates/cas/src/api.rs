@@ -7,13 +7,14 @@
 //! and is recorded in the audit log.
 
 use std::convert::Infallible;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
 use custos_policy::{AccessPolicy, Principal, PublicKeyHash, Session};
+use custos_serve::client_address;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
@@ -195,18 +196,6 @@ impl TopLevelCreators {
             Self::Anyone => true,
             Self::Only(ids) => ids.contains(&client),
         }
-    }
-}
-
-/// What the namespace quota counts against: the IPv4 address, or the IPv6 /64 (a host
-/// usually holds a whole /64, so single addresses would be free to take).
-fn quota_address(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u64::MAX as u128))),
-        },
     }
 }
 
@@ -811,7 +800,7 @@ impl ClientApi {
 
     /// Takes one namespace create from the caller's address quota, or says when to retry.
     fn take_namespace_quota(&self, peer: &Peer, session: &str) -> Result<(), ApiError> {
-        let address = quota_address(peer.addr.ip());
+        let address = client_address(peer.addr.ip());
         self.namespace_quota
             .check(&address, Instant::now())
             .map_err(|wait| {

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -58,25 +57,13 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     }
 }
 
-/// The key a client address is limited by: an IPv4 address as it is, an IPv6 address by
-/// its /64 — one host usually holds a whole /64, so limits per IPv6 address would be none.
-pub fn address_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn ipv6_addresses_are_limited_by_their_64() {
-        let key = |s: &str| address_key(s.parse().unwrap()).to_string();
+        let key = |s: &str| custos_serve::client_address(s.parse().unwrap()).to_string();
         assert_eq!(key("127.0.0.2"), "127.0.0.2");
         assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::");
         assert_eq!(key("2001:db8:1:2:ffff::9"), "2001:db8:1:2::");

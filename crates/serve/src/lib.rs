@@ -26,6 +26,7 @@ use tokio_rustls::rustls::pki_types::CertificateDer;
 
 pub use body::{BodyError, RequestBody, ResponseBody};
 pub use limits::ConnectionLimits;
+pub use registry::client_address;
 pub use stats::{ConnectionStats, Deadline};
 
 use connection::Shared;

@@ -39,9 +39,10 @@ pub(crate) enum Admission {
     Full,
 }
 
-/// The address a per-address cap counts by: IPv4 addresses one by one, IPv6 by /64 prefix
-/// (one host usually owns a whole /64).
-fn address_key(ip: IpAddr) -> IpAddr {
+/// The client address every per-address limit counts by (connections here; in the CAS also
+/// request rates and quotas): IPv4 addresses one by one (IPv4-mapped IPv6 ones too), IPv6
+/// by /64 prefix — one host usually owns a whole /64, so limits per IPv6 address would be none.
+pub fn client_address(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let prefix = u128::from(v6) & !((1u128 << 64) - 1);
@@ -69,7 +70,7 @@ impl Registry {
     /// A slot for a connection from `ip`: refused over the address's cap; at the global
     /// limit the longest-idle connection is evicted for it, or, with none idle, `Full`.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Admission {
-        let key = address_key(ip);
+        let key = client_address(ip);
         let mut state = self.lock();
         let from_address = state.per_address.get(&key).copied().unwrap_or(0);
         if from_address >= self.limits.max_connections_per_address {

@@ -124,13 +124,13 @@ fn quota_addresses_group_an_ipv6_64() {
     let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
     let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
     let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-    assert_eq!(quota_address(a), quota_address(b));
-    assert_ne!(quota_address(a), quota_address(c));
+    assert_eq!(client_address(a), client_address(b));
+    assert_ne!(client_address(a), client_address(c));
     let mapped: IpAddr = "::ffff:127.0.0.2".parse().unwrap();
     assert_eq!(
-        quota_address(mapped),
+        client_address(mapped),
         "127.0.0.2".parse::<IpAddr>().unwrap()
     );
     let v4: IpAddr = "127.0.0.3".parse().unwrap();
-    assert_eq!(quota_address(v4), v4);
+    assert_eq!(client_address(v4), v4);
 }

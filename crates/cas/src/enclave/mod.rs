@@ -48,6 +48,7 @@ use custos_protocol::enclave::{
     RuntimeData,
 };
 use custos_protocol::{ErrorBody, ErrorDetail};
+use custos_serve::client_address;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
 use hyper::header::{HeaderValue, RETRY_AFTER};
@@ -61,7 +62,7 @@ use crate::config::{Config, EnclaveSettings};
 use crate::identity::ClientId;
 use crate::metrics::Metrics;
 use crate::parsed::ParsedSessions;
-use crate::ratelimit::{RateLimiter, address_key};
+use crate::ratelimit::RateLimiter;
 use crate::server::Cas;
 use crate::store::{SessionRecord, Store};
 
@@ -429,7 +430,7 @@ impl EnclaveApi {
         };
         if let Err(wait) = self
             .challenge_limiter
-            .check(&address_key(ip), Instant::now())
+            .check(&client_address(ip), Instant::now())
         {
             self.metrics.rate_limited();
             let e = rate_limited(
@@ -481,7 +482,10 @@ impl EnclaveApi {
             );
             e
         };
-        if let Err(wait) = self.attest_limiter.check(&address_key(ip), Instant::now()) {
+        if let Err(wait) = self
+            .attest_limiter
+            .check(&client_address(ip), Instant::now())
+        {
             self.metrics.rate_limited();
             let e = rate_limited(
                 wait,
