@@ -127,11 +127,7 @@ fn random_suffix() -> Result<String, RunError> {
     let mut bytes = [0u8; 8];
     aws_lc_rs::rand::fill(&mut bytes)
         .map_err(|_| RunError::Local("the random number generator failed".into()))?;
-    Ok(hex_lower(&bytes))
-}
-
-fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(hex::encode(bytes))
 }
 
 #[cfg(test)]
