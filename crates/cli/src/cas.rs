@@ -10,18 +10,16 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use clap::{Args, Subcommand};
-use custos_attestation::claims::{EvidenceKind, MrEnclave};
-use custos_attestation::policy::{
-    Check, Decision, IdentityPolicy, IgnoredAdvisories, ServicePolicy, Toleration, Tolerations,
-    evaluate,
-};
+use clap::Subcommand;
+use custos_attestation::claims::EvidenceKind;
+use custos_attestation::policy::{Check, Decision, evaluate};
 use custos_attestation::sim::{PlatformPublicKey, SimQuoteVerifier, TrustedPlatforms};
 use custos_attestation::{UnixTime, Verifier as _};
 use custos_cas::client::{CasClient, ServerTrust};
 use custos_cas::identity::ClientId;
 use hyper::{Method, StatusCode};
 
+pub(crate) use crate::attest_flags::AttestArgs;
 use crate::identity::{CliConfig, PinnedCas, normalize_addr, not_attested};
 
 #[derive(Debug, Subcommand)]
@@ -31,7 +29,7 @@ pub(crate) enum CasCommand {
     /// Without testing flags, simulated evidence and debug-mode CAS instances are refused.
     /// Hardware evidence (an SGX quote) is verified with Intel DCAP: give the CAS's MRENCLAVE
     /// and where collateral comes from (--pccs URL or --collateral JSON).
-    Attest(AttestArgs),
+    Attest(Box<AttestArgs>),
     /// List the attested CAS instances (the default is marked `*`).
     List,
     /// Make an attested CAS the default.
@@ -39,84 +37,6 @@ pub(crate) enum CasCommand {
         /// The CAS address (host[:port], default port 8081).
         addr: String,
     },
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct AttestArgs {
-    /// The CAS address: host name or IP address, with an optional port (default 8081).
-    addr: String,
-    /// An accepted MRENCLAVE of the CAS (repeatable; hex).
-    #[arg(long = "mrenclave", value_name = "H")]
-    mrenclaves: Vec<MrEnclave>,
-    /// TESTING ONLY: accept simulated evidence from any platform key and any MRENCLAVE.
-    #[arg(long)]
-    only_for_testing_trust_any: bool,
-    /// TESTING ONLY: accept a CAS whose enclave runs in debug mode (its memory is readable by the host).
-    #[arg(long)]
-    only_for_testing_debug: bool,
-    /// TESTING ONLY: do not check the CAS's signer. (Custos pins the CAS by MRENCLAVE and has no
-    /// release signer yet, so this is accepted for compatibility and changes nothing.)
-    #[arg(long)]
-    only_for_testing_ignore_signer: bool,
-    /// Tolerate an outdated TCB (hardware evidence).
-    #[arg(short = 'G')]
-    tolerate_outdated_tcb: bool,
-    /// Tolerate a TCB that needs configuration (hardware evidence).
-    #[arg(short = 'C')]
-    tolerate_configuration_needed: bool,
-    /// Tolerate a TCB that needs software hardening (hardware evidence).
-    #[arg(short = 'S')]
-    tolerate_sw_hardening_needed: bool,
-    /// Where DCAP collateral for hardware evidence comes from.
-    #[command(flatten)]
-    collateral: crate::evidence::CollateralArgs,
-    #[command(flatten)]
-    pccs_options: crate::evidence::PccsOptions,
-    /// For hardware evidence: trust this root CA (DER or PEM) instead of Intel's production root.
-    #[arg(long, value_name = "DER")]
-    root_ca: Option<std::path::PathBuf>,
-    /// TESTING ONLY: verify hardware evidence as of this time (Unix seconds), e.g. against
-    /// recorded collateral, instead of now.
-    #[arg(long, value_name = "UNIX_SECONDS")]
-    only_for_testing_at: Option<u64>,
-}
-
-impl AttestArgs {
-    /// What the flags accept, as a policy: the MRENCLAVEs given (any, when none is given,
-    /// with `--only-for-testing-trust-any`), debug mode and TCB statuses as tolerated.
-    fn policy(&self, found: MrEnclave) -> ServicePolicy {
-        let mut mrenclaves = self.mrenclaves.clone();
-        if mrenclaves.is_empty() && self.only_for_testing_trust_any {
-            mrenclaves = vec![found];
-        }
-        let flags = [
-            (self.only_for_testing_debug, Toleration::DebugMode),
-            (self.tolerate_outdated_tcb, Toleration::OutdatedTcb),
-            (
-                self.tolerate_configuration_needed,
-                Toleration::InsecureConfiguration,
-            ),
-            (
-                self.tolerate_sw_hardening_needed,
-                Toleration::SoftwareHardeningNeeded,
-            ),
-        ];
-        let mut tolerations =
-            Tolerations::of(flags.into_iter().filter(|(on, _)| *on).map(|(_, t)| t));
-        // The TCB flags judge the platform by its status; its advisories are shown, not judged.
-        tolerations.ignore_advisories = IgnoredAdvisories::All;
-        ServicePolicy {
-            identities: mrenclaves
-                .into_iter()
-                .map(|m| IdentityPolicy {
-                    mrenclave: Some(m),
-                    ..IdentityPolicy::default()
-                })
-                .collect(),
-            tolerations,
-            platforms: Vec::new(),
-        }
-    }
 }
 
 pub(crate) fn run(command: CasCommand) -> ExitCode {
@@ -142,7 +62,10 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
         .expect("a current-thread runtime starts")
 }
 
-fn attest(args: AttestArgs) -> ExitCode {
+fn attest(args: Box<AttestArgs>) -> ExitCode {
+    if let Err(usage) = args.check() {
+        return fail(2, [usage]);
+    }
     let addr = match normalize_addr(&args.addr) {
         Ok(a) => a,
         Err(e) => return fail(2, [e]),
@@ -199,6 +122,16 @@ fn attest(args: AttestArgs) -> ExitCode {
     let mut runtime_data = response.server_spki.clone();
     runtime_data.extend_from_slice(&nonce);
     let key_hash = ClientId::of_spki(&response.server_spki);
+    if let Some(expected) = args.cas_key_hash
+        && expected != key_hash
+    {
+        return fail(
+            1,
+            [format!(
+                "CAS {addr}: key hash (-c): expected {expected}, actual {key_hash}"
+            )],
+        );
+    }
 
     let claims = match kind.parse::<EvidenceKind>() {
         Ok(EvidenceKind::SimQuote) => {
@@ -230,11 +163,11 @@ fn attest(args: AttestArgs) -> ExitCode {
             }
         }
         Ok(EvidenceKind::SgxQuote) => {
-            if args.mrenclaves.is_empty() && !args.only_for_testing_trust_any {
+            if !args.names_an_identity() {
                 return fail(
                     1,
                     [format!(
-                        "CAS {addr}: give the CAS's MRENCLAVE with --mrenclave (or, for testing only, --only-for-testing-trust-any)"
+                        "CAS {addr}: give the CAS's MRENCLAVE with --mrenclave, or its signer with --mrsigner, --isvprodid and --isvsvn (Custos has no built-in CAS signer; for testing only: --only-for-testing-trust-any)"
                     )],
                 );
             }
@@ -269,7 +202,11 @@ fn attest(args: AttestArgs) -> ExitCode {
         Err(e) => return fail(1, [format!("CAS {addr}: {e}")]),
     };
 
-    if let Decision::Deny(denials) = evaluate(&claims, &args.policy(claims.mrenclave)) {
+    let policy = match args.policy(&claims) {
+        Ok(policy) => policy,
+        Err(refusal) => return fail(1, [format!("CAS {addr}: {refusal}")]),
+    };
+    if let Decision::Deny(denials) = evaluate(&claims, &policy) {
         return fail(
             1,
             denials.iter().map(|d| {
@@ -282,8 +219,6 @@ fn attest(args: AttestArgs) -> ExitCode {
             }),
         );
     }
-    // Custos pins a CAS by MRENCLAVE; it has no release signer to check or to ignore.
-    let _ = args.only_for_testing_ignore_signer;
     let simulated = claims.evidence == EvidenceKind::SimQuote;
     let pinned = PinnedCas {
         key_hash,

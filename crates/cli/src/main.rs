@@ -3,15 +3,20 @@
 //!
 //! Exit codes for every command: 0 ok/verified, 1 rejected (reasons on stderr, one line each),
 //! 2 bad usage or unreadable input.
+//!
+//! Invoked as `scone` (a link named `scone`), it speaks the SCONE CLI's spellings for the
+//! commands the SCONE sample uses ([`scone`]).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod attest_flags;
 mod cas;
 mod demo;
 mod evidence;
 mod identity;
+mod scone;
 mod session;
 mod session_cas;
 
@@ -43,7 +48,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    if scone::invoked_as_scone() {
+        return scone::main();
+    }
+    run(Cli::parse().command)
+}
+
+fn run(command: Command) -> ExitCode {
+    match command {
         Command::Session(command) => session::run(command),
         Command::Evidence(command) => evidence::run(command),
         Command::Mrenclave(args) => evidence::mrenclave(args),

@@ -81,12 +81,12 @@ fn attest_then_create_update_read_verify_the_sample() {
     let session = sample("session.template.yml");
     let (ns, session) = (ns.to_str().unwrap(), session.to_str().unwrap());
 
-    let id = custos(&alice, &["self", "show"]);
+    let id = custos(&alice, &["self", "show-key-hash"]);
     assert_eq!(code(&id), 0, "{}", err(&id));
     let id = out(&id).trim().to_owned();
     assert_eq!(id.len(), 64);
     assert_eq!(
-        out(&custos(&alice, &["self", "show"])).trim(),
+        out(&custos(&alice, &["self", "show-key-hash"])).trim(),
         id,
         "the identity is kept"
     );
@@ -244,7 +244,7 @@ fn attest_then_create_update_read_verify_the_sample() {
     let o = custos(&bob, &["session", "read", "azure-integration-777/demo"]);
     assert_eq!(code(&o), 1);
     assert!(err(&o).contains("403 access_denied"), "{}", err(&o));
-    assert_ne!(out(&custos(&bob, &["self", "show"])).trim(), id);
+    assert_ne!(out(&custos(&bob, &["self", "show-key-hash"])).trim(), id);
 }
 
 /// A stand-in for Gramine's `/dev/attestation` holding a real recorded DCAP quote: the CAS
