@@ -299,6 +299,16 @@ mod tests {
         let both = hardware(TcbStatus::ConfigurationAndSwHardeningNeeded);
         assert!(!decide(&[MRENCLAVE, "-C"], &both).is_allowed());
         assert!(decide(&[MRENCLAVE, "-C", "-S"], &both).is_allowed());
+        let outdated = hardware(TcbStatus::OutOfDateConfigurationNeeded);
+        assert!(!decide(&[MRENCLAVE, "-G"], &outdated).is_allowed());
+        assert!(decide(&[MRENCLAVE, "-G", "-C"], &outdated).is_allowed());
+        assert!(
+            !decide(
+                &[MRENCLAVE, "-G", "-C", "-S"],
+                &hardware(TcbStatus::Revoked)
+            )
+            .is_allowed()
+        );
     }
 
     #[test]
@@ -440,7 +450,18 @@ mod tests {
                 .contains("one key")
         );
         assert!(refusal(&["--retries", "3"]).starts_with("--retries: not supported by Custos"));
-        assert!(refusal(&["--offline-report", "r.json"]).contains("not supported by Custos"));
+        for flags in [
+            &["--offline-report", "r.json"][..],
+            &["--nonce", "00"],
+            &["--verification-time", "2025-07-01"],
+            &["--allow-cas-owner-secret-access"],
+            &["--only_for_testing_allow-unprovisioned-cas"],
+        ] {
+            assert!(
+                refusal(flags).contains(": not supported by Custos"),
+                "{flags:?}"
+            );
+        }
         let scone_hash = Cli::try_parse_from([
             "attest",
             "cas.example",
