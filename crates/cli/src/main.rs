@@ -38,7 +38,7 @@ enum Command {
     /// The CAS: attest it and pin its key, list the attested ones, pick the default.
     #[command(subcommand)]
     Cas(cas::CasCommand),
-    /// This client's identity (its key hash, the identity the CAS sees).
+    /// This client's identity: its certificate and key hash (the identity the CAS sees).
     #[command(name = "self", subcommand)]
     SelfIdentity(identity::SelfCommand),
     /// Print the simulation measurement (mrenclave) of an executable: SHA-256 of its bytes, hex.

@@ -356,3 +356,25 @@ fn cas_attest_pins_the_signer_and_the_key_hash() {
         assert!(err(&o).contains(named), "{extra:?}: {}", err(&o));
     }
 }
+
+/// The repository's own `templates/attest-cas.sh` (what `custos demo` runs): `custos cas attest`
+/// with the sample's flags, under their Custos spellings.
+#[test]
+fn the_repositorys_attest_script_attests_with_custos() {
+    let cas_dir = tempfile::tempdir().unwrap();
+    let addr = start_cas(cas_dir.path());
+    let cli = Cli::new();
+    let o = cli
+        .command("bash")
+        .arg(repo("templates/attest-cas.sh"))
+        .env("SCONE_CAS_ADDR", &addr)
+        .env("CUSTOS", env!("CARGO_BIN_EXE_custos"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(
+        out(&o).starts_with(&format!("CAS {addr} attested and pinned")),
+        "{}",
+        out(&o)
+    );
+}
