@@ -81,7 +81,11 @@ pub(crate) struct AttestArgs {
     /// TESTING ONLY: verify hardware evidence as of this time (Unix seconds), e.g. against
     /// recorded collateral, instead of now.
     #[arg(long, value_name = "UNIX_SECONDS")]
-    pub only_for_testing_at: Option<u64>,
+    only_for_testing_at: Option<u64>,
+    /// Verify hardware evidence as of this day, 00:00 UTC (yyyy-mm-dd, dd.mm.yyyy or
+    /// dd-mm-yyyy), e.g. with collateral that has expired since, instead of now.
+    #[arg(long, value_name = "DATE", value_parser = scone_date, conflicts_with = "only_for_testing_at")]
+    verification_time: Option<u64>,
     #[command(flatten)]
     unsupported: UnsupportedSconeFlags,
 }
@@ -94,8 +98,6 @@ struct UnsupportedSconeFlags {
     offline_report: Option<String>,
     #[arg(long, hide = true, value_name = "NONCE")]
     nonce: Option<String>,
-    #[arg(long, hide = true, value_name = "DATE")]
-    verification_time: Option<String>,
     #[arg(long, hide = true)]
     allow_cas_owner_secret_access: bool,
     #[arg(long, hide = true, value_name = "COUNT")]
@@ -108,8 +110,6 @@ impl UnsupportedSconeFlags {
     fn refusal(&self) -> Option<String> {
         let reason = if self.offline_report.is_some() || self.nonce.is_some() {
             "--offline-report/--nonce: not supported by Custos: it attests a CAS over the network only, with a nonce of its own"
-        } else if self.verification_time.is_some() {
-            "--verification-time: not supported by Custos: use --only-for-testing-at UNIX_SECONDS"
         } else if self.allow_cas_owner_secret_access {
             "--allow-cas-owner-secret-access: not supported by Custos: it has no CAS provisioning, so no owner-injected database key to accept"
         } else if self.retries.is_some() {
@@ -130,7 +130,61 @@ fn cas_key_hash(text: &str) -> Result<ClientId, String> {
     })
 }
 
+/// `--verification-time`: a day as SCONE writes it (yyyy-mm-dd, dd.mm.yyyy or dd-mm-yyyy),
+/// as Unix seconds at 00:00 UTC.
+fn scone_date(text: &str) -> Result<u64, String> {
+    let bad = || format!("expected yyyy-mm-dd, dd.mm.yyyy or dd-mm-yyyy, found {text:?}");
+    let parts: Vec<&str> = text.split(['-', '.']).collect();
+    let numbers: Vec<u32> = parts
+        .iter()
+        .map(|p| {
+            p.parse()
+                .ok()
+                .filter(|_| p.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect::<Option<_>>()
+        .ok_or_else(bad)?;
+    let (year, month, day) = match (parts.as_slice(), numbers.as_slice()) {
+        ([y, _, _], &[year, month, day]) if y.len() == 4 && text.contains('-') => {
+            (year, month, day)
+        }
+        ([_, _, y], &[day, month, year]) if y.len() == 4 => (year, month, day),
+        _ => return Err(bad()),
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    let days_in_month = month_days
+        .get(month.wrapping_sub(1) as usize)
+        .ok_or_else(bad)?;
+    if year < 1970 || day == 0 || day > *days_in_month {
+        return Err(bad());
+    }
+    // Days before `year`, then before `month`, then in it.
+    let leap_years = |y: u32| y / 4 - y / 100 + y / 400;
+    let years = u64::from(year - 1970) * 365 + u64::from(leap_years(year - 1) - leap_years(1969));
+    let months: u32 = month_days.iter().take(month as usize - 1).sum();
+    Ok((years + u64::from(months) + u64::from(day - 1)) * 86_400)
+}
+
 impl AttestArgs {
+    /// The time to verify hardware evidence at, when not now.
+    pub fn verify_at(&self) -> Option<u64> {
+        self.only_for_testing_at.or(self.verification_time)
+    }
+
     /// Flag combinations SCONE documents as invalid, or Custos cannot honour: the first
     /// problem, as a usage error.
     pub fn check(&self) -> Result<(), String> {
@@ -401,6 +455,27 @@ mod tests {
     }
 
     #[test]
+    fn scones_verification_time_is_that_day_at_midnight_utc() {
+        for day in ["2025-07-01", "01.07.2025", "01-07-2025"] {
+            let args = args(&["--verification-time", day]);
+            assert_eq!(args.verify_at(), Some(1_751_328_000), "{day}");
+        }
+        assert_eq!(super::scone_date("1970-01-01"), Ok(0));
+        assert_eq!(super::scone_date("2000-03-01"), Ok(951_868_800));
+        assert_eq!(super::scone_date("29.02.2024"), Ok(1_709_164_800));
+        for bad in [
+            "2025-13-01",
+            "29.02.2025",
+            "2025/07/01",
+            "07-01-25",
+            "+2025-07-01",
+            "",
+        ] {
+            assert!(super::scone_date(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn trust_any_trusts_any_mrenclave_of_a_debug_cas_only() {
         let production = hardware(TcbStatus::UpToDate);
         let args = args(&["--only_for_testing-trust-any", "--only_for_testing-debug"]);
@@ -453,7 +528,6 @@ mod tests {
         for flags in [
             &["--offline-report", "r.json"][..],
             &["--nonce", "00"],
-            &["--verification-time", "2025-07-01"],
             &["--allow-cas-owner-secret-access"],
             &["--only_for_testing_allow-unprovisioned-cas"],
         ] {

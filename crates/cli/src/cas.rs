@@ -177,7 +177,7 @@ fn attest(args: Box<AttestArgs>) -> ExitCode {
                 &args.collateral,
                 &args.pccs_options,
                 args.root_ca.as_deref(),
-                args.only_for_testing_at,
+                args.verify_at(),
             ) {
                 Ok(claims) => claims,
                 Err(crate::evidence::Failure::Input(message)) => return fail(2, [message]),

@@ -354,6 +354,12 @@ fn a_cas_in_gramine_serves_dcap_quotes_bound_to_its_key_and_the_cli_checks_them(
         unbound.contains("evidence rejected: report data does not bind the runtime data"),
         "{unbound}"
     );
+    // SCONE's --verification-time takes the day (00:00 UTC): the same check.
+    let unbound = attest_with_collateral(&["--verification-time", "2025-07-01"]);
+    assert!(
+        unbound.contains("evidence rejected: report data does not bind the runtime data"),
+        "{unbound}"
+    );
     let listed = custos(&cli, &["cas", "list"]);
     assert!(
         !out(&listed).contains(&addr),
