@@ -141,6 +141,13 @@ fn the_samples_attest_script_and_session_commands_run_unchanged_with_scone_linke
         listed.starts_with(&format!("* {addr} key_hash=")),
         "{listed}"
     );
+    let o = cli.scone(&["cas", "set-default", &addr]);
+    assert_eq!(
+        (code(&o), out(&o)),
+        (0, format!("default CAS: {addr}\n")),
+        "{}",
+        err(&o)
+    );
 
     // The sample's README, inside the CLI container.
     let namespace = repo("templates/namespace.template.yml");
@@ -242,6 +249,31 @@ fn the_samples_attest_script_and_session_commands_run_unchanged_with_scone_linke
         (
             &["session", "create", "--identity", "id.pem", &namespace][..],
             "--identity: not supported by Custos",
+        ),
+        (
+            &["session", "update", "--retries", "3", &namespace][..],
+            "--retries: not supported by Custos",
+        ),
+        (
+            &["session", "verify", "-n", "other", &namespace][..],
+            "-n/--name: not supported by Custos",
+        ),
+        (
+            &["session", "create", "--fail-on-warning", &namespace][..],
+            "--fail-on-warning: not supported by Custos",
+        ),
+        (
+            &[
+                "session",
+                "read",
+                "--only_for_testing-disable-attestation-verification",
+                "x",
+            ][..],
+            "--only_for_testing-disable-attestation-verification: not supported by Custos",
+        ),
+        (
+            &["-c", "config.json", "cas", "list"][..],
+            "-c/--config, -o: not supported by Custos",
         ),
         (
             &["cas", "attest", &addr, "--offline-report", "r.json"][..],
