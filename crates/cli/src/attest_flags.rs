@@ -152,30 +152,20 @@ fn scone_date(text: &str) -> Result<u64, String> {
         _ => return Err(bad()),
     };
     let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    let days_in_month = month_days
-        .get(month.wrapping_sub(1) as usize)
-        .ok_or_else(bad)?;
-    if year < 1970 || day == 0 || day > *days_in_month {
+    let days_in = |month: u32| match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => 0,
+    };
+    if year < 1970 || day == 0 || day > days_in(month) {
         return Err(bad());
     }
     // Days before `year`, then before `month`, then in it.
     let leap_years = |y: u32| y / 4 - y / 100 + y / 400;
     let years = u64::from(year - 1970) * 365 + u64::from(leap_years(year - 1) - leap_years(1969));
-    let months: u32 = month_days.iter().take(month as usize - 1).sum();
+    let months: u32 = (1..month).map(days_in).sum();
     Ok((years + u64::from(months) + u64::from(day - 1)) * 86_400)
 }
 
