@@ -276,6 +276,10 @@ fn the_samples_attest_script_and_session_commands_run_unchanged_with_scone_linke
             "-c/--config, -o: not supported by Custos",
         ),
         (
+            &["-o", "out.txt", "self", "show"][..],
+            "-c/--config, -o: not supported by Custos",
+        ),
+        (
             &["cas", "attest", &addr, "--offline-report", "r.json"][..],
             "--offline-report/--nonce: not supported by Custos",
         ),
