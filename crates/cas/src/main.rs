@@ -66,7 +66,7 @@ struct Args {
     #[arg(long, env = "CUSTOS_CAS_NAMESPACE_CREATE_BURST")]
     namespace_create_burst: Option<u32>,
     /// Who may create namespaces (repeatable; replaces the file's list): `*` (anyone, the
-    /// default) or a client key hash (64 hex digits, as `custos self show` prints it).
+    /// default) or a client key hash (64 hex digits, as `custos self show-key-hash` prints it).
     #[arg(
         long = "top-level-creator",
         env = "CUSTOS_CAS_TOP_LEVEL_CREATORS",
