@@ -219,6 +219,15 @@ impl Decoder<'_> {
                         );
                         ok = false;
                     }
+                    Some(Tolerance::InsecureIgpu) => {
+                        self.r.report(
+                            t.key_or_value_at(),
+                            &t.path,
+                            Problem::InvalidValue,
+                            "`insecure-igpu` is not supported: SCONE tolerates INTEL-SA-00219 platforms with it, but does not document which TCB status it accepts, so Custos refuses it rather than guess",
+                        );
+                        ok = false;
+                    }
                     Some(t) => {
                         policy.tolerate.insert(t);
                     }
