@@ -652,6 +652,32 @@ fn issue(
     })
 }
 
+/// A DER certificate's notAfter, if it parses.
+pub(crate) fn not_after(der: &[u8]) -> Option<time::OffsetDateTime> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    time::OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp()).ok()
+}
+
+/// `time` as `YYYY-MM-DDTHH:MM:SSZ` (UTC), for messages.
+pub(crate) fn utc(time: time::OffsetDateTime) -> String {
+    let t = time.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// 9999-12-31T23:59:59Z: RFC 5280's notAfter for "no well-defined expiration date", which is
+/// what SCONE gives a certificate without `valid_for` ("virtually unlimited").
+pub(crate) fn no_expiry() -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(253_402_300_799).expect("a valid date")
+}
+
 fn certificate_params(
     request: &CertificateRequest,
     ca: bool,
@@ -668,7 +694,10 @@ fn certificate_params(
     let now = time::OffsetDateTime::now_utc();
     // A minute back, so a peer whose clock is slightly behind accepts it at once.
     params.not_before = now - Duration::from_secs(60);
-    params.not_after = now + request.valid_for;
+    params.not_after = match request.valid_for {
+        Some(valid_for) => now + valid_for,
+        None => no_expiry(),
+    };
     let mut serial = [0u8; 16];
     aws_lc_rs::rand::fill(&mut serial).map_err(|_| rcgen::Error::RingUnspecified)?;
     serial[0] &= 0x7f;
