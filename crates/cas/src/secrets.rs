@@ -605,7 +605,7 @@ fn issue(
         return Ok(kept.clone());
     }
     let key = KeyPair::try_from(pkcs8.as_slice()).map_err(generate_error)?;
-    let params = certificate_params(request, ca).map_err(generate_error)?;
+    let params = certificate_params(name, request, ca).map_err(generate_error)?;
     let (cert, chain) = match &request.issuer {
         None => (
             params.self_signed(&key).map_err(generate_error)?,
@@ -679,6 +679,7 @@ pub(crate) fn no_expiry() -> time::OffsetDateTime {
 }
 
 fn certificate_params(
+    name: &str,
     request: &CertificateRequest,
     ca: bool,
 ) -> Result<CertificateParams, rcgen::Error> {
@@ -686,10 +687,14 @@ fn certificate_params(
     params
         .subject_alt_names
         .extend(request.ip.iter().map(|ip| SanType::IpAddress(*ip)));
+    // SCONE: without `common_name`, the first `dns` name, else the secret's name.
+    let common_name = request
+        .common_name
+        .as_deref()
+        .or(request.dns.first().map(String::as_str))
+        .unwrap_or(name);
     let mut dn = DistinguishedName::new();
-    if let Some(cn) = &request.common_name {
-        dn.push(DnType::CommonName, cn.as_str());
-    }
+    dn.push(DnType::CommonName, common_name);
     params.distinguished_name = dn;
     let now = time::OffsetDateTime::now_utc();
     // A minute back, so a peer whose clock is slightly behind accepts it at once.
@@ -718,10 +723,8 @@ fn certificate_params(
         params.extended_key_usages = match request.endpoint {
             Endpoint::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
             Endpoint::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
-            Endpoint::Any => vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ],
+            // As SCONE without `endpoint`: no EKU extension.
+            Endpoint::Any => Vec::new(),
         };
     }
     Ok(params)

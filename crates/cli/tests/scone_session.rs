@@ -129,7 +129,11 @@ fn create_with_a_predecessor_updates_and_expiring_certificates_warn() {
     let stale = file("v3.yml", &session("2 years", Some(&v1)));
     let o = custos(&me, &["session", "create", &stale]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(err(&o).contains(&v2) && err(&o).contains(&v1), "{}", err(&o));
+    assert!(
+        err(&o).contains(&v2) && err(&o).contains(&v1),
+        "{}",
+        err(&o)
+    );
 
     // With a predecessor but no such session: nothing to update.
     let orphan = file(

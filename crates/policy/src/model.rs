@@ -324,7 +324,8 @@ keyword_enum!(
         Server = "server",
         /// TLS client authentication.
         Client = "client",
-        /// Both (the default).
+        /// No extended key usage extension, so no restriction (the default: SCONE adds no
+        /// EKU when `endpoint` is omitted).
         Any = "any",
     }
 );

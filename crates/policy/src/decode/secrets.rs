@@ -426,7 +426,13 @@ impl<'n> Decoder<'n> {
                     ok = false;
                     continue;
                 };
-                let (explicit_ip, address) = match text.strip_prefix("IP:") {
+                // SCONE writes `dns:…` and `ip:…`; `DNS:`/`IP:` (OpenSSL's spelling) too.
+                let prefixed = |prefix: &str| {
+                    text.get(..prefix.len())
+                        .filter(|p| p.eq_ignore_ascii_case(prefix))
+                        .map(|_| &text[prefix.len()..])
+                };
+                let (explicit_ip, address) = match prefixed("ip:") {
                     Some(a) => (true, a),
                     None => (false, text),
                 };
@@ -440,14 +446,14 @@ impl<'n> Decoder<'n> {
                     ok = false;
                     continue;
                 }
-                let name = text.strip_prefix("DNS:").unwrap_or(text);
+                let name = prefixed("dns:").unwrap_or(text);
                 match values::dns_name(name) {
                     Ok(()) => dns.push(name.to_owned()),
                     Err(e) => {
                         self.r.invalid(
                             f,
                             format!(
-                                "{e}; `san` entries are DNS names or IP addresses (`DNS:…`, `IP:…`)"
+                                "{e}; `san` entries are DNS names or IP addresses (`dns:…`, `ip:…`)"
                             ),
                         );
                         ok = false;
