@@ -123,3 +123,73 @@ fn refusals_name_the_difference_and_never_quote_a_key() {
     assert!(d.contains("inline PEM private key (SCONE's form)"), "{d}");
     assert!(!d.contains("MIIE") && !d.contains("BEGIN"), "{d}");
 }
+
+#[test]
+fn scone_features_custos_lacks_are_refused_not_ignored() {
+    const M: &str = "291645fc02749ef4f895da626d1ffe9bf45d34aad2177507844e1b87d220219f";
+    let svc = format!("services:\n  - name: app\n    mrenclaves: [\"{M}\"]\n");
+    let cases: Vec<(&str, String)> = vec![
+        ("salt", "salt: fa9af327a1100a32fcd1a07e929ec271\n".into()),
+        ("namespace_hash", format!("namespace_hash: {M}\n")),
+        ("secret_config", "secret_config: {}\n".into()),
+        ("singleton_enclaves", "security:\n  singleton_enclaves: true\n".into()),
+        ("service_access_token", "security:\n  service_access_token: abc\n".into()),
+        (
+            "one_time_password_shared_secret",
+            "security:\n  attestation:\n    one_time_password_shared_secret: BASE32SECRET3232BASE32SECRET3232\n".into(),
+        ),
+        (
+            "must_be_sgx_local",
+            "security:\n  attestation:\n    must_be_sgx_local: true\n".into(),
+        ),
+        ("aepic-leak", "security:\n  attestation:\n    tolerate: [aepic-leak]\n".into()),
+        (
+            "local-attestation-trust-cas-tcb",
+            "security:\n  attestation:\n    tolerate: [local-attestation-trust-cas-tcb]\n".into(),
+        ),
+        (
+            "provide_secrets",
+            "images:\n  - name: i\n    provide_secrets: [A]\n".into(),
+        ),
+        (
+            "decryption_key",
+            "secrets:\n  - name: T\n    kind: aad-token\n    tenant_id: t\n    client_id: c\n    application_secret: s\n  - name: A\n    kind: ascii\n    import_akv: {vault: v.vault.azure.net, secret_name: a, decryption_key: K}\n".into(),
+        ),
+        (
+            "export namespace",
+            "secrets:\n  - name: A\n    kind: ascii\n    export: [{namespace: other}]\n".into(),
+        ),
+        (
+            "export cas_url",
+            "secrets:\n  - name: A\n    kind: ascii\n    export: [{cas_url: cas.example.com, session: s}]\n".into(),
+        ),
+        ("public-key", "secrets:\n  - {name: P, kind: public-key}\n".into()),
+        ("config-fragment", "secrets:\n  - {name: P, kind: config-fragment, value: x}\n".into()),
+        ("pgp-key", "secrets:\n  - {name: P, kind: pgp-key}\n".into()),
+        (
+            "placeholder in attestation",
+            "secrets:\n  - {name: L, kind: ascii, value: x}\nservices:\n  - name: app\n    attestation: [{mrenclave: [\"$$SCONE::L$$\"]}]\n".into(),
+        ),
+        (
+            "placeholder in access_policy",
+            "secrets:\n  - {name: L, kind: ascii, value: x}\naccess_policy:\n  read: [\"$$SCONE::L$$\"]\n".into(),
+        ),
+        (
+            "signer in access_policy",
+            "access_policy:\n  update: [{signer: x}]\n".into(),
+        ),
+        ("list_sessions", "access_policy:\n  list_sessions: [CREATOR]\n".into()),
+        (
+            "base32",
+            format!("secrets:\n  - {{name: B, kind: binary}}\n{svc}    environment: {{B: \"$$SCONE::B:base32$$\"}}\n"),
+        ),
+        (
+            "escape(json)",
+            format!("secrets:\n  - {{name: B, kind: ascii}}\n{svc}    environment: {{B: \"$$SCONE::B|escape(json)$$\"}}\n"),
+        ),
+    ];
+    for (what, body) in cases {
+        let text = format!("name: ns/app\nversion: \"0.3\"\n{body}");
+        assert!(parse("s.yml", &text).is_err(), "{what} was accepted:\n{text}");
+    }
+}
