@@ -115,3 +115,31 @@ services:
         "{text}"
     );
 }
+
+#[test]
+fn the_cas_refuses_at_create_what_used_to_fail_at_start_or_reach_the_program_literally() {
+    let world = World::start(false, &[]);
+    world.create(NAMESPACE);
+    let refused = |body: &str| {
+        let text = format!("name: ns/app\nversion: \"0.3\"\n{body}");
+        let (status, answer) = world.try_create(&text);
+        assert_eq!(status, 400, "{answer}");
+        answer.to_string()
+    };
+    // An aad-token credential without a certificate: accepted before, failed at every start.
+    let answer = refused(
+        "secrets:\n  - { name: KEY, kind: private-key, key_type: RSA-2048 }\n  - { name: AAD, kind: aad-token, tenant_id: t, client_id: c, private_key: KEY, certificate_thumbprint: 0123456789abcdef0123456789abcdef01234567 }\n",
+    );
+    assert!(answer.contains("`KEY` is a bare private key"), "{answer}");
+    // SCONE's inline PEM key: refused without quoting it.
+    let answer = refused(
+        "secrets:\n  - name: AAD\n    kind: aad-token\n    tenant_id: t\n    client_id: c\n    private_key: |\n      -----BEGIN PRIVATE KEY-----\n      MIIEvAIBADANBgkqhkiG9w0BAQEFAASC\n      -----END PRIVATE KEY-----\n    certificate_thumbprint: B033DB596639F3CA02D6537055E85B8EFE060756\n",
+    );
+    assert!(answer.contains("inline PEM private key"), "{answer}");
+    assert!(!answer.contains("MIIEv"), "{answer}");
+    // SCONE's host arguments would have reached the program as the text `@@1`.
+    let answer = refused(
+        "security: { attestation: { mode: none } }\nservices:\n  - { name: app, command: \"sh -c @@1\" }\n",
+    );
+    assert!(answer.contains("host program arguments"), "{answer}");
+}

@@ -190,6 +190,9 @@ fn scone_features_custos_lacks_are_refused_not_ignored() {
     ];
     for (what, body) in cases {
         let text = format!("name: ns/app\nversion: \"0.3\"\n{body}");
-        assert!(parse("s.yml", &text).is_err(), "{what} was accepted:\n{text}");
+        assert!(
+            parse("s.yml", &text).is_err(),
+            "{what} was accepted:\n{text}"
+        );
     }
 }
