@@ -699,10 +699,12 @@ fn certificate_params(
     let now = time::OffsetDateTime::now_utc();
     // A minute back, so a peer whose clock is slightly behind accepts it at once.
     params.not_before = now - Duration::from_secs(60);
-    params.not_after = match request.valid_for {
-        Some(valid_for) => now + valid_for,
-        None => no_expiry(),
-    };
+    // Beyond 9999-12-31 (or beyond what the clock type holds) is "no expiry" as well.
+    params.not_after = request
+        .valid_for
+        .and_then(|d| time::Duration::try_from(d).ok())
+        .and_then(|d| now.checked_add(d))
+        .map_or_else(no_expiry, |t| t.min(no_expiry()));
     let mut serial = [0u8; 16];
     aws_lc_rs::rand::fill(&mut serial).map_err(|_| rcgen::Error::RingUnspecified)?;
     serial[0] &= 0x7f;

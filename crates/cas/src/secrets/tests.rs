@@ -266,6 +266,7 @@ secrets:
   - { name: K, kind: private-key }
   - { name: NAMED, kind: x509, private_key: K, san: ["dns:db.example", "ip:192.168.1.2"] }
   - { name: BARE, kind: x509, private_key: K }
+  - { name: HUGE, kind: x509, private_key: K, valid_for: 100000 years }
 "#,
     );
     let prepared = prepare(&s, None).unwrap();
@@ -274,7 +275,7 @@ secrets:
         Some(SecretValue::Certificate { der, .. }) => der.clone(),
         other => panic!("{name}: {other:?}"),
     };
-    for (name, cn) in [("NAMED", "db.example"), ("BARE", "BARE")] {
+    for (name, cn) in [("NAMED", "db.example"), ("BARE", "BARE"), ("HUGE", "HUGE")] {
         let der = cert(name);
         let (_, c) = x509_parser::parse_x509_certificate(&der).unwrap();
         let subject_cn = c.subject().iter_common_name().next().unwrap();
