@@ -7,7 +7,7 @@
 //!
 //! Rules, all evaluated (a denial lists every failure):
 //! - **identity**: the enclave matches at least one alternative; an alternative is an
-//!   `mrenclave`, a signer (`mrsigner`, `isvprodid`, minimum `isvsvn`), or both. A policy
+//!   `mrenclave`, a signer (`mrsigner`, `isvprodid`, an inclusive `isvsvn` range), or both. A policy
 //!   without alternatives, or an alternative constraining nothing, matches nothing.
 //! - **debug**: a debuggable enclave needs the `debug-mode` toleration. Simulated evidence
 //!   is always debuggable, so only policies tolerating debug mode accept it.
@@ -68,7 +68,8 @@ impl IdentityPolicy {
     }
 }
 
-/// Signer constraints: `mrsigner`, the product, and a minimum security version.
+/// Signer constraints: `mrsigner`, the product, and an inclusive security-version range
+/// (SCONE's exact `isvsvn` is `min_isvsvn == max_isvsvn`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SignerPolicy {
     /// MRSIGNER.
@@ -77,6 +78,8 @@ pub struct SignerPolicy {
     pub isvprodid: Option<u16>,
     /// Minimum ISVSVN.
     pub min_isvsvn: u16,
+    /// Maximum ISVSVN (`u16::MAX`: no upper bound).
+    pub max_isvsvn: u16,
 }
 
 /// A toleration name of the session language.
@@ -212,7 +215,7 @@ pub enum Check {
     Mrsigner,
     /// ISVPRODID differs.
     Isvprodid,
-    /// ISVSVN too low.
+    /// ISVSVN outside the admitted range.
     Isvsvn,
     /// Debuggable enclave not tolerated.
     Debug,
@@ -416,12 +419,14 @@ fn identity_denials(claims: &Claims, alternatives: &[IdentityPolicy]) -> Vec<Den
                     claims.isvprodid.to_string(),
                 );
             }
-            if claims.isvsvn < s.min_isvsvn {
-                deny(
-                    Check::Isvsvn,
-                    format!(">= {}", s.min_isvsvn),
-                    claims.isvsvn.to_string(),
-                );
+            if !(s.min_isvsvn..=s.max_isvsvn).contains(&claims.isvsvn) {
+                let expected = match (s.min_isvsvn, s.max_isvsvn) {
+                    (lo, hi) if lo == hi => lo.to_string(),
+                    (lo, u16::MAX) => format!(">= {lo}"),
+                    (0, hi) => format!("<= {hi}"),
+                    (lo, hi) => format!("{lo} to {hi}"),
+                };
+                deny(Check::Isvsvn, expected, claims.isvsvn.to_string());
             }
         }
         if failed.is_empty() {

@@ -64,6 +64,16 @@ fn signer(isvprodid: Option<u16>, min_isvsvn: u16) -> SignerPolicy {
         mrsigner: S,
         isvprodid,
         min_isvsvn,
+        max_isvsvn: u16::MAX,
+    }
+}
+
+fn svn_range(min_isvsvn: u16, max_isvsvn: u16) -> SignerPolicy {
+    SignerPolicy {
+        mrsigner: S,
+        isvprodid: Some(7),
+        min_isvsvn,
+        max_isvsvn,
     }
 }
 
@@ -83,9 +93,14 @@ fn table() {
         ("second alternative matches", hardware(UpToDate, &[], false),
             policy(vec![IdentityPolicy::mrenclave(other_m), IdentityPolicy::mrenclave(M)], &[]), vec![]),
         ("no alternative matches", hardware(UpToDate, &[], false),
-            policy(vec![IdentityPolicy::mrenclave(other_m), IdentityPolicy::signer(SignerPolicy { mrsigner: MrSigner([0; 32]), isvprodid: None, min_isvsvn: 0 })], &[]),
+            policy(vec![IdentityPolicy::mrenclave(other_m), IdentityPolicy::signer(SignerPolicy { mrsigner: MrSigner([0; 32]), isvprodid: None, min_isvsvn: 0, max_isvsvn: u16::MAX })], &[]),
             vec![C::Mrenclave, C::Mrsigner]),
         ("svn too low", hardware(UpToDate, &[], false), policy(vec![IdentityPolicy::signer(signer(None, 4))], &[]), vec![C::Isvsvn]),
+        // SCONE's `isvsvn` is an exact version: pinning 2 does not admit 3 (the claims' SVN).
+        ("exact svn matches", hardware(UpToDate, &[], false), policy(vec![IdentityPolicy::signer(svn_range(3, 3))], &[]), vec![]),
+        ("exact svn below", hardware(UpToDate, &[], false), policy(vec![IdentityPolicy::signer(svn_range(2, 2))], &[]), vec![C::Isvsvn]),
+        ("svn range contains", hardware(UpToDate, &[], false), policy(vec![IdentityPolicy::signer(svn_range(2, 5))], &[]), vec![]),
+        ("svn above range", hardware(UpToDate, &[], false), policy(vec![IdentityPolicy::signer(svn_range(0, 2))], &[]), vec![C::Isvsvn]),
         ("no identity configured", hardware(UpToDate, &[], false), policy(vec![], &[]), vec![C::Identity]),
         ("empty alternative", hardware(UpToDate, &[], false), policy(vec![IdentityPolicy::default()], &[]), vec![C::Identity]),
         ("debug not tolerated", hardware(UpToDate, &[], true), policy(by_m(), &[]), vec![C::Debug]),

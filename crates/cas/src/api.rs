@@ -419,6 +419,7 @@ impl ClientApi {
         let name = session.name.to_string();
         let session_name = name.clone();
         let hash = session.hash.to_string();
+        let warnings = custos_policy::warnings(&session);
         // Cheap checks first, so nobody can make the CAS generate keys for a create that
         // must fail; they are repeated in the write transaction, where they count.
         let creators = self.top_level_creators.clone();
@@ -476,7 +477,7 @@ impl ClientApi {
                 tracing::info!(session = ?name, %hash, %client, "session created");
                 Ok(json_response(
                     StatusCode::CREATED,
-                    &json!({"name": name, "hash": hash}),
+                    &json!({"name": name, "hash": hash, "warnings": warnings}),
                 ))
             }
             Err(e) => {
@@ -531,6 +532,7 @@ impl ClientApi {
             .map_err(secret_error)?;
         let prepared = self.prepare_keys(&session, previous.as_ref()).await?;
         let hash = session.hash.to_string();
+        let warnings = custos_policy::warnings(&session);
         let audit_peer = peer.addr.ip().to_string();
         let (name, hash) = self
             .store
@@ -572,7 +574,7 @@ impl ClientApi {
         tracing::info!(session = ?name, %hash, %client, "session updated");
         Ok(json_response(
             StatusCode::OK,
-            &json!({"name": name, "hash": hash}),
+            &json!({"name": name, "hash": hash, "warnings": warnings}),
         ))
     }
 

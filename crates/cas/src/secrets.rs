@@ -605,7 +605,7 @@ fn issue(
         return Ok(kept.clone());
     }
     let key = KeyPair::try_from(pkcs8.as_slice()).map_err(generate_error)?;
-    let params = certificate_params(request, ca).map_err(generate_error)?;
+    let params = certificate_params(name, request, ca).map_err(generate_error)?;
     let (cert, chain) = match &request.issuer {
         None => (
             params.self_signed(&key).map_err(generate_error)?,
@@ -652,7 +652,34 @@ fn issue(
     })
 }
 
+/// A DER certificate's notAfter, if it parses.
+pub(crate) fn not_after(der: &[u8]) -> Option<time::OffsetDateTime> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    time::OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp()).ok()
+}
+
+/// `time` as `YYYY-MM-DDTHH:MM:SSZ` (UTC), for messages.
+pub(crate) fn utc(time: time::OffsetDateTime) -> String {
+    let t = time.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// 9999-12-31T23:59:59Z: RFC 5280's notAfter for "no well-defined expiration date", which is
+/// what SCONE gives a certificate without `valid_for` ("virtually unlimited").
+pub(crate) fn no_expiry() -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(253_402_300_799).expect("a valid date")
+}
+
 fn certificate_params(
+    name: &str,
     request: &CertificateRequest,
     ca: bool,
 ) -> Result<CertificateParams, rcgen::Error> {
@@ -660,15 +687,24 @@ fn certificate_params(
     params
         .subject_alt_names
         .extend(request.ip.iter().map(|ip| SanType::IpAddress(*ip)));
+    // SCONE: without `common_name`, the first `dns` name, else the secret's name.
+    let common_name = request
+        .common_name
+        .as_deref()
+        .or(request.dns.first().map(String::as_str))
+        .unwrap_or(name);
     let mut dn = DistinguishedName::new();
-    if let Some(cn) = &request.common_name {
-        dn.push(DnType::CommonName, cn.as_str());
-    }
+    dn.push(DnType::CommonName, common_name);
     params.distinguished_name = dn;
     let now = time::OffsetDateTime::now_utc();
     // A minute back, so a peer whose clock is slightly behind accepts it at once.
     params.not_before = now - Duration::from_secs(60);
-    params.not_after = now + request.valid_for;
+    // Beyond 9999-12-31 (or beyond what the clock type holds) is "no expiry" as well.
+    params.not_after = request
+        .valid_for
+        .and_then(|d| time::Duration::try_from(d).ok())
+        .and_then(|d| now.checked_add(d))
+        .map_or_else(no_expiry, |t| t.min(no_expiry()));
     let mut serial = [0u8; 16];
     aws_lc_rs::rand::fill(&mut serial).map_err(|_| rcgen::Error::RingUnspecified)?;
     serial[0] &= 0x7f;
@@ -689,10 +725,8 @@ fn certificate_params(
         params.extended_key_usages = match request.endpoint {
             Endpoint::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
             Endpoint::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
-            Endpoint::Any => vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ],
+            // As SCONE without `endpoint`: no EKU extension.
+            Endpoint::Any => Vec::new(),
         };
     }
     Ok(params)

@@ -93,6 +93,9 @@ fn check(args: CheckArgs) -> ExitCode {
         println!("name: {}", session.name);
         println!("hash: {}", session.hash);
     }
+    for warning in custos_policy::warnings(&session) {
+        eprintln!("warning: {warning}");
+    }
     ExitCode::SUCCESS
 }
 

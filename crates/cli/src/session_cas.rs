@@ -50,29 +50,46 @@ fn rejected(response: &custos_cas::client::Response) -> ExitCode {
     fail(1, error_lines(response))
 }
 
+/// Prints an accepted create or update: name and hash on stdout, the CAS's warnings (an
+/// expiring certificate, …) on stderr.
+fn accepted(name: &str, response: &custos_cas::client::Response) -> ExitCode {
+    let json = response.json();
+    println!("name: {name}");
+    println!("hash: {}", json["hash"].as_str().unwrap_or_default());
+    for warning in json["warnings"].as_array().into_iter().flatten() {
+        eprintln!("warning: {}", warning.as_str().unwrap_or_default());
+    }
+    ExitCode::SUCCESS
+}
+
 pub(crate) fn create(args: UploadArgs) -> ExitCode {
     let (_, text, session) = match crate::session::load(&args.file, args.use_env, &args.variables) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    // SCONE's `session create`: a session with a `predecessor` updates the session it names
+    // (and fails when there is none); without one, a new session is created.
+    let (method, path, expected) = match session.predecessor {
+        Some(_) => (
+            Method::PUT,
+            format!("/v1/sessions/{}", session.name),
+            StatusCode::OK,
+        ),
+        None => (Method::POST, "/v1/sessions".to_owned(), StatusCode::CREATED),
+    };
     let response = match send(
         args.cas.as_deref(),
-        Method::POST,
-        "/v1/sessions",
+        method,
+        &path,
         Some(text.as_bytes().to_vec()),
     ) {
         Ok(r) => r,
         Err(code) => return code,
     };
-    if response.status != StatusCode::CREATED {
+    if response.status != expected {
         return rejected(&response);
     }
-    println!("name: {}", session.name);
-    println!(
-        "hash: {}",
-        response.json()["hash"].as_str().unwrap_or_default()
-    );
-    ExitCode::SUCCESS
+    accepted(session.name.as_str(), &response)
 }
 
 pub(crate) fn update(args: UploadArgs) -> ExitCode {
@@ -118,12 +135,7 @@ pub(crate) fn update(args: UploadArgs) -> ExitCode {
     if response.status != StatusCode::OK {
         return rejected(&response);
     }
-    println!("name: {}", session.name);
-    println!(
-        "hash: {}",
-        response.json()["hash"].as_str().unwrap_or_default()
-    );
-    ExitCode::SUCCESS
+    accepted(session.name.as_str(), &response)
 }
 
 pub(crate) fn read(args: ReadArgs) -> ExitCode {

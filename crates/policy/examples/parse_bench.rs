@@ -25,7 +25,7 @@ pub fn session_text() -> String {
     for i in 3..SECRETS {
         match i % 6 {
             0 => writeln!(s, "  - name: S{i}\n    kind: ascii\n    size: 32"),
-            1 => writeln!(s, "  - name: S{i}\n    kind: binary\n    value: 3q2+7w=="),
+            1 => writeln!(s, "  - name: S{i}\n    kind: binary\n    value: deadbeef"),
             2 => writeln!(s, "  - name: S{i}\n    kind: private-key\n    key_type: P-384"),
             3 if i > 3 => writeln!(
                 s,

@@ -9,6 +9,7 @@
 //! - [`parse`]: YAML parsing and every context-free check, all problems reported at once, each
 //!   with file, line, column, field path and what was expected ([`Diagnostics`]);
 //! - [`check_create`], [`check_update`]: the `predecessor` rules, which depend on the store;
+//! - [`warnings`]: what is valid but will stop working (certificates about to expire);
 //! - [`placeholder::render`]: placeholders replaced by values a resolver supplies;
 //! - [`SessionHash`]: SHA-256 of the session's [`canonical_form`], its identity in the CAS.
 //!
@@ -45,6 +46,7 @@ mod names;
 pub mod placeholder;
 mod suggest;
 pub mod template;
+mod warnings;
 mod yaml;
 
 pub use context::{check_create, check_update};
@@ -55,6 +57,7 @@ pub use model::*;
 pub use names::{
     ImageName, MAX_NAME_LEN, MAX_SESSION_DEPTH, NameError, SecretName, ServiceName, SessionName,
 };
+pub use warnings::warnings;
 pub use yaml::{MAX_NODES, MAX_SOURCE_BYTES};
 
 /// Parses and validates a session.

@@ -324,7 +324,8 @@ keyword_enum!(
         Server = "server",
         /// TLS client authentication.
         Client = "client",
-        /// Both (the default).
+        /// No extended key usage extension, so no restriction (the default: SCONE adds no
+        /// EKU when `endpoint` is omitted).
         Any = "any",
     }
 );
@@ -401,8 +402,11 @@ pub struct SignerPolicy {
     pub mrsigner: MrSigner,
     /// ISVPRODID: the product (required: a signer alone would admit all its products).
     pub isvprodid: u16,
-    /// Smallest ISVSVN admitted (`isvsvn`; default 0).
+    /// Smallest ISVSVN admitted: `isvsvn` (an exact version sets both bounds) or
+    /// `isvsvn_min`; 0 when neither is given.
     pub min_isvsvn: u16,
+    /// Largest ISVSVN admitted: `isvsvn` or `isvsvn_max`; 65535 when neither is given.
+    pub max_isvsvn: u16,
 }
 
 /// An image: files injected into the services that use it.
@@ -497,11 +501,12 @@ pub enum Generation {
 }
 
 /// Default `size` of generated `ascii` and `binary` secrets.
-pub const DEFAULT_SECRET_SIZE: u32 = 32;
+pub const DEFAULT_SECRET_SIZE: u32 = 20;
 /// Largest `size` of a generated secret.
 pub const MAX_SECRET_SIZE: u32 = 65536;
-/// Default validity of generated certificates.
-pub const DEFAULT_VALID_FOR: Duration = Duration::from_secs(365 * 24 * 3600);
+/// A generated certificate whose validity ends within this time draws a warning at
+/// create and update (SCONE renews certificates; Custos does not yet).
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// What a generated certificate contains.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -517,8 +522,10 @@ pub struct CertificateRequest {
     pub dns: Vec<String>,
     /// IP address subject alternative names (`IP:` entries of `san`, or addresses in `san`).
     pub ip: Vec<std::net::IpAddr>,
-    /// How long it is valid. Default one year.
-    pub valid_for: Duration,
+    /// How long it is valid (`valid_for`). Absent: as in SCONE, "virtually unlimited" — the
+    /// certificate's notAfter is 9999-12-31T23:59:59Z (RFC 5280's "no well-defined
+    /// expiration date").
+    pub valid_for: Option<Duration>,
     /// What it is for. Default both server and client.
     pub endpoint: Endpoint,
 }

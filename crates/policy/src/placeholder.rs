@@ -32,8 +32,12 @@ pub enum Format {
     Certificate,
     /// `:privatekey` or `.key`: the PEM (PKCS#8) private key.
     PrivateKey,
-    /// `:chain` or `.chain`: the PEM certificate followed by its issuers' certificates.
+    /// `:chain`: as in SCONE, the issuers' PEM certificates from the first intermediate to
+    /// the root; the certificate itself is not included.
     Chain,
+    /// `.chain` (legacy): as in SCONE, the reverse — the root first, then the
+    /// intermediates, and the certificate itself last.
+    LegacyChain,
 }
 
 impl Format {
@@ -50,7 +54,7 @@ impl Format {
     const LEGACY: &'static [(&'static str, Format)] = &[
         ("crt", Format::Certificate),
         ("key", Format::PrivateKey),
-        ("chain", Format::Chain),
+        ("chain", Format::LegacyChain),
     ];
 
     /// The formats a secret of `kind` provides.
@@ -59,7 +63,9 @@ impl Format {
         match kind {
             SecretKind::Ascii | SecretKind::Binary => &[Default, Hex, Base64, Base64Url],
             SecretKind::PrivateKey => &[Default, PrivateKey],
-            SecretKind::X509 | SecretKind::X509Ca => &[Default, Certificate, PrivateKey, Chain],
+            SecretKind::X509 | SecretKind::X509Ca => {
+                &[Default, Certificate, PrivateKey, Chain, LegacyChain]
+            }
             SecretKind::AadToken => &[Default],
         }
     }
@@ -69,7 +75,8 @@ impl Format {
         Format::for_kind(kind).contains(&self)
     }
 
-    /// How the format is written after `:` (`""` for [`Format::Default`]).
+    /// How the format is written after `:` (`""` for [`Format::Default`]; `chain` for the
+    /// legacy `.chain`, which [`fmt::Display`] writes with its `.`).
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Default => "",
@@ -78,7 +85,7 @@ impl Format {
             Format::Base64Url => "base64url",
             Format::Certificate => "crt",
             Format::PrivateKey => "privatekey",
-            Format::Chain => "chain",
+            Format::Chain | Format::LegacyChain => "chain",
         }
     }
 }
@@ -87,6 +94,7 @@ impl fmt::Display for Format {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Format::Default => f.write_str("(none)"),
+            Format::LegacyChain => f.write_str(".chain"),
             other => write!(f, ":{}", other.as_str()),
         }
     }
@@ -316,7 +324,7 @@ mod tests {
     fn finds_all_syntaxes() {
         assert_eq!(
             ok(
-                "a $$SCONE::A$$ b $$SCONE::C.crt$$ $$SCONE::C.key$$ $$SCONE::C:chain$$ $$SCONE::B:base64url$$"
+                "a $$SCONE::A$$ b $$SCONE::C.crt$$ $$SCONE::C.key$$ $$SCONE::C:chain$$ $$SCONE::B:base64url$$ $$SCONE::C.chain$$"
             ),
             vec![
                 ("A".into(), Format::Default),
@@ -324,6 +332,7 @@ mod tests {
                 ("C".into(), Format::PrivateKey),
                 ("C".into(), Format::Chain),
                 ("B".into(), Format::Base64Url),
+                ("C".into(), Format::LegacyChain),
             ]
         );
         assert!(scan("price: $$ 5 $$").is_empty());

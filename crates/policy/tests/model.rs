@@ -59,7 +59,7 @@ secrets:
       - company/other
   - name: SEED
     kind: binary
-    value: 3q2+7w==
+    value: DEADBEEF
   - name: CA_KEY
     kind: private-key
     key_type: P-384
@@ -84,11 +84,15 @@ secrets:
   - name: APP_KEY
     kind: private-key
     key_type: RSA-2048
+  - name: APP_CERT
+    kind: x509
+    private_key: APP_KEY
+    endpoint: client
   - name: AAD
     kind: aad-token
     tenant_id: 72f988bf-86f1-41af-91ab-2d7cd011db47
     client_id: 6e8ad3c4-6b06-4c2a-a3c0-4a1b7c4e3b2f
-    private_key: APP_KEY
+    private_key: APP_CERT
     certificate_thumbprint: 0123456789ABCDEF0123456789ABCDEF01234567
     scope: https://storage.azure.com/.default
   - name: DB_PASSWORD
@@ -220,7 +224,7 @@ fn every_feature_decodes() {
     let SecretSource::Value(seed) = &secret("SEED").source else {
         panic!()
     };
-    assert_eq!(seed.expose_secret(), "3q2+7w==");
+    assert_eq!(seed.expose_secret(), "DEADBEEF");
     assert!(matches!(
         secret("CA_KEY").source,
         SecretSource::Generated(Generation::PrivateKey {
@@ -240,7 +244,7 @@ fn every_feature_decodes() {
     let SecretSource::Generated(Generation::X509Ca(req)) = &ca.source else {
         panic!()
     };
-    assert_eq!(req.valid_for, Duration::from_secs(10 * 365 * 86_400));
+    assert_eq!(req.valid_for, Some(Duration::from_secs(10 * 365 * 86_400)));
     assert_eq!(req.issuer, None);
     let SecretSource::Generated(Generation::X509(tls)) = &secret("TLS").source else {
         panic!()
@@ -259,7 +263,7 @@ fn every_feature_decodes() {
             "::1".parse().unwrap()
         ]
     );
-    assert_eq!(tls.valid_for, Duration::from_secs(90 * 86_400));
+    assert_eq!(tls.valid_for, Some(Duration::from_secs(90 * 86_400)));
     assert_eq!(tls.endpoint, Endpoint::Server);
 
     let SecretSource::Generated(Generation::AadToken(aad)) = &secret("AAD").source else {
@@ -274,7 +278,7 @@ fn every_feature_decodes() {
     else {
         panic!("{:?}", aad.credential)
     };
-    assert_eq!(private_key.as_str(), "APP_KEY");
+    assert_eq!(private_key.as_str(), "APP_CERT");
     assert_eq!(hex::encode(t), "0123456789abcdef0123456789abcdef01234567");
 
     let SecretSource::ImportAkv(akv) = &secret("DB_PASSWORD").source else {

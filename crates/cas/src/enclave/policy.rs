@@ -3,8 +3,8 @@
 //! - each `attestation` alternative of a service (or its legacy `mrenclaves`) becomes one
 //!   [`IdentityPolicy`] per listed MRENCLAVE, each with the alternative's signer (or one
 //!   signer-only identity when no MRENCLAVE is listed);
-//! - `tolerate` becomes [`Tolerations`]; `insecure-igpu` has no counterpart (no verifier
-//!   reports an integrated GPU separately) and tolerates nothing by itself;
+//! - `tolerate` becomes [`Tolerations`] (`insecure-igpu` never reaches here: the session
+//!   language refuses it);
 //! - `ignore_advisories` becomes [`IgnoredAdvisories`];
 //! - the service's `platforms` become the policy's platforms (simulation platform key ids).
 
@@ -22,6 +22,7 @@ pub fn service_policy(attestation: &AttestationPolicy, service: &Service) -> Ser
             mrsigner: MrSigner(*s.mrsigner.as_bytes()),
             isvprodid: Some(s.isvprodid),
             min_isvsvn: s.min_isvsvn,
+            max_isvsvn: s.max_isvsvn,
         });
         if alternative.mrenclaves.is_empty() {
             identities.push(IdentityPolicy {
@@ -87,7 +88,7 @@ name: ns/app
 version: "0.3"
 security:
   attestation:
-    tolerate: [debug, outdated-tcb, insecure-igpu]
+    tolerate: [debug, outdated-tcb]
     ignore_advisories: [INTEL-SA-00615]
 services:
   - name: svc
@@ -105,8 +106,8 @@ services:
         assert_eq!(policy.identities[1].mrenclave.unwrap().to_hex(), m2);
         let s = policy.identities[1].signer.unwrap();
         assert_eq!(
-            (s.mrsigner.to_hex(), s.isvprodid, s.min_isvsvn),
-            (signer.clone(), Some(7), 2)
+            (s.mrsigner.to_hex(), s.isvprodid, s.min_isvsvn, s.max_isvsvn),
+            (signer.clone(), Some(7), 2, 2)
         );
         assert_eq!(policy.identities[2].mrenclave, None);
         assert_eq!(policy.identities[2].signer.unwrap().isvprodid, Some(8));

@@ -2,7 +2,8 @@
 //! injection files name, each from where the session says it comes from.
 //!
 //! - generated: the session's sealed values in the store;
-//! - `value`: the text in the session (`binary` as base64; keys and certificates as PEM);
+//! - `value`: the text in the session (`binary` as hex, as in SCONE; keys and certificates
+//!   as PEM);
 //! - `import`: the exporting session's value, after checking — again, now — that it still
 //!   exports the secret to this session (and hash);
 //! - `import_akv` and `aad-token`: from Azure ([`super::azure`]).
@@ -122,7 +123,12 @@ impl Value {
                 Format::Default | Format::Certificate => {
                     Ok(Zeroizing::new(chain.first().cloned().unwrap_or_default()))
                 }
-                Format::Chain => Ok(Zeroizing::new(chain.concat())),
+                // SCONE: `:chain` is the issuers, first intermediate to root, without the
+                // certificate; the legacy `.chain` is root first and the certificate last.
+                Format::Chain => Ok(Zeroizing::new(chain[1.min(chain.len())..].concat())),
+                Format::LegacyChain => {
+                    Ok(Zeroizing::new(chain.iter().rev().cloned().collect()))
+                }
                 Format::PrivateKey => key.clone().ok_or_else(|| {
                     Unresolved::Unavailable("the certificate's private key is not known".into())
                 }),
@@ -151,7 +157,22 @@ impl Value {
         }
     }
 
-    /// From text as a session's `value` or a Key Vault secret holds it, for a secret of `kind`.
+    /// From a session's `value`: as [`Value::from_text`], except that SCONE writes a
+    /// `binary` value in hex (`DEADBEEF`).
+    pub fn from_session_value(
+        secret: &str,
+        kind: SecretKind,
+        text: &str,
+    ) -> Result<Self, ValueError> {
+        if kind != SecretKind::Binary {
+            return Self::from_text(secret, kind, text);
+        }
+        hex::decode(text.trim())
+            .map(|b| Self::Bytes(Zeroizing::new(b)))
+            .map_err(|_| ValueError::invalid(secret, "a binary `value` must be hex"))
+    }
+
+    /// From text as a Key Vault secret holds it (`binary` as base64), for a secret of `kind`.
     pub fn from_text(secret: &str, kind: SecretKind, text: &str) -> Result<Self, ValueError> {
         match kind {
             SecretKind::Ascii | SecretKind::AadToken => {
@@ -289,7 +310,7 @@ pub fn local_value(
             let kind = kind.unwrap_or(SecretKind::Ascii);
             Ok(Resolved {
                 kind,
-                value: Value::from_text(name, kind, text.expose_secret())?,
+                value: Value::from_session_value(name, kind, text.expose_secret())?,
             })
         }
         SecretSource::Generated(_) => {
@@ -302,6 +323,7 @@ pub fn local_value(
                 .ok_or_else(|| {
                     ValueError::invalid(name, "the CAS holds no generated value for it")
                 })?;
+            refuse_expired(name, value, time::OffsetDateTime::now_utc())?;
             Ok(Resolved {
                 kind: value.kind(),
                 value: Value::from_stored(value),
@@ -341,6 +363,39 @@ pub fn local_value(
             }
         }
     }
+}
+
+/// Refuses a generated certificate (or one of its issuers) whose notAfter has passed: SCONE
+/// renews such certificates, Custos does not yet, and an expired one must never be
+/// delivered silently.
+fn refuse_expired(
+    name: &str,
+    value: &SecretValue,
+    now: time::OffsetDateTime,
+) -> Result<(), ValueError> {
+    let SecretValue::Certificate { der, chain, .. } = value else {
+        return Ok(());
+    };
+    for (i, cert) in std::iter::once(der).chain(chain).enumerate() {
+        let not_after = crate::secrets::not_after(cert)
+            .ok_or_else(|| ValueError::invalid(name, "a stored certificate does not parse"))?;
+        if not_after < now {
+            let which = if i == 0 {
+                "the generated certificate".to_owned()
+            } else {
+                format!("its issuer certificate {i} (1 = the direct issuer)")
+            };
+            return Err(ValueError::invalid(
+                name,
+                format!(
+                    "{which} expired: notAfter {}, now {}; Custos does not renew certificates yet: update the session to generate a new one",
+                    crate::secrets::utc(not_after),
+                    crate::secrets::utc(now)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn session_values(
@@ -383,13 +438,18 @@ mod tests {
         let error = r(&b, SecretKind::Binary, Format::Default).unwrap_err();
         assert!(error.to_string().contains("not UTF-8"), "{error}");
         let c = Value::Certificate {
-            chain: vec!["LEAF\n".into(), "CA\n".into()],
+            chain: vec!["LEAF\n".into(), "INT\n".into(), "ROOT\n".into()],
             key: None,
         };
         assert_eq!(r(&c, SecretKind::X509, Format::Default).unwrap(), "LEAF\n");
+        // SCONE's orders: `:chain` without the leaf, `.chain` root first and leaf last.
         assert_eq!(
             r(&c, SecretKind::X509, Format::Chain).unwrap(),
-            "LEAF\nCA\n"
+            "INT\nROOT\n"
+        );
+        assert_eq!(
+            r(&c, SecretKind::X509, Format::LegacyChain).unwrap(),
+            "ROOT\nINT\nLEAF\n"
         );
         assert!(
             r(&c, SecretKind::X509, Format::PrivateKey)
@@ -427,6 +487,52 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!error.contains("SECRET"), "{error}");
+    }
+
+    #[test]
+    fn an_expired_generated_certificate_is_refused_with_its_dates() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["a".into()]).unwrap();
+        let now = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        params.not_before = now - std::time::Duration::from_secs(7200);
+        params.not_after = now - std::time::Duration::from_secs(3600);
+        let cert = params.self_signed(&key).unwrap();
+        let value = SecretValue::Certificate {
+            ca: false,
+            der: cert.der().to_vec(),
+            chain: Vec::new(),
+            pkcs8: key.serialize_der(),
+        };
+        let error = refuse_expired("TLS", &value, now).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "secret TLS: the generated certificate expired: notAfter 2027-01-15T07:00:00Z, now 2027-01-15T08:00:00Z; Custos does not renew certificates yet: update the session to generate a new one"
+        );
+        let earlier = now - std::time::Duration::from_secs(7000);
+        assert!(refuse_expired("TLS", &value, earlier).is_ok());
+    }
+
+    #[test]
+    fn a_binary_session_value_is_hex_as_in_scone() {
+        // 64 hex digits are also valid base64: read as base64 they would be 48 other bytes.
+        let hex_text = "00".repeat(31) + "ff";
+        let Value::Bytes(bytes) =
+            Value::from_session_value("B", SecretKind::Binary, &hex_text).unwrap()
+        else {
+            panic!("bytes")
+        };
+        assert_eq!(bytes.len(), 32);
+        assert_eq!(bytes[31], 0xff);
+        let Value::Bytes(bytes) =
+            Value::from_session_value("B", SecretKind::Binary, "DEADBEEF\n").unwrap()
+        else {
+            panic!("bytes")
+        };
+        assert_eq!(bytes.as_slice(), &[0xde, 0xad, 0xbe, 0xef]);
+        let error = Value::from_session_value("B", SecretKind::Binary, "3q2+7w==")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(error, "secret B: a binary `value` must be hex");
     }
 
     #[test]

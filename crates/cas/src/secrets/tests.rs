@@ -252,3 +252,43 @@ fn the_key_plan_says_what_is_costly_before_anything_is_made() {
     let prepared = cheap_plan.generate().unwrap();
     assert_eq!(prepared.keys.len(), 2);
 }
+
+#[test]
+fn certificate_defaults_are_scones() {
+    // SCONE: without `common_name`, "the first `dns` name ... If no DNS name has been
+    // specified, the secret's `name`"; without `endpoint`, "no EKU extension"; without
+    // `valid_for`, "valid for a virtually unlimited amount of time".
+    let s = session(
+        r#"
+name: ns/defaults
+version: "0.3"
+secrets:
+  - { name: K, kind: private-key }
+  - { name: NAMED, kind: x509, private_key: K, san: ["dns:db.example", "ip:192.168.1.2"] }
+  - { name: BARE, kind: x509, private_key: K }
+  - { name: HUGE, kind: x509, private_key: K, valid_for: 100000 years }
+"#,
+    );
+    let prepared = prepare(&s, None).unwrap();
+    let values = materialize(&s, None, &prepared, &NoImports).unwrap();
+    let cert = |name: &str| match values.values.get(name) {
+        Some(SecretValue::Certificate { der, .. }) => der.clone(),
+        other => panic!("{name}: {other:?}"),
+    };
+    for (name, cn) in [("NAMED", "db.example"), ("BARE", "BARE"), ("HUGE", "HUGE")] {
+        let der = cert(name);
+        let (_, c) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let subject_cn = c.subject().iter_common_name().next().unwrap();
+        assert_eq!(subject_cn.as_str().unwrap(), cn);
+        assert!(c.extended_key_usage().unwrap().is_none(), "{name}: no EKU");
+        assert_eq!(
+            c.validity().not_after.to_datetime(),
+            no_expiry(),
+            "{name}: notAfter 9999-12-31T23:59:59Z"
+        );
+    }
+    let named_der = cert("NAMED");
+    let (_, named) = x509_parser::parse_x509_certificate(&named_der).unwrap();
+    let sans = named.subject_alternative_name().unwrap().unwrap();
+    assert_eq!(sans.value.general_names.len(), 2, "dns: and ip: entries");
+}

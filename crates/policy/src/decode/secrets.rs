@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 
-use base64::Engine;
 use secrecy::SecretString;
 
 use super::reader::{Field, Fields, Item, shorten};
@@ -11,8 +10,8 @@ use crate::diagnostic::{Position, Problem};
 use crate::ids::{CertificateThumbprint, SessionHash};
 use crate::model::{
     AadCredential, AadTokenRequest, AkvImport, CertificateRequest, DEFAULT_AAD_SCOPE,
-    DEFAULT_SECRET_SIZE, DEFAULT_VALID_FOR, Endpoint, Generation, KeyType, MAX_SECRET_SIZE, Secret,
-    SecretExport, SecretKind, SecretSource, SessionImport,
+    DEFAULT_SECRET_SIZE, Endpoint, Generation, KeyType, MAX_SECRET_SIZE, Secret, SecretExport,
+    SecretKind, SecretSource, SessionImport,
 };
 use crate::names::{SecretName, SessionName};
 use crate::yaml::Value;
@@ -427,7 +426,13 @@ impl<'n> Decoder<'n> {
                     ok = false;
                     continue;
                 };
-                let (explicit_ip, address) = match text.strip_prefix("IP:") {
+                // SCONE writes `dns:…` and `ip:…`; `DNS:`/`IP:` (OpenSSL's spelling) too.
+                let prefixed = |prefix: &str| {
+                    text.get(..prefix.len())
+                        .filter(|p| p.eq_ignore_ascii_case(prefix))
+                        .map(|_| &text[prefix.len()..])
+                };
+                let (explicit_ip, address) = match prefixed("ip:") {
                     Some(a) => (true, a),
                     None => (false, text),
                 };
@@ -441,14 +446,14 @@ impl<'n> Decoder<'n> {
                     ok = false;
                     continue;
                 }
-                let name = text.strip_prefix("DNS:").unwrap_or(text);
+                let name = prefixed("dns:").unwrap_or(text);
                 match values::dns_name(name) {
                     Ok(()) => dns.push(name.to_owned()),
                     Err(e) => {
                         self.r.invalid(
                             f,
                             format!(
-                                "{e}; `san` entries are DNS names or IP addresses (`DNS:…`, `IP:…`)"
+                                "{e}; `san` entries are DNS names or IP addresses (`dns:…`, `ip:…`)"
                             ),
                         );
                         ok = false;
@@ -458,18 +463,18 @@ impl<'n> Decoder<'n> {
         }
         let valid_for = match fields.get("valid_for") {
             Some(item) => match self.r.text(item.field()).map(values::duration) {
-                Some(Ok(d)) => d,
+                Some(Ok(d)) => Some(d),
                 Some(Err(e)) => {
                     self.r.invalid(item.field(), e);
                     ok = false;
-                    DEFAULT_VALID_FOR
+                    None
                 }
                 None => {
                     ok = false;
-                    DEFAULT_VALID_FOR
+                    None
                 }
             },
-            None => DEFAULT_VALID_FOR,
+            None => None,
         };
         let endpoint = match fields.get("endpoint") {
             Some(item) => self
@@ -583,6 +588,17 @@ impl<'n> Decoder<'n> {
     }
 
     fn aad_certificate(&mut self, fields: &Fields<'n>, key: &Item<'_>) -> Option<AadCredential> {
+        // SCONE's `private_key` is the PEM key itself. Custos signs the client assertion with
+        // a certificate it holds, so it takes an x509 secret; the PEM is refused, unquoted.
+        if matches!(&key.node.value, Value::Scalar(text) if text.contains("-----BEGIN")) {
+            self.r.report(
+                key.key_or_value_at(),
+                &key.path,
+                Problem::InvalidValue,
+                "an inline PEM private key (SCONE's form) is not supported: put the key and the certificate registered with Entra ID into an `x509` secret (`value: <certificate PEM + key PEM>`) and name that secret here",
+            );
+            return None;
+        }
         let private_key = self.secret_ref(
             key.field(),
             "an aad-token's `private_key`",
@@ -605,22 +621,24 @@ impl<'n> Decoder<'n> {
             );
             return None;
         }
+        if info.and_then(|i| i.kind) == Some(SecretKind::PrivateKey) {
+            // The assertion's header carries the certificate's thumbprint and the CAS checks
+            // it against the certificate: a bare key has none, and fails at every start.
+            self.r.report(
+                key.key_or_value_at(),
+                &key.path,
+                Problem::Conflict,
+                format!(
+                    "`{private_key}` is a bare private key: Custos authenticates to Entra ID with a certificate and its key, so name an `x509` secret (with `private_key: {private_key}`) holding the certificate registered with Entra ID"
+                ),
+            );
+            return None;
+        }
         let thumbprint = match fields.get("certificate_thumbprint") {
             Some(item) => Some(self.r.parsed::<CertificateThumbprint>(
                 item.field(),
                 "a certificate thumbprint (SHA-1 or SHA-256, hex)",
             )?),
-            None if info.and_then(|i| i.kind) == Some(SecretKind::PrivateKey) => {
-                self.r.report(
-                    fields.at,
-                    &fields.path.key("certificate_thumbprint"),
-                    Problem::Missing,
-                    format!(
-                        "`{private_key}` is a bare private key: name the certificate registered with Entra ID by its `certificate_thumbprint`"
-                    ),
-                );
-                return None;
-            }
             None => None,
         };
         Some(AadCredential::Certificate {
@@ -641,13 +659,10 @@ impl<'n> Decoder<'n> {
             }
         };
         let problem = match kind {
-            Some(SecretKind::Binary)
-                if base64::engine::general_purpose::STANDARD
-                    .decode(text.trim())
-                    .is_err() =>
-            {
-                Some("a binary `value` is written in base64 (standard alphabet, padded)".to_owned())
-            }
+            Some(SecretKind::Binary) if hex::decode(text.trim()).is_err() => Some(
+                "a binary `value` is written in hex, as in SCONE (`DEADBEEF`: an even number of hex digits)"
+                    .to_owned(),
+            ),
             Some(SecretKind::X509 | SecretKind::X509Ca) => values::certificates(text)
                 .err()
                 .map(|e| format!("an x509 `value` holds PEM certificates: {e}")),

@@ -219,6 +219,15 @@ impl Decoder<'_> {
                         );
                         ok = false;
                     }
+                    Some(Tolerance::InsecureIgpu) => {
+                        self.r.report(
+                            t.key_or_value_at(),
+                            &t.path,
+                            Problem::InvalidValue,
+                            "`insecure-igpu` is not supported: SCONE tolerates INTEL-SA-00219 platforms with it, but does not document which TCB status it accepts, so Custos refuses it rather than guess",
+                        );
+                        ok = false;
+                    }
                     Some(t) => {
                         policy.tolerate.insert(t);
                     }
@@ -242,6 +251,18 @@ impl Decoder<'_> {
 
         if let Some(item) = fields.get("ignore_advisories") {
             match self.advisories(item.field()) {
+                // SCONE: "wildcards cannot be used in (non-debug) production mode".
+                Some(IgnoredAdvisories::All)
+                    if !policy.tolerate.contains(&Tolerance::DebugMode) =>
+                {
+                    self.r.report(
+                        item.key_or_value_at(),
+                        &item.path,
+                        Problem::Conflict,
+                        "`ignore_advisories: \"*\"` ignores every advisory, also future ones: as in SCONE, only with `tolerate: [debug-mode]`; list the advisory ids instead",
+                    );
+                    ok = false;
+                }
                 Some(a) => policy.ignore_advisories = a,
                 None => ok = false,
             }

@@ -40,7 +40,13 @@ const SERVICE_UNSUPPORTED: Unsupported = &[
     ),
 ];
 const ALTERNATIVE_KEYS: &[&str] = &["mrenclave", "signer"];
-const SIGNER_KEYS: &[&str] = &["mrsigner", "isvprodid", "isvsvn"];
+const SIGNER_KEYS: &[&str] = &[
+    "mrsigner",
+    "isvprodid",
+    "isvsvn",
+    "isvsvn_min",
+    "isvsvn_max",
+];
 
 impl<'n> Decoder<'n> {
     pub(super) fn images(&mut self, items: &[Item<'n>]) -> Vec<Image> {
@@ -346,6 +352,10 @@ impl<'n> Decoder<'n> {
             self.r.invalid(f, "arguments must not contain NUL");
             return None;
         }
+        if host_argument(arg) {
+            self.r.invalid(f, HOST_ARGUMENTS);
+            return None;
+        }
         self.templated(f, arg);
         Some(())
     }
@@ -373,6 +383,19 @@ impl<'n> Decoder<'n> {
                 continue;
             };
             let path = f.path.key(key);
+            if key.starts_with("@@") {
+                self.r.report(
+                    k.at,
+                    &path,
+                    Problem::InvalidValue,
+                    format!(
+                        "`{}`: SCONE's host environment variables (`@@NAME`: the host's value of NAME) are not supported by Custos, which never takes values from the host",
+                        shorten(key)
+                    ),
+                );
+                ok = false;
+                continue;
+            }
             if key.is_empty() || key.contains(['=', '\0']) {
                 self.r.report(
                     k.at,
@@ -502,14 +525,65 @@ impl<'n> Decoder<'n> {
                 "the product id (ISVPRODID); without it every product of the signer would be admitted",
             )
             .and_then(|i| self.r.integer(i.field(), 0, u64::from(u16::MAX)));
-        let isvsvn = match fields.get("isvsvn") {
-            Some(i) => self.r.integer(i.field(), 0, u64::from(u16::MAX)),
-            None => Some(0),
+        // SCONE: `isvsvn` is one exact version; `isvsvn_min` / `isvsvn_max` an inclusive
+        // range; the two forms exclude each other; none of them: the version is not checked.
+        let mut svn = |key: &str| {
+            fields.get(key).map(|i| {
+                let n = self.r.integer(i.field(), 0, u64::from(u16::MAX));
+                (i, n.and_then(|n| u16::try_from(n).ok()))
+            })
+        };
+        let exact = svn("isvsvn");
+        let min = svn("isvsvn_min");
+        let max = svn("isvsvn_max");
+        let (min_isvsvn, max_isvsvn) = if let Some((_, n)) = exact {
+            if let Some((range, _)) = min.as_ref().or(max.as_ref()) {
+                self.r.report(
+                    range.key_or_value_at(),
+                    &range.path,
+                    Problem::Conflict,
+                    "`isvsvn` (one exact version) and `isvsvn_min`/`isvsvn_max` (a range) cannot be used together",
+                );
+                return None;
+            }
+            (n?, n?)
+        } else {
+            let lo = match &min {
+                Some((_, n)) => (*n)?,
+                None => 0,
+            };
+            let hi = match &max {
+                Some((_, n)) => (*n)?,
+                None => u16::MAX,
+            };
+            if lo > hi {
+                let (item, _) = max?;
+                self.r.report(
+                    item.field().at(),
+                    &item.path,
+                    Problem::InvalidValue,
+                    format!(
+                        "`isvsvn_max` {hi} is below `isvsvn_min` {lo}: the range admits no version"
+                    ),
+                );
+                return None;
+            }
+            (lo, hi)
         };
         Some(SignerPolicy {
             mrsigner: mrsigner?,
             isvprodid: u16::try_from(isvprodid?).ok()?,
-            min_isvsvn: u16::try_from(isvsvn?).ok()?,
+            min_isvsvn,
+            max_isvsvn,
         })
     }
+}
+
+const HOST_ARGUMENTS: &str = "SCONE's host program arguments (`@@1`: the host's first argument) are not supported by Custos, which never takes arguments from the host";
+
+/// Whether `arg` uses SCONE's host-argument syntax, `@@` followed by a position: Custos would
+/// pass it literally where SCONE substitutes the host's argument, so it is refused.
+fn host_argument(arg: &str) -> bool {
+    arg.match_indices("@@")
+        .any(|(i, _)| arg[i + 2..].starts_with(|c: char| c.is_ascii_digit()))
 }

@@ -81,16 +81,27 @@ fn host_port(authority: &str) -> Result<(), String> {
 pub(crate) fn duration(text: &str) -> Result<Duration, String> {
     let expected = || {
         format!(
-            "expected a duration like `90 days` (units: seconds, minutes, hours, days, weeks, years), found `{}`",
+            "expected a duration like `90 days` or `59d` (units: seconds, minutes, hours, days, weeks, years; `d` for days), found `{}`",
             super::reader::shorten(text)
         )
     };
     let mut words = text.split_whitespace();
-    let (Some(n), Some(unit), None) = (words.next(), words.next(), words.next()) else {
-        return Err(expected());
+    // `90 days`, or SCONE's compact `59d` (a number directly followed by its unit).
+    let (n, unit) = match (words.next(), words.next(), words.next()) {
+        (Some(n), Some(unit), None) => (n, unit),
+        (Some(word), None, None) => word.split_at(
+            word.find(|c: char| !c.is_ascii_digit())
+                .ok_or_else(expected)?,
+        ),
+        _ => return Err(expected()),
     };
     let n: u64 = n.parse().map_err(|_| expected())?;
-    let seconds = match unit.strip_suffix('s').unwrap_or(unit) {
+    let word = if unit == "d" {
+        "day"
+    } else {
+        unit.strip_suffix('s').unwrap_or(unit)
+    };
+    let seconds = match word {
         "second" => 1,
         "minute" => 60,
         "hour" => 3600,
@@ -256,6 +267,14 @@ mod tests {
             duration("12  hours").unwrap(),
             Duration::from_secs(12 * 3600)
         );
+        // SCONE's example `59d`.
+        assert_eq!(duration("59d").unwrap(), Duration::from_secs(59 * 86_400));
+        assert_eq!(
+            duration("2weeks").unwrap(),
+            Duration::from_secs(14 * 86_400)
+        );
+        assert!(duration("59ds").is_err());
+        assert!(duration("d").is_err());
         assert!(duration("90").is_err());
         assert!(duration("0 days").is_err());
         assert!(duration("3 fortnights").is_err());
