@@ -218,6 +218,8 @@ impl AttestArgs {
             mrsigner,
             isvprodid: self.isvprodid,
             min_isvsvn: self.isvsvn.unwrap_or(0),
+            // SCONE's `cas attest --isvsvn`: "a given or greater" version.
+            max_isvsvn: u16::MAX,
         });
         if mrenclaves.is_empty() && self.only_for_testing_trust_any {
             if !claims.debug {

@@ -50,12 +50,18 @@ fn rejected(response: &custos_cas::client::Response) -> ExitCode {
     fail(1, error_lines(response))
 }
 
-/// Prints an accepted create or update: name and hash on stdout, the CAS's warnings (an
+/// Prints an accepted create or update: name and hash on stdout (the hash alone when invoked
+/// as `scone`, as SCONE's CLI prints it, so scripts can capture it), the CAS's warnings (an
 /// expiring certificate, …) on stderr.
 fn accepted(name: &str, response: &custos_cas::client::Response) -> ExitCode {
     let json = response.json();
-    println!("name: {name}");
-    println!("hash: {}", json["hash"].as_str().unwrap_or_default());
+    let hash = json["hash"].as_str().unwrap_or_default();
+    if crate::scone::invoked_as_scone() {
+        println!("{hash}");
+    } else {
+        println!("name: {name}");
+        println!("hash: {hash}");
+    }
     for warning in json["warnings"].as_array().into_iter().flatten() {
         eprintln!("warning: {}", warning.as_str().unwrap_or_default());
     }
