@@ -9,24 +9,53 @@
 //! `x-ms-sgx-collateral.quotehash` = SHA-256 of the evidence sent
 //! (`custos_attestation::maa`). The token's claims then go through the session's policy like
 //! any other: both MAA's policy and the session's must allow.
+//!
+//! The MAA self-check (a Custos addition): the token is believed only when the certificate
+//! of the key that signed it embeds evidence of a trusted MAA enclave bound to that key
+//! (`custos_attestation::maa::trust`). Hardware evidence is DCAP-verified with the same
+//! root and collateral as `mode: hardware`; simulated evidence (the Azure emulator's) only
+//! against the platform keys the CAS trusts, narrowed by the session's
+//! `trusted_platform_keys`. The trusted enclaves are the session's `trusted_maa_enclaves`,
+//! else the CAS's `maa.trusted_enclaves` (unless `maa.self_check = false`). Each key is
+//! examined once per JWKS document; a token costs a lookup and a few comparisons more.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::digest;
+use custos_attestation::maa::signers::{SignerReport, check_signer_trusting, embedded_evidence};
+use custos_attestation::maa::trust::{TrustedMaaEnclave, judge};
 use custos_attestation::maa::{
     MaaConfig, MaaExpectations, MaaKeySet, MaaTokenVerifier, RuntimeDataType,
 };
-use custos_attestation::{Claims, EvidenceKind, UnixTime};
+use custos_attestation::{Claims, EvidenceKind, PlatformKeyId, UnixTime};
 use custos_azure::{HttpOptions, MaaClient, MaaEvidence, RuntimeData, Trust};
 use custos_policy::AttestationPolicy;
 use rustls_pki_types::CertificateDer;
 
+use super::hardware::HardwareVerifier;
+
 /// Instances kept before the cache is emptied.
 const INSTANCES_MAX: usize = 1024;
 
-/// Token verifiers for one JWKS document, by minimum RSA key size.
-type VerifiersFor = (Arc<Vec<u8>>, HashMap<usize, Arc<MaaTokenVerifier>>);
+/// What one JWKS document yielded: its keys, the self-check's findings on each (by kid),
+/// and token verifiers by minimum RSA key size.
+#[derive(Debug)]
+struct VerifiersFor {
+    jwks: Arc<Vec<u8>>,
+    set: MaaKeySet,
+    signers: Arc<HashMap<String, SignerReport>>,
+    verifiers: HashMap<usize, Arc<MaaTokenVerifier>>,
+}
+
+/// The CAS-wide side of the self-check (`[maa]` in the configuration).
+#[derive(Debug, Clone)]
+pub struct SelfCheck {
+    /// Whether sessions without `trusted_maa_enclaves` are checked.
+    pub enabled: bool,
+    /// The enclaves trusted for them.
+    pub trusted: Vec<TrustedMaaEnclave>,
+}
 
 /// An instance URL and the SHA-256 of the extra CA certificates its TLS trusts.
 type InstanceKey = (String, [u8; 32]);
@@ -35,34 +64,39 @@ type InstanceKey = (String, [u8; 32]);
 #[derive(Debug)]
 struct Instance {
     client: MaaClient,
-    /// Token verifiers for the current JWKS.
-    verifiers: Mutex<Option<VerifiersFor>>,
+    /// Keys, self-check findings and token verifiers for the current JWKS.
+    current: Mutex<Option<VerifiersFor>>,
 }
 
 /// Verifies evidence through MAA for sessions in `mode: maa`.
 #[derive(Debug)]
 pub struct MaaVerifier {
     base: HttpOptions,
+    self_check: SelfCheck,
     instances: Mutex<HashMap<InstanceKey, Arc<Instance>>>,
 }
 
 impl MaaVerifier {
-    /// A verifier whose TLS trusts what `base` trusts (plus each session's certificates).
-    pub fn new(base: HttpOptions) -> Self {
+    /// A verifier whose TLS trusts what `base` trusts (plus each session's certificates),
+    /// with the CAS-wide self-check settings.
+    pub fn new(base: HttpOptions, self_check: SelfCheck) -> Self {
         Self {
             base,
+            self_check,
             instances: Mutex::default(),
         }
     }
 
     /// Has MAA verify `evidence` of `kind` with `runtime_data`, then verifies its token as of
-    /// `now` for a session whose attestation settings are `policy`.
+    /// `now` for a session whose attestation settings are `policy`, and the MAA enclave that
+    /// signed it; `hardware` verifies the evidence in MAA's signing certificates.
     pub async fn verify(
         &self,
         kind: EvidenceKind,
         evidence: &[u8],
         runtime_data: &[u8],
         policy: &AttestationPolicy,
+        hardware: &HardwareVerifier,
         now: UnixTime,
     ) -> Result<Claims, Vec<String>> {
         let fail = |reason: String| vec![format!("maa: {reason}")];
@@ -85,18 +119,43 @@ impl MaaVerifier {
             .attest(sent, Some(RuntimeData::Binary(runtime_data)))
             .await
             .map_err(|e| fail(e.to_string()))?;
-        let verifier = instance
-            .verifier(&token, policy.min_rsa_signing_key_size as usize)
+        let (verifier, signers) = instance
+            .verifier(&token, policy.min_rsa_signing_key_size as usize, hardware, now)
             .await
             .map_err(fail)?;
         let expectations = MaaExpectations {
             runtime_data: Some((runtime_data, RuntimeDataType::Binary)),
             evidence: Some(evidence),
         };
-        verifier
+        let verified = verifier
             .verify(&token, &expectations, now)
-            .map(|verified| verified.claims)
-            .map_err(|e| fail(e.to_string()))
+            .map_err(|e| fail(e.to_string()))?;
+        self.check_signer(&verified.kid, &signers, policy)
+            .map_err(fail)?;
+        Ok(verified.claims)
+    }
+
+    /// The self-check for the key that signed a verified token.
+    fn check_signer(
+        &self,
+        kid: &str,
+        signers: &HashMap<String, SignerReport>,
+        policy: &AttestationPolicy,
+    ) -> Result<(), String> {
+        let trusted: Vec<TrustedMaaEnclave> = match &policy.trusted_maa_enclaves {
+            Some(list) => list.iter().map(trusted_enclave).collect(),
+            None if self.self_check.enabled => self.self_check.trusted.clone(),
+            None => return Ok(()),
+        };
+        let report = signers
+            .get(kid)
+            .ok_or_else(|| format!("signing key {kid}: not examined (not in the signing keys)"))?;
+        let allowed: Vec<PlatformKeyId> = policy
+            .trusted_platform_keys
+            .iter()
+            .map(|k| PlatformKeyId(*k.as_bytes()))
+            .collect();
+        judge(report, &trusted, &allowed)
     }
 
     fn instance(&self, url: &str, policy: &AttestationPolicy) -> Result<Arc<Instance>, String> {
@@ -136,7 +195,7 @@ impl MaaVerifier {
         let client = MaaClient::new(url, &http).map_err(|e| e.to_string())?;
         let instance = Arc::new(Instance {
             client,
-            verifiers: Mutex::new(None),
+            current: Mutex::new(None),
         });
         if instances.len() >= INSTANCES_MAX {
             instances.clear();
@@ -148,31 +207,110 @@ impl MaaVerifier {
 
 impl Instance {
     /// A verifier for `token` with the instance's current signing keys (fetched again when
-    /// the token names a key not among them) and the session's minimum key size.
+    /// the token names a key not among them) and the session's minimum key size, with the
+    /// self-check's findings on those keys (made once per JWKS document).
     async fn verifier(
         &self,
         token: &str,
         min_rsa_bits: usize,
-    ) -> Result<Arc<MaaTokenVerifier>, String> {
+        hardware: &HardwareVerifier,
+        now: UnixTime,
+    ) -> Result<(Arc<MaaTokenVerifier>, Arc<HashMap<String, SignerReport>>), String> {
         let keys = self
             .client
             .signing_keys_for(token)
             .await
             .map_err(|e| e.to_string())?;
-        let mut cached = self.verifiers.lock().unwrap_or_else(|e| e.into_inner());
-        let current = match cached.as_mut() {
-            Some((jwks, verifiers)) if Arc::ptr_eq(jwks, &keys.jwks) => verifiers,
-            _ => &mut cached.insert((keys.jwks.clone(), HashMap::new())).1,
+        let cached = {
+            let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+            match current.as_mut() {
+                Some(c) if Arc::ptr_eq(&c.jwks, &keys.jwks) => {
+                    Some(self.verifier_for(c, min_rsa_bits))
+                }
+                _ => None,
+            }
         };
-        if let Some(verifier) = current.get(&min_rsa_bits) {
-            return Ok(verifier.clone());
+        if let Some(found) = cached {
+            return Ok(found);
         }
         let set = MaaKeySet::from_jwks(&keys.jwks).map_err(|e| e.to_string())?;
-        let verifier = Arc::new(MaaTokenVerifier::new(
+        let signers = Arc::new(examine(&set, hardware, now).await);
+        let mut fresh = VerifiersFor {
+            jwks: keys.jwks.clone(),
             set,
-            MaaConfig::new(self.client.url()).with_min_rsa_bits(min_rsa_bits),
-        ));
-        current.insert(min_rsa_bits, verifier.clone());
-        Ok(verifier)
+            signers,
+            verifiers: HashMap::new(),
+        };
+        let found = self.verifier_for(&mut fresh, min_rsa_bits);
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
+        Ok(found)
+    }
+
+    fn verifier_for(
+        &self,
+        current: &mut VerifiersFor,
+        min_rsa_bits: usize,
+    ) -> (Arc<MaaTokenVerifier>, Arc<HashMap<String, SignerReport>>) {
+        let verifier = current
+            .verifiers
+            .entry(min_rsa_bits)
+            .or_insert_with(|| {
+                Arc::new(MaaTokenVerifier::new(
+                    current.set.clone(),
+                    MaaConfig::new(self.client.url()).with_min_rsa_bits(min_rsa_bits),
+                ))
+            })
+            .clone();
+        (verifier, current.signers.clone())
+    }
+}
+
+/// The self-check's findings on every signing key: its embedded evidence, the binding, and
+/// the evidence's authenticity (DCAP for hardware evidence, collateral fetched as for
+/// `mode: hardware`; the CAS's trusted platform keys for simulated evidence).
+async fn examine(
+    set: &MaaKeySet,
+    hardware: &HardwareVerifier,
+    now: UnixTime,
+) -> HashMap<String, SignerReport> {
+    let mut out = HashMap::new();
+    for key in set.keys() {
+        let hardware_evidence = embedded_evidence(key.certificate())
+            .map(|(_, e)| e)
+            .filter(|e| custos_attestation::sim::SimQuote::parse(e).is_err());
+        let report = match hardware_evidence {
+            Some(evidence) => match hardware.maa_signer_dcap(&evidence, now).await {
+                Ok(dcap) => check_signer_trusting(key, Some(&dcap), hardware.trusted_platforms()),
+                Err(e) => {
+                    let mut report =
+                        check_signer_trusting(key, None, hardware.trusted_platforms());
+                    report.dcap = Some(Err(format!("collateral: {e}")));
+                    report
+                }
+            },
+            None => check_signer_trusting(key, None, hardware.trusted_platforms()),
+        };
+        tracing::info!(
+            kid = report.kid.as_str(),
+            enclave = report.enclave,
+            binding_ok = report.binding_ok,
+            mrsigner = report.identity.map(|i| i.mrsigner.to_hex()).unwrap_or_default(),
+            "MAA signing key examined"
+        );
+        out.insert(key.kid().to_owned(), report);
+    }
+    out
+}
+
+/// A session's `trusted_maa_enclaves` entry as the self-check takes it.
+fn trusted_enclave(t: &custos_policy::TrustedMaaEnclave) -> TrustedMaaEnclave {
+    TrustedMaaEnclave {
+        mrsigner: custos_attestation::MrSigner(*t.mrsigner.as_bytes()),
+        mrenclave: t
+            .mrenclave
+            .map(|m| custos_attestation::MrEnclave(*m.as_bytes())),
+        isvprodid: t.isvprodid,
+        min_isvsvn: t.min_isvsvn,
+        debug_allowed: t.debug_allowed,
     }
 }
