@@ -23,8 +23,8 @@ use custos_attestation::claims::HexValueError;
 use custos_attestation::maa::signers::key_binding;
 use custos_attestation::sim::{PlatformKey, SimQuote, SimReport};
 use custos_attestation::{Claims, PlatformKeyId, PlatformPublicKey, ReportData, TrustedPlatforms};
-use rcgen::CustomExtension;
 use jsonwebtoken::{Algorithm, Header};
+use rcgen::CustomExtension;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -93,9 +93,10 @@ impl Maa {
                     None => PlatformKey::generate(),
                 }
                 .map_err(|e| PkiError::Input(format!("MAA signing evidence: {e}")))?;
-                let key = SigningKey::generate_with_extension(url, KidStyle::Sha256Base64, |spki| {
-                    enclave_evidence(evidence, &platform, spki).map(Some)
-                })?;
+                let key =
+                    SigningKey::generate_with_extension(url, KidStyle::Sha256Base64, |spki| {
+                        enclave_evidence(evidence, &platform, spki).map(Some)
+                    })?;
                 tracing::info!(
                     platform_key = %platform.public_key().id(),
                     mrsigner = evidence.mrsigner.as_str(),
@@ -333,8 +334,14 @@ fn enclave_evidence(
     let mut report_data = [0u8; 64];
     report_data[..32].copy_from_slice(&key_binding(spki));
     let report = SimReport {
-        mrenclave: evidence.mrenclave.parse().map_err(|e: HexValueError| invalid(e.to_string()))?,
-        mrsigner: evidence.mrsigner.parse().map_err(|e: HexValueError| invalid(e.to_string()))?,
+        mrenclave: evidence
+            .mrenclave
+            .parse()
+            .map_err(|e: HexValueError| invalid(e.to_string()))?,
+        mrsigner: evidence
+            .mrsigner
+            .parse()
+            .map_err(|e: HexValueError| invalid(e.to_string()))?,
         isvprodid: evidence.isvprodid,
         isvsvn: evidence.isvsvn,
         report_data: ReportData(report_data),

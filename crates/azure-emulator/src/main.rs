@@ -104,7 +104,9 @@ fn main() -> ExitCode {
         Some("sim") => evidence.kind = custos_azure_emulator::config::SigningEvidenceKind::Sim,
         Some("none") => evidence.kind = custos_azure_emulator::config::SigningEvidenceKind::None,
         Some(other) => {
-            eprintln!("custos-azure-emulator: --maa-signing-evidence: expected sim or none, found {other:?}");
+            eprintln!(
+                "custos-azure-emulator: --maa-signing-evidence: expected sim or none, found {other:?}"
+            );
             return ExitCode::from(2);
         }
     }

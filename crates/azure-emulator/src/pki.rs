@@ -8,8 +8,9 @@ use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256, SanType,
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    PKCS_RSA_SHA256, SanType,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration, OffsetDateTime};
@@ -139,9 +140,9 @@ impl SigningKey {
         let mut params = CertificateParams::default();
         params.distinguished_name = dn(common_name);
         set_validity(&mut params, 3650);
-        params
-            .custom_extensions
-            .extend(extension(&rcgen::PublicKeyData::subject_public_key_info(&key))?);
+        params.custom_extensions.extend(extension(
+            &rcgen::PublicKeyData::subject_public_key_info(&key),
+        )?);
         let cert = params.self_signed(&key)?;
         let cert_der = cert.der().to_vec();
         let kid = match kid_style {

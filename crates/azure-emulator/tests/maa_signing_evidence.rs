@@ -62,10 +62,14 @@ async fn the_signing_certificate_embeds_a_sim_quote_bound_to_the_key_signed_by_t
     assert_eq!((id.isvprodid, id.isvsvn, id.debug), (1, 1, true));
 
     // Another platform key does not vouch for it.
-    let untrusted = TrustedPlatforms::from_ids([PlatformKey::generate().unwrap().public_key().id()]);
+    let untrusted =
+        TrustedPlatforms::from_ids([PlatformKey::generate().unwrap().public_key().id()]);
     let report = check_signer_trusting(key, None, &untrusted);
     let why = report.simulated.unwrap().unwrap_err();
-    assert!(why.contains("not trusted") || why.contains("untrusted"), "{why}");
+    assert!(
+        why.contains("not trusted") || why.contains("untrusted"),
+        "{why}"
+    );
 }
 
 #[tokio::test]
@@ -73,13 +77,15 @@ async fn configured_identity_and_no_evidence() {
     let mut config = Config::default();
     config.maa.signing_evidence.mrsigner = "ab".repeat(32);
     let (_running, keys) = start(config).await;
-    let report = check_signer_trusting(keys.keys().next().unwrap(), None, &TrustedPlatforms::none());
+    let report =
+        check_signer_trusting(keys.keys().next().unwrap(), None, &TrustedPlatforms::none());
     assert_eq!(report.identity.unwrap().mrsigner.to_hex(), "ab".repeat(32));
 
     let mut config = Config::default();
     config.maa.signing_evidence.kind = SigningEvidenceKind::None;
     let (running, keys) = start(config).await;
     assert!(running.maa_evidence_platform_key().is_none());
-    let report = check_signer_trusting(keys.keys().next().unwrap(), None, &TrustedPlatforms::none());
+    let report =
+        check_signer_trusting(keys.keys().next().unwrap(), None, &TrustedPlatforms::none());
     assert!(!report.enclave && report.identity.is_none(), "{report:?}");
 }

@@ -10,8 +10,8 @@
 use std::fmt;
 
 use super::signers::SignerReport;
-use crate::claims::{MrEnclave, MrSigner, TcbStatus};
 use crate::PlatformKeyId;
+use crate::claims::{MrEnclave, MrSigner, TcbStatus};
 
 /// An MAA enclave identity trusted to sign tokens. Every condition given must hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +109,10 @@ pub fn judge(
             }
         }
         (None, None) => {
-            return fail("DCAP: expected verified evidence, actual not verified (no collateral source)".into());
+            return fail(
+                "DCAP: expected verified evidence, actual not verified (no collateral source)"
+                    .into(),
+            );
         }
         (None, Some(Err(e))) => return fail(format!("DCAP: {e}")),
         (None, Some(Ok(tcb))) if tcb.status == TcbStatus::Revoked => {
@@ -123,8 +126,10 @@ pub fn judge(
     let Some(id) = report.identity else {
         return fail("enclave identity: expected one, actual none".into());
     };
-    let same_signer: Vec<&TrustedMaaEnclave> =
-        trusted.iter().filter(|t| t.mrsigner == id.mrsigner).collect();
+    let same_signer: Vec<&TrustedMaaEnclave> = trusted
+        .iter()
+        .filter(|t| t.mrsigner == id.mrsigner)
+        .collect();
     if same_signer.is_empty() {
         let list: Vec<String> = trusted.iter().map(|t| t.mrsigner.to_hex()).collect();
         return fail(format!(
@@ -144,7 +149,10 @@ pub fn judge(
         } else if let Some(p) = t.isvprodid.filter(|p| *p != id.isvprodid) {
             format!("enclave isvprodid: expected {p}, actual {}", id.isvprodid)
         } else if let Some(s) = t.min_isvsvn.filter(|s| id.isvsvn < *s) {
-            format!("enclave isvsvn: expected at least {s}, actual {}", id.isvsvn)
+            format!(
+                "enclave isvsvn: expected at least {s}, actual {}",
+                id.isvsvn
+            )
         } else if id.debug && !t.debug_allowed {
             "enclave debug: expected a production enclave (debug_allowed is false), actual a debug enclave".to_owned()
         } else {

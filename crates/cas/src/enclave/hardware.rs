@@ -154,9 +154,15 @@ impl HardwareVerifier {
     /// DCAP settings for hardware `evidence` embedded in an MAA signing certificate, with
     /// its collateral fetched first when it comes from a PCCS: the same root and collateral
     /// as `mode: hardware`.
-    pub async fn maa_signer_dcap(&self, evidence: &[u8], now: UnixTime) -> Result<DcapCheck, String> {
+    pub async fn maa_signer_dcap(
+        &self,
+        evidence: &[u8],
+        now: UnixTime,
+    ) -> Result<DcapCheck, String> {
         if let Collateral::Pccs(pccs) = &self.collateral {
-            pccs.ensure(evidence, now).await.map_err(|e| e.to_string())?;
+            pccs.ensure(evidence, now)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         Ok(DcapCheck {
             root: self.root.clone(),

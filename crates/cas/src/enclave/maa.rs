@@ -120,7 +120,12 @@ impl MaaVerifier {
             .await
             .map_err(|e| fail(e.to_string()))?;
         let (verifier, signers) = instance
-            .verifier(&token, policy.min_rsa_signing_key_size as usize, hardware, now)
+            .verifier(
+                &token,
+                policy.min_rsa_signing_key_size as usize,
+                hardware,
+                now,
+            )
             .await
             .map_err(fail)?;
         let expectations = MaaExpectations {
@@ -282,8 +287,7 @@ async fn examine(
             Some(evidence) => match hardware.maa_signer_dcap(&evidence, now).await {
                 Ok(dcap) => check_signer_trusting(key, Some(&dcap), hardware.trusted_platforms()),
                 Err(e) => {
-                    let mut report =
-                        check_signer_trusting(key, None, hardware.trusted_platforms());
+                    let mut report = check_signer_trusting(key, None, hardware.trusted_platforms());
                     report.dcap = Some(Err(format!("collateral: {e}")));
                     report
                 }
@@ -294,7 +298,10 @@ async fn examine(
             kid = report.kid.as_str(),
             enclave = report.enclave,
             binding_ok = report.binding_ok,
-            mrsigner = report.identity.map(|i| i.mrsigner.to_hex()).unwrap_or_default(),
+            mrsigner = report
+                .identity
+                .map(|i| i.mrsigner.to_hex())
+                .unwrap_or_default(),
             "MAA signing key examined"
         );
         out.insert(key.kid().to_owned(), report);

@@ -666,7 +666,14 @@ impl EnclaveApi {
         match mode {
             AttestationMode::Maa => {
                 self.maa
-                    .verify(kind, evidence, runtime_data, attestation, &self.hardware, now)
+                    .verify(
+                        kind,
+                        evidence,
+                        runtime_data,
+                        attestation,
+                        &self.hardware,
+                        now,
+                    )
                     .await
             }
             AttestationMode::Hardware | AttestationMode::None => {

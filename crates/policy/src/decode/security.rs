@@ -6,11 +6,11 @@ use super::reader::{Field, shorten};
 use super::{Decoder, values};
 use crate::diagnostic::Problem;
 use crate::ids::PublicKeyHash;
+use crate::ids::{MrEnclave, MrSigner};
 use crate::model::{
     AccessPolicy, AttestationMode, AttestationPolicy, DEFAULT_MIN_RSA_SIGNING_KEY_SIZE,
     IgnoredAdvisories, Principal, Security, Tolerance, TrustedMaaEnclave,
 };
-use crate::ids::{MrEnclave, MrSigner};
 use crate::suggest;
 
 const ACCESS_KEYS: &[&str] = &["read", "update", "create_sessions"];
@@ -26,8 +26,13 @@ const ATTESTATION_KEYS: &[&str] = &[
     "trusted_platform_keys",
     "trusted_maa_enclaves",
 ];
-const TRUSTED_MAA_ENCLAVE_KEYS: &[&str] =
-    &["mrsigner", "mrenclave", "isvprodid", "isvsvn", "debug_allowed"];
+const TRUSTED_MAA_ENCLAVE_KEYS: &[&str] = &[
+    "mrsigner",
+    "mrenclave",
+    "isvprodid",
+    "isvsvn",
+    "debug_allowed",
+];
 
 impl Decoder<'_> {
     pub(super) fn access_policy(&mut self, f: Field<'_, '_>) -> Option<AccessPolicy> {
@@ -326,7 +331,11 @@ impl Decoder<'_> {
         let fields = self.r.fields(f, TRUSTED_MAA_ENCLAVE_KEYS, &[])?;
         let mrsigner = self
             .r
-            .required(&fields, "mrsigner", "the MAA enclave's MRSIGNER (64 hex digits)")
+            .required(
+                &fields,
+                "mrsigner",
+                "the MAA enclave's MRSIGNER (64 hex digits)",
+            )
             .and_then(|i| self.r.parsed::<MrSigner>(i.field(), "an MRSIGNER"));
         let mrenclave = match fields.get("mrenclave") {
             Some(i) => self
