@@ -588,6 +588,7 @@ fn the_self_check_judges_each_recorded_signing_key() {
     let rec = sample();
     let keys = MaaKeySet::from_jwks(&rec.jwks).unwrap();
     let observed = observed_maa_enclaves();
+    assert_eq!(observed.len(), 2);
     let report = |kid: &str| check_signer(keys.get(kid).unwrap(), None);
 
     // Microsoft's PCA-issued keys embed nothing.

@@ -846,4 +846,58 @@ lisen = 1
         c.tls.certificate = Some("a.crt".into());
         assert!(c.validate().unwrap_err().to_string().contains("together"));
     }
+
+    #[test]
+    fn the_maa_section_defaults_to_the_observed_enclaves_and_is_checked() {
+        let defaults = Config::default().maa.trusted_enclaves().unwrap();
+        assert_eq!(
+            defaults,
+            custos_attestation::maa::trust::observed_maa_enclaves()
+        );
+        assert!(Config::default().maa.self_check);
+
+        let c = Config::from_toml(
+            Path::new("cas.toml"),
+            r#"
+[maa]
+trusted_enclaves = [{ mrsigner = "ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB", isvsvn = 3 }]
+"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let list = c.maa.trusted_enclaves().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].mrsigner.to_hex(), "ab".repeat(32));
+        assert_eq!(
+            (list[0].min_isvsvn, list[0].debug_allowed),
+            (Some(3), false)
+        );
+
+        let bad = Config::from_toml(
+            Path::new("cas.toml"),
+            "[maa]\ntrusted_enclaves = [{ mrsigner = \"xyz\" }]\n",
+        )
+        .unwrap();
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("maa.trusted_enclaves[0].mrsigner")
+        );
+        let empty =
+            Config::from_toml(Path::new("cas.toml"), "[maa]\ntrusted_enclaves = []\n").unwrap();
+        assert!(
+            empty
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("trusts no MAA enclave")
+        );
+        let off = Config::from_toml(
+            Path::new("cas.toml"),
+            "[maa]\nself_check = false\ntrusted_enclaves = []\n",
+        )
+        .unwrap();
+        off.validate().unwrap();
+    }
 }

@@ -60,8 +60,10 @@ pub fn observed_maa_enclaves() -> Vec<TrustedMaaEnclave> {
         "5e5410aaf99a32e32df2a97d579e65f8310f274816ec4f34cedeeb1be410a526",
     ]
     .iter()
-    .map(|hex| TrustedMaaEnclave {
-        mrsigner: hex.parse().expect("a 32-byte hex literal"),
+    // The literals are well-formed (a test counts them).
+    .filter_map(|hex| hex.parse().ok())
+    .map(|mrsigner| TrustedMaaEnclave {
+        mrsigner,
         mrenclave: None,
         isvprodid: Some(1),
         min_isvsvn: None,
