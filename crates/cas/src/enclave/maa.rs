@@ -17,7 +17,8 @@
 //! against the platform keys the CAS trusts, narrowed by the session's
 //! `trusted_platform_keys`. The trusted enclaves are the session's `trusted_maa_enclaves`,
 //! else the CAS's `maa.trusted_enclaves` (unless `maa.self_check = false`). Each key is
-//! examined once per JWKS document; a token costs a lookup and a few comparisons more.
+//! examined once per JWKS document, at the first token that needs it; a token then costs a
+//! lookup and a few comparisons more.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,7 +45,8 @@ const INSTANCES_MAX: usize = 1024;
 struct VerifiersFor {
     jwks: Arc<Vec<u8>>,
     set: MaaKeySet,
-    signers: Arc<HashMap<String, SignerReport>>,
+    /// Made at the first token that needs them.
+    signers: Option<Arc<HashMap<String, SignerReport>>>,
     verifiers: HashMap<usize, Arc<MaaTokenVerifier>>,
 }
 
@@ -119,13 +121,8 @@ impl MaaVerifier {
             .attest(sent, Some(RuntimeData::Binary(runtime_data)))
             .await
             .map_err(|e| fail(e.to_string()))?;
-        let (verifier, signers) = instance
-            .verifier(
-                &token,
-                policy.min_rsa_signing_key_size as usize,
-                hardware,
-                now,
-            )
+        let (verifier, jwks) = instance
+            .verifier(&token, policy.min_rsa_signing_key_size as usize)
             .await
             .map_err(fail)?;
         let expectations = MaaExpectations {
@@ -135,32 +132,14 @@ impl MaaVerifier {
         let verified = verifier
             .verify(&token, &expectations, now)
             .map_err(|e| fail(e.to_string()))?;
-        self.check_signer(&verified.kid, &signers, policy)
-            .map_err(fail)?;
-        Ok(verified.claims)
-    }
-
-    /// The self-check for the key that signed a verified token.
-    fn check_signer(
-        &self,
-        kid: &str,
-        signers: &HashMap<String, SignerReport>,
-        policy: &AttestationPolicy,
-    ) -> Result<(), String> {
         let trusted: Vec<TrustedMaaEnclave> = match &policy.trusted_maa_enclaves {
             Some(list) => list.iter().map(trusted_enclave).collect(),
             None if self.self_check.enabled => self.self_check.trusted.clone(),
-            None => return Ok(()),
+            None => return Ok(verified.claims),
         };
-        let report = signers
-            .get(kid)
-            .ok_or_else(|| format!("signing key {kid}: not examined (not in the signing keys)"))?;
-        let allowed: Vec<PlatformKeyId> = policy
-            .trusted_platform_keys
-            .iter()
-            .map(|k| PlatformKeyId(*k.as_bytes()))
-            .collect();
-        judge(report, &trusted, &allowed)
+        let signers = instance.signers(&jwks, hardware, now).await;
+        check_signer(&verified.kid, &signers, &trusted, policy).map_err(fail)?;
+        Ok(verified.claims)
     }
 
     fn instance(&self, url: &str, policy: &AttestationPolicy) -> Result<Arc<Instance>, String> {
@@ -212,50 +191,28 @@ impl MaaVerifier {
 
 impl Instance {
     /// A verifier for `token` with the instance's current signing keys (fetched again when
-    /// the token names a key not among them) and the session's minimum key size, with the
-    /// self-check's findings on those keys (made once per JWKS document).
+    /// the token names a key not among them) and the session's minimum key size; and the
+    /// JWKS document it is for.
     async fn verifier(
         &self,
         token: &str,
         min_rsa_bits: usize,
-        hardware: &HardwareVerifier,
-        now: UnixTime,
-    ) -> Result<(Arc<MaaTokenVerifier>, Arc<HashMap<String, SignerReport>>), String> {
+    ) -> Result<(Arc<MaaTokenVerifier>, Arc<Vec<u8>>), String> {
         let keys = self
             .client
             .signing_keys_for(token)
             .await
             .map_err(|e| e.to_string())?;
-        let cached = {
-            let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-            match current.as_mut() {
-                Some(c) if Arc::ptr_eq(&c.jwks, &keys.jwks) => {
-                    Some(self.verifier_for(c, min_rsa_bits))
-                }
-                _ => None,
-            }
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let current = match current.as_mut() {
+            Some(c) if Arc::ptr_eq(&c.jwks, &keys.jwks) => c,
+            _ => current.insert(VerifiersFor {
+                jwks: keys.jwks.clone(),
+                set: MaaKeySet::from_jwks(&keys.jwks).map_err(|e| e.to_string())?,
+                signers: None,
+                verifiers: HashMap::new(),
+            }),
         };
-        if let Some(found) = cached {
-            return Ok(found);
-        }
-        let set = MaaKeySet::from_jwks(&keys.jwks).map_err(|e| e.to_string())?;
-        let signers = Arc::new(examine(&set, hardware, now).await);
-        let mut fresh = VerifiersFor {
-            jwks: keys.jwks.clone(),
-            set,
-            signers,
-            verifiers: HashMap::new(),
-        };
-        let found = self.verifier_for(&mut fresh, min_rsa_bits);
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
-        Ok(found)
-    }
-
-    fn verifier_for(
-        &self,
-        current: &mut VerifiersFor,
-        min_rsa_bits: usize,
-    ) -> (Arc<MaaTokenVerifier>, Arc<HashMap<String, SignerReport>>) {
         let verifier = current
             .verifiers
             .entry(min_rsa_bits)
@@ -266,8 +223,60 @@ impl Instance {
                 ))
             })
             .clone();
-        (verifier, current.signers.clone())
+        Ok((verifier, keys.jwks))
     }
+
+    /// The self-check's findings on the keys of `jwks`: made once per JWKS document, at the
+    /// first token that needs them (so a CAS with the check off never fetches collateral
+    /// for MAA's evidence).
+    async fn signers(
+        &self,
+        jwks: &Arc<Vec<u8>>,
+        hardware: &HardwareVerifier,
+        now: UnixTime,
+    ) -> Arc<HashMap<String, SignerReport>> {
+        let set = {
+            let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+            match current.as_ref() {
+                Some(c) if Arc::ptr_eq(&c.jwks, jwks) => match &c.signers {
+                    Some(found) => return found.clone(),
+                    None => Some(c.set.clone()),
+                },
+                _ => None,
+            }
+        };
+        let set = match set {
+            Some(set) => set,
+            // Replaced meanwhile: examine the document the token was verified with.
+            None => MaaKeySet::from_jwks(jwks).unwrap_or_default(),
+        };
+        let found = Arc::new(examine(&set, hardware, now).await);
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = current.as_mut()
+            && Arc::ptr_eq(&c.jwks, jwks)
+        {
+            c.signers = Some(found.clone());
+        }
+        found
+    }
+}
+
+/// The self-check for the key `kid` that signed a verified token, against `trusted`.
+fn check_signer(
+    kid: &str,
+    signers: &HashMap<String, SignerReport>,
+    trusted: &[TrustedMaaEnclave],
+    policy: &AttestationPolicy,
+) -> Result<(), String> {
+    let report = signers
+        .get(kid)
+        .ok_or_else(|| format!("signing key {kid}: not examined (not in the signing keys)"))?;
+    let allowed: Vec<PlatformKeyId> = policy
+        .trusted_platform_keys
+        .iter()
+        .map(|k| PlatformKeyId(*k.as_bytes()))
+        .collect();
+    judge(report, trusted, &allowed)
 }
 
 /// The self-check's findings on every signing key: its embedded evidence, the binding, and
