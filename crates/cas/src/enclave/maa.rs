@@ -330,3 +330,97 @@ fn trusted_enclave(t: &custos_policy::TrustedMaaEnclave) -> TrustedMaaEnclave {
         debug_allowed: t.debug_allowed,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use custos_attestation::TrustedPlatforms;
+    use custos_attestation::dcap::{RootCa, StaticCollateral};
+    use custos_attestation::maa::trust::observed_maa_enclaves;
+
+    use super::*;
+    use crate::config::Config;
+
+    const KID: &str = "XxRc2vLh1E5FrsNawnRH3PzuFgqg3q7NvCdnjoJHBGE=";
+
+    fn data(path: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../attestation/tests/data")
+            .join(path)
+    }
+
+    /// The JWKS Azure's shared West US provider served (recorded): its own key embeds an
+    /// Open Enclave report of the MAA enclave.
+    fn recorded_keys() -> MaaKeySet {
+        let recording: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(data(
+                "maa/recordings/Attestation-MetadataTests.GetSigningCertificates-Shared.json",
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let calls = recording["networkCallRecords"].as_array().unwrap();
+        let jwks = calls
+            .iter()
+            .find(|c| c["Url"].as_str().unwrap().ends_with("/certs"))
+            .unwrap()["Response"]["BODY"]
+            .as_str()
+            .unwrap();
+        MaaKeySet::from_jwks(jwks.as_bytes()).unwrap()
+    }
+
+    fn at(secs: u64) -> UnixTime {
+        UnixTime::since_unix_epoch(Duration::from_secs(secs))
+    }
+
+    #[tokio::test]
+    async fn real_maa_evidence_without_collateral_is_refused_naming_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.data_dir = dir.path().to_owned();
+        // A PCCS that does not answer: no collateral for the MAA platform.
+        config.dcap.pccs_url = "http://127.0.0.1:9".into();
+        let hardware = HardwareVerifier::from_config(&config).await.unwrap();
+        let found = examine(&recorded_keys(), &hardware, at(1_751_328_000)).await;
+        let err = judge(&found[KID], &observed_maa_enclaves(), &[]).unwrap_err();
+        assert!(
+            err.starts_with(&format!("signing key {KID}: DCAP: collateral: ")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn real_maa_evidence_dcap_cannot_verify_is_refused() {
+        // Collateral of another platform: DCAP verification is attempted and fails.
+        let collateral = StaticCollateral::from_json(
+            &std::fs::read(data("dcap/sgx_quote_collateral.json")).unwrap(),
+        )
+        .unwrap();
+        let hardware = HardwareVerifier::new(
+            RootCa::intel_production(),
+            collateral,
+            TrustedPlatforms::none(),
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let found = runtime.block_on(examine(&recorded_keys(), &hardware, at(1_751_328_000)));
+        let err = judge(&found[KID], &observed_maa_enclaves(), &[]).unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "signing key {KID}: DCAP: DCAP verification failed"
+            )),
+            "{err}"
+        );
+        // The keys issued by Microsoft's PCA carry no evidence at all.
+        let err = judge(
+            &found["5n95sus8qrcBcVLXZu3lPYgdMlM"],
+            &observed_maa_enclaves(),
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.contains("enclave evidence: expected"), "{err}");
+    }
+}
