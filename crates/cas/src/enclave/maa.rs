@@ -378,8 +378,10 @@ mod tests {
     #[tokio::test]
     async fn real_maa_evidence_without_collateral_is_refused_naming_why() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::default();
-        config.data_dir = dir.path().to_owned();
+        let mut config = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
         // A PCCS that does not answer: no collateral for the MAA platform.
         config.dcap.pccs_url = "http://127.0.0.1:9".into();
         let hardware = HardwareVerifier::from_config(&config).await.unwrap();
