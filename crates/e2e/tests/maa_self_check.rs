@@ -124,6 +124,18 @@ fn tokens_signed_by_a_trusted_maa_enclave_are_believed_and_by_an_untrusted_one_d
         &app,
         "enclave debug: expected a production enclave (debug_allowed is false), actual a debug enclave",
     );
+    // Three attestations, one JWKS document with one key: examined once.
+    assert_eq!(examined(&world), 1);
+}
+
+/// How often the CAS has examined an MAA signing key.
+fn examined(world: &World) -> usize {
+    world
+        .cas
+        .process
+        .logs()
+        .matches("MAA signing key examined")
+        .count()
 }
 
 #[test]
@@ -180,6 +192,8 @@ fn a_signing_key_without_enclave_evidence_is_denied_unless_the_operator_turns_th
     world.create(&session);
     let (event, app) = attest(&world, "unchecked");
     assert_eq!(event["result"], "allowed", "{event}\n{}", app.logs());
+    // Not needed, so not examined.
+    assert_eq!(examined(&world), 0);
     let (_, session) = sessions(&world, "requiring", Some(&trusted));
     world.create(&session);
     let (event, app) = attest(&world, "requiring");
