@@ -89,3 +89,26 @@ async fn configured_identity_and_no_evidence() {
         check_signer_trusting(keys.keys().next().unwrap(), None, &TrustedPlatforms::none());
     assert!(!report.enclave && report.identity.is_none(), "{report:?}");
 }
+
+#[test]
+fn the_signing_evidence_configuration_is_checked() {
+    let config = Config::from_yaml(
+        "maa:\n  signing_evidence:\n    kind: none\n    isvsvn: 7\n",
+        "<inline>",
+        std::path::Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(config.maa.signing_evidence.kind, SigningEvidenceKind::None);
+    assert_eq!(config.maa.signing_evidence.isvsvn, 7);
+    let bad = Config::from_yaml(
+        "maa:\n  signing_evidence:\n    mrsigner: abc\n",
+        "<inline>",
+        std::path::Path::new("."),
+    )
+    .and_then(|c| c.validate("<inline>").map(|()| c))
+    .unwrap_err();
+    assert!(
+        bad.to_string().contains("maa.signing_evidence.mrsigner"),
+        "{bad}"
+    );
+}
