@@ -580,3 +580,122 @@ fn bad_jwks_are_rejected() {
         matches!(set.get("b").unwrap_err(), MaaError::UnusableKey { reason, .. } if reason == "no x5c certificate")
     );
 }
+
+#[test]
+fn the_self_check_judges_each_recorded_signing_key() {
+    use custos_attestation::maa::trust::{TrustedMaaEnclave, judge, observed_maa_enclaves};
+    use custos_attestation::{Tcb, TcbStatus};
+    let rec = sample();
+    let keys = MaaKeySet::from_jwks(&rec.jwks).unwrap();
+    let observed = observed_maa_enclaves();
+    assert_eq!(observed.len(), 2);
+    let report = |kid: &str| check_signer(keys.get(kid).unwrap(), None);
+
+    // Microsoft's PCA-issued keys embed nothing.
+    let err = judge(&report("5n95sus8qrcBcVLXZu3lPYgdMlM"), &observed, &[]).unwrap_err();
+    assert_eq!(
+        err,
+        "signing key 5n95sus8qrcBcVLXZu3lPYgdMlM: enclave evidence: expected an Open Enclave report (1.3.6.1.4.1.311.105.1) or an SGX quote (1.2.840.113556.10.1.1) in the signing certificate, actual none"
+    );
+    // The instance's key embeds its enclave, but unverified evidence is not believed.
+    let kid = "XxRc2vLh1E5FrsNawnRH3PzuFgqg3q7NvCdnjoJHBGE=";
+    let unverified = report(kid);
+    assert_eq!(
+        judge(&unverified, &observed, &[]).unwrap_err(),
+        format!(
+            "signing key {kid}: DCAP: expected verified evidence, actual not verified (no collateral source)"
+        )
+    );
+    // Had DCAP verified it: its identity is among the observed ones; the identity checks.
+    let mut verified = unverified.clone();
+    verified.dcap = Some(Ok(Tcb {
+        status: TcbStatus::UpToDate,
+        advisory_ids: Vec::new(),
+    }));
+    assert_eq!(judge(&verified, &observed, &[]), Ok(()));
+    let other = "ab".repeat(32);
+    let untrusted = TrustedMaaEnclave {
+        mrsigner: other.parse().unwrap(),
+        mrenclave: None,
+        isvprodid: None,
+        min_isvsvn: None,
+        debug_allowed: true,
+    };
+    assert_eq!(
+        judge(&verified, &[untrusted], &[]).unwrap_err(),
+        format!(
+            "signing key {kid}: enclave mrsigner: expected one of [{other}], actual 74ba5fba208571cf99e1f7158e6536a05bbb6ce7807eef8f6a97f64a7af64b83"
+        )
+    );
+    let strict = TrustedMaaEnclave {
+        mrsigner: observed[0].mrsigner,
+        mrenclave: None,
+        isvprodid: Some(1),
+        min_isvsvn: Some(2),
+        debug_allowed: true,
+    };
+    assert!(
+        judge(&verified, &[strict], &[])
+            .unwrap_err()
+            .ends_with("enclave isvsvn: expected at least 2, actual 1")
+    );
+    let production = TrustedMaaEnclave {
+        debug_allowed: false,
+        ..observed[0]
+    };
+    assert!(
+        judge(&verified, &[production], &[])
+            .unwrap_err()
+            .ends_with("enclave debug: expected a production enclave (debug_allowed is false), actual a debug enclave")
+    );
+    let mut revoked = verified.clone();
+    revoked.dcap = Some(Ok(Tcb {
+        status: TcbStatus::Revoked,
+        advisory_ids: Vec::new(),
+    }));
+    assert!(
+        judge(&revoked, &observed, &[])
+            .unwrap_err()
+            .contains("DCAP TCB status: expected not Revoked, actual")
+    );
+    // A key whose evidence binds another key.
+    let mut unbound = verified;
+    unbound.binding_ok = false;
+    assert!(
+        judge(&unbound, &observed, &[])
+            .unwrap_err()
+            .contains("key binding: expected report_data[0..32] ")
+    );
+}
+
+#[cfg(feature = "dcap")]
+#[test]
+fn the_self_check_refuses_evidence_dcap_cannot_verify() {
+    use std::sync::Arc;
+
+    use custos_attestation::dcap::{RootCa, StaticCollateral};
+    use custos_attestation::maa::signers::DcapCheck;
+    use custos_attestation::maa::trust::{judge, observed_maa_enclaves};
+    let rec = sample();
+    let keys = MaaKeySet::from_jwks(&rec.jwks).unwrap();
+    let key = keys
+        .get("XxRc2vLh1E5FrsNawnRH3PzuFgqg3q7NvCdnjoJHBGE=")
+        .unwrap();
+    let check = DcapCheck {
+        root: RootCa::intel_production(),
+        collateral: Arc::new(
+            StaticCollateral::from_json(&data("dcap/sgx_quote_collateral.json")).unwrap(),
+        ),
+        now: at(1_751_328_000),
+    };
+    let err = judge(
+        &check_signer(key, Some(&check)),
+        &observed_maa_enclaves(),
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        err.starts_with("signing key XxRc2vLh1E5FrsNawnRH3PzuFgqg3q7NvCdnjoJHBGE=: DCAP: DCAP verification failed"),
+        "{err}"
+    );
+}

@@ -272,6 +272,8 @@ pub struct MaaConfig {
     /// Platform keys whose simulation quotes are accepted: key ids (SHA-256 of the public
     /// key's SubjectPublicKeyInfo, 64 hex digits, as `custos-las` prints them) or PEM public keys.
     pub trusted_platform_keys: Vec<String>,
+    /// What the signing certificate embeds (MAA's self-check evidence).
+    pub signing_evidence: SigningEvidence,
 }
 
 impl Default for MaaConfig {
@@ -280,6 +282,61 @@ impl Default for MaaConfig {
             port: 0,
             token_lifetime_secs: 8 * 3600,
             trusted_platform_keys: Vec::new(),
+            signing_evidence: SigningEvidence::default(),
+        }
+    }
+}
+
+/// The enclave evidence MAA's signing certificate embeds. Real MAA embeds its enclave's
+/// quote bound to the key; the emulator embeds a simulated quote (`sim-quote`) with the
+/// same binding, signed by a platform key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigningEvidence {
+    /// `sim` (default) or `none` (a certificate without evidence).
+    pub kind: SigningEvidenceKind,
+    /// The platform key (PKCS#8 PEM, as `custos-las` keeps `platform-key.pem`) that signs the
+    /// quote; default: a fresh key, logged by id at start-up.
+    pub platform_key_file: Option<PathBuf>,
+    /// The MAA enclave's MRSIGNER, 64 hex digits; default: the shared MAA enclave's, as
+    /// recorded (`74ba5fba…`).
+    pub mrsigner: String,
+    /// Its MRENCLAVE; default: the recorded one (`b3cdb7c6…`).
+    pub mrenclave: String,
+    /// Its ISVPRODID (default 1).
+    pub isvprodid: u16,
+    /// Its ISVSVN (default 1).
+    pub isvsvn: u16,
+}
+
+/// Whether the signing certificate embeds evidence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SigningEvidenceKind {
+    /// A simulated quote bound to the key.
+    #[default]
+    Sim,
+    /// None.
+    None,
+}
+
+/// The shared MAA enclave's identity in the recorded signing certificate of
+/// `sharedwus.wus.attest.azure.net` (crates/attestation/tests/data).
+pub const RECORDED_MAA_MRSIGNER: &str =
+    "74ba5fba208571cf99e1f7158e6536a05bbb6ce7807eef8f6a97f64a7af64b83";
+/// See [`RECORDED_MAA_MRSIGNER`].
+pub const RECORDED_MAA_MRENCLAVE: &str =
+    "b3cdb7c6d8da25088334d8864c06794f0cd7f505708abe44cc074c1e6ae0e283";
+
+impl Default for SigningEvidence {
+    fn default() -> Self {
+        Self {
+            kind: SigningEvidenceKind::Sim,
+            platform_key_file: None,
+            mrsigner: RECORDED_MAA_MRSIGNER.into(),
+            mrenclave: RECORDED_MAA_MRENCLAVE.into(),
+            isvprodid: 1,
+            isvsvn: 1,
         }
     }
 }
@@ -469,6 +526,19 @@ impl Config {
         for (i, key) in self.maa.trusted_platform_keys.iter().enumerate() {
             crate::maa::parse_platform_key(key)
                 .map_err(|p| invalid(format!("maa.trusted_platform_keys[{i}]"), p))?;
+        }
+        let evidence = &self.maa.signing_evidence;
+        if let Err(e) = evidence.mrsigner.parse::<custos_attestation::MrSigner>() {
+            return Err(invalid(
+                "maa.signing_evidence.mrsigner".into(),
+                e.to_string(),
+            ));
+        }
+        if let Err(e) = evidence.mrenclave.parse::<custos_attestation::MrEnclave>() {
+            return Err(invalid(
+                "maa.signing_evidence.mrenclave".into(),
+                e.to_string(),
+            ));
         }
         Ok(())
     }

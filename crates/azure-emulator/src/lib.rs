@@ -278,6 +278,12 @@ impl Running {
         self.shared.maa.trust(key.id());
     }
 
+    /// The platform key that signed the simulated quote in MAA's signing certificate, if the
+    /// certificate embeds one.
+    pub fn maa_evidence_platform_key(&self) -> Option<&custos_attestation::PlatformPublicKey> {
+        self.shared.maa.evidence_platform()
+    }
+
     /// Replaces the fault rules.
     pub fn set_faults(&self, rules: Vec<config::FaultRule>) {
         self.faults.replace(rules);

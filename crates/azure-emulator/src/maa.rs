@@ -19,14 +19,17 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use custos_attestation::sim::SimQuote;
-use custos_attestation::{Claims, PlatformKeyId, PlatformPublicKey, TrustedPlatforms};
+use custos_attestation::claims::HexValueError;
+use custos_attestation::maa::signers::key_binding;
+use custos_attestation::sim::{PlatformKey, SimQuote, SimReport};
+use custos_attestation::{Claims, PlatformKeyId, PlatformPublicKey, ReportData, TrustedPlatforms};
 use jsonwebtoken::{Algorithm, Header};
+use rcgen::CustomExtension;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Shared;
-use crate::config::Config;
+use crate::config::{Config, SigningEvidence, SigningEvidenceKind};
 use crate::http::{json, now, random_hex};
 use crate::pki::{KidStyle, PkiError, SigningKey};
 use crate::stats::Counter;
@@ -51,7 +54,13 @@ pub struct Maa {
     signing_key: SigningKey,
     token_lifetime_secs: u64,
     trusted: RwLock<BTreeSet<PlatformKeyId>>,
+    /// The platform key that signed the evidence in the signing certificate, if any.
+    evidence_platform: Option<PlatformPublicKey>,
 }
+
+/// Extension carrying a raw SGX quote in a DER OCTET STRING, as MAA's 2020 certificates do
+/// (1.2.840.113556.10.1.1).
+const OID_MAA_SGX_QUOTE: &[u64] = &[1, 2, 840, 113556, 10, 1, 1];
 
 /// A configured platform key: a key id (64 hex digits) or a PEM public key.
 pub fn parse_platform_key(text: &str) -> Result<PlatformKeyId, String> {
@@ -75,12 +84,39 @@ impl Maa {
             .iter()
             .map(|k| parse_platform_key(k).map_err(PkiError::Input))
             .collect::<Result<_, _>>()?;
+        let evidence = &config.maa.signing_evidence;
+        let (signing_key, evidence_platform) = match evidence.kind {
+            SigningEvidenceKind::None => (SigningKey::generate(url, KidStyle::Sha256Base64)?, None),
+            SigningEvidenceKind::Sim => {
+                let platform = match &evidence.platform_key_file {
+                    Some(path) => PlatformKey::load(path),
+                    None => PlatformKey::generate(),
+                }
+                .map_err(|e| PkiError::Input(format!("MAA signing evidence: {e}")))?;
+                let key =
+                    SigningKey::generate_with_extension(url, KidStyle::Sha256Base64, |spki| {
+                        enclave_evidence(evidence, &platform, spki).map(Some)
+                    })?;
+                tracing::info!(
+                    platform_key = %platform.public_key().id(),
+                    mrsigner = evidence.mrsigner.as_str(),
+                    "MAA signing certificate embeds a simulated quote of the MAA enclave"
+                );
+                (key, Some(platform.public_key()))
+            }
+        };
         Ok(Self {
             url: url.to_owned(),
-            signing_key: SigningKey::generate(url, KidStyle::Sha256Base64)?,
+            signing_key,
             token_lifetime_secs: config.maa.token_lifetime_secs,
             trusted: RwLock::new(trusted),
+            evidence_platform,
         })
+    }
+
+    /// The platform key that signed the evidence in the signing certificate, if any.
+    pub fn evidence_platform(&self) -> Option<&PlatformPublicKey> {
+        self.evidence_platform.as_ref()
     }
 
     /// Trusts one more platform key.
@@ -285,6 +321,57 @@ async fn attest(
     };
     shared.stats.bump(Counter::MaaAttestations);
     json(StatusCode::OK, &json!({ "token": token }))
+}
+
+/// The signing certificate's evidence extension: a simulated quote of the MAA enclave whose
+/// `report_data[0..32]` binds the key `spki` as real MAA's does, in a DER OCTET STRING.
+fn enclave_evidence(
+    evidence: &SigningEvidence,
+    platform: &PlatformKey,
+    spki: &[u8],
+) -> Result<CustomExtension, PkiError> {
+    let invalid = |e: String| PkiError::Input(format!("MAA signing evidence: {e}"));
+    let mut report_data = [0u8; 64];
+    report_data[..32].copy_from_slice(&key_binding(spki));
+    let report = SimReport {
+        mrenclave: evidence
+            .mrenclave
+            .parse()
+            .map_err(|e: HexValueError| invalid(e.to_string()))?,
+        mrsigner: evidence
+            .mrsigner
+            .parse()
+            .map_err(|e: HexValueError| invalid(e.to_string()))?,
+        isvprodid: evidence.isvprodid,
+        isvsvn: evidence.isvsvn,
+        report_data: ReportData(report_data),
+    };
+    let quote = platform
+        .create_quote(&report)
+        .map_err(|e| invalid(e.to_string()))?;
+    Ok(CustomExtension::from_oid_content(
+        OID_MAA_SGX_QUOTE,
+        der_octet_string(&quote),
+    ))
+}
+
+/// DER OCTET STRING (definite length).
+fn der_octet_string(content: &[u8]) -> Vec<u8> {
+    let len = content.len();
+    let mut out = vec![0x04];
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
 }
 
 /// The quote inside an Open Enclave report: a 16-byte header (version 1, type 2, size).

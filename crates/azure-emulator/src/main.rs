@@ -37,6 +37,17 @@ struct Args {
     /// digits, as `custos-las` logs it) or a PEM public key. Adds to the file's list.
     #[arg(long, value_name = "KEY")]
     trust_platform_key: Vec<String>,
+    /// Sign the simulated quote that MAA's signing certificate embeds with this platform key
+    /// (PKCS#8 PEM, e.g. a LAS's `platform-key.pem`) instead of a fresh one.
+    #[arg(long, value_name = "FILE")]
+    maa_platform_key: Option<PathBuf>,
+    /// What MAA's signing certificate embeds: `sim` (a simulated quote of the MAA enclave
+    /// bound to the key) or `none`.
+    #[arg(long, value_name = "KIND")]
+    maa_signing_evidence: Option<String>,
+    /// The MAA enclave's MRSIGNER in that quote (64 hex digits).
+    #[arg(long, value_name = "HEX")]
+    maa_mrsigner: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -81,6 +92,24 @@ fn main() -> ExitCode {
         .maa
         .trusted_platform_keys
         .extend(args.trust_platform_key);
+    let evidence = &mut config.maa.signing_evidence;
+    if let Some(path) = args.maa_platform_key {
+        evidence.platform_key_file = Some(path);
+    }
+    if let Some(mrsigner) = args.maa_mrsigner {
+        evidence.mrsigner = mrsigner;
+    }
+    match args.maa_signing_evidence.as_deref() {
+        None => {}
+        Some("sim") => evidence.kind = custos_azure_emulator::config::SigningEvidenceKind::Sim,
+        Some("none") => evidence.kind = custos_azure_emulator::config::SigningEvidenceKind::None,
+        Some(other) => {
+            eprintln!(
+                "custos-azure-emulator: --maa-signing-evidence: expected sim or none, found {other:?}"
+            );
+            return ExitCode::from(2);
+        }
+    }
     if let Err(e) = config.validate("the command line") {
         eprintln!("custos-azure-emulator: {e}");
         return ExitCode::from(2);

@@ -8,8 +8,9 @@ use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256, SanType,
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    PKCS_RSA_SHA256, SanType,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration, OffsetDateTime};
@@ -124,10 +125,24 @@ pub enum KidStyle {
 impl SigningKey {
     /// A fresh RSA-2048 key with a self-signed certificate for `common_name`.
     pub fn generate(common_name: &str, kid_style: KidStyle) -> Result<Self, PkiError> {
+        Self::generate_with_extension(common_name, kid_style, |_| Ok(None))
+    }
+
+    /// Like [`Self::generate`], with the certificate extension `extension` makes from the
+    /// key's SubjectPublicKeyInfo (DER), if it makes one: how MAA's certificates embed the
+    /// evidence of the enclave that holds the key.
+    pub fn generate_with_extension(
+        common_name: &str,
+        kid_style: KidStyle,
+        extension: impl FnOnce(&[u8]) -> Result<Option<CustomExtension>, PkiError>,
+    ) -> Result<Self, PkiError> {
         let key = KeyPair::generate_for(&PKCS_RSA_SHA256)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = dn(common_name);
         set_validity(&mut params, 3650);
+        params.custom_extensions.extend(extension(
+            &rcgen::PublicKeyData::subject_public_key_info(&key),
+        )?);
         let cert = params.self_signed(&key)?;
         let cert_der = cert.der().to_vec();
         let kid = match kid_style {

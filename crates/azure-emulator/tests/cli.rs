@@ -92,3 +92,24 @@ fn a_bad_platform_key_on_the_command_line_exits_2_naming_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn bad_maa_signing_evidence_flags_exit_2_naming_them() {
+    let output = Command::new(BIN)
+        .args(["--demo", "--maa-signing-evidence", "quote"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("--maa-signing-evidence: expected sim or none"),
+        "{stderr}"
+    );
+    let output = Command::new(BIN)
+        .args(["--demo", "--maa-mrsigner", "abc"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("maa.signing_evidence.mrsigner"), "{stderr}");
+}

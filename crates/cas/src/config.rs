@@ -77,6 +77,8 @@ pub struct Config {
     pub azure: AzureSettings,
     /// How long the audit log keeps events.
     pub audit: AuditSettings,
+    /// The MAA self-check (`mode: maa`): which MAA enclaves may sign tokens.
+    pub maa: MaaSettings,
 }
 
 /// Audit retention: the store's writer removes the oldest events beyond either limit.
@@ -172,6 +174,87 @@ impl Default for EnclaveSettings {
             // TTL), over twice what the CAS can attest. About 32 bytes an entry: ≤ 8 MB.
             max_redeemed_nonces: 262_144,
         }
+    }
+}
+
+/// The MAA self-check: tokens of `mode: maa` are believed only when signed by a key whose
+/// certificate embeds authentic evidence of a trusted MAA enclave bound to the key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaaSettings {
+    /// Check sessions without `trusted_maa_enclaves` against `trusted_enclaves` (default
+    /// true). Sessions with `trusted_maa_enclaves` are always checked against their list.
+    pub self_check: bool,
+    /// The MAA enclaves trusted by default; default: those in the recorded signing
+    /// certificates of Azure's shared providers
+    /// (`custos_attestation::maa::trust::observed_maa_enclaves`).
+    pub trusted_enclaves: Vec<MaaEnclaveSetting>,
+}
+
+impl Default for MaaSettings {
+    fn default() -> Self {
+        Self {
+            self_check: true,
+            trusted_enclaves: custos_attestation::maa::trust::observed_maa_enclaves()
+                .into_iter()
+                .map(|t| MaaEnclaveSetting {
+                    mrsigner: t.mrsigner.to_hex(),
+                    mrenclave: t.mrenclave.map(|m| m.to_hex()),
+                    isvprodid: t.isvprodid,
+                    isvsvn: t.min_isvsvn,
+                    debug_allowed: t.debug_allowed,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One trusted MAA enclave (`[[maa.trusted_enclaves]]`): every field given must match.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaaEnclaveSetting {
+    /// MRSIGNER, 64 hex digits.
+    pub mrsigner: String,
+    /// The exact MRENCLAVE.
+    #[serde(default)]
+    pub mrenclave: Option<String>,
+    /// The exact ISVPRODID.
+    #[serde(default)]
+    pub isvprodid: Option<u16>,
+    /// The smallest ISVSVN.
+    #[serde(default)]
+    pub isvsvn: Option<u16>,
+    /// Whether a debug MAA enclave is trusted (default false).
+    #[serde(default)]
+    pub debug_allowed: bool,
+}
+
+impl MaaSettings {
+    /// The trusted enclaves, parsed.
+    pub fn trusted_enclaves(
+        &self,
+    ) -> Result<Vec<custos_attestation::maa::trust::TrustedMaaEnclave>, ConfigError> {
+        self.trusted_enclaves
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let invalid = |field: &str, err: custos_attestation::claims::HexValueError| {
+                    ConfigError::Invalid(format!("maa.trusted_enclaves[{i}].{field}: {err}"))
+                };
+                Ok(custos_attestation::maa::trust::TrustedMaaEnclave {
+                    mrsigner: e.mrsigner.parse().map_err(|err| invalid("mrsigner", err))?,
+                    mrenclave: e
+                        .mrenclave
+                        .as_deref()
+                        .map(str::parse)
+                        .transpose()
+                        .map_err(|err| invalid("mrenclave", err))?,
+                    isvprodid: e.isvprodid,
+                    min_isvsvn: e.isvsvn,
+                    debug_allowed: e.debug_allowed,
+                })
+            })
+            .collect()
     }
 }
 
@@ -408,6 +491,7 @@ impl Default for Config {
             dcap: DcapSettings::default(),
             azure: AzureSettings::default(),
             audit: AuditSettings::default(),
+            maa: MaaSettings::default(),
         }
     }
 }
@@ -518,6 +602,12 @@ impl Config {
         if self.azure.timeout_secs == 0 {
             return Err(ConfigError::Invalid(
                 "azure.timeout_secs must be above 0".into(),
+            ));
+        }
+        let trusted = self.maa.trusted_enclaves()?;
+        if self.maa.self_check && trusted.is_empty() {
+            return Err(ConfigError::Invalid(
+                "maa.trusted_enclaves is empty, which trusts no MAA enclave (maa.self_check = false turns the check off for sessions without trusted_maa_enclaves)".into(),
             ));
         }
         if self.audit.max_age_days > MAX_AUDIT_AGE_DAYS {
@@ -755,5 +845,59 @@ lisen = 1
         let mut c = Config::default();
         c.tls.certificate = Some("a.crt".into());
         assert!(c.validate().unwrap_err().to_string().contains("together"));
+    }
+
+    #[test]
+    fn the_maa_section_defaults_to_the_observed_enclaves_and_is_checked() {
+        let defaults = Config::default().maa.trusted_enclaves().unwrap();
+        assert_eq!(
+            defaults,
+            custos_attestation::maa::trust::observed_maa_enclaves()
+        );
+        assert!(Config::default().maa.self_check);
+
+        let c = Config::from_toml(
+            Path::new("cas.toml"),
+            r#"
+[maa]
+trusted_enclaves = [{ mrsigner = "ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB", isvsvn = 3 }]
+"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let list = c.maa.trusted_enclaves().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].mrsigner.to_hex(), "ab".repeat(32));
+        assert_eq!(
+            (list[0].min_isvsvn, list[0].debug_allowed),
+            (Some(3), false)
+        );
+
+        let bad = Config::from_toml(
+            Path::new("cas.toml"),
+            "[maa]\ntrusted_enclaves = [{ mrsigner = \"xyz\" }]\n",
+        )
+        .unwrap();
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("maa.trusted_enclaves[0].mrsigner")
+        );
+        let empty =
+            Config::from_toml(Path::new("cas.toml"), "[maa]\ntrusted_enclaves = []\n").unwrap();
+        assert!(
+            empty
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("trusts no MAA enclave")
+        );
+        let off = Config::from_toml(
+            Path::new("cas.toml"),
+            "[maa]\nself_check = false\ntrusted_enclaves = []\n",
+        )
+        .unwrap();
+        off.validate().unwrap();
     }
 }

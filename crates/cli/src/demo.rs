@@ -310,7 +310,11 @@ impl Demo {
                 platform_key,
             ])
             .arg("--ca-file")
-            .arg(self.work.join("azure-ca.pem"));
+            .arg(self.work.join("azure-ca.pem"))
+            // MAA's signing certificate embeds its enclave's simulated quote, signed with the
+            // LAS's platform key, which the CAS trusts (the CAS's MAA self-check).
+            .arg("--maa-platform-key")
+            .arg(self.work.join("las").join("platform-key.pem"));
         self.processes.start_with_stdout(
             "azure-emulator",
             command,

@@ -532,6 +532,10 @@ fn signer_problems(r: &SignerReport) -> Vec<String> {
     if let Some(Err(e)) = &r.dcap {
         out.push(format!("key {}: {e}", r.kid));
     }
+    // The CLI trusts no simulation platform key: simulated evidence proves nothing here.
+    if let Some(Err(e)) = &r.simulated {
+        out.push(format!("key {}: simulated evidence: {e}", r.kid));
+    }
     out
 }
 
@@ -549,6 +553,10 @@ fn signer_json(r: &SignerReport) -> Value {
         "evidence_oid": r.evidence_oid,
         "dcap": r.dcap.as_ref().map(|d| match d {
             Ok(tcb) => json!({"tcb_status": tcb.status.as_str(), "advisory_ids": tcb.advisory_ids}),
+            Err(e) => json!({"error": e}),
+        }),
+        "simulated": r.simulated.as_ref().map(|s| match s {
+            Ok(platform) => json!({"platform_key": platform.to_string()}),
             Err(e) => json!({"error": e}),
         }),
         "problem": r.problem,

@@ -253,12 +253,18 @@ pub struct Emulator {
 impl Emulator {
     /// Starts the demo emulator, writing its CA to `dir/ca.pem`, trusting the LAS's key at MAA.
     pub fn start(dir: &Path, las_key_id: &str) -> Self {
+        Self::start_with(dir, las_key_id, &[])
+    }
+
+    /// [`Emulator::start`] with `extra` flags (e.g. `--maa-platform-key FILE`).
+    pub fn start_with(dir: &Path, las_key_id: &str, extra: &[String]) -> Self {
         let process = Process::spawn(
             "custos-azure-emulator",
             Command::new(bin("custos-azure-emulator"))
                 .args(["--demo", "--listen", "127.0.0.1", "--ca-file"])
                 .arg(dir.join("ca.pem"))
                 .args(["--trust-platform-key", las_key_id])
+                .args(extra)
                 .env("RUST_LOG", "info"),
         );
         process
@@ -449,9 +455,26 @@ impl World {
     /// Starts a LAS, the emulator if `azure`, and a CAS trusting the LAS's platform key (and
     /// the emulator's CA and Entra ID) with `cas_flags` added.
     pub fn start(azure: bool, cas_flags: &[&str]) -> Self {
+        Self::start_with(azure, cas_flags, &[])
+    }
+
+    /// [`World::start`] with `emulator_flags` for the emulator. Its MAA signing certificate
+    /// embeds a simulated quote of the MAA enclave signed with the LAS's platform key, which
+    /// the CAS trusts: the MAA enclave runs on the node's simulated platform.
+    pub fn start_with(azure: bool, cas_flags: &[&str], emulator_flags: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let las = Las::start(&dir.path().join("las"));
-        let emulator = azure.then(|| Emulator::start(dir.path(), &las.key_id));
+        let emulator = azure.then(|| {
+            let mut flags = vec![
+                "--maa-platform-key".to_owned(),
+                dir.path()
+                    .join("las/platform-key.pem")
+                    .to_string_lossy()
+                    .into_owned(),
+            ];
+            flags.extend(emulator_flags.iter().map(|f| (*f).to_owned()));
+            Emulator::start_with(dir.path(), &las.key_id, &flags)
+        });
         let mut flags = vec!["--trust-platform-key".to_owned(), las.key_id.clone()];
         if let Some(emulator) = &emulator {
             flags.extend([

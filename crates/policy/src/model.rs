@@ -186,6 +186,25 @@ pub struct AttestationPolicy {
     /// Platform keys trusted to sign evidence (`trusted_scone_qe_pubkeys`, or Custos's
     /// `trusted_platform_keys`): for simulated quotes, the LAS platform keys.
     pub trusted_platform_keys: Vec<PublicKeyHash>,
+    /// With `mode: maa`, the MAA enclaves whose signing keys are trusted
+    /// (`trusted_maa_enclaves`, a Custos addition). `None`: the CAS's configured default.
+    pub trusted_maa_enclaves: Option<Vec<TrustedMaaEnclave>>,
+}
+
+/// An MAA enclave identity trusted to sign tokens (`trusted_maa_enclaves` entry). Every
+/// condition given must hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrustedMaaEnclave {
+    /// MRSIGNER (required).
+    pub mrsigner: MrSigner,
+    /// If given: the exact MRENCLAVE.
+    pub mrenclave: Option<MrEnclave>,
+    /// If given: the exact ISVPRODID.
+    pub isvprodid: Option<u16>,
+    /// If given: the smallest ISVSVN admitted.
+    pub min_isvsvn: Option<u16>,
+    /// Whether a debug MAA enclave is admitted (`debug_allowed`, default false).
+    pub debug_allowed: bool,
 }
 
 /// Default of [`AttestationPolicy::min_rsa_signing_key_size`].
@@ -201,6 +220,7 @@ impl Default for AttestationPolicy {
             ignore_advisories: IgnoredAdvisories::List(BTreeSet::new()),
             min_rsa_signing_key_size: DEFAULT_MIN_RSA_SIGNING_KEY_SIZE,
             trusted_platform_keys: Vec::new(),
+            trusted_maa_enclaves: None,
         }
     }
 }

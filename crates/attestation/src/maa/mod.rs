@@ -25,6 +25,7 @@
 
 pub mod jwks;
 pub mod signers;
+pub mod trust;
 
 use std::time::Duration;
 

@@ -13,6 +13,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use super::MaaSigningKey;
 use crate::claims::{MrEnclave, MrSigner, sha256};
 use crate::evidence::ParsedEvidence;
+use crate::{PlatformKeyId, TrustedPlatforms};
 
 /// Extension carrying an Open Enclave report of the MAA enclave.
 pub const OID_MAA_OE_REPORT: &str = "1.3.6.1.4.1.311.105.1";
@@ -30,6 +31,13 @@ pub struct SignerReport {
     pub evidence_oid: Option<&'static str>,
     /// Whether the evidence binds the certificate's key (`report_data` check).
     pub binding_ok: bool,
+    /// The binding the key calls for ([`key_binding`]), when the certificate parsed.
+    pub key_binding: Option<[u8; 32]>,
+    /// The evidence's `report_data[0..32]`, when there is evidence.
+    pub report_data_hash: Option<[u8; 32]>,
+    /// For simulated evidence: the platform key whose signature verified, or why it did
+    /// not (untrusted platform key, bad signature). `None` for hardware evidence.
+    pub simulated: Option<Result<PlatformKeyId, String>>,
     /// The MAA enclave's identity, when there is evidence.
     pub identity: Option<SignerIdentity>,
     /// DCAP verification of the evidence: `None` when not attempted, `Some(Err(why))`
@@ -72,13 +80,27 @@ pub struct DcapCheck {
 #[derive(Debug, Clone)]
 pub enum DcapCheck {}
 
-/// Checks one signing key.
+/// Checks one signing key; simulated evidence is reported as not verified (no platform key
+/// trusted).
 pub fn check_signer(key: &MaaSigningKey, dcap: Option<&DcapCheck>) -> SignerReport {
+    check_signer_trusting(key, dcap, &TrustedPlatforms::none())
+}
+
+/// Checks one signing key: hardware evidence with `dcap` when given, simulated evidence
+/// (`sim-quote`, as the Azure emulator embeds) against the platform keys in `platforms`.
+pub fn check_signer_trusting(
+    key: &MaaSigningKey,
+    dcap: Option<&DcapCheck>,
+    platforms: &TrustedPlatforms,
+) -> SignerReport {
     let mut report = SignerReport {
         kid: key.kid().to_owned(),
         enclave: false,
         evidence_oid: None,
         binding_ok: false,
+        key_binding: None,
+        report_data_hash: None,
+        simulated: None,
         identity: None,
         dcap: None,
         problem: None,
@@ -90,17 +112,15 @@ pub fn check_signer(key: &MaaSigningKey, dcap: Option<&DcapCheck>) -> SignerRepo
             return report;
         }
     };
+    let binding = key_binding(cert.public_key().raw);
+    report.key_binding = Some(binding);
     let Some((oid, evidence)) = evidence_in(&cert) else {
         return report;
     };
     report.enclave = true;
     report.evidence_oid = Some(oid);
     let parsed = match ParsedEvidence::parse(&evidence) {
-        Ok(p @ (ParsedEvidence::SgxQuote(_) | ParsedEvidence::OeReport(_))) => p,
-        Ok(ParsedEvidence::SimQuote(_)) => {
-            report.problem = Some("the embedded evidence is a simulated quote".into());
-            return report;
-        }
+        Ok(p) => p,
         Err(e) => {
             report.problem = Some(format!("embedded evidence: {e}"));
             return report;
@@ -114,7 +134,17 @@ pub fn check_signer(key: &MaaSigningKey, dcap: Option<&DcapCheck>) -> SignerRepo
         isvsvn: body.isv_svn,
         debug: body.is_debug(),
     });
-    report.binding_ok = body.report_data.hash_part() == &key_binding(cert.public_key().raw);
+    report.report_data_hash = Some(*body.report_data.hash_part());
+    report.binding_ok = body.report_data.hash_part() == &binding;
+    if let ParsedEvidence::SimQuote(quote) = &parsed {
+        report.simulated = Some(
+            quote
+                .verify(platforms)
+                .map(|_| quote.platform_key.id())
+                .map_err(|e| e.to_string()),
+        );
+        return report;
+    }
     #[cfg(feature = "dcap")]
     if let Some(check) = dcap {
         use crate::dcap::DcapVerifier;

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use custos_attestation::dcap::pccs::{CollateralCache, PccsClient, PccsConfig};
 use custos_attestation::dcap::{CollateralSource, DcapVerifier, RootCa, StaticCollateral};
+use custos_attestation::maa::signers::DcapCheck;
 use custos_attestation::sim::SimQuoteVerifier;
 use custos_attestation::{
     Claims, EvidenceKind, PlatformKeyId, PlatformPublicKey, TrustedPlatforms, UnixTime, Verifier,
@@ -42,6 +43,9 @@ pub struct HardwareVerifier {
     oe: DcapVerifier,
     collateral: Collateral,
     trusted_platforms: TrustedPlatforms,
+    /// The root and collateral source, for the MAA self-check's DCAP verification.
+    root: RootCa,
+    source: Arc<dyn CollateralSource>,
 }
 
 impl HardwareVerifier {
@@ -117,9 +121,11 @@ impl HardwareVerifier {
         }
         Ok(Self {
             sgx: DcapVerifier::sgx_quotes(root.clone(), source.clone()),
-            oe: DcapVerifier::oe_reports(root, source),
+            oe: DcapVerifier::oe_reports(root.clone(), source.clone()),
             collateral,
             trusted_platforms,
+            root,
+            source,
         })
     }
 
@@ -132,10 +138,37 @@ impl HardwareVerifier {
         let source: Arc<dyn CollateralSource> = Arc::new(collateral);
         Self {
             sgx: DcapVerifier::sgx_quotes(root.clone(), source.clone()),
-            oe: DcapVerifier::oe_reports(root, source),
+            oe: DcapVerifier::oe_reports(root.clone(), source.clone()),
             collateral: Collateral::Static,
             trusted_platforms,
+            root,
+            source,
         }
+    }
+
+    /// The simulation platform keys this CAS trusts (also for the MAA self-check).
+    pub fn trusted_platforms(&self) -> &TrustedPlatforms {
+        &self.trusted_platforms
+    }
+
+    /// DCAP settings for hardware `evidence` embedded in an MAA signing certificate, with
+    /// its collateral fetched first when it comes from a PCCS: the same root and collateral
+    /// as `mode: hardware`.
+    pub async fn maa_signer_dcap(
+        &self,
+        evidence: &[u8],
+        now: UnixTime,
+    ) -> Result<DcapCheck, String> {
+        if let Collateral::Pccs(pccs) = &self.collateral {
+            pccs.ensure(evidence, now)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(DcapCheck {
+            root: self.root.clone(),
+            collateral: self.source.clone(),
+            now,
+        })
     }
 
     /// Whether any simulation platform key is trusted.

@@ -9,24 +9,55 @@
 //! `x-ms-sgx-collateral.quotehash` = SHA-256 of the evidence sent
 //! (`custos_attestation::maa`). The token's claims then go through the session's policy like
 //! any other: both MAA's policy and the session's must allow.
+//!
+//! The MAA self-check (a Custos addition): the token is believed only when the certificate
+//! of the key that signed it embeds evidence of a trusted MAA enclave bound to that key
+//! (`custos_attestation::maa::trust`). Hardware evidence is DCAP-verified with the same
+//! root and collateral as `mode: hardware`; simulated evidence (the Azure emulator's) only
+//! against the platform keys the CAS trusts, narrowed by the session's
+//! `trusted_platform_keys`. The trusted enclaves are the session's `trusted_maa_enclaves`,
+//! else the CAS's `maa.trusted_enclaves` (unless `maa.self_check = false`). Each key is
+//! examined once per JWKS document, at the first token that needs it; a token then costs a
+//! lookup and a few comparisons more.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::digest;
+use custos_attestation::maa::signers::{SignerReport, check_signer_trusting, embedded_evidence};
+use custos_attestation::maa::trust::{TrustedMaaEnclave, judge};
 use custos_attestation::maa::{
     MaaConfig, MaaExpectations, MaaKeySet, MaaTokenVerifier, RuntimeDataType,
 };
-use custos_attestation::{Claims, EvidenceKind, UnixTime};
+use custos_attestation::{Claims, EvidenceKind, PlatformKeyId, UnixTime};
 use custos_azure::{HttpOptions, MaaClient, MaaEvidence, RuntimeData, Trust};
 use custos_policy::AttestationPolicy;
 use rustls_pki_types::CertificateDer;
 
+use super::hardware::HardwareVerifier;
+
 /// Instances kept before the cache is emptied.
 const INSTANCES_MAX: usize = 1024;
 
-/// Token verifiers for one JWKS document, by minimum RSA key size.
-type VerifiersFor = (Arc<Vec<u8>>, HashMap<usize, Arc<MaaTokenVerifier>>);
+/// What one JWKS document yielded: its keys, the self-check's findings on each (by kid),
+/// and token verifiers by minimum RSA key size.
+#[derive(Debug)]
+struct VerifiersFor {
+    jwks: Arc<Vec<u8>>,
+    set: MaaKeySet,
+    /// Made at the first token that needs them.
+    signers: Option<Arc<HashMap<String, SignerReport>>>,
+    verifiers: HashMap<usize, Arc<MaaTokenVerifier>>,
+}
+
+/// The CAS-wide side of the self-check (`[maa]` in the configuration).
+#[derive(Debug, Clone)]
+pub struct SelfCheck {
+    /// Whether sessions without `trusted_maa_enclaves` are checked.
+    pub enabled: bool,
+    /// The enclaves trusted for them.
+    pub trusted: Vec<TrustedMaaEnclave>,
+}
 
 /// An instance URL and the SHA-256 of the extra CA certificates its TLS trusts.
 type InstanceKey = (String, [u8; 32]);
@@ -35,34 +66,39 @@ type InstanceKey = (String, [u8; 32]);
 #[derive(Debug)]
 struct Instance {
     client: MaaClient,
-    /// Token verifiers for the current JWKS.
-    verifiers: Mutex<Option<VerifiersFor>>,
+    /// Keys, self-check findings and token verifiers for the current JWKS.
+    current: Mutex<Option<VerifiersFor>>,
 }
 
 /// Verifies evidence through MAA for sessions in `mode: maa`.
 #[derive(Debug)]
 pub struct MaaVerifier {
     base: HttpOptions,
+    self_check: SelfCheck,
     instances: Mutex<HashMap<InstanceKey, Arc<Instance>>>,
 }
 
 impl MaaVerifier {
-    /// A verifier whose TLS trusts what `base` trusts (plus each session's certificates).
-    pub fn new(base: HttpOptions) -> Self {
+    /// A verifier whose TLS trusts what `base` trusts (plus each session's certificates),
+    /// with the CAS-wide self-check settings.
+    pub fn new(base: HttpOptions, self_check: SelfCheck) -> Self {
         Self {
             base,
+            self_check,
             instances: Mutex::default(),
         }
     }
 
     /// Has MAA verify `evidence` of `kind` with `runtime_data`, then verifies its token as of
-    /// `now` for a session whose attestation settings are `policy`.
+    /// `now` for a session whose attestation settings are `policy`, and the MAA enclave that
+    /// signed it; `hardware` verifies the evidence in MAA's signing certificates.
     pub async fn verify(
         &self,
         kind: EvidenceKind,
         evidence: &[u8],
         runtime_data: &[u8],
         policy: &AttestationPolicy,
+        hardware: &HardwareVerifier,
         now: UnixTime,
     ) -> Result<Claims, Vec<String>> {
         let fail = |reason: String| vec![format!("maa: {reason}")];
@@ -85,7 +121,7 @@ impl MaaVerifier {
             .attest(sent, Some(RuntimeData::Binary(runtime_data)))
             .await
             .map_err(|e| fail(e.to_string()))?;
-        let verifier = instance
+        let (verifier, jwks) = instance
             .verifier(&token, policy.min_rsa_signing_key_size as usize)
             .await
             .map_err(fail)?;
@@ -93,10 +129,17 @@ impl MaaVerifier {
             runtime_data: Some((runtime_data, RuntimeDataType::Binary)),
             evidence: Some(evidence),
         };
-        verifier
+        let verified = verifier
             .verify(&token, &expectations, now)
-            .map(|verified| verified.claims)
-            .map_err(|e| fail(e.to_string()))
+            .map_err(|e| fail(e.to_string()))?;
+        let trusted: Vec<TrustedMaaEnclave> = match &policy.trusted_maa_enclaves {
+            Some(list) => list.iter().map(trusted_enclave).collect(),
+            None if self.self_check.enabled => self.self_check.trusted.clone(),
+            None => return Ok(verified.claims),
+        };
+        let signers = instance.signers(&jwks, hardware, now).await;
+        check_signer(&verified.kid, &signers, &trusted, policy).map_err(fail)?;
+        Ok(verified.claims)
     }
 
     fn instance(&self, url: &str, policy: &AttestationPolicy) -> Result<Arc<Instance>, String> {
@@ -136,7 +179,7 @@ impl MaaVerifier {
         let client = MaaClient::new(url, &http).map_err(|e| e.to_string())?;
         let instance = Arc::new(Instance {
             client,
-            verifiers: Mutex::new(None),
+            current: Mutex::new(None),
         });
         if instances.len() >= INSTANCES_MAX {
             instances.clear();
@@ -148,31 +191,238 @@ impl MaaVerifier {
 
 impl Instance {
     /// A verifier for `token` with the instance's current signing keys (fetched again when
-    /// the token names a key not among them) and the session's minimum key size.
+    /// the token names a key not among them) and the session's minimum key size; and the
+    /// JWKS document it is for.
     async fn verifier(
         &self,
         token: &str,
         min_rsa_bits: usize,
-    ) -> Result<Arc<MaaTokenVerifier>, String> {
+    ) -> Result<(Arc<MaaTokenVerifier>, Arc<Vec<u8>>), String> {
         let keys = self
             .client
             .signing_keys_for(token)
             .await
             .map_err(|e| e.to_string())?;
-        let mut cached = self.verifiers.lock().unwrap_or_else(|e| e.into_inner());
-        let current = match cached.as_mut() {
-            Some((jwks, verifiers)) if Arc::ptr_eq(jwks, &keys.jwks) => verifiers,
-            _ => &mut cached.insert((keys.jwks.clone(), HashMap::new())).1,
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let current = match current.as_mut() {
+            Some(c) if Arc::ptr_eq(&c.jwks, &keys.jwks) => c,
+            _ => current.insert(VerifiersFor {
+                jwks: keys.jwks.clone(),
+                set: MaaKeySet::from_jwks(&keys.jwks).map_err(|e| e.to_string())?,
+                signers: None,
+                verifiers: HashMap::new(),
+            }),
         };
-        if let Some(verifier) = current.get(&min_rsa_bits) {
-            return Ok(verifier.clone());
+        let verifier = current
+            .verifiers
+            .entry(min_rsa_bits)
+            .or_insert_with(|| {
+                Arc::new(MaaTokenVerifier::new(
+                    current.set.clone(),
+                    MaaConfig::new(self.client.url()).with_min_rsa_bits(min_rsa_bits),
+                ))
+            })
+            .clone();
+        Ok((verifier, keys.jwks))
+    }
+
+    /// The self-check's findings on the keys of `jwks`: made once per JWKS document, at the
+    /// first token that needs them (so a CAS with the check off never fetches collateral
+    /// for MAA's evidence).
+    async fn signers(
+        &self,
+        jwks: &Arc<Vec<u8>>,
+        hardware: &HardwareVerifier,
+        now: UnixTime,
+    ) -> Arc<HashMap<String, SignerReport>> {
+        let set = {
+            let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+            match current.as_ref() {
+                Some(c) if Arc::ptr_eq(&c.jwks, jwks) => match &c.signers {
+                    Some(found) => return found.clone(),
+                    None => Some(c.set.clone()),
+                },
+                _ => None,
+            }
+        };
+        let set = match set {
+            Some(set) => set,
+            // Replaced meanwhile: examine the document the token was verified with.
+            None => MaaKeySet::from_jwks(jwks).unwrap_or_default(),
+        };
+        let found = Arc::new(examine(&set, hardware, now).await);
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = current.as_mut()
+            && Arc::ptr_eq(&c.jwks, jwks)
+        {
+            c.signers = Some(found.clone());
         }
-        let set = MaaKeySet::from_jwks(&keys.jwks).map_err(|e| e.to_string())?;
-        let verifier = Arc::new(MaaTokenVerifier::new(
-            set,
-            MaaConfig::new(self.client.url()).with_min_rsa_bits(min_rsa_bits),
-        ));
-        current.insert(min_rsa_bits, verifier.clone());
-        Ok(verifier)
+        found
+    }
+}
+
+/// The self-check for the key `kid` that signed a verified token, against `trusted`.
+fn check_signer(
+    kid: &str,
+    signers: &HashMap<String, SignerReport>,
+    trusted: &[TrustedMaaEnclave],
+    policy: &AttestationPolicy,
+) -> Result<(), String> {
+    let report = signers
+        .get(kid)
+        .ok_or_else(|| format!("signing key {kid}: not examined (not in the signing keys)"))?;
+    let allowed: Vec<PlatformKeyId> = policy
+        .trusted_platform_keys
+        .iter()
+        .map(|k| PlatformKeyId(*k.as_bytes()))
+        .collect();
+    judge(report, trusted, &allowed)
+}
+
+/// The self-check's findings on every signing key: its embedded evidence, the binding, and
+/// the evidence's authenticity (DCAP for hardware evidence, collateral fetched as for
+/// `mode: hardware`; the CAS's trusted platform keys for simulated evidence).
+async fn examine(
+    set: &MaaKeySet,
+    hardware: &HardwareVerifier,
+    now: UnixTime,
+) -> HashMap<String, SignerReport> {
+    let mut out = HashMap::new();
+    for key in set.keys() {
+        let hardware_evidence = embedded_evidence(key.certificate())
+            .map(|(_, e)| e)
+            .filter(|e| custos_attestation::sim::SimQuote::parse(e).is_err());
+        let report = match hardware_evidence {
+            Some(evidence) => match hardware.maa_signer_dcap(&evidence, now).await {
+                Ok(dcap) => check_signer_trusting(key, Some(&dcap), hardware.trusted_platforms()),
+                Err(e) => {
+                    let mut report = check_signer_trusting(key, None, hardware.trusted_platforms());
+                    report.dcap = Some(Err(format!("collateral: {e}")));
+                    report
+                }
+            },
+            None => check_signer_trusting(key, None, hardware.trusted_platforms()),
+        };
+        tracing::info!(
+            kid = report.kid.as_str(),
+            enclave = report.enclave,
+            binding_ok = report.binding_ok,
+            mrsigner = report
+                .identity
+                .map(|i| i.mrsigner.to_hex())
+                .unwrap_or_default(),
+            "MAA signing key examined"
+        );
+        out.insert(key.kid().to_owned(), report);
+    }
+    out
+}
+
+/// A session's `trusted_maa_enclaves` entry as the self-check takes it.
+fn trusted_enclave(t: &custos_policy::TrustedMaaEnclave) -> TrustedMaaEnclave {
+    TrustedMaaEnclave {
+        mrsigner: custos_attestation::MrSigner(*t.mrsigner.as_bytes()),
+        mrenclave: t
+            .mrenclave
+            .map(|m| custos_attestation::MrEnclave(*m.as_bytes())),
+        isvprodid: t.isvprodid,
+        min_isvsvn: t.min_isvsvn,
+        debug_allowed: t.debug_allowed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use custos_attestation::TrustedPlatforms;
+    use custos_attestation::dcap::{RootCa, StaticCollateral};
+    use custos_attestation::maa::trust::observed_maa_enclaves;
+
+    use super::*;
+    use crate::config::Config;
+
+    const KID: &str = "XxRc2vLh1E5FrsNawnRH3PzuFgqg3q7NvCdnjoJHBGE=";
+
+    fn data(path: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../attestation/tests/data")
+            .join(path)
+    }
+
+    /// The JWKS Azure's shared West US provider served (recorded): its own key embeds an
+    /// Open Enclave report of the MAA enclave.
+    fn recorded_keys() -> MaaKeySet {
+        let recording: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(data(
+                "maa/recordings/Attestation-MetadataTests.GetSigningCertificates-Shared.json",
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let calls = recording["networkCallRecords"].as_array().unwrap();
+        let jwks = calls
+            .iter()
+            .find(|c| c["Url"].as_str().unwrap().ends_with("/certs"))
+            .unwrap()["Response"]["BODY"]
+            .as_str()
+            .unwrap();
+        MaaKeySet::from_jwks(jwks.as_bytes()).unwrap()
+    }
+
+    fn at(secs: u64) -> UnixTime {
+        UnixTime::since_unix_epoch(Duration::from_secs(secs))
+    }
+
+    #[tokio::test]
+    async fn real_maa_evidence_without_collateral_is_refused_naming_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        // A PCCS that does not answer: no collateral for the MAA platform.
+        config.dcap.pccs_url = "http://127.0.0.1:9".into();
+        let hardware = HardwareVerifier::from_config(&config).await.unwrap();
+        let found = examine(&recorded_keys(), &hardware, at(1_751_328_000)).await;
+        let err = judge(&found[KID], &observed_maa_enclaves(), &[]).unwrap_err();
+        assert!(
+            err.starts_with(&format!("signing key {KID}: DCAP: collateral: ")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn real_maa_evidence_dcap_cannot_verify_is_refused() {
+        // Collateral of another platform: DCAP verification is attempted and fails.
+        let collateral = StaticCollateral::from_json(
+            &std::fs::read(data("dcap/sgx_quote_collateral.json")).unwrap(),
+        )
+        .unwrap();
+        let hardware = HardwareVerifier::new(
+            RootCa::intel_production(),
+            collateral,
+            TrustedPlatforms::none(),
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let found = runtime.block_on(examine(&recorded_keys(), &hardware, at(1_751_328_000)));
+        let err = judge(&found[KID], &observed_maa_enclaves(), &[]).unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "signing key {KID}: DCAP: DCAP verification failed"
+            )),
+            "{err}"
+        );
+        // The keys issued by Microsoft's PCA carry no evidence at all.
+        let err = judge(
+            &found["5n95sus8qrcBcVLXZu3lPYgdMlM"],
+            &observed_maa_enclaves(),
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.contains("enclave evidence: expected"), "{err}");
     }
 }

@@ -312,7 +312,16 @@ impl EnclaveApi {
             limits: e.clone(),
             rejections: Rejections::new(metrics.clone()),
             hardware: HardwareVerifier::from_config(config).await?,
-            maa: MaaVerifier::new(azure.http_options()),
+            maa: MaaVerifier::new(
+                azure.http_options(),
+                maa::SelfCheck {
+                    enabled: config.maa.self_check,
+                    trusted: config
+                        .maa
+                        .trusted_enclaves()
+                        .map_err(|e| SetupError::Azure(e.to_string()))?,
+                },
+            ),
             azure,
             sessions: ParsedSessions::default(),
             metrics,
@@ -657,7 +666,14 @@ impl EnclaveApi {
         match mode {
             AttestationMode::Maa => {
                 self.maa
-                    .verify(kind, evidence, runtime_data, attestation, now)
+                    .verify(
+                        kind,
+                        evidence,
+                        runtime_data,
+                        attestation,
+                        &self.hardware,
+                        now,
+                    )
                     .await
             }
             AttestationMode::Hardware | AttestationMode::None => {

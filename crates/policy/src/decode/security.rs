@@ -6,9 +6,10 @@ use super::reader::{Field, shorten};
 use super::{Decoder, values};
 use crate::diagnostic::Problem;
 use crate::ids::PublicKeyHash;
+use crate::ids::{MrEnclave, MrSigner};
 use crate::model::{
     AccessPolicy, AttestationMode, AttestationPolicy, DEFAULT_MIN_RSA_SIGNING_KEY_SIZE,
-    IgnoredAdvisories, Principal, Security, Tolerance,
+    IgnoredAdvisories, Principal, Security, Tolerance, TrustedMaaEnclave,
 };
 use crate::suggest;
 
@@ -23,6 +24,14 @@ const ATTESTATION_KEYS: &[&str] = &[
     "min_rsa_signing_key_size",
     "trusted_scone_qe_pubkeys",
     "trusted_platform_keys",
+    "trusted_maa_enclaves",
+];
+const TRUSTED_MAA_ENCLAVE_KEYS: &[&str] = &[
+    "mrsigner",
+    "mrenclave",
+    "isvprodid",
+    "isvsvn",
+    "debug_allowed",
 ];
 
 impl Decoder<'_> {
@@ -294,7 +303,89 @@ impl Decoder<'_> {
             }
         }
 
+        if let Some(item) = fields.get("trusted_maa_enclaves") {
+            let f = item.field();
+            if !maa {
+                self.r.report(
+                    f.key_or_value_at(),
+                    f.path,
+                    Problem::Conflict,
+                    format!(
+                        "`trusted_maa_enclaves` names the MAA enclaves trusted to sign tokens, used only with `mode: maa` (mode is {})",
+                        policy.mode
+                    ),
+                );
+                ok = false;
+            } else {
+                match self.trusted_maa_enclaves(f) {
+                    Some(list) => policy.trusted_maa_enclaves = Some(list),
+                    None => ok = false,
+                }
+            }
+        }
+
         ok.then_some(policy)
+    }
+
+    /// `trusted_maa_enclaves`: a non-empty list of MAA enclave identities.
+    fn trusted_maa_enclaves(&mut self, f: Field<'_, '_>) -> Option<Vec<TrustedMaaEnclave>> {
+        let items = self.r.list(f, "MAA enclave identities ({mrsigner, …})")?;
+        if items.is_empty() {
+            self.r.invalid(
+                f,
+                "an empty list would trust no MAA enclave; name at least one (omit the field for the CAS's default)",
+            );
+            return None;
+        }
+        let mut list = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for item in &items {
+            match self.trusted_maa_enclave(item.field()) {
+                Some(e) => list.push(e),
+                None => ok = false,
+            }
+        }
+        ok.then_some(list)
+    }
+
+    fn trusted_maa_enclave(&mut self, f: Field<'_, '_>) -> Option<TrustedMaaEnclave> {
+        let fields = self.r.fields(f, TRUSTED_MAA_ENCLAVE_KEYS, &[])?;
+        let mrsigner = self
+            .r
+            .required(
+                &fields,
+                "mrsigner",
+                "the MAA enclave's MRSIGNER (64 hex digits)",
+            )
+            .and_then(|i| self.r.parsed::<MrSigner>(i.field(), "an MRSIGNER"));
+        let mrenclave = match fields.get("mrenclave") {
+            Some(i) => self
+                .r
+                .parsed::<MrEnclave>(i.field(), "an MRENCLAVE")
+                .map(Some),
+            None => Some(None),
+        };
+        let mut u16_field = |key: &str| match fields.get(key) {
+            Some(i) => self
+                .r
+                .integer(i.field(), 0, u64::from(u16::MAX))
+                .and_then(|n| u16::try_from(n).ok())
+                .map(Some),
+            None => Some(None),
+        };
+        let isvprodid = u16_field("isvprodid");
+        let min_isvsvn = u16_field("isvsvn");
+        let debug_allowed = match fields.get("debug_allowed") {
+            Some(i) => self.r.boolean(i.field()),
+            None => Some(false),
+        };
+        Some(TrustedMaaEnclave {
+            mrsigner: mrsigner?,
+            mrenclave: mrenclave?,
+            isvprodid: isvprodid?,
+            min_isvsvn: min_isvsvn?,
+            debug_allowed: debug_allowed?,
+        })
     }
 
     fn advisories(&mut self, f: Field<'_, '_>) -> Option<IgnoredAdvisories> {
