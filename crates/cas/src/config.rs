@@ -201,7 +201,7 @@ impl Default for MaaSettings {
                     mrsigner: t.mrsigner.to_hex(),
                     mrenclave: t.mrenclave.map(|m| m.to_hex()),
                     isvprodid: t.isvprodid,
-                    isvsvn: t.min_isvsvn,
+                    isvsvn_min: t.min_isvsvn,
                     debug_allowed: t.debug_allowed,
                 })
                 .collect(),
@@ -221,9 +221,9 @@ pub struct MaaEnclaveSetting {
     /// The exact ISVPRODID.
     #[serde(default)]
     pub isvprodid: Option<u16>,
-    /// The smallest ISVSVN.
+    /// The smallest ISVSVN (`isvsvn_min`, as in a session's signer range).
     #[serde(default)]
-    pub isvsvn: Option<u16>,
+    pub isvsvn_min: Option<u16>,
     /// Whether a debug MAA enclave is trusted (default false).
     #[serde(default)]
     pub debug_allowed: bool,
@@ -250,7 +250,7 @@ impl MaaSettings {
                         .transpose()
                         .map_err(|err| invalid("mrenclave", err))?,
                     isvprodid: e.isvprodid,
-                    min_isvsvn: e.isvsvn,
+                    min_isvsvn: e.isvsvn_min,
                     debug_allowed: e.debug_allowed,
                 })
             })
@@ -860,7 +860,7 @@ lisen = 1
             Path::new("cas.toml"),
             r#"
 [maa]
-trusted_enclaves = [{ mrsigner = "ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB", isvsvn = 3 }]
+trusted_enclaves = [{ mrsigner = "ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB", isvsvn_min = 3 }]
 "#,
         )
         .unwrap();

@@ -30,7 +30,7 @@ const TRUSTED_MAA_ENCLAVE_KEYS: &[&str] = &[
     "mrsigner",
     "mrenclave",
     "isvprodid",
-    "isvsvn",
+    "isvsvn_min",
     "debug_allowed",
 ];
 
@@ -374,7 +374,7 @@ impl Decoder<'_> {
             None => Some(None),
         };
         let isvprodid = u16_field("isvprodid");
-        let min_isvsvn = u16_field("isvsvn");
+        let min_isvsvn = u16_field("isvsvn_min");
         let debug_allowed = match fields.get("debug_allowed") {
             Some(i) => self.r.boolean(i.field()),
             None => Some(false),
