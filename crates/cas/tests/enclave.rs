@@ -1,7 +1,8 @@
 //! The enclave API under hostile clients, against a real `custos-cas` process over TLS, each
 //! client bound to its own loopback source address (127.0.0.1 the legitimate runtime,
 //! 127.0.0.2 and up the attackers): challenge floods, garbage and rate-limited attest
-//! requests, config id enumeration and log injection.
+//! requests, config id enumeration and log injection; and, with simulated quotes signed by a
+//! platform key the CAS trusts, SCONE's signer versions.
 
 mod common;
 
@@ -12,6 +13,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{CasProcess, create, get, wait_until};
+use custos_attestation::ReportData;
+use custos_attestation::claims::{MrEnclave, MrSigner};
+use custos_attestation::sim::{PlatformKey, SimReport};
 use custos_cas::client::ClientIdentity;
 use custos_protocol::enclave::{AttestRequest, EvidenceBytes, Jwk, RuntimeData};
 use hyper::StatusCode;
@@ -194,6 +198,16 @@ impl Runtime {
     }
 
     fn attest_body(&self, config_id: &str, nonce: &str) -> Vec<u8> {
+        self.attest_body_quoted(config_id, nonce, |_| Vec::new())
+    }
+
+    /// An attest request whose sim-quote `quote` makes from the runtime data's binding.
+    fn attest_body_quoted(
+        &self,
+        config_id: &str,
+        nonce: &str,
+        quote: impl FnOnce(ReportData) -> Vec<u8>,
+    ) -> Vec<u8> {
         let runtime_data = serde_json::to_vec(&RuntimeData {
             nonce: nonce.to_owned(),
             jwk: self.jwk.clone(),
@@ -203,11 +217,34 @@ impl Runtime {
             config_id: config_id.to_owned(),
             evidence: EvidenceBytes {
                 kind: "sim-quote".into(),
-                quote: Vec::new(),
+                quote: quote(ReportData::binding(&runtime_data)),
             },
             runtime_data,
         })
         .unwrap()
+    }
+
+    /// Challenge, then attest with a sim-quote `platform` signs for an enclave of `signer`,
+    /// product 7, security version `isvsvn`.
+    async fn start_signed(
+        &self,
+        config_id: &str,
+        platform: &PlatformKey,
+        signer: MrSigner,
+        isvsvn: u16,
+    ) -> Answer {
+        let nonce = self.nonce(config_id).await;
+        let body = self.attest_body_quoted(config_id, &nonce, |report_data| {
+            let report = SimReport {
+                mrenclave: MrEnclave([1; 32]),
+                mrsigner: signer,
+                isvprodid: 7,
+                isvsvn,
+                report_data,
+            };
+            platform.create_quote(&report).unwrap()
+        });
+        self.post("/v1/enclave/attest", body).await
     }
 
     async fn attest(&self, config_id: &str, nonce: &str) -> Answer {
@@ -499,4 +536,66 @@ async fn client_strings_cannot_forge_log_lines() {
         !log.lines().any(|l| l.starts_with("FORGED")),
         "a forged line: {log}"
     );
+}
+
+/// SCONE's `isvsvn` is one exact version and `isvsvn_min`/`isvsvn_max` an inclusive range
+/// (issue #13): through the real CAS, a signer pinning 4 admits 4 and refuses 3 and 5, naming
+/// the check; a range 4–5 admits 5 and refuses 6.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signer_admits_its_exact_isvsvn_or_its_range_and_nothing_else() {
+    let platform = PlatformKey::generate().unwrap();
+    let key_id = platform.public_key().id();
+    let s = setup(&format!(
+        "[enclave]\ntrusted_platform_keys = [\"{key_id}\"]\n"
+    ))
+    .await;
+    let signer = MrSigner([0xab; 32]);
+    let hex = signer.to_hex();
+    let session = format!(
+        "name: ns/signed
+version: \"0.3\"
+security: {{ attestation: {{ tolerate: [debug-mode] }} }}
+secrets:
+  - {{ name: A, kind: ascii, size: 8 }}
+services:
+  - name: exact
+    attestation: {{ signer: {{ mrsigner: \"{hex}\", isvprodid: 7, isvsvn: 4 }} }}
+    environment: {{ A: $$SCONE::A$$ }}
+  - name: range
+    attestation: {{ signer: {{ mrsigner: \"{hex}\", isvprodid: 7, isvsvn_min: 4, isvsvn_max: 5 }} }}
+    environment: {{ A: $$SCONE::A$$ }}
+"
+    );
+    let r = create(&s.cas.client(Some(&s.owner)), &session).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json());
+    let runtime = s.runtime("127.0.0.1");
+    for (service, isvsvn, admitted) in [
+        ("exact", 4, true),
+        ("exact", 5, false),
+        ("exact", 3, false),
+        ("range", 4, true),
+        ("range", 5, true),
+        ("range", 6, false),
+    ] {
+        let a = runtime
+            .start_signed(&format!("ns/signed/{service}"), &platform, signer, isvsvn)
+            .await;
+        if admitted {
+            delivered(&a);
+        } else {
+            assert_eq!(
+                a.status,
+                StatusCode::FORBIDDEN,
+                "{service} {isvsvn}: {}",
+                a.json
+            );
+            let reasons = a.reasons();
+            assert!(
+                reasons
+                    .iter()
+                    .any(|r| r.contains("isvsvn") && r.contains(&format!("actual {isvsvn}"))),
+                "{service} {isvsvn}: {reasons:?}"
+            );
+        }
+    }
 }
