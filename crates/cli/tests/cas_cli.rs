@@ -1,11 +1,13 @@
 //! `custos self|cas|session create/update/read/verify` as real processes against a real CAS
 //! server (the `custos-cas` library serving on loopback in this test process).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::{code, err, out, start_cas, start_cas_with};
 use custos_cas::config::{Config, EvidenceMode};
-use custos_cas::server::Cas;
 
 fn sample(file: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -25,31 +27,6 @@ const VARS: &[(&str, &str)] = &[
     ("MAA_PROVIDER", "https://sharedcus.cus.attest.azure.net"),
 ];
 
-fn start_cas(dir: &Path) -> String {
-    start_cas_with(Config {
-        data_dir: dir.to_owned(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Config::default()
-    })
-}
-
-fn start_cas_with(config: Config) -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let cas = Cas::start(&config).await.unwrap();
-            tx.send(cas.local_addr.to_string()).unwrap();
-            cas.serve().await;
-        });
-    });
-    rx.recv().unwrap()
-}
-
 fn custos(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_custos"))
         .args(args)
@@ -58,18 +35,6 @@ fn custos(config: &Path, args: &[&str]) -> Output {
         .envs(VARS.iter().copied())
         .output()
         .expect("custos runs")
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap()
 }
 
 #[test]

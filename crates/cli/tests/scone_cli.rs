@@ -4,11 +4,12 @@
 //! on loopback in this test process, with simulated evidence). And the `cas attest` pins SCONE
 //! users reach for: `--mrsigner`/`--isvprodid`/`--isvsvn` and `-c CAS_KEY_HASH`.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use custos_cas::config::Config;
-use custos_cas::server::Cas;
+use common::{code, err, out, start_cas};
 use rustls_pki_types::pem::PemObject as _;
 
 /// The sample's variables, as its README exports them before running the CLI.
@@ -27,29 +28,6 @@ const VARS: &[(&str, &str)] = &[
         "291645fc02749ef4f895da626d1ffe9bf45d34aad2177507844e1b87d220219f",
     ),
 ];
-
-/// A CAS with simulated evidence on a loopback port; its address.
-fn start_cas(dir: &Path) -> String {
-    let config = Config {
-        data_dir: dir.to_owned(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Config::default()
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let cas = Cas::start(&config).await.unwrap();
-            tx.send(cas.local_addr.to_string()).unwrap();
-            cas.serve().await;
-        });
-    });
-    rx.recv().unwrap()
-}
 
 /// A directory holding `scone`, a link to the built `custos`, and the CLI configuration.
 struct Cli {
@@ -90,18 +68,6 @@ impl Cli {
             .output()
             .expect("custos runs")
     }
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap()
 }
 
 fn repo(path: &str) -> String {

@@ -6,33 +6,12 @@
 //! - certificates ending within 30 days draw a warning from `session check` and, returned
 //!   by the CAS, from `session create|update`.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
-use custos_cas::config::Config;
-use custos_cas::server::Cas;
-
-fn start_cas(dir: &Path) -> String {
-    let config = Config {
-        data_dir: dir.to_owned(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Config::default()
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let cas = Cas::start(&config).await.unwrap();
-            tx.send(cas.local_addr.to_string()).unwrap();
-            cas.serve().await;
-        });
-    });
-    rx.recv().unwrap()
-}
+use common::{err, out, start_cas};
 
 fn custos(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_custos"))
@@ -41,14 +20,6 @@ fn custos(config: &Path, args: &[&str]) -> Output {
         .env("CUSTOS_CLI_CONFIG", config)
         .output()
         .expect("custos runs")
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn hash(o: &Output) -> String {
