@@ -538,10 +538,6 @@ fn a_2020_maa_certificate_with_a_raw_quote_and_a_1024_bit_key() {
 #[cfg(feature = "dcap")]
 #[test]
 fn the_maa_enclave_evidence_goes_through_dcap_when_asked() {
-    use std::sync::Arc;
-
-    use custos_attestation::dcap::{RootCa, StaticCollateral};
-    use custos_attestation::maa::signers::DcapCheck;
     let rec = sample();
     let keys = MaaKeySet::from_jwks(&rec.jwks).unwrap();
     let key = keys
@@ -549,13 +545,7 @@ fn the_maa_enclave_evidence_goes_through_dcap_when_asked() {
         .unwrap();
     // The only recorded collateral is for another platform: verification is attempted
     // and fails, and the report says why.
-    let check = DcapCheck {
-        root: RootCa::intel_production(),
-        collateral: Arc::new(
-            StaticCollateral::from_json(&data("dcap/sgx_quote_collateral.json")).unwrap(),
-        ),
-        now: at(1_751_328_000),
-    };
+    let check = collateral_of_another_platform();
     let r = check_signer(key, Some(&check));
     let err = r.dcap.unwrap().unwrap_err();
     assert!(err.contains("DCAP verification failed"), "{err}");
@@ -671,23 +661,13 @@ fn the_self_check_judges_each_recorded_signing_key() {
 #[cfg(feature = "dcap")]
 #[test]
 fn the_self_check_refuses_evidence_dcap_cannot_verify() {
-    use std::sync::Arc;
-
-    use custos_attestation::dcap::{RootCa, StaticCollateral};
-    use custos_attestation::maa::signers::DcapCheck;
     use custos_attestation::maa::trust::{judge, observed_maa_enclaves};
     let rec = sample();
     let keys = MaaKeySet::from_jwks(&rec.jwks).unwrap();
     let key = keys
         .get("XxRc2vLh1E5FrsNawnRH3PzuFgqg3q7NvCdnjoJHBGE=")
         .unwrap();
-    let check = DcapCheck {
-        root: RootCa::intel_production(),
-        collateral: Arc::new(
-            StaticCollateral::from_json(&data("dcap/sgx_quote_collateral.json")).unwrap(),
-        ),
-        now: at(1_751_328_000),
-    };
+    let check = collateral_of_another_platform();
     let err = judge(
         &check_signer(key, Some(&check)),
         &observed_maa_enclaves(),
@@ -698,4 +678,17 @@ fn the_self_check_refuses_evidence_dcap_cannot_verify() {
         err.starts_with("signing key XxRc2vLh1E5FrsNawnRH3PzuFgqg3q7NvCdnjoJHBGE=: DCAP: DCAP verification failed"),
         "{err}"
     );
+}
+
+/// A DCAP check with the only recorded collateral, which is for another platform than MAA's.
+#[cfg(feature = "dcap")]
+fn collateral_of_another_platform() -> custos_attestation::maa::signers::DcapCheck {
+    use custos_attestation::dcap::{RootCa, StaticCollateral};
+    custos_attestation::maa::signers::DcapCheck {
+        root: RootCa::intel_production(),
+        collateral: std::sync::Arc::new(
+            StaticCollateral::from_json(&data("dcap/sgx_quote_collateral.json")).unwrap(),
+        ),
+        now: at(1_751_328_000),
+    }
 }
