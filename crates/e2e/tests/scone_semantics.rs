@@ -142,4 +142,14 @@ fn the_cas_refuses_at_create_what_used_to_fail_at_start_or_reach_the_program_lit
         "security: { attestation: { mode: none } }\nservices:\n  - { name: app, command: \"sh -c @@1\" }\n",
     );
     assert!(answer.contains("host program arguments"), "{answer}");
+    // `insecure-igpu` was accepted and tolerated nothing.
+    let answer = refused(
+        "security: { attestation: { tolerate: [debug-mode, insecure-igpu] } }\nservices:\n  - { name: app, mrenclaves: [\"0101010101010101010101010101010101010101010101010101010101010101\"] }\n",
+    );
+    assert!(answer.contains("insecure-igpu"), "{answer}");
+    // SCONE's `isvsvn` is exact: `isvsvn_min` is its minimum, which the CAS now knows.
+    let (status, answer) = world.try_create(
+        "name: ns/signed\nversion: \"0.3\"\nservices:\n  - { name: app, attestation: { signer: { mrsigner: \"0101010101010101010101010101010101010101010101010101010101010101\", isvprodid: 1, isvsvn_min: 4 } } }\n",
+    );
+    assert_eq!(status, 201, "{answer}");
 }
