@@ -3,7 +3,7 @@
 //! Gramine exposes SGX attestation as pseudo-files (by default under `/dev/attestation`): the
 //! enclave writes the 64 bytes of `report_data` to `user_report_data` and reads back a DCAP
 //! quote over them from `quote`. `custos-run` and a CAS running in Gramine use this to bind
-//! their runtime data (DESIGN §5.2) or their TLS key (the CAS's self-attestation).
+//! their runtime data (`docs/enclave-api.md` § The protocol, step 2) or their TLS key (the CAS's self-attestation).
 //!
 //! Outside an enclave the files do not exist and every call fails, naming the file.
 

@@ -1,4 +1,4 @@
-//! The client API (DESIGN §5.1): routes, access checks, and the JSON error shape
+//! The client API (`docs/cas.md` § The client API): routes, access checks, and the JSON error shape
 //! `{"error": {"code", "message", "details"?}}`.
 //!
 //! Every handler sees the connection's [`Peer`]: its address and, when it presented a

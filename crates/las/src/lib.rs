@@ -1,12 +1,12 @@
 //! `custos-las`: the node agent that issues evidence for the workloads on its node.
 //!
 //! On an SGX node a LAS would turn a workload's report into a quote. Without hardware it runs
-//! in **simulation**: it signs a `sim-quote` (DESIGN §5.4) with the node's platform key, for
+//! in **simulation**: it signs a `sim-quote` (`docs/attestation.md` § Simulation) with the node's platform key, for
 //! whatever measurement and report data the workload asks for. Such a quote proves nothing
 //! about hardware — only that this LAS signed it — so verifiers accept it only from platform
 //! keys they were told to trust, and always as a debug enclave.
 //!
-//! API (HTTP on the node, DESIGN §5.3):
+//! API (HTTP on the node; `docs/enclave-api.md` § The LAS API):
 //! - `POST /v1/quote` `{"report_data": hex(64 bytes), "measurement": hex(32 bytes)}`
 //!   → `{"type": "sim-quote", "quote": base64url}`
 //! - `GET /v1/platform` → `{"mode": "simulation", "key_id": hex, "public_key_pem": "..."}`

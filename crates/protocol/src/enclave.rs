@@ -1,4 +1,4 @@
-//! The enclave API (DESIGN §5.2), spoken by `custos-run` to the CAS on port 18765.
+//! The enclave API (`docs/enclave-api.md` § The protocol), spoken by `custos-run` to the CAS on port 18765.
 //!
 //! 1. `POST /v1/enclave/challenge` [`ChallengeRequest`] → [`ChallengeResponse`]: a single-use
 //!    nonce.

@@ -1,4 +1,4 @@
-//! The LAS API (DESIGN §5.3): a workload asks its node's agent for evidence.
+//! The LAS API (`docs/enclave-api.md` § The LAS API): a workload asks its node's agent for evidence.
 
 use serde::{Deserialize, Serialize};
 

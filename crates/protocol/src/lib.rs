@@ -1,6 +1,6 @@
 //! Wire types shared by the programs that take part in attested secret delivery: the
-//! enclave API between `custos-run` and the CAS (DESIGN §5.2), and the LAS API between
-//! `custos-run` and the node agent (§5.3). One definition, so both ends agree byte for byte.
+//! enclave API between `custos-run` and the CAS (`docs/enclave-api.md` § The protocol), and
+//! the LAS API between `custos-run` and the node agent (`docs/enclave-api.md` § The LAS API). One definition, so both ends agree byte for byte.
 //!
 //! Bytes travel as base64url without padding. Values that may hold secrets (the environment
 //! and files the CAS delivers) are zeroized on drop and never shown by `Debug`.

@@ -1,4 +1,4 @@
-//! The runtime's configuration, from the environment (DESIGN §5.5).
+//! The runtime's configuration, from the environment (`docs/enclave-api.md` § The runtime).
 //!
 //! Every `CUSTOS_X` is also accepted as `SCONE_X`, so the sample's deployments work unchanged;
 //! when both are set, `CUSTOS_X` wins.

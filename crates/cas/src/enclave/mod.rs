@@ -1,4 +1,4 @@
-//! The enclave API (DESIGN §5.2, `docs/enclave-api.md`): where `custos-run` attests a
+//! The enclave API (`docs/enclave-api.md`): where `custos-run` attests a
 //! service and, once allowed, receives its configuration.
 //!
 //! 1. `POST /v1/enclave/challenge` `{"config_id"}` → `{"nonce"}`: 32 bytes, stateless (time,
