@@ -285,34 +285,100 @@ pub struct Tcb {
 ///
 /// Claims are what the evidence says, vouched for by [`Claims::verified_by`]; whether
 /// they are acceptable is for [`crate::policy`] to decide.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Only the verifiers of this crate make claims: the fields are private and there is no
+/// `Deserialize`, so no other code can build (or alter) "verified" claims. Tests of code
+/// that consumes claims build them with `TestClaims` (feature `testing`).
+///
+/// Neither a struct literal nor deserialization makes claims outside this crate:
+///
+/// ```compile_fail,E0451
+/// # use custos_attestation::*;
+/// let forged = Claims {
+///     evidence: EvidenceKind::SgxQuote,
+///     verified_by: VerifiedBy::Maa { issuer: "https://attacker.example".into() },
+///     mrenclave: MrEnclave([0; 32]),
+///     mrsigner: MrSigner([0; 32]),
+///     isvprodid: 0,
+///     isvsvn: 0,
+///     debug: false,
+///     report_data: ReportData([0; 64]),
+///     runtime_data: None,
+///     tcb: Tcb { status: TcbStatus::UpToDate, advisory_ids: vec![] },
+/// };
+/// ```
+///
+/// ```compile_fail,E0277
+/// let forged: custos_attestation::Claims = serde_json::from_str("{}").unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Claims {
-    /// What kind of evidence was verified.
-    pub evidence: EvidenceKind,
-    /// Who vouches for these claims.
-    pub verified_by: VerifiedBy,
-    /// The enclave measurement.
-    pub mrenclave: MrEnclave,
-    /// The enclave signer.
-    pub mrsigner: MrSigner,
-    /// ISV product id.
-    pub isvprodid: u16,
-    /// ISV security version number.
-    pub isvsvn: u16,
-    /// Whether the enclave is debuggable (its memory is readable by the host). Always
-    /// true for simulation.
-    pub debug: bool,
-    /// The report data the enclave chose.
-    pub report_data: ReportData,
-    /// The runtime data checked to be bound to `report_data` (or carried in the MAA
-    /// token), when the verifier was given any.
-    #[serde(with = "opt_hex_bytes")]
-    pub runtime_data: Option<Vec<u8>>,
-    /// The platform's TCB status and advisories.
-    pub tcb: Tcb,
+    pub(crate) evidence: EvidenceKind,
+    pub(crate) verified_by: VerifiedBy,
+    pub(crate) mrenclave: MrEnclave,
+    pub(crate) mrsigner: MrSigner,
+    pub(crate) isvprodid: u16,
+    pub(crate) isvsvn: u16,
+    pub(crate) debug: bool,
+    pub(crate) report_data: ReportData,
+    #[serde(serialize_with = "opt_hex_bytes")]
+    pub(crate) runtime_data: Option<Vec<u8>>,
+    pub(crate) tcb: Tcb,
 }
 
 impl Claims {
+    /// What kind of evidence was verified.
+    pub fn evidence(&self) -> EvidenceKind {
+        self.evidence
+    }
+
+    /// Who vouches for these claims.
+    pub fn verified_by(&self) -> &VerifiedBy {
+        &self.verified_by
+    }
+
+    /// The enclave measurement.
+    pub fn mrenclave(&self) -> MrEnclave {
+        self.mrenclave
+    }
+
+    /// The enclave signer.
+    pub fn mrsigner(&self) -> MrSigner {
+        self.mrsigner
+    }
+
+    /// ISV product id.
+    pub fn isvprodid(&self) -> u16 {
+        self.isvprodid
+    }
+
+    /// ISV security version number.
+    pub fn isvsvn(&self) -> u16 {
+        self.isvsvn
+    }
+
+    /// Whether the enclave is debuggable (its memory is readable by the host). Always true
+    /// for simulation.
+    pub fn debug(&self) -> bool {
+        self.debug
+    }
+
+    /// The report data the enclave chose.
+    pub fn report_data(&self) -> ReportData {
+        self.report_data
+    }
+
+    /// The runtime data checked to be bound to `report_data` (or carried in the MAA token),
+    /// when the verifier was given any.
+    pub fn runtime_data(&self) -> Option<&[u8]> {
+        self.runtime_data.as_deref()
+    }
+
+    /// The platform's TCB status and advisories.
+    pub fn tcb(&self) -> &Tcb {
+        &self.tcb
+    }
+
     /// Claims from a report body whose authenticity the caller has just established.
     pub(crate) fn from_report_body(
         evidence: EvidenceKind,
@@ -348,22 +414,47 @@ impl Claims {
     }
 }
 
-mod opt_hex_bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(bytes) => s.serialize_some(&hex::encode(bytes)),
-            None => s.serialize_none(),
-        }
+fn opt_hex_bytes<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(bytes) => s.serialize_some(&hex::encode(bytes)),
+        None => s.serialize_none(),
     }
+}
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Vec<u8>>, D::Error> {
-        Option::<String>::deserialize(d)?
-            .map(|s| hex::decode(s).map_err(serde::de::Error::custom))
-            .transpose()
+/// Claims that no verifier vouched for, for tests of code that consumes [`Claims`]
+/// (policies, reports). Only with the `testing` feature, which no production build enables.
+#[cfg(feature = "testing")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct TestClaims {
+    pub evidence: EvidenceKind,
+    pub verified_by: VerifiedBy,
+    pub mrenclave: MrEnclave,
+    pub mrsigner: MrSigner,
+    pub isvprodid: u16,
+    pub isvsvn: u16,
+    pub debug: bool,
+    pub report_data: ReportData,
+    pub runtime_data: Option<Vec<u8>>,
+    pub tcb: Tcb,
+}
+
+#[cfg(feature = "testing")]
+impl TestClaims {
+    /// These values as [`Claims`], although nothing verified them.
+    pub fn unverified(self) -> Claims {
+        Claims {
+            evidence: self.evidence,
+            verified_by: self.verified_by,
+            mrenclave: self.mrenclave,
+            mrsigner: self.mrsigner,
+            isvprodid: self.isvprodid,
+            isvsvn: self.isvsvn,
+            debug: self.debug,
+            report_data: self.report_data,
+            runtime_data: self.runtime_data,
+            tcb: self.tcb,
+        }
     }
 }
 

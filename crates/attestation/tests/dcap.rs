@@ -48,24 +48,24 @@ fn recorded_quote_verifies_with_its_tcb_status_and_advisories() {
         .verify_evidence(&data("dcap/sgx_quote"), at(IN_WINDOW))
         .unwrap();
     assert_eq!(
-        claims.tcb.status,
+        claims.tcb().status,
         TcbStatus::ConfigurationAndSwHardeningNeeded
     );
     assert_eq!(
-        claims.tcb.advisory_ids,
+        claims.tcb().advisory_ids,
         ["INTEL-SA-00289", "INTEL-SA-00615"]
     );
-    assert_eq!(claims.evidence, EvidenceKind::SgxQuote);
+    assert_eq!(claims.evidence(), EvidenceKind::SgxQuote);
     assert_eq!(
-        claims.verified_by,
+        *claims.verified_by(),
         VerifiedBy::Dcap {
             root_ca_sha256: RootCa::intel_production().sha256().to_owned()
         }
     );
-    assert!(!claims.debug);
-    assert!(claims.mrenclave.to_hex().starts_with("33d8736d"));
-    assert_eq!(&claims.report_data.0[..13], b"Hello, world!");
-    assert!(claims.report_data.0[13..].iter().all(|b| *b == 0));
+    assert!(!claims.debug());
+    assert!(claims.mrenclave().to_hex().starts_with("33d8736d"));
+    assert_eq!(&claims.report_data().0[..13], b"Hello, world!");
+    assert!(claims.report_data().0[13..].iter().all(|b| *b == 0));
 }
 
 #[test]
@@ -211,9 +211,9 @@ fn the_verifier_trait_checks_the_binding_and_oe_reports_unwrap() {
     report.extend_from_slice(&quote);
     let oe = DcapVerifier::oe_reports(RootCa::intel_production(), recorded_collateral());
     let claims = oe.verify_evidence(&report, at(IN_WINDOW)).unwrap();
-    assert_eq!(claims.evidence, EvidenceKind::OeReport);
+    assert_eq!(claims.evidence(), EvidenceKind::OeReport);
     assert_eq!(
-        claims.tcb.status,
+        claims.tcb().status,
         TcbStatus::ConfigurationAndSwHardeningNeeded
     );
 }
@@ -241,7 +241,12 @@ fn our_aws_lc_backend_agrees_with_dcap_qvl_s_rustcrypto_backend() {
     let ours = |quote: &[u8], root: RootCa, now: u64| {
         DcapVerifier::sgx_quotes(root, recorded_collateral())
             .verify_evidence(quote, at(now))
-            .map(|c| (c.tcb.status.as_str().to_owned(), c.tcb.advisory_ids))
+            .map(|c| {
+                (
+                    c.tcb().status.as_str().to_owned(),
+                    c.tcb().advisory_ids.clone(),
+                )
+            })
     };
     let production = data("dcap/TrustedRootCA.der");
     let test_root_pem = data("dcap-intel-test-pki/trustedRootCaCert.pem");
@@ -280,7 +285,7 @@ fn the_recorded_quote_passes_a_sample_like_policy_and_fails_a_strict_one() {
         .verify_evidence(&data("dcap/sgx_quote"), at(IN_WINDOW))
         .unwrap();
     let mut policy = ServicePolicy {
-        identities: vec![IdentityPolicy::mrenclave(claims.mrenclave)],
+        identities: vec![IdentityPolicy::mrenclave(claims.mrenclave())],
         tolerations: Tolerations::of([
             Toleration::Hyperthreading,
             Toleration::SoftwareHardeningNeeded,

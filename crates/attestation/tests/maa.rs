@@ -130,22 +130,22 @@ fn every_signed_recorded_token_verifies_as_of_its_iat_with_the_quote_s_fields() 
         let claims = &verified.claims;
         let quote = ParsedEvidence::parse(&evidence).unwrap();
         let body = quote.body();
-        assert_eq!(claims.mrenclave, body.mr_enclave, "{}", rec.name);
-        assert_eq!(claims.mrsigner, body.mr_signer);
+        assert_eq!(claims.mrenclave(), body.mr_enclave, "{}", rec.name);
+        assert_eq!(claims.mrsigner(), body.mr_signer);
         assert_eq!(
-            (claims.isvprodid, claims.isvsvn),
+            (claims.isvprodid(), claims.isvsvn()),
             (body.isv_prod_id, body.isv_svn)
         );
-        assert_eq!(claims.debug, body.is_debug());
-        assert_eq!(claims.report_data, body.report_data);
-        assert_eq!(claims.evidence, EvidenceKind::MaaToken);
+        assert_eq!(claims.debug(), body.is_debug());
+        assert_eq!(claims.report_data(), body.report_data);
+        assert_eq!(claims.evidence(), EvidenceKind::MaaToken);
         assert_eq!(
-            claims.verified_by,
+            *claims.verified_by(),
             VerifiedBy::Maa {
                 issuer: rec.issuer()
             }
         );
-        assert_eq!(claims.tcb.status, TcbStatus::ManagedByMaa);
+        assert_eq!(claims.tcb().status, TcbStatus::ManagedByMaa);
         assert_eq!(verified.attestation_type, "sgx");
         // MAA attested exactly the bytes sent.
         assert_eq!(
@@ -153,7 +153,7 @@ fn every_signed_recorded_token_verifies_as_of_its_iat_with_the_quote_s_fields() 
             Some(sha256_hex(&evidence).as_str())
         );
         if let Some((rt, _)) = &runtime {
-            assert_eq!(claims.runtime_data.as_deref(), Some(rt.as_slice()));
+            assert_eq!(claims.runtime_data(), Some(rt.as_slice()));
         }
     }
 }

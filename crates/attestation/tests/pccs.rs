@@ -184,7 +184,7 @@ async fn fetched_collateral_equals_the_recorded_one_verifies_and_is_cached_on_di
     let verifier = DcapVerifier::sgx_quotes(RootCa::intel_production(), cache.clone());
     let claims = verifier.verify_evidence(&quote, at(IN_WINDOW)).unwrap();
     assert_eq!(
-        claims.tcb.status,
+        claims.tcb().status,
         TcbStatus::ConfigurationAndSwHardeningNeeded
     );
 

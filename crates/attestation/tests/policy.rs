@@ -1,5 +1,6 @@
 //! Policy evaluation table: the allow case and every deny reason.
 
+use custos_attestation::claims::TestClaims;
 use custos_attestation::policy::{
     Check, Decision, IdentityPolicy, IgnoredAdvisories, ServicePolicy, SignerPolicy, Toleration,
     Tolerations, evaluate,
@@ -13,7 +14,11 @@ const M: MrEnclave = MrEnclave([0x11; 32]);
 const S: MrSigner = MrSigner([0x22; 32]);
 
 fn hardware(status: TcbStatus, advisories: &[&str], debug: bool) -> Claims {
-    Claims {
+    hardware_fields(status, advisories, debug).unverified()
+}
+
+fn hardware_fields(status: TcbStatus, advisories: &[&str], debug: bool) -> TestClaims {
+    TestClaims {
         evidence: EvidenceKind::SgxQuote,
         verified_by: VerifiedBy::Dcap {
             root_ca_sha256: "00".into(),
@@ -33,15 +38,16 @@ fn hardware(status: TcbStatus, advisories: &[&str], debug: bool) -> Claims {
 }
 
 fn simulated(platform: PlatformKeyId) -> Claims {
-    Claims {
+    TestClaims {
         evidence: EvidenceKind::SimQuote,
         verified_by: VerifiedBy::Simulation { platform },
         tcb: Tcb {
             status: TcbStatus::NotApplicable,
             advisory_ids: vec![],
         },
-        ..hardware(TcbStatus::UpToDate, &[], true)
+        ..hardware_fields(TcbStatus::UpToDate, &[], true)
     }
+    .unverified()
 }
 
 fn policy(identities: Vec<IdentityPolicy>, tolerate: &[Toleration]) -> ServicePolicy {

@@ -37,20 +37,20 @@ fn a_sim_quote_verifies_to_debug_simulation_claims() {
     let quote = key.create_quote(&report()).unwrap();
     assert_eq!(quote.len(), SIM_QUOTE_LEN);
     let claims = verify_sim_quote(&quote, &trusting(&key)).unwrap();
-    assert_eq!(claims.evidence, EvidenceKind::SimQuote);
+    assert_eq!(claims.evidence(), EvidenceKind::SimQuote);
     assert_eq!(
-        claims.verified_by,
+        *claims.verified_by(),
         VerifiedBy::Simulation {
             platform: key.public_key().id()
         }
     );
     assert!(claims.is_simulation());
-    assert!(claims.debug);
-    assert_eq!(claims.tcb.status, TcbStatus::NotApplicable);
-    assert_eq!(claims.mrenclave, MrEnclave([0xaa; 32]));
-    assert_eq!(claims.mrsigner, MrSigner([0xbb; 32]));
-    assert_eq!((claims.isvprodid, claims.isvsvn), (7, 3));
-    assert_eq!(claims.report_data, report().report_data);
+    assert!(claims.debug());
+    assert_eq!(claims.tcb().status, TcbStatus::NotApplicable);
+    assert_eq!(claims.mrenclave(), MrEnclave([0xaa; 32]));
+    assert_eq!(claims.mrsigner(), MrSigner([0xbb; 32]));
+    assert_eq!((claims.isvprodid(), claims.isvsvn()), (7, 3));
+    assert_eq!(claims.report_data(), report().report_data);
 }
 
 #[test]
@@ -61,10 +61,7 @@ fn the_verifier_trait_also_checks_the_runtime_data_binding() {
     let claims = verifiers
         .verify(EvidenceKind::SimQuote, &quote, b"{\"nonce\":\"n\"}", now())
         .unwrap();
-    assert_eq!(
-        claims.runtime_data.as_deref(),
-        Some(&b"{\"nonce\":\"n\"}"[..])
-    );
+    assert_eq!(claims.runtime_data(), Some(&b"{\"nonce\":\"n\"}"[..]));
     let err = verifiers
         .verify(
             EvidenceKind::SimQuote,
@@ -292,10 +289,10 @@ fn a_sim_quote_built_independently_from_the_documented_format_verifies() {
     let key =
         PlatformPublicKey::from_spki_pem(&data("sim/independent_platform_key.pub.pem")).unwrap();
     let claims = verify_sim_quote(&quote, &TrustedPlatforms::from_ids([key.id()])).unwrap();
-    assert_eq!(claims.mrenclave.to_hex(), common::sha256_hex(b"app"));
+    assert_eq!(claims.mrenclave().to_hex(), common::sha256_hex(b"app"));
     assert_eq!(
-        claims.report_data,
+        claims.report_data(),
         custos_attestation::ReportData::binding(b"runtime data")
     );
-    assert!(claims.debug);
+    assert!(claims.debug());
 }

@@ -291,13 +291,13 @@ async fn attest(
     };
     if let Some((data, _)) = &runtime {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
-        if claims.report_data.as_bytes()[..32] != *digest.as_ref() {
+        if claims.report_data().as_bytes()[..32] != *digest.as_ref() {
             return error(
                 StatusCode::BAD_REQUEST,
                 "InvalidParameter",
                 format!(
                     "Runtime data hash mismatch: report_data[0..32] is {}, SHA-256 of the runtime data is {}.",
-                    hex::encode(&claims.report_data.as_bytes()[..32]),
+                    hex::encode(&claims.report_data().as_bytes()[..32]),
                     hex::encode(digest)
                 ),
             );
@@ -430,19 +430,19 @@ fn issue_token(
     draft: bool,
 ) -> Result<String, String> {
     let now = now();
-    let mrenclave = claims.mrenclave.to_hex();
-    let mrsigner = claims.mrsigner.to_hex();
+    let mrenclave = claims.mrenclave().to_hex();
+    let mrsigner = claims.mrsigner().to_hex();
     let quote_hash = hex::encode(aws_lc_rs::digest::digest(
         &aws_lc_rs::digest::SHA256,
         evidence,
     ));
     let collateral = json!({ "quotehash": quote_hash });
     let policy_claims = json!({
-        "is-debuggable": claims.debug,
-        "product-id": claims.isvprodid,
+        "is-debuggable": claims.debug(),
+        "product-id": claims.isvprodid(),
         "sgx-mrenclave": mrenclave,
         "sgx-mrsigner": mrsigner,
-        "svn": claims.isvsvn,
+        "svn": claims.isvsvn(),
         "tee": "sgx",
     });
     let mut payload = json!({
@@ -455,12 +455,12 @@ fn issue_token(
         "x-ms-attestation-type": "sgx",
         "x-ms-policy-hash": URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, DEFAULT_POLICY.as_bytes())),
         "x-ms-sgx-collateral": collateral,
-        "x-ms-sgx-is-debuggable": claims.debug,
+        "x-ms-sgx-is-debuggable": claims.debug(),
         "x-ms-sgx-mrenclave": mrenclave,
         "x-ms-sgx-mrsigner": mrsigner,
-        "x-ms-sgx-product-id": claims.isvprodid,
-        "x-ms-sgx-report-data": claims.report_data.to_hex(),
-        "x-ms-sgx-svn": claims.isvsvn,
+        "x-ms-sgx-product-id": claims.isvprodid(),
+        "x-ms-sgx-report-data": claims.report_data().to_hex(),
+        "x-ms-sgx-svn": claims.isvsvn(),
         "x-ms-ver": "1.0",
     });
     if !draft {

@@ -141,8 +141,8 @@ async fn binary_runtime_data_gives_the_recorded_claims_and_verifies() {
             UnixTime::now(),
         )
         .unwrap();
-    assert_eq!(verified.claims.mrenclave, MrEnclave([7; 32]));
-    assert!(verified.claims.debug);
+    assert_eq!(verified.claims.mrenclave(), MrEnclave([7; 32]));
+    assert!(verified.claims.debug());
     assert_eq!(s.running.stats().maa_attestations, 1);
 }
 

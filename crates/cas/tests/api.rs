@@ -430,9 +430,9 @@ async fn the_cas_attests_its_own_tls_key() {
         custos_attestation::sim::SimQuoteVerifier::new(TrustedPlatforms::from_ids([platform.id()]))
             .verify(&quote, &runtime_data, rustls_pki_types::UnixTime::now())
             .unwrap();
-    assert!(claims.debug && claims.is_simulation());
+    assert!(claims.debug() && claims.is_simulation());
     assert_eq!(
-        claims.mrenclave.to_hex(),
+        claims.mrenclave().to_hex(),
         body["mrenclave"].as_str().unwrap()
     );
     let exe = custos_attestation::sim::measure_executable(std::path::Path::new(env!(
@@ -440,7 +440,8 @@ async fn the_cas_attests_its_own_tls_key() {
     )))
     .unwrap();
     assert_eq!(
-        claims.mrenclave, exe,
+        claims.mrenclave(),
+        exe,
         "MRENCLAVE is the CAS executable's hash"
     );
     assert_eq!(
@@ -453,7 +454,7 @@ async fn the_cas_attests_its_own_tls_key() {
     assert!(
         verify_sim_quote(&quote, &TrustedPlatforms::from_ids([platform.id()]))
             .unwrap()
-            .report_data
+            .report_data()
             != ReportData::binding(&other)
     );
 

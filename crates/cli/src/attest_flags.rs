@@ -222,11 +222,11 @@ impl AttestArgs {
             max_isvsvn: u16::MAX,
         });
         if mrenclaves.is_empty() && self.only_for_testing_trust_any {
-            if !claims.debug {
+            if !claims.debug() {
                 return Err("--only-for-testing-trust-any: expected a CAS in debug mode (any MRENCLAVE is trusted only then, as in SCONE), actual a production enclave: pin it with --mrenclave or --mrsigner".into());
             }
             if signer.is_none() {
-                mrenclaves.push(claims.mrenclave);
+                mrenclaves.push(claims.mrenclave());
             }
         }
         let identities = if mrenclaves.is_empty() {
@@ -271,7 +271,7 @@ impl AttestArgs {
 mod tests {
     use clap::Parser;
     use custos_attestation::claims::{
-        Claims, EvidenceKind, ReportData, Tcb, TcbStatus, VerifiedBy,
+        Claims, EvidenceKind, ReportData, Tcb, TcbStatus, TestClaims, VerifiedBy,
     };
     use custos_attestation::policy::{Decision, evaluate};
 
@@ -291,7 +291,11 @@ mod tests {
 
     /// A production enclave on a platform with `status` and one advisory.
     fn hardware(status: TcbStatus) -> Claims {
-        Claims {
+        hardware_fields(status).unverified()
+    }
+
+    fn hardware_fields(status: TcbStatus) -> TestClaims {
+        TestClaims {
             evidence: EvidenceKind::SgxQuote,
             verified_by: VerifiedBy::Dcap {
                 root_ca_sha256: "00".repeat(32),
@@ -477,10 +481,11 @@ mod tests {
                 && refused.contains("actual a production enclave"),
             "{refused}"
         );
-        let debug = Claims {
+        let debug = TestClaims {
             debug: true,
-            ..production
-        };
+            ..hardware_fields(TcbStatus::UpToDate)
+        }
+        .unverified();
         assert!(evaluate(&debug, &args.policy(&debug).unwrap()).is_allowed());
     }
 

@@ -219,13 +219,13 @@ fn attest(args: Box<AttestArgs>) -> ExitCode {
             }),
         );
     }
-    let simulated = claims.evidence == EvidenceKind::SimQuote;
+    let simulated = claims.evidence() == EvidenceKind::SimQuote;
     let pinned = PinnedCas {
         key_hash,
         certificate: body["certificate"].as_str().unwrap_or_default().to_owned(),
-        mrenclave: claims.mrenclave.to_hex(),
+        mrenclave: claims.mrenclave().to_hex(),
         evidence: kind.to_owned(),
-        testing_only: simulated || claims.debug || args.only_for_testing_trust_any,
+        testing_only: simulated || claims.debug() || args.only_for_testing_trust_any,
         attested_at: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -236,17 +236,17 @@ fn attest(args: Box<AttestArgs>) -> ExitCode {
     }
     println!("CAS {addr} attested and pinned (default CAS)");
     println!("key hash: {key_hash}");
-    println!("mrenclave: {}", claims.mrenclave);
-    let note = match (simulated, claims.debug) {
+    println!("mrenclave: {}", claims.mrenclave());
+    let note = match (simulated, claims.debug()) {
         (true, _) => " (SIMULATED, debug: accepted for testing only)".to_owned(),
         (false, true) => " (debug: accepted for testing only)".to_owned(),
         (false, false) => String::new(),
     };
     println!("evidence: {kind}{note}");
-    if claims.evidence == EvidenceKind::SgxQuote {
-        println!("tcb: {}", claims.tcb.status);
-        if !claims.tcb.advisory_ids.is_empty() {
-            println!("advisories: {}", claims.tcb.advisory_ids.join(", "));
+    if claims.evidence() == EvidenceKind::SgxQuote {
+        println!("tcb: {}", claims.tcb().status);
+        if !claims.tcb().advisory_ids.is_empty() {
+            println!("advisories: {}", claims.tcb().advisory_ids.join(", "));
         }
     }
     ExitCode::SUCCESS

@@ -121,10 +121,10 @@ async fn issues_sim_quotes_that_verify_against_its_platform_key() {
     let key = las.platform_key().await;
     let trusted = TrustedPlatforms::from_ids([key.id()]);
     let claims = verify_sim_quote(&quote, &trusted).unwrap();
-    assert_eq!(claims.mrenclave, measurement);
-    assert_eq!(claims.report_data, report_data);
-    assert_eq!(claims.evidence, EvidenceKind::SimQuote);
-    assert!(claims.debug, "simulated enclaves are always debuggable");
+    assert_eq!(claims.mrenclave(), measurement);
+    assert_eq!(claims.report_data(), report_data);
+    assert_eq!(claims.evidence(), EvidenceKind::SimQuote);
+    assert!(claims.debug(), "simulated enclaves are always debuggable");
 
     // Another platform's key does not vouch for it.
     assert!(verify_sim_quote(&quote, &TrustedPlatforms::none()).is_err());

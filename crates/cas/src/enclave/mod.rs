@@ -873,11 +873,11 @@ fn offered(kind: &str) -> EnclaveFacts {
 
 fn facts(claims: &Claims) -> EnclaveFacts {
     EnclaveFacts {
-        evidence: claims.evidence.as_str().into(),
-        verified_by: claims.verified_by.name().into(),
-        mrenclave: Some(claims.mrenclave.to_hex()),
-        mrsigner: Some(claims.mrsigner.to_hex()),
-        debug: Some(claims.debug),
+        evidence: claims.evidence().as_str().into(),
+        verified_by: claims.verified_by().name().into(),
+        mrenclave: Some(claims.mrenclave().to_hex()),
+        mrsigner: Some(claims.mrsigner().to_hex()),
+        debug: Some(claims.debug()),
         platform: claims.platform().map(ToString::to_string),
     }
 }
