@@ -7,7 +7,7 @@
 //! and is recorded in the audit log.
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,17 +15,17 @@ use base64::Engine as _;
 use bytes::Bytes;
 use custos_policy::{AccessPolicy, Principal, PublicKeyHash, Session};
 use custos_serve::client_address;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Body;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use serde::Serialize;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::attest::{EvidenceSource, runtime_data};
 use crate::audit::{AuditAction, AuditEvent, Outcome};
 use crate::config::{ConfigError, Limits, SessionSettings};
+use crate::http::{BodyError, Peer, error_response, json_response, read_body};
 use crate::identity::ClientId;
 use crate::keygen::{Busy, KeyGenerationGate};
 use crate::log_throttle::LogThrottle;
@@ -34,15 +34,6 @@ use crate::parsed::ParsedSessions;
 use crate::ratelimit::RateLimiter;
 use crate::secrets::{self, ImportResolver, SecretValue, SecretValues};
 use crate::store::{SessionRecord, Store, StoreError, WriteTx};
-
-/// Who is calling: the connection's address and, with a client certificate, its identity.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer {
-    /// The TCP peer address.
-    pub addr: SocketAddr,
-    /// SHA-256 of the client certificate's SubjectPublicKeyInfo, if one was presented.
-    pub client: Option<ClientId>,
-}
 
 /// An API error: status, stable code, message, optional details (one problem each).
 #[derive(Debug, Clone)]
@@ -90,13 +81,11 @@ impl ApiError {
         if !self.details.is_empty() {
             error["details"] = json!(self.details);
         }
-        let mut response = json_response(self.status, &json!({ "error": error }));
-        if let Some(secs) = self.retry_after_secs {
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(secs));
-        }
-        response
+        error_response(
+            self.status,
+            &json!({ "error": error }),
+            self.retry_after_secs,
+        )
     }
 }
 
@@ -109,16 +98,6 @@ impl From<StoreError> for ApiError {
             e.to_string(),
         )
     }
-}
-
-pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Full<Bytes>> {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::new(Full::new(Bytes::from(bytes)));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
 }
 
 fn parse_stored(record: &SessionRecord) -> Result<Session, ApiError> {
@@ -347,34 +326,20 @@ impl ClientApi {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let max = self.limits.max_body_bytes;
-        let too_large = |size: String| {
-            self.metrics.body_too_large();
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("request body is {size} bytes; this CAS accepts at most {max}"),
-            )
-        };
-        if let Some(length) = request
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            && length > max as u64
-        {
-            return Err(too_large(length.to_string()));
-        }
-        let bytes = Limited::new(request.into_body(), max)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    too_large("more than that".into())
-                } else {
-                    ApiError::bad_request("bad_body", format!("cannot read the request body: {e}"))
-                }
-            })?
-            .to_bytes();
+        let bytes = read_body(request, max).await.map_err(|e| match e {
+            BodyError::TooLarge { declared } => {
+                self.metrics.body_too_large();
+                let size = declared.map_or_else(|| "more than that".into(), |n| n.to_string());
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!("request body is {size} bytes; this CAS accepts at most {max}"),
+                )
+            }
+            BodyError::Unreadable(e) => {
+                ApiError::bad_request("bad_body", format!("cannot read the request body: {e}"))
+            }
+        })?;
         String::from_utf8(bytes.to_vec()).map_err(|e| {
             ApiError::bad_request("bad_body", format!("the session is not UTF-8 text: {e}"))
         })

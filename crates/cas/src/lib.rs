@@ -4,7 +4,8 @@
 //! This crate holds the CAS's logic; the `custos-cas` binary only parses its configuration
 //! and wires the parts: a durable store whose every value is sealed under a master key
 //! ([`store`], [`seal`]), the client API over mutual TLS where a caller is the SHA-256 of its
-//! certificate's public key ([`identity`]), and the audit log ([`audit`]).
+//! certificate's public key ([`api`], [`identity`]), the enclave API where `custos-run`
+//! attests ([`enclave`]), what both serve on ([`http`]), and the audit log ([`audit`]).
 //!
 //! The CAS must never acknowledge a write before it is durable, never show a session to a
 //! caller its access policy excludes, never persist anything for a request that failed, and
@@ -20,6 +21,7 @@ pub mod audit;
 pub mod client;
 pub mod config;
 pub mod enclave;
+pub mod http;
 pub mod identity;
 pub mod keygen;
 mod log_throttle;

@@ -1,24 +1,17 @@
 //! Starting the CAS: data directory, master key, store, TLS identity, evidence source, and
-//! the client API's accept loop (its own, so each request knows the peer's certificate).
+//! the client API's listener.
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use custos_serve::{ConnectionLimits, ConnectionStats, RequestBody, Server, Transport};
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::api::{ClientApi, Peer, TopLevelCreators};
+use crate::api::{ClientApi, TopLevelCreators};
 use crate::attest::{EvidenceSource, GramineEnclave, SimulatedPlatform};
 use crate::config::{Config, EvidenceMode};
 use crate::enclave::nonce::NonceKey;
+use crate::http::HttpsListener;
 use crate::identity::ClientId;
 use crate::metrics::Metrics;
 use crate::seal::{KeyFile, KeyProvider, Sealer};
@@ -63,14 +56,12 @@ pub enum StartError {
 
 /// A started CAS, ready to serve.
 pub struct Cas {
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
+    listener: HttpsListener,
     api: Arc<ClientApi>,
     metrics: Arc<Metrics>,
     store: Store,
     identity: Arc<CasIdentity>,
     nonce_key: NonceKey,
-    connection_limits: ConnectionLimits,
     /// The client API's address.
     pub local_addr: SocketAddr,
     /// SHA-256 of the CAS certificate's public key (what clients pin).
@@ -146,24 +137,22 @@ impl Cas {
             )
             .with_top_level_creators(TopLevelCreators::from_settings(&config.sessions)?),
         );
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Listen {
-                    addr: config.listen,
-                    source,
-                })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+        let listener = HttpsListener::bind(
+            config.listen,
+            TlsAcceptor::from(crate::tls::server_config(&identity)),
+            config.limits.connections(),
+            metrics.client_connections.clone(),
+        )
+        .await
+        .map_err(|source| StartError::Listen {
             addr: config.listen,
             source,
         })?;
         Ok(Self {
+            local_addr: listener.local_addr,
             listener,
-            acceptor: TlsAcceptor::from(crate::tls::server_config(&identity)),
             api,
             metrics,
-            connection_limits: config.limits.connections(),
-            local_addr,
             key_hash: identity.key_hash(),
             store,
             identity: Arc::new(identity),
@@ -194,46 +183,10 @@ impl Cas {
     /// Serves the client API until the process ends.
     pub async fn serve(self) {
         let api = self.api;
-        let handler = move |request, peer| api.clone().handle(request, peer);
-        serve_https(
-            self.listener,
-            self.acceptor,
-            self.connection_limits,
-            self.metrics.client_connections.clone(),
-            handler,
-        )
-        .await;
+        self.listener
+            .serve(move |request, peer| api.clone().handle(request, peer))
+            .await;
     }
-}
-
-/// Serves HTTPS on `listener` until the process ends, within `limits` (connections in all
-/// and per address, deadlines; counted in `stats`); `handler` answers each request and sees
-/// the [`Peer`] (address, and the client certificate's identity if any).
-pub async fn serve_https<H, F>(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    limits: ConnectionLimits,
-    stats: Arc<ConnectionStats>,
-    handler: H,
-) where
-    H: Fn(Request<RequestBody>, Peer) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
-{
-    Server::new(listener, Transport::Tls(acceptor), limits)
-        .with_stats(stats)
-        .serve(move |connection: &custos_serve::Client| {
-            let client = connection
-                .certificate
-                .as_ref()
-                .and_then(|cert| ClientId::of_certificate(cert).ok());
-            let peer = Peer {
-                addr: connection.addr,
-                client,
-            };
-            let handler = handler.clone();
-            service_fn(move |request| handler(request, peer))
-        })
-        .await;
 }
 
 fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {

@@ -9,8 +9,9 @@
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use custos_cas::api::{ClientApi, Peer};
+use custos_cas::api::ClientApi;
 use custos_cas::config::Limits;
+use custos_cas::http::Peer;
 use custos_cas::identity::ClientId;
 use custos_cas::metrics::Metrics;
 use custos_cas::seal::{MasterKey, Sealer};

@@ -49,16 +49,14 @@ use custos_protocol::enclave::{
 };
 use custos_protocol::{ErrorBody, ErrorDetail};
 use custos_serve::client_address;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Body;
-use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
-use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::api::{Peer, json_response};
 use crate::audit::{AuditAction, AuditEvent, EnclaveFacts, Outcome};
 use crate::config::{Config, EnclaveSettings};
+use crate::http::{BodyError, HttpsListener, Peer, error_response, json_response, read_body};
 use crate::identity::ClientId;
 use crate::metrics::Metrics;
 use crate::parsed::ParsedSessions;
@@ -122,11 +120,8 @@ pub enum SetupError {
 
 /// The enclave API listener, ready to serve.
 pub struct EnclaveServer {
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
+    listener: HttpsListener,
     api: Arc<EnclaveApi>,
-    metrics: Arc<Metrics>,
-    connection_limits: custos_serve::ConnectionLimits,
     /// The address it listens on.
     pub local_addr: SocketAddr,
 }
@@ -153,34 +148,27 @@ impl EnclaveServer {
             .await?,
         );
         let addr = config.enclave.listen;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| SetupError::Listen { addr, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| SetupError::Listen { addr, source })?;
+        let listener = HttpsListener::bind(
+            addr,
+            TlsAcceptor::from(crate::tls::enclave_server_config(cas.identity())),
+            config.limits.connections(),
+            cas.metrics().enclave_connections.clone(),
+        )
+        .await
+        .map_err(|source| SetupError::Listen { addr, source })?;
         Ok(Self {
+            local_addr: listener.local_addr,
             listener,
-            acceptor: TlsAcceptor::from(crate::tls::enclave_server_config(cas.identity())),
             api,
-            metrics: cas.metrics().clone(),
-            connection_limits: config.limits.connections(),
-            local_addr,
         })
     }
 
     /// Serves until the process ends.
     pub async fn serve(self) {
         let api = self.api;
-        let handler = move |request, peer| api.clone().handle(request, peer);
-        crate::server::serve_https(
-            self.listener,
-            self.acceptor,
-            self.connection_limits,
-            self.metrics.enclave_connections.clone(),
-            handler,
-        )
-        .await;
+        self.listener
+            .serve(move |request, peer| api.clone().handle(request, peer))
+            .await;
     }
 }
 
@@ -227,13 +215,7 @@ impl EnclaveError {
                 reasons: self.reasons.clone(),
             },
         };
-        let mut response = json_response(self.status, &body);
-        if let Some(secs) = self.retry_after_secs {
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(secs));
-        }
-        response
+        error_response(self.status, &body, self.retry_after_secs)
     }
 }
 
@@ -373,21 +355,16 @@ impl EnclaveApi {
         T: serde::de::DeserializeOwned,
     {
         let max = self.max_body;
-        let bytes = Limited::new(request.into_body(), max)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    EnclaveError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "body_too_large",
-                        format!("the request body is larger than {max} bytes"),
-                    )
-                } else {
-                    EnclaveError::bad_request(format!("cannot read the request body: {e}"))
-                }
-            })?
-            .to_bytes();
+        let bytes = read_body(request, max).await.map_err(|e| match e {
+            BodyError::TooLarge { .. } => EnclaveError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the request body is larger than {max} bytes"),
+            ),
+            BodyError::Unreadable(e) => {
+                EnclaveError::bad_request(format!("cannot read the request body: {e}"))
+            }
+        })?;
         serde_json::from_slice(&bytes)
             .map_err(|e| EnclaveError::bad_request(format!("the request body is not valid: {e}")))
     }
