@@ -5,11 +5,12 @@
 
 use std::time::Duration;
 
-use custos_attestation::dcap::{RootCa, StaticCollateral};
+use custos_attestation::dcap::{DcapError, RootCa, StaticCollateral};
 use custos_attestation::{
-    EvidenceKind, MrEnclave, PlatformKey, SimReport, TrustedPlatforms, UnixTime,
+    EvidenceKind, MrEnclave, PlatformKey, SimReport, TrustedPlatforms, UnixTime, VerifyError,
 };
 use custos_cas::enclave::hardware::HardwareVerifier;
+use custos_cas::enclave::unverified::Unverified;
 use custos_policy::AttestationPolicy;
 
 /// Inside the recorded collateral's validity (2025-06-19 .. 2025-07-19).
@@ -42,7 +43,7 @@ fn verify(
     kind: EvidenceKind,
     evidence: &[u8],
     now: u64,
-) -> Vec<String> {
+) -> Unverified {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -57,15 +58,27 @@ fn verify(
         .unwrap_err()
 }
 
+/// The reasons a 403 answer lists for `unverified`.
+fn reasons(unverified: &Unverified) -> Vec<String> {
+    vec![unverified.to_string()]
+}
+
 #[test]
 fn a_recorded_quote_passes_dcap_and_fails_only_the_binding() {
-    let reasons = verify(
+    let unverified = verify(
         &verifier(TrustedPlatforms::none()),
         EvidenceKind::SgxQuote,
         &data("sgx_quote"),
         IN_WINDOW,
     );
-    assert_eq!(reasons.len(), 1);
+    assert!(
+        matches!(
+            unverified,
+            Unverified::Verify(VerifyError::ReportDataMismatch { .. })
+        ),
+        "{unverified:?}"
+    );
+    let reasons = reasons(&unverified);
     let hello = hex::encode(b"Hello, world!");
     assert!(
         reasons[0].starts_with(
@@ -77,13 +90,17 @@ fn a_recorded_quote_passes_dcap_and_fails_only_the_binding() {
 
 #[test]
 fn expired_collateral_is_named_with_its_dates() {
-    let reasons = verify(
+    let unverified = verify(
         &verifier(TrustedPlatforms::none()),
         EvidenceKind::SgxQuote,
         &data("sgx_quote"),
         AFTER,
     );
-    assert_eq!(reasons.len(), 1);
+    assert!(
+        matches!(unverified, Unverified::Verify(VerifyError::Dcap(_))),
+        "{unverified:?}"
+    );
+    let reasons = reasons(&unverified);
     assert!(
         reasons[0].starts_with("evidence: collateral tcb_info is valid from 2025-06-19")
             && reasons[0].ends_with("not at 2026-01-01T00:00:00Z"),
@@ -100,27 +117,93 @@ fn simulated_quotes_are_never_hardware_evidence() {
         .create_quote(&SimReport::new(MrEnclave([7; 32]), b"runtime"))
         .unwrap();
     // Offered as an SGX quote: DCAP refuses it, whatever the CAS trusts.
-    let reasons = verify(
+    let unverified = verify(
         &verifier(trusted),
         EvidenceKind::SgxQuote,
         &quote,
         IN_WINDOW,
     );
+    assert!(
+        matches!(
+            unverified,
+            Unverified::Verify(VerifyError::Dcap(DcapError::Simulated))
+        ),
+        "{unverified:?}"
+    );
     assert_eq!(
-        reasons,
+        reasons(&unverified),
         [
             "evidence: simulated quote offered as hardware evidence: DCAP verifies only quotes from Intel's quoting enclave"
         ]
     );
     // Offered as what it is, to a CAS that trusts no platform key.
-    let reasons = verify(
+    let unverified = verify(
         &verifier(TrustedPlatforms::none()),
         EvidenceKind::SimQuote,
         &quote,
         IN_WINDOW,
     );
     assert!(
+        matches!(unverified, Unverified::SimulationNotTrusted),
+        "{unverified:?}"
+    );
+    let reasons = reasons(&unverified);
+    assert!(
         reasons[0].contains("this CAS trusts no simulation platform key"),
         "{reasons:?}"
+    );
+}
+
+#[test]
+fn a_session_narrows_the_platform_keys_the_cas_trusts() {
+    let (ours, other) = (
+        PlatformKey::generate().unwrap(),
+        PlatformKey::generate().unwrap(),
+    );
+    let mut trusted = TrustedPlatforms::none();
+    trusted.trust(&ours.public_key());
+    trusted.trust(&other.public_key());
+    let verifier = verifier(trusted);
+    let runtime_data = b"{\"nonce\":\"n\",\"jwk\":{}}";
+    let quote = ours
+        .create_quote(&SimReport::new(MrEnclave([7; 32]), runtime_data))
+        .unwrap();
+    let session = |key: &PlatformKey| AttestationPolicy {
+        trusted_platform_keys: vec![key.public_key().id().to_string().parse().unwrap()],
+        ..AttestationPolicy::default()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let verify = |policy: &AttestationPolicy| {
+        runtime.block_on(verifier.verify(
+            EvidenceKind::SimQuote,
+            &quote,
+            runtime_data,
+            policy,
+            at(IN_WINDOW),
+        ))
+    };
+    // Any key the CAS trusts, for a session that names none; the session's own key.
+    for policy in [AttestationPolicy::default(), session(&ours)] {
+        let claims = verify(&policy).unwrap();
+        assert_eq!(claims.platform(), Some(&ours.public_key().id()));
+    }
+    // A key the CAS trusts but the session does not list.
+    let unverified = verify(&session(&other)).unwrap_err();
+    match &unverified {
+        Unverified::PlatformNotAllowed { allowed, actual } => {
+            assert_eq!(allowed, &[other.public_key().id()]);
+            assert_eq!(actual, &ours.public_key().id());
+        }
+        e => panic!("expected PlatformNotAllowed, got {e:?}"),
+    }
+    assert_eq!(
+        unverified.to_string(),
+        format!(
+            "trusted_platform_keys: expected one of [{}], actual {}",
+            other.public_key().id(),
+            ours.public_key().id()
+        )
     );
 }

@@ -9,22 +9,28 @@
 //!   narrows it further, and the policy's debug rule applies (simulation is always debug), so
 //!   only sessions that tolerate `debug-mode` accept it.
 //!
-//! Every path fails closed: a verification failure is a list of reasons, never claims.
+//! Every path fails closed: a verification failure is an [`Unverified`], never claims. The
+//! evidence goes to the verifier registered for its type in one [`Verifiers`]: DCAP for
+//! `sgx-quote` and `oe-report`, simulation only where the CAS trusts a platform key.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use custos_attestation::dcap::pccs::{CollateralCache, PccsClient, PccsConfig};
-use custos_attestation::dcap::{CollateralSource, DcapVerifier, RootCa, StaticCollateral};
+use custos_attestation::dcap::{
+    CollateralSource, DcapError, DcapVerifier, RootCa, StaticCollateral,
+};
 use custos_attestation::maa::signers::DcapCheck;
 use custos_attestation::sim::SimQuoteVerifier;
 use custos_attestation::{
-    Claims, EvidenceKind, PlatformKeyId, PlatformPublicKey, TrustedPlatforms, UnixTime, Verifier,
+    Claims, EvidenceKind, PlatformKeyId, PlatformPublicKey, TrustedPlatforms, UnixTime, Verifiers,
+    VerifyError,
 };
 use custos_policy::AttestationPolicy;
 
 use super::SetupError;
+use super::unverified::Unverified;
 use crate::config::Config;
 
 /// Where DCAP collateral comes from.
@@ -39,8 +45,7 @@ enum Collateral {
 /// Verifies evidence for sessions in `mode: hardware`.
 #[derive(Debug)]
 pub struct HardwareVerifier {
-    sgx: DcapVerifier,
-    oe: DcapVerifier,
+    verifiers: Verifiers,
     collateral: Collateral,
     trusted_platforms: TrustedPlatforms,
     /// The root and collateral source, for the MAA self-check's DCAP verification.
@@ -119,14 +124,12 @@ impl HardwareVerifier {
                 "SIMULATION: this CAS accepts simulated quotes (sim-quote) from trusted platform keys for sessions that tolerate debug-mode; they prove nothing about hardware"
             );
         }
-        Ok(Self {
-            sgx: DcapVerifier::sgx_quotes(root.clone(), source.clone()),
-            oe: DcapVerifier::oe_reports(root.clone(), source.clone()),
-            collateral,
-            trusted_platforms,
+        Ok(Self::with_parts(
             root,
             source,
-        })
+            collateral,
+            trusted_platforms,
+        ))
     }
 
     /// A verifier with the given parts (tests).
@@ -135,11 +138,31 @@ impl HardwareVerifier {
         collateral: StaticCollateral,
         trusted_platforms: TrustedPlatforms,
     ) -> Self {
-        let source: Arc<dyn CollateralSource> = Arc::new(collateral);
+        Self::with_parts(
+            root,
+            Arc::new(collateral),
+            Collateral::Static,
+            trusted_platforms,
+        )
+    }
+
+    /// The verifiers this CAS accepts evidence with: DCAP for SGX quotes and OE reports, and
+    /// simulated quotes only when it trusts a platform key.
+    fn with_parts(
+        root: RootCa,
+        source: Arc<dyn CollateralSource>,
+        collateral: Collateral,
+        trusted_platforms: TrustedPlatforms,
+    ) -> Self {
+        let mut verifiers = Verifiers::new()
+            .with(DcapVerifier::sgx_quotes(root.clone(), source.clone()))
+            .with(DcapVerifier::oe_reports(root.clone(), source.clone()));
+        if !trusted_platforms.is_empty() {
+            verifiers = verifiers.with(SimQuoteVerifier::new(trusted_platforms.clone()));
+        }
         Self {
-            sgx: DcapVerifier::sgx_quotes(root.clone(), source.clone()),
-            oe: DcapVerifier::oe_reports(root.clone(), source.clone()),
-            collateral: Collateral::Static,
+            verifiers,
+            collateral,
             trusted_platforms,
             root,
             source,
@@ -158,11 +181,9 @@ impl HardwareVerifier {
         &self,
         evidence: &[u8],
         now: UnixTime,
-    ) -> Result<DcapCheck, String> {
+    ) -> Result<DcapCheck, DcapError> {
         if let Collateral::Pccs(pccs) = &self.collateral {
-            pccs.ensure(evidence, now)
-                .await
-                .map_err(|e| e.to_string())?;
+            pccs.ensure(evidence, now).await?;
         }
         Ok(DcapCheck {
             root: self.root.clone(),
@@ -185,47 +206,29 @@ impl HardwareVerifier {
         runtime_data: &[u8],
         policy: &AttestationPolicy,
         now: UnixTime,
-    ) -> Result<Claims, Vec<String>> {
-        let fail = |reason: String| vec![format!("evidence: {reason}")];
-        match kind {
-            EvidenceKind::SimQuote => self.verify_simulated(evidence, runtime_data, policy, now),
-            EvidenceKind::SgxQuote | EvidenceKind::OeReport => {
-                if let Collateral::Pccs(pccs) = &self.collateral {
-                    pccs.ensure(evidence, now)
-                        .await
-                        .map_err(|e| fail(e.to_string()))?;
-                }
-                let verifier = if kind == EvidenceKind::SgxQuote {
-                    &self.sgx
-                } else {
-                    &self.oe
-                };
-                verifier
-                    .verify(evidence, runtime_data, now)
-                    .map_err(|e| fail(e.to_string()))
-            }
-            EvidenceKind::MaaToken => Err(fail(
-                "expected sgx-quote, oe-report or sim-quote, actual maa-token (the CAS asks MAA itself in mode: maa)"
-                    .into(),
-            )),
+    ) -> Result<Claims, Unverified> {
+        if matches!(kind, EvidenceKind::SgxQuote | EvidenceKind::OeReport)
+            && let Collateral::Pccs(pccs) = &self.collateral
+        {
+            pccs.ensure(evidence, now)
+                .await
+                .map_err(Unverified::Collateral)?;
         }
-    }
-
-    fn verify_simulated(
-        &self,
-        evidence: &[u8],
-        runtime_data: &[u8],
-        policy: &AttestationPolicy,
-        now: UnixTime,
-    ) -> Result<Claims, Vec<String>> {
-        if self.trusted_platforms.is_empty() {
-            return Err(vec![
-                "evidence: expected hardware evidence (sgx-quote, oe-report), actual sim-quote: this CAS trusts no simulation platform key (see enclave.trusted_platform_keys)".into(),
-            ]);
-        }
-        let claims = SimQuoteVerifier::new(self.trusted_platforms.clone())
-            .verify(evidence, runtime_data, now)
-            .map_err(|e| vec![format!("evidence: {e}")])?;
+        let claims = self
+            .verifiers
+            .verify(kind, evidence, runtime_data, now)
+            .map_err(|e| match e {
+                VerifyError::NotAccepted {
+                    kind: EvidenceKind::SimQuote,
+                    ..
+                } => Unverified::SimulationNotTrusted,
+                VerifyError::NotAccepted {
+                    kind: EvidenceKind::MaaToken,
+                    ..
+                } => Unverified::MaaTokenOffered,
+                e => Unverified::Verify(e),
+            })?;
+        // The session may narrow the platform keys the CAS trusts, never widen them.
         let allowed: Vec<PlatformKeyId> = policy
             .trusted_platform_keys
             .iter()
@@ -235,11 +238,10 @@ impl HardwareVerifier {
             && !allowed.is_empty()
             && !allowed.contains(platform)
         {
-            let list: Vec<String> = allowed.iter().map(ToString::to_string).collect();
-            return Err(vec![format!(
-                "trusted_platform_keys: expected one of [{}], actual {platform}",
-                list.join(", ")
-            )]);
+            return Err(Unverified::PlatformNotAllowed {
+                allowed,
+                actual: *platform,
+            });
         }
         Ok(claims)
     }

@@ -35,6 +35,7 @@ use custos_policy::AttestationPolicy;
 use rustls_pki_types::CertificateDer;
 
 use super::hardware::HardwareVerifier;
+use super::unverified::MaaFailure;
 
 /// Instances kept before the cache is emptied.
 const INSTANCES_MAX: usize = 1024;
@@ -100,49 +101,37 @@ impl MaaVerifier {
         policy: &AttestationPolicy,
         hardware: &HardwareVerifier,
         now: UnixTime,
-    ) -> Result<Claims, Vec<String>> {
-        let fail = |reason: String| vec![format!("maa: {reason}")];
-        let url = policy
-            .url
-            .as_deref()
-            .ok_or_else(|| fail("the session has no url".into()))?;
-        let instance = self.instance(url, policy).map_err(fail)?;
+    ) -> Result<Claims, MaaFailure> {
+        let url = policy.url.as_deref().ok_or(MaaFailure::NoUrl)?;
+        let instance = self.instance(url, policy)?;
         let sent = match kind {
             EvidenceKind::SgxQuote | EvidenceKind::SimQuote => MaaEvidence::SgxQuote(evidence),
             EvidenceKind::OeReport => MaaEvidence::OpenEnclaveReport(evidence),
-            EvidenceKind::MaaToken => {
-                return Err(fail(
-                    "evidence: expected sgx-quote, oe-report or sim-quote, actual maa-token (the CAS asks MAA itself)".into(),
-                ));
-            }
+            EvidenceKind::MaaToken => return Err(MaaFailure::TokenOffered),
         };
         let token = instance
             .client
             .attest(sent, Some(RuntimeData::Binary(runtime_data)))
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+            .await?;
         let (verifier, jwks) = instance
             .verifier(&token, policy.min_rsa_signing_key_size as usize)
-            .await
-            .map_err(fail)?;
+            .await?;
         let expectations = MaaExpectations {
             runtime_data: Some((runtime_data, RuntimeDataType::Binary)),
             evidence: Some(evidence),
         };
-        let verified = verifier
-            .verify(&token, &expectations, now)
-            .map_err(|e| fail(e.to_string()))?;
+        let verified = verifier.verify(&token, &expectations, now)?;
         let trusted: Vec<TrustedMaaEnclave> = match &policy.trusted_maa_enclaves {
             Some(list) => list.iter().map(trusted_enclave).collect(),
             None if self.self_check.enabled => self.self_check.trusted.clone(),
             None => return Ok(verified.claims),
         };
         let signers = instance.signers(&jwks, hardware, now).await;
-        check_signer(&verified.kid, &signers, &trusted, policy).map_err(fail)?;
+        check_signer(&verified.kid, &signers, &trusted, policy).map_err(MaaFailure::Signer)?;
         Ok(verified.claims)
     }
 
-    fn instance(&self, url: &str, policy: &AttestationPolicy) -> Result<Arc<Instance>, String> {
+    fn instance(&self, url: &str, policy: &AttestationPolicy) -> Result<Arc<Instance>, MaaFailure> {
         let mut fingerprint = digest::Context::new(&digest::SHA256);
         let mut extra: Vec<CertificateDer<'static>> = Vec::new();
         for certificate in &policy.certificates {
@@ -176,7 +165,7 @@ impl MaaVerifier {
                 }
             };
         }
-        let client = MaaClient::new(url, &http).map_err(|e| e.to_string())?;
+        let client = MaaClient::new(url, &http)?;
         let instance = Arc::new(Instance {
             client,
             current: Mutex::new(None),
@@ -197,18 +186,14 @@ impl Instance {
         &self,
         token: &str,
         min_rsa_bits: usize,
-    ) -> Result<(Arc<MaaTokenVerifier>, Arc<Vec<u8>>), String> {
-        let keys = self
-            .client
-            .signing_keys_for(token)
-            .await
-            .map_err(|e| e.to_string())?;
+    ) -> Result<(Arc<MaaTokenVerifier>, Arc<Vec<u8>>), MaaFailure> {
+        let keys = self.client.signing_keys_for(token).await?;
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         let current = match current.as_mut() {
             Some(c) if Arc::ptr_eq(&c.jwks, &keys.jwks) => c,
             _ => current.insert(VerifiersFor {
                 jwks: keys.jwks.clone(),
-                set: MaaKeySet::from_jwks(&keys.jwks).map_err(|e| e.to_string())?,
+                set: MaaKeySet::from_jwks(&keys.jwks)?,
                 signers: None,
                 verifiers: HashMap::new(),
             }),

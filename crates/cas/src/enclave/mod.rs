@@ -30,6 +30,7 @@ pub mod nonce;
 pub mod policy;
 pub mod rejections;
 pub mod render;
+pub mod unverified;
 pub mod values;
 
 use std::convert::Infallible;
@@ -69,6 +70,7 @@ use self::hardware::HardwareVerifier;
 use self::maa::MaaVerifier;
 use self::nonce::{NonceDenial, NonceKey, Nonces, RedeemError, unix_ms};
 use self::rejections::Rejections;
+use self::unverified::Unverified;
 
 /// Why the enclave API could not be set up. Each message says what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -599,7 +601,7 @@ impl EnclaveApi {
             let attestation = &session.security.attestation;
             let claims = match self.verify_evidence(mode, request, attestation, now).await {
                 Ok(claims) => claims,
-                Err(reasons) => return Err(deny(reasons, known)),
+                Err(unverified) => return Err(deny(vec![unverified.to_string()], known)),
             };
             known.facts = Some(facts(&claims));
             let decision = custos_attestation::policy::evaluate(
@@ -633,26 +635,21 @@ impl EnclaveApi {
         request: &AttestRequest,
         attestation: &custos_policy::AttestationPolicy,
         now: UnixTime,
-    ) -> Result<Claims, Vec<String>> {
-        let kind = request
-            .evidence
-            .kind
-            .parse::<EvidenceKind>()
-            .map_err(|e| vec![format!("evidence: {e}")])?;
+    ) -> Result<Claims, Unverified> {
+        let kind = request.evidence.kind.parse::<EvidenceKind>()?;
         let (evidence, runtime_data) = (&request.evidence.quote, &request.runtime_data);
         match mode {
-            AttestationMode::Maa => {
-                self.maa
-                    .verify(
-                        kind,
-                        evidence,
-                        runtime_data,
-                        attestation,
-                        &self.hardware,
-                        now,
-                    )
-                    .await
-            }
+            AttestationMode::Maa => Ok(self
+                .maa
+                .verify(
+                    kind,
+                    evidence,
+                    runtime_data,
+                    attestation,
+                    &self.hardware,
+                    now,
+                )
+                .await?),
             AttestationMode::Hardware | AttestationMode::None => {
                 self.hardware
                     .verify(kind, evidence, runtime_data, attestation, now)
