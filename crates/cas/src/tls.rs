@@ -13,11 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
+use rustls::ServerConfig;
 
 use crate::identity::{ClientId, spki_of_certificate};
 
@@ -148,15 +144,10 @@ pub fn enclave_server_config(identity: &CasIdentity) -> Arc<ServerConfig> {
 }
 
 fn config_with(identity: &CasIdentity, client_auth_mandatory: bool) -> Arc<ServerConfig> {
-    let provider = custos_tls::provider();
-    let verifier = Arc::new(AnyClientKey {
-        algorithms: provider.signature_verification_algorithms,
-        mandatory: client_auth_mandatory,
-    });
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(custos_tls::provider())
         .with_safe_default_protocol_versions()
         .expect("the aws-lc-rs provider supports the default protocol versions")
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(custos_tls::any_client_key_verifier(client_auth_mandatory))
         .with_cert_resolver(Arc::new(SingleCert(Arc::new(identity.certified.clone()))));
     config.alpn_protocols = custos_tls::ALPN_H2_HTTP11
         .iter()
@@ -174,60 +165,5 @@ impl rustls::server::ResolvesServerCert for SingleCert {
         _hello: rustls::server::ClientHello<'_>,
     ) -> Option<Arc<rustls::sign::CertifiedKey>> {
         Some(self.0.clone())
-    }
-}
-
-/// Accepts any well-formed client certificate: identity is the key, proven by the
-/// handshake signature, which is verified.
-#[derive(Debug)]
-struct AnyClientKey {
-    algorithms: WebPkiSupportedAlgorithms,
-    mandatory: bool,
-}
-
-impl ClientCertVerifier for AnyClientKey {
-    fn offer_client_auth(&self) -> bool {
-        true
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        self.mandatory
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        spki_of_certificate(end_entity)
-            .map(|_| ClientCertVerified::assertion())
-            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
     }
 }

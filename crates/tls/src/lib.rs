@@ -18,6 +18,7 @@
 
 mod pin;
 
+pub use pin::any_client_key_verifier;
 pub use pin::{
     BadCertificate, BadKeyHash, KeyHash, PinMismatch, pinned_server_verifier, spki_of_certificate,
     unauthenticated_server_verifier,

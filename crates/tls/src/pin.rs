@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 /// SHA-256 of a SubjectPublicKeyInfo DER, written as 64 lower-case hex digits.
@@ -91,6 +92,34 @@ pub fn unauthenticated_server_verifier() -> Arc<dyn ServerCertVerifier> {
     })
 }
 
+/// The handshake-signature methods every verifier here shares: whoever the peer is, it must
+/// prove it holds its certificate's key, with an algorithm of `self.algorithms`.
+macro_rules! handshake_signatures {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls12_signature(message, cert, dss, &self.algorithms)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls13_signature(message, cert, dss, &self.algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.algorithms.supported_schemes()
+        }
+    };
+}
+
 #[derive(Debug)]
 struct KeyVerifier {
     pin: Option<KeyHash>,
@@ -125,27 +154,51 @@ impl ServerCertVerifier for KeyVerifier {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.algorithms)
+    handshake_signatures!();
+}
+
+/// A client verifier for servers whose clients are their keys: any well-formed client
+/// certificate is accepted (no CA, no expiry) and the handshake proves its key; the
+/// server then names the client by [`KeyHash::of_certificate`]. `mandatory`: a client
+/// without a certificate is refused at the handshake.
+pub fn any_client_key_verifier(mandatory: bool) -> Arc<dyn ClientCertVerifier> {
+    Arc::new(AnyClientKey {
+        mandatory,
+        algorithms: crate::provider().signature_verification_algorithms,
+    })
+}
+
+#[derive(Debug)]
+struct AnyClientKey {
+    mandatory: bool,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for AnyClientKey {
+    fn offer_client_auth(&self) -> bool {
+        true
     }
 
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
     }
 
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
     }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        spki_of_certificate(end_entity)
+            .map(|_| ClientCertVerified::assertion())
+            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))
+    }
+
+    handshake_signatures!();
 }
 
 /// The server's key is not the pinned one.
