@@ -100,6 +100,16 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// An audit event, now, of `action` on `session` by the caller at `peer` (with its
+/// certificate's identity, if any).
+fn caller_event(action: AuditAction, outcome: Outcome, session: &str, peer: &Peer) -> AuditEvent {
+    let mut event = AuditEvent::now(action, outcome);
+    event.session = Some(session.to_owned());
+    event.client = peer.client;
+    event.peer = Some(peer.addr.ip().to_string());
+    event
+}
+
 fn parse_stored(record: &SessionRecord) -> Result<Session, ApiError> {
     custos_policy::parse(&record.name, &record.text).map_err(|d| unparsable(record, d.len()))
 }
@@ -356,19 +366,15 @@ impl ClientApi {
     }
 
     async fn deny(&self, action: AuditAction, session: &str, peer: &Peer, error: &ApiError) {
-        let mut event = AuditEvent::now(
-            action,
-            Outcome::Denied {
-                status: error.status.as_u16(),
-                code: error.code.into(),
-                reason: error.message.clone(),
-                reasons: Vec::new(),
-            },
-        );
-        event.session = Some(session.to_owned());
-        event.client = peer.client;
-        event.peer = Some(peer.addr.ip().to_string());
-        self.store.record(event).await;
+        let outcome = Outcome::Denied {
+            status: error.status.as_u16(),
+            code: error.code.into(),
+            reason: error.message.clone(),
+            reasons: Vec::new(),
+        };
+        self.store
+            .record(caller_event(action, outcome, session, peer))
+            .await;
     }
 
     async fn create(&self, peer: Peer, text: String) -> HandlerResult {
@@ -404,7 +410,6 @@ impl ClientApi {
             self.take_namespace_quota(&peer, &session_name)?;
         }
         let prepared = self.prepare_keys(&session, None).await?;
-        let audit_peer = peer.addr.ip().to_string();
         let result = self
             .store
             .write(move |tx| {
@@ -423,17 +428,11 @@ impl ClientApi {
                     revision: 1,
                 });
                 tx.put_secrets(&name, values.to_bytes());
-                tx.append_audit(AuditEvent {
-                    time_ms: now,
-                    action: AuditAction::SessionCreate,
-                    session: Some(name.clone()),
-                    client: Some(client),
-                    peer: Some(audit_peer),
-                    hash: Some(hash.clone()),
-                    service: None,
-                    enclave: None,
-                    outcome: Outcome::Allowed,
-                });
+                let mut event =
+                    caller_event(AuditAction::SessionCreate, Outcome::Allowed, &name, &peer);
+                event.time_ms = now;
+                event.hash = Some(hash.clone());
+                tx.append_audit(event);
                 Ok::<_, ApiError>((name, hash))
             })
             .await;
@@ -498,7 +497,6 @@ impl ClientApi {
         let prepared = self.prepare_keys(&session, previous.as_ref()).await?;
         let hash = session.hash.to_string();
         let warnings = custos_policy::warnings(&session);
-        let audit_peer = peer.addr.ip().to_string();
         let (name, hash) = self
             .store
             .write(move |tx| {
@@ -522,17 +520,11 @@ impl ClientApi {
                     revision: current.revision + 1,
                 });
                 tx.put_secrets(&name, values.to_bytes());
-                tx.append_audit(AuditEvent {
-                    time_ms: now,
-                    action: AuditAction::SessionUpdate,
-                    session: Some(name.clone()),
-                    client: Some(client),
-                    peer: Some(audit_peer),
-                    hash: Some(hash.clone()),
-                    service: None,
-                    enclave: None,
-                    outcome: Outcome::Allowed,
-                });
+                let mut event =
+                    caller_event(AuditAction::SessionUpdate, Outcome::Allowed, &name, &peer);
+                event.time_ms = now;
+                event.hash = Some(hash.clone());
+                tx.append_audit(event);
                 Ok::<_, ApiError>((name, hash))
             })
             .await?;
@@ -558,10 +550,12 @@ impl ClientApi {
             self.deny(AuditAction::SessionRead, name, &peer, &e).await;
             return Err(e);
         }
-        let mut event = AuditEvent::now(AuditAction::SessionRead, Outcome::Allowed);
-        event.session = Some(record.name.clone());
-        event.client = Some(client);
-        event.peer = Some(peer.addr.ip().to_string());
+        let mut event = caller_event(
+            AuditAction::SessionRead,
+            Outcome::Allowed,
+            &record.name,
+            &peer,
+        );
         event.hash = Some(record.hash.clone());
         self.store.record(event).await;
         Ok(json_response(
@@ -754,10 +748,7 @@ impl ClientApi {
             self.deny(AuditAction::AuditRead, &name, &peer, &e).await;
             return Err(e);
         }
-        let mut event = AuditEvent::now(AuditAction::AuditRead, Outcome::Allowed);
-        event.session = Some(name.clone());
-        event.client = Some(client);
-        event.peer = Some(peer.addr.ip().to_string());
+        let event = caller_event(AuditAction::AuditRead, Outcome::Allowed, &name, &peer);
         self.store.record(event).await;
         Ok(json_response(
             StatusCode::OK,
