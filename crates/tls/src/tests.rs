@@ -220,3 +220,93 @@ mod pinning {
         assert!(KeyHash::of_certificate(&CertificateDer::from(vec![1, 2, 3])).is_err());
     }
 }
+
+mod client_keys {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    use rustls::pki_types::PrivateKeyDer;
+
+    use super::*;
+
+    /// A self-signed certificate and its key, as a CLI or `custos-run` makes them.
+    fn self_signed() -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["client".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let der = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        (cert.der().clone(), der)
+    }
+
+    /// Serves one connection whose client verifier is `any_client_key_verifier(mandatory)`
+    /// and connects with `client_cert`; returns the client's result and the key hash of the
+    /// certificate the server saw.
+    fn connect(
+        mandatory: bool,
+        client_cert: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
+    ) -> (Result<(), std::io::Error>, Option<KeyHash>) {
+        let key =
+            load_certified_key(&fixture("leaf-ec.crt"), &fixture("leaf-ec.sec1.key")).unwrap();
+        let server = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(any_client_key_verifier(mandatory))
+            .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(key)));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let thread = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            let connection = rustls::ServerConnection::new(Arc::new(server)).unwrap();
+            let mut tls = rustls::StreamOwned::new(connection, tcp);
+            let mut byte = [0u8; 1];
+            if tls.read_exact(&mut byte).is_ok() {
+                let _ = tls.write_all(&byte);
+            }
+            tls.conn
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .map(|cert| KeyHash::of_certificate(cert).unwrap())
+        });
+        let builder = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(unauthenticated_server_verifier());
+        let client = match client_cert {
+            Some((cert, key)) => builder.with_client_auth_cert(vec![cert], key).unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let connection = rustls::ClientConnection::new(Arc::new(client), name).unwrap();
+        let mut tls = rustls::StreamOwned::new(connection, TcpStream::connect(addr).unwrap());
+        let result = tls.write_all(b"x").and_then(|()| {
+            let mut byte = [0u8; 1];
+            tls.read_exact(&mut byte)
+        });
+        drop(tls);
+        (result, thread.join().unwrap())
+    }
+
+    #[test]
+    fn any_self_signed_client_key_is_accepted_and_seen_by_its_hash() {
+        let (cert, key) = self_signed();
+        let expected = KeyHash::of_certificate(&cert).unwrap();
+        for mandatory in [true, false] {
+            let (result, seen) = connect(mandatory, Some((cert.clone(), key.clone_key())));
+            result.unwrap();
+            assert_eq!(seen, Some(expected));
+        }
+    }
+
+    #[test]
+    fn a_client_without_certificate_is_refused_only_where_one_is_mandatory() {
+        let (result, seen) = connect(false, None);
+        result.unwrap();
+        assert_eq!(seen, None);
+        let (result, seen) = connect(true, None);
+        assert!(result.is_err());
+        assert_eq!(seen, None);
+    }
+}
