@@ -10,6 +10,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::api::{ClientApi, TopLevelCreators};
 use crate::attest::{EvidenceSource, GramineEnclave, SimulatedPlatform};
 use crate::config::{Config, EvidenceMode};
+use crate::enclave::Shared;
 use crate::enclave::nonce::NonceKey;
 use crate::http::HttpsListener;
 use crate::identity::ClientId;
@@ -160,24 +161,14 @@ impl Cas {
         })
     }
 
-    /// The store (for a second listener, e.g. the enclave API).
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    /// The CAS's TLS identity (every listener serves the same certificate).
-    pub fn identity(&self) -> &Arc<CasIdentity> {
-        &self.identity
-    }
-
-    /// The key the enclave API MACs its challenge nonces with (derived from the master key).
-    pub fn nonce_key(&self) -> &NonceKey {
-        &self.nonce_key
-    }
-
-    /// The counters `/metrics` shows (shared with the enclave API).
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
+    /// What the enclave API shares with the client API.
+    pub fn shared(&self) -> Shared<'_> {
+        Shared {
+            store: &self.store,
+            identity: &self.identity,
+            nonce_key: &self.nonce_key,
+            metrics: &self.metrics,
+        }
     }
 
     /// Serves the client API until the process ends.
@@ -186,6 +177,12 @@ impl Cas {
         self.listener
             .serve(move |request, peer| api.clone().handle(request, peer))
             .await;
+    }
+}
+
+impl<'a> From<&'a Cas> for Shared<'a> {
+    fn from(cas: &'a Cas) -> Self {
+        cas.shared()
     }
 }
 

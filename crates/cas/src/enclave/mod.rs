@@ -62,8 +62,8 @@ use crate::identity::ClientId;
 use crate::metrics::Metrics;
 use crate::parsed::ParsedSessions;
 use crate::ratelimit::RateLimiter;
-use crate::server::Cas;
 use crate::store::{SessionRecord, Store};
+use crate::tls::CasIdentity;
 
 use self::azure::Azure;
 use self::hardware::HardwareVerifier;
@@ -136,25 +136,42 @@ impl std::fmt::Debug for EnclaveServer {
     }
 }
 
+/// What the enclave API shares with the rest of the CAS.
+#[derive(Debug, Clone, Copy)]
+pub struct Shared<'a> {
+    /// The store sessions and secrets are read from and attestations recorded in.
+    pub store: &'a Store,
+    /// The certificate both listeners serve.
+    pub identity: &'a Arc<CasIdentity>,
+    /// The key challenge nonces are MACed with (derived from the master key).
+    pub nonce_key: &'a NonceKey,
+    /// The counters `/metrics` shows.
+    pub metrics: &'a Arc<Metrics>,
+}
+
 impl EnclaveServer {
     /// Sets up verification and Azure access and binds `config.enclave.listen`, serving with
-    /// the certificate, store and nonce key of `cas`.
-    pub async fn start(config: &Config, cas: &Cas) -> Result<Self, SetupError> {
+    /// the certificate, store and nonce key the CAS `shared` (a started [`crate::server::Cas`]).
+    pub async fn start<'a>(
+        config: &Config,
+        shared: impl Into<Shared<'a>>,
+    ) -> Result<Self, SetupError> {
+        let shared = shared.into();
         let api = Arc::new(
             EnclaveApi::from_config(
                 config,
-                cas.store().clone(),
-                cas.metrics().clone(),
-                cas.nonce_key().clone(),
+                shared.store.clone(),
+                shared.metrics.clone(),
+                shared.nonce_key.clone(),
             )
             .await?,
         );
         let addr = config.enclave.listen;
         let listener = HttpsListener::bind(
             addr,
-            TlsAcceptor::from(crate::tls::enclave_server_config(cas.identity())),
+            TlsAcceptor::from(crate::tls::enclave_server_config(shared.identity)),
             config.limits.connections(),
-            cas.metrics().enclave_connections.clone(),
+            shared.metrics.enclave_connections.clone(),
         )
         .await
         .map_err(|source| SetupError::Listen { addr, source })?;
