@@ -206,4 +206,22 @@ fn a_session_narrows_the_platform_keys_the_cas_trusts() {
             ours.public_key().id()
         )
     );
+    // A key the session lists but the CAS does not trust: the session cannot widen the trust.
+    let stranger = PlatformKey::generate().unwrap();
+    let quote = stranger
+        .create_quote(&SimReport::new(MrEnclave([7; 32]), runtime_data))
+        .unwrap();
+    let unverified = runtime
+        .block_on(verifier.verify(
+            EvidenceKind::SimQuote,
+            &quote,
+            runtime_data,
+            &session(&stranger),
+            at(IN_WINDOW),
+        ))
+        .unwrap_err();
+    assert!(
+        matches!(unverified, Unverified::Verify(VerifyError::Sim(_))),
+        "{unverified:?}"
+    );
 }
