@@ -151,7 +151,8 @@ pub struct Shared<'a> {
 
 impl EnclaveServer {
     /// Sets up verification and Azure access and binds `config.enclave.listen`, serving with
-    /// the certificate, store and nonce key the CAS `shared` (a started [`crate::server::Cas`]).
+    /// the certificate, store, nonce key and counters of `shared` — `&cas` for a started
+    /// [`crate::server::Cas`], which converts into [`Shared`], so this module need not know it.
     pub async fn start<'a>(
         config: &Config,
         shared: impl Into<Shared<'a>>,
