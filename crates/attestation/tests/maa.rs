@@ -573,7 +573,9 @@ fn bad_jwks_are_rejected() {
 
 #[test]
 fn the_self_check_judges_each_recorded_signing_key() {
-    use custos_attestation::maa::trust::{TrustedMaaEnclave, judge, observed_maa_enclaves};
+    use custos_attestation::maa::trust::{
+        SignerCheck, TrustedMaaEnclave, judge, observed_maa_enclaves,
+    };
     use custos_attestation::{Tcb, TcbStatus};
     let rec = sample();
     let keys = MaaKeySet::from_jwks(&rec.jwks).unwrap();
@@ -583,15 +585,16 @@ fn the_self_check_judges_each_recorded_signing_key() {
 
     // Microsoft's PCA-issued keys embed nothing.
     let err = judge(&report("5n95sus8qrcBcVLXZu3lPYgdMlM"), &observed, &[]).unwrap_err();
+    assert_eq!(err.check, SignerCheck::NoEvidence);
     assert_eq!(
-        err,
+        err.to_string(),
         "signing key 5n95sus8qrcBcVLXZu3lPYgdMlM: enclave evidence: expected an Open Enclave report (1.3.6.1.4.1.311.105.1) or an SGX quote (1.2.840.113556.10.1.1) in the signing certificate, actual none"
     );
     // The instance's key embeds its enclave, but unverified evidence is not believed.
     let kid = "XxRc2vLh1E5FrsNawnRH3PzuFgqg3q7NvCdnjoJHBGE=";
     let unverified = report(kid);
     assert_eq!(
-        judge(&unverified, &observed, &[]).unwrap_err(),
+        judge(&unverified, &observed, &[]).unwrap_err().to_string(),
         format!(
             "signing key {kid}: DCAP: expected verified evidence, actual not verified (no collateral source)"
         )
@@ -612,7 +615,7 @@ fn the_self_check_judges_each_recorded_signing_key() {
         debug_allowed: true,
     };
     assert_eq!(
-        judge(&verified, &[untrusted], &[]).unwrap_err(),
+        judge(&verified, &[untrusted], &[]).unwrap_err().to_string(),
         format!(
             "signing key {kid}: enclave mrsigner: expected one of [{other}], actual 74ba5fba208571cf99e1f7158e6536a05bbb6ce7807eef8f6a97f64a7af64b83"
         )
@@ -627,6 +630,7 @@ fn the_self_check_judges_each_recorded_signing_key() {
     assert!(
         judge(&verified, &[strict], &[])
             .unwrap_err()
+            .to_string()
             .ends_with("enclave isvsvn: expected at least 2, actual 1")
     );
     let production = TrustedMaaEnclave {
@@ -636,6 +640,7 @@ fn the_self_check_judges_each_recorded_signing_key() {
     assert!(
         judge(&verified, &[production], &[])
             .unwrap_err()
+            .to_string()
             .ends_with("enclave debug: expected a production enclave (debug_allowed is false), actual a debug enclave")
     );
     let mut revoked = verified.clone();
@@ -646,6 +651,7 @@ fn the_self_check_judges_each_recorded_signing_key() {
     assert!(
         judge(&revoked, &observed, &[])
             .unwrap_err()
+            .to_string()
             .contains("DCAP TCB status: expected not Revoked, actual")
     );
     // A key whose evidence binds another key.
@@ -654,6 +660,7 @@ fn the_self_check_judges_each_recorded_signing_key() {
     assert!(
         judge(&unbound, &observed, &[])
             .unwrap_err()
+            .to_string()
             .contains("key binding: expected report_data[0..32] ")
     );
 }
@@ -673,7 +680,8 @@ fn the_self_check_refuses_evidence_dcap_cannot_verify() {
         &observed_maa_enclaves(),
         &[],
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(
         err.starts_with("signing key XxRc2vLh1E5FrsNawnRH3PzuFgqg3q7NvCdnjoJHBGE=: DCAP: DCAP verification failed"),
         "{err}"

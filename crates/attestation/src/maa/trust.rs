@@ -72,95 +72,201 @@ pub fn observed_maa_enclaves() -> Vec<TrustedMaaEnclave> {
     .collect()
 }
 
+/// Why tokens signed by a key are not believed: the key and the check it failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("signing key {kid}: {check}")]
+pub struct SignerRefused {
+    /// The key's kid.
+    pub kid: String,
+    /// The failed check.
+    pub check: SignerCheck,
+}
+
+/// A check of the MAA self-check, with expected and actual values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignerCheck {
+    /// The certificate's evidence could not be read.
+    #[error("enclave evidence: {0}")]
+    Unreadable(String),
+    /// The certificate embeds no enclave evidence.
+    #[error(
+        "enclave evidence: expected an Open Enclave report ({}) or an SGX quote ({}) in the signing certificate, actual none",
+        super::signers::OID_MAA_OE_REPORT,
+        super::signers::OID_MAA_SGX_QUOTE
+    )]
+    NoEvidence,
+    /// The evidence does not bind the certificate's key.
+    #[error(
+        "key binding: expected report_data[0..32] {} (SHA-256 of the key's PEM), actual {}",
+        hex_or_none(.expected),
+        hex_or_none(.actual)
+    )]
+    Binding {
+        /// The binding the key calls for.
+        expected: Option<[u8; 32]>,
+        /// The evidence's `report_data[0..32]`.
+        actual: Option<[u8; 32]>,
+    },
+    /// Simulated evidence whose signature did not verify under a trusted platform key.
+    #[error("simulated evidence: {0}")]
+    Simulated(String),
+    /// Simulated evidence signed by a trusted platform key the session does not list.
+    #[error(
+        "trusted_platform_keys: expected one of [{}], actual {actual}",
+        .allowed.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    PlatformNotAllowed {
+        /// The session's platform keys.
+        allowed: Vec<PlatformKeyId>,
+        /// The key that signed the evidence.
+        actual: PlatformKeyId,
+    },
+    /// Hardware evidence that DCAP was not asked to verify.
+    #[error("DCAP: expected verified evidence, actual not verified (no collateral source)")]
+    NotVerified,
+    /// Hardware evidence that DCAP refused.
+    #[error("DCAP: {0}")]
+    Dcap(String),
+    /// The MAA platform's TCB is revoked.
+    #[error("DCAP TCB status: expected not Revoked, actual {0}")]
+    Revoked(TcbStatus),
+    /// The evidence states no enclave identity.
+    #[error("enclave identity: expected one, actual none")]
+    NoIdentity,
+    /// The enclave's signer is not a trusted one.
+    #[error(
+        "enclave mrsigner: expected one of [{}], actual {}",
+        .expected.iter().map(MrSigner::to_hex).collect::<Vec<_>>().join(", "),
+        .actual.to_hex()
+    )]
+    Mrsigner {
+        /// The trusted signers.
+        expected: Vec<MrSigner>,
+        /// The enclave's.
+        actual: MrSigner,
+    },
+    /// The enclave's signer is trusted, but no entry for it admits the enclave: why, per entry.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Identity(Vec<IdentityMismatch>),
+}
+
+/// Why one trusted entry with the enclave's signer does not admit it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityMismatch {
+    /// Another MRENCLAVE.
+    #[error("enclave mrenclave: expected {}, actual {}", .expected.to_hex(), .actual.to_hex())]
+    Mrenclave {
+        /// The entry's.
+        expected: MrEnclave,
+        /// The enclave's.
+        actual: MrEnclave,
+    },
+    /// Another ISVPRODID.
+    #[error("enclave isvprodid: expected {expected}, actual {actual}")]
+    Isvprodid {
+        /// The entry's.
+        expected: u16,
+        /// The enclave's.
+        actual: u16,
+    },
+    /// An ISVSVN below the entry's minimum.
+    #[error("enclave isvsvn: expected at least {min}, actual {actual}")]
+    Isvsvn {
+        /// The entry's minimum.
+        min: u16,
+        /// The enclave's.
+        actual: u16,
+    },
+    /// A debug enclave where the entry admits production enclaves only.
+    #[error(
+        "enclave debug: expected a production enclave (debug_allowed is false), actual a debug enclave"
+    )]
+    Debug,
+}
+
+fn hex_or_none(v: &Option<[u8; 32]>) -> String {
+    v.map_or_else(|| "none".to_owned(), hex::encode)
+}
+
 /// Whether tokens signed by the key `report` describes are believed: `Ok` or the failed
-/// check, as `signing key <kid>: <check>: expected …, actual …`. `allowed_platforms`, when
-/// not empty, narrows which (already trusted) platform keys may sign simulated evidence.
+/// check. `allowed_platforms`, when not empty, narrows which (already trusted) platform keys
+/// may sign simulated evidence.
 pub fn judge(
     report: &SignerReport,
     trusted: &[TrustedMaaEnclave],
     allowed_platforms: &[PlatformKeyId],
-) -> Result<(), String> {
-    let fail = |check: String| Err(format!("signing key {}: {check}", report.kid));
+) -> Result<(), SignerRefused> {
+    let fail = |check: SignerCheck| {
+        Err(SignerRefused {
+            kid: report.kid.clone(),
+            check,
+        })
+    };
     if let Some(problem) = &report.problem {
-        return fail(format!("enclave evidence: {problem}"));
+        return fail(SignerCheck::Unreadable(problem.clone()));
     }
     if !report.enclave {
-        return fail(format!(
-            "enclave evidence: expected an Open Enclave report ({}) or an SGX quote ({}) in the signing certificate, actual none",
-            super::signers::OID_MAA_OE_REPORT,
-            super::signers::OID_MAA_SGX_QUOTE
-        ));
+        return fail(SignerCheck::NoEvidence);
     }
     if !report.binding_ok {
-        let hex = |v: Option<[u8; 32]>| v.map_or_else(|| "none".to_owned(), hex::encode);
-        return fail(format!(
-            "key binding: expected report_data[0..32] {} (SHA-256 of the key's PEM), actual {}",
-            hex(report.key_binding),
-            hex(report.report_data_hash)
-        ));
+        return fail(SignerCheck::Binding {
+            expected: report.key_binding,
+            actual: report.report_data_hash,
+        });
     }
     match (&report.simulated, &report.dcap) {
-        (Some(Err(e)), _) => return fail(format!("simulated evidence: {e}")),
+        (Some(Err(e)), _) => return fail(SignerCheck::Simulated(e.clone())),
         (Some(Ok(platform)), _) => {
             if !allowed_platforms.is_empty() && !allowed_platforms.contains(platform) {
-                let list: Vec<String> = allowed_platforms.iter().map(ToString::to_string).collect();
-                return fail(format!(
-                    "trusted_platform_keys: expected one of [{}], actual {platform}",
-                    list.join(", ")
-                ));
+                return fail(SignerCheck::PlatformNotAllowed {
+                    allowed: allowed_platforms.to_vec(),
+                    actual: *platform,
+                });
             }
         }
-        (None, None) => {
-            return fail(
-                "DCAP: expected verified evidence, actual not verified (no collateral source)"
-                    .into(),
-            );
-        }
-        (None, Some(Err(e))) => return fail(format!("DCAP: {e}")),
+        (None, None) => return fail(SignerCheck::NotVerified),
+        (None, Some(Err(e))) => return fail(SignerCheck::Dcap(e.clone())),
         (None, Some(Ok(tcb))) if tcb.status == TcbStatus::Revoked => {
-            return fail(format!(
-                "DCAP TCB status: expected not Revoked, actual {}",
-                tcb.status
-            ));
+            return fail(SignerCheck::Revoked(tcb.status));
         }
         (None, Some(Ok(_))) => {}
     }
     let Some(id) = report.identity else {
-        return fail("enclave identity: expected one, actual none".into());
+        return fail(SignerCheck::NoIdentity);
     };
     let same_signer: Vec<&TrustedMaaEnclave> = trusted
         .iter()
         .filter(|t| t.mrsigner == id.mrsigner)
         .collect();
     if same_signer.is_empty() {
-        let list: Vec<String> = trusted.iter().map(|t| t.mrsigner.to_hex()).collect();
-        return fail(format!(
-            "enclave mrsigner: expected one of [{}], actual {}",
-            list.join(", "),
-            id.mrsigner.to_hex()
-        ));
+        return fail(SignerCheck::Mrsigner {
+            expected: trusted.iter().map(|t| t.mrsigner).collect(),
+            actual: id.mrsigner,
+        });
     }
     let mut mismatches = Vec::new();
     for t in same_signer {
         let mismatch = if let Some(m) = t.mrenclave.filter(|m| *m != id.mrenclave) {
-            format!(
-                "enclave mrenclave: expected {}, actual {}",
-                m.to_hex(),
-                id.mrenclave.to_hex()
-            )
+            IdentityMismatch::Mrenclave {
+                expected: m,
+                actual: id.mrenclave,
+            }
         } else if let Some(p) = t.isvprodid.filter(|p| *p != id.isvprodid) {
-            format!("enclave isvprodid: expected {p}, actual {}", id.isvprodid)
+            IdentityMismatch::Isvprodid {
+                expected: p,
+                actual: id.isvprodid,
+            }
         } else if let Some(s) = t.min_isvsvn.filter(|s| id.isvsvn < *s) {
-            format!(
-                "enclave isvsvn: expected at least {s}, actual {}",
-                id.isvsvn
-            )
+            IdentityMismatch::Isvsvn {
+                min: s,
+                actual: id.isvsvn,
+            }
         } else if id.debug && !t.debug_allowed {
-            "enclave debug: expected a production enclave (debug_allowed is false), actual a debug enclave".to_owned()
+            IdentityMismatch::Debug
         } else {
             return Ok(());
         };
         mismatches.push(mismatch);
     }
-    fail(mismatches.join("; "))
+    fail(SignerCheck::Identity(mismatches))
 }

@@ -127,7 +127,7 @@ impl MaaVerifier {
             None => return Ok(verified.claims),
         };
         let signers = instance.signers(&jwks, hardware, now).await;
-        check_signer(&verified.kid, &signers, &trusted, policy).map_err(MaaFailure::Signer)?;
+        check_signer(&verified.kid, &signers, &trusted, policy)?;
         Ok(verified.claims)
     }
 
@@ -252,16 +252,16 @@ fn check_signer(
     signers: &HashMap<String, SignerReport>,
     trusted: &[TrustedMaaEnclave],
     policy: &AttestationPolicy,
-) -> Result<(), String> {
-    let report = signers
-        .get(kid)
-        .ok_or_else(|| format!("signing key {kid}: not examined (not in the signing keys)"))?;
+) -> Result<(), MaaFailure> {
+    let report = signers.get(kid).ok_or_else(|| MaaFailure::NotExamined {
+        kid: kid.to_owned(),
+    })?;
     let allowed: Vec<PlatformKeyId> = policy
         .trusted_platform_keys
         .iter()
         .map(|k| PlatformKeyId(*k.as_bytes()))
         .collect();
-    judge(report, trusted, &allowed)
+    Ok(judge(report, trusted, &allowed)?)
 }
 
 /// The self-check's findings on every signing key: its embedded evidence, the binding, and
@@ -371,7 +371,9 @@ mod tests {
         config.dcap.pccs_url = "http://127.0.0.1:9".into();
         let hardware = HardwareVerifier::from_config(&config).await.unwrap();
         let found = examine(&recorded_keys(), &hardware, at(1_751_328_000)).await;
-        let err = judge(&found[KID], &observed_maa_enclaves(), &[]).unwrap_err();
+        let err = judge(&found[KID], &observed_maa_enclaves(), &[])
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with(&format!("signing key {KID}: DCAP: collateral: ")),
             "{err}"
@@ -394,7 +396,9 @@ mod tests {
             .build()
             .unwrap();
         let found = runtime.block_on(examine(&recorded_keys(), &hardware, at(1_751_328_000)));
-        let err = judge(&found[KID], &observed_maa_enclaves(), &[]).unwrap_err();
+        let err = judge(&found[KID], &observed_maa_enclaves(), &[])
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with(&format!(
                 "signing key {KID}: DCAP: DCAP verification failed"
@@ -407,7 +411,8 @@ mod tests {
             &observed_maa_enclaves(),
             &[],
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("enclave evidence: expected"), "{err}");
     }
 }

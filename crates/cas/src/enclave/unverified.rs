@@ -5,6 +5,7 @@
 use custos_attestation::claims::UnknownEvidenceKind;
 use custos_attestation::dcap::DcapError;
 use custos_attestation::maa::MaaError;
+use custos_attestation::maa::trust::SignerRefused;
 use custos_attestation::{PlatformKeyId, VerifyError};
 use custos_azure::MaaClientError;
 
@@ -63,7 +64,13 @@ pub enum MaaFailure {
     /// The token (or the signing keys it is checked with) failed verification.
     #[error(transparent)]
     Token(#[from] MaaError),
-    /// The self-check refused the key that signed the token (the reason names the check).
-    #[error("{0}")]
-    Signer(String),
+    /// The token's signing key was not among the keys the self-check examined.
+    #[error("signing key {kid}: not examined (not in the signing keys)")]
+    NotExamined {
+        /// The token's `kid`.
+        kid: String,
+    },
+    /// The self-check refused the key that signed the token.
+    #[error(transparent)]
+    Signer(#[from] SignerRefused),
 }
