@@ -138,7 +138,7 @@ impl Process {
             if Instant::now() >= deadline {
                 return None;
             }
-            std::thread::sleep(POLL.min(Duration::from_millis(10)));
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
