@@ -48,6 +48,10 @@ struct Args {
     /// The MAA enclave's MRSIGNER in that quote (64 hex digits).
     #[arg(long, value_name = "HEX")]
     maa_mrsigner: Option<String>,
+    /// Once all three endpoints accept, write them, the CA file and the `export` variables to
+    /// this file as JSON (atomically, mode 0600; removed at start-up). See docs/azure.md.
+    #[arg(long, value_name = "FILE")]
+    ready_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -59,6 +63,16 @@ fn main() -> ExitCode {
         )
         .init();
     let args = Args::parse();
+    // A ready file from an earlier run must not announce this one.
+    if let Some(path) = &args.ready_file
+        && let Err(e) = custos_harness::ready::remove(path)
+    {
+        eprintln!(
+            "custos-azure-emulator: --ready-file {}: {e}",
+            path.display()
+        );
+        return ExitCode::from(2);
+    }
     let (mut config, demo_secret) = if args.demo {
         let (config, secret) = demo::config();
         (config, Some(secret))
@@ -134,6 +148,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let ready_file = args.ready_file;
     runtime.block_on(async move {
         let running = match custos_azure_emulator::start(config).await {
             Ok(running) => running,
@@ -143,6 +158,16 @@ fn main() -> ExitCode {
             }
         };
         print_env(&running, demo_secret.as_deref());
+        if let Some(path) = &ready_file
+            && let Err(e) = write_ready(path, &running, demo_secret.as_deref())
+        {
+            eprintln!(
+                "custos-azure-emulator: --ready-file {}: {e}",
+                path.display()
+            );
+            running.shutdown().await;
+            return ExitCode::from(1);
+        }
         wait_for_signal().await;
         running.shutdown().await;
         ExitCode::SUCCESS
@@ -157,6 +182,25 @@ fn print_env(running: &custos_azure_emulator::Running, demo_secret: Option<&str>
     print!("{out}");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
+}
+
+fn write_ready(
+    path: &std::path::Path,
+    running: &custos_azure_emulator::Running,
+    demo_secret: Option<&str>,
+) -> std::io::Result<()> {
+    let urls = running.urls();
+    let ready = custos_harness::ready::EmulatorReady {
+        authority_host: urls.authority_host.clone(),
+        key_vault: format!("{}/", urls.vault),
+        maa: urls.maa.clone(),
+        ca_file: running.ca_file().map(PathBuf::from).unwrap_or_default(),
+        env: demo::client_env(running, demo_secret)
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect(),
+    };
+    custos_harness::ready::write(path, &ready)
 }
 
 /// Single-quotes a value for POSIX shells unless it is plainly safe.

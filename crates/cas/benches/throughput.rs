@@ -7,7 +7,6 @@
 //! The clients run on the same machine, so they take CPU from the CAS: the figures are a
 //! lower bound.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -16,46 +15,25 @@ use custos_cas::client::{CasClient, ClientIdentity, ServerTrust};
 use custos_cas::metrics::resident_bytes_of;
 use hyper::{Method, StatusCode};
 
-struct Cas(Child);
-
-impl Drop for Cas {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(dir: &std::path::Path) -> (Cas, String, custos_cas::identity::ClientId) {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_custos-cas"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--listen", "127.0.0.1:0", "--log", "warn,custos_cas=info"])
-        .args(["--enclave-listen", "127.0.0.1:0"])
-        .args(["--rate-limit", "1000000", "--rate-burst", "1000000"])
+/// A CAS started by the one orchestrator (`custos-harness`), its log in `dir/logs`.
+fn start(dir: &std::path::Path) -> custos_harness::Cas {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_custos-cas"));
+    let launcher = custos_harness::Launcher::new(bin.parent().unwrap(), dir.join("logs"));
+    let flags = [
+        "--log",
+        "warn,custos_cas=info",
+        "--rate-limit",
+        "1000000",
+        "--rate-burst",
+        "1000000",
         // Every bench session is a namespace, all from one address.
-        .args(["--namespace-create-burst", "1000000000"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start custos-cas");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let line = loop {
-        let line = lines.next().expect("custos-cas exited").unwrap();
-        if line.contains("client API ready") {
-            break line;
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let field = |name: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(name))
-            .unwrap()
-            .to_owned()
-    };
-    let key = field("key_hash=").parse().unwrap();
-    (Cas(child), field("listen="), key)
+        "--namespace-create-burst",
+        "1000000000",
+    ];
+    let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+    launcher
+        .cas(&dir.join("cas"), &flags)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn session(name: &str) -> Vec<u8> {
@@ -116,8 +94,10 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
     let dir = tempfile::tempdir().unwrap();
-    let (cas, addr, key) = start(dir.path());
-    let pid = cas.0.id();
+    let cas = start(dir.path());
+    let pid = cas.process.id();
+    let addr = cas.addr.clone();
+    let key: custos_cas::identity::ClientId = cas.key_hash.parse().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

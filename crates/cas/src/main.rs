@@ -79,6 +79,10 @@ struct Args {
     /// Connections one client address may hold at once, per listener.
     #[arg(long, env = "CUSTOS_CAS_MAX_CONNECTIONS_PER_ADDRESS")]
     max_connections_per_address: Option<usize>,
+    /// Once both APIs accept, write their addresses and the key hash to this file as JSON
+    /// (atomically; removed at start-up). See docs/cas.md.
+    #[arg(long, env = "CUSTOS_CAS_READY_FILE")]
+    ready_file: Option<PathBuf>,
     /// Seconds for the TLS handshake.
     #[arg(long, env = "CUSTOS_CAS_HANDSHAKE_TIMEOUT")]
     handshake_timeout: Option<u64>,
@@ -294,7 +298,16 @@ impl Args {
 }
 
 fn main() -> ExitCode {
-    let config = match Args::parse().into_config() {
+    let mut args = Args::parse();
+    let ready_file = args.ready_file.take();
+    // A ready file from an earlier run must not announce this one.
+    if let Some(path) = &ready_file
+        && let Err(e) = custos_harness::ready::remove(path)
+    {
+        eprintln!("custos-cas: --ready-file {}: {e}", path.display());
+        return ExitCode::from(2);
+    }
+    let config = match args.into_config() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("custos-cas: {e}");
@@ -342,6 +355,17 @@ fn main() -> ExitCode {
             data_dir = %config.data_dir.display(),
             "custos-cas client API ready"
         );
+        if let Some(path) = &ready_file {
+            let ready = custos_harness::ready::CasReady {
+                client_api: cas.local_addr,
+                enclave_api: enclave.local_addr,
+                key_hash: cas.key_hash.to_string(),
+            };
+            if let Err(e) = custos_harness::ready::write(path, &ready) {
+                eprintln!("custos-cas: --ready-file {}: {e}", path.display());
+                return ExitCode::from(1);
+            }
+        }
         // Every acknowledged write is already durable: stopping needs no flush.
         tokio::select! {
             () = cas.serve() => ExitCode::SUCCESS,

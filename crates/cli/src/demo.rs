@@ -18,11 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use custos_harness::{Cas, Emulator, Las, Launcher, Process};
 use secrecy::ExposeSecret;
-
-mod processes;
-
-use processes::Processes;
 
 /// The sample's templates, as shipped in `templates/`.
 const NAMESPACE_TEMPLATE: &str = include_str!("../../../templates/namespace.template.yml");
@@ -32,6 +29,11 @@ const ATTEST_CAS_SCRIPT: &str = include_str!("../../../templates/attest-cas.sh")
 /// The sample app's name and port (its certificate's CN; the port of the sample's README).
 const APP_HOST: &str = "rest-api.scone.sample";
 const APP_PORT: u16 = 4996;
+
+/// How long a service may take to be ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stopped process may take to exit before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// The binaries the demo runs, besides `custos` itself.
 const BINARIES: [&str; 5] = [
@@ -110,9 +112,13 @@ struct Failure {
 
 struct Demo {
     work: PathBuf,
-    bins: PathBuf,
     custos: PathBuf,
-    processes: Processes,
+    launcher: Launcher,
+    /// The services and the app, once started (the orchestrator's handles).
+    las: Option<Las>,
+    azure: Option<Emulator>,
+    cas: Option<Cas>,
+    app: Option<Process>,
     /// The variables of the sample's README, as exported in its shell.
     env: BTreeMap<String, String>,
     step: usize,
@@ -122,26 +128,6 @@ struct Demo {
 struct VaultView {
     chain_pem: String,
     secret: secrecy::SecretString,
-}
-
-/// The running LAS.
-struct Las {
-    addr: SocketAddr,
-    platform_key: String,
-}
-
-/// The running CAS.
-struct Cas {
-    client: SocketAddr,
-    enclave: SocketAddr,
-    key_hash: String,
-}
-
-/// What the running services told us.
-struct Services {
-    las: Las,
-    cas: Cas,
-    azure: BTreeMap<String, String>,
 }
 
 impl Demo {
@@ -159,10 +145,15 @@ impl Demo {
             None => std::env::temp_dir().join(format!("custos-demo-{}", std::process::id())),
         };
         fs::create_dir_all(work.join("logs")).map_err(|e| format!("{}: {e}", work.display()))?;
+        let mut launcher = Launcher::new(bins, work.join("logs"));
+        launcher.timeout = READY_TIMEOUT;
         Ok(Self {
-            processes: Processes::new(work.join("logs")),
+            launcher,
+            las: None,
+            azure: None,
+            cas: None,
+            app: None,
             work,
-            bins,
             custos,
             env: BTreeMap::new(),
             step: 0,
@@ -170,7 +161,38 @@ impl Demo {
     }
 
     fn bin(&self, name: &str) -> PathBuf {
-        self.bins.join(name)
+        self.launcher.bin(name)
+    }
+
+    fn las(&self) -> Result<&Las, String> {
+        self.las
+            .as_ref()
+            .ok_or_else(|| "the LAS is not running".into())
+    }
+
+    fn azure(&self) -> Result<&Emulator, String> {
+        self.azure
+            .as_ref()
+            .ok_or_else(|| "the Azure emulator is not running".into())
+    }
+
+    fn cas(&self) -> Result<&Cas, String> {
+        self.cas
+            .as_ref()
+            .ok_or_else(|| "the CAS is not running".into())
+    }
+
+    /// The running processes, in the order they were started.
+    fn processes(&mut self) -> Vec<&mut Process> {
+        [
+            self.las.as_mut().map(|s| &mut s.process),
+            self.azure.as_mut().map(|s| &mut s.process),
+            self.cas.as_mut().map(|s| &mut s.process),
+            self.app.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     /// Runs one step: prints its title, runs it, prints its duration or its failure.
@@ -203,19 +225,16 @@ impl Demo {
         self.step("Check the binaries, /tls and port 4996", |demo| {
             demo.preflight().map(|details| ((), details))
         })?;
-        let las = self.step("Start the LAS (node agent, simulation)", |demo| {
+        self.step("Start the LAS (node agent, simulation)", |demo| {
             demo.start_las()
         })?;
-        let azure = self.step(
+        self.step(
             "Start the local Azure: Entra ID, Key Vault (sample-secret, certificate flask), MAA",
-            |demo| demo.start_azure(&las.platform_key),
+            |demo| demo.start_azure(),
         )?;
-        let cas = self.step("Start the CAS (simulation)", |demo| {
-            demo.start_cas(las.addr, &azure)
-        })?;
-        let services = Services { las, cas, azure };
+        self.step("Start the CAS (simulation)", |demo| demo.start_cas())?;
         self.step("Export the sample's variables", |demo| {
-            demo.export_variables(&services)
+            demo.export_variables()
         })?;
         self.step("Attest the CAS: templates/attest-cas.sh", |demo| {
             demo.attest_cas()
@@ -234,11 +253,11 @@ impl Demo {
         )?;
         self.step(
             "Start the app through custos-run with SCONE_CONFIG_ID (attested)",
-            |demo| demo.run_attested(&services),
+            |demo| demo.run_attested(),
         )?;
         let vault_cert = self.step(
             "Fetch the certificate flask from the Key Vault and compare it with the app's",
-            |demo| demo.vault_certificate(&services),
+            |demo| demo.vault_certificate(),
         )?;
         self.step(
             "curl https://rest-api.scone.sample:4996/secret --resolve rest-api.scone.sample:4996:127.0.0.1",
@@ -256,7 +275,7 @@ impl Demo {
             return Err(format!(
                 "{} not found in {} (build them with `cargo build --release --bins`, or run scripts/demo)",
                 missing.join(", "),
-                self.bins.display()
+                self.launcher.bins().display()
             ));
         }
         let probe = Path::new("/tls/.custos-demo-probe");
@@ -272,139 +291,72 @@ impl Demo {
         TcpListener::bind(("0.0.0.0", APP_PORT))
             .map_err(|e| format!("port {APP_PORT} (the sample app's) is not free: {e}"))?;
         Ok(vec![
-            format!("binaries: {}", self.bins.display()),
+            format!("binaries: {}", self.launcher.bins().display()),
             format!("work directory: {}", self.work.display()),
         ])
     }
 
-    fn start_las(&mut self) -> StepResult<Las> {
-        let data = self.work.join("las");
-        let mut command = Command::new(self.bin("custos-las"));
-        command
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data);
-        let line = self
-            .processes
-            .start("las", command, "listening on http://")?;
-        // "listening on http://127.0.0.1:PORT; platform key id HEX"
-        let rest = after(&line, "listening on http://")?;
-        let (addr, key) = rest
-            .split_once("; platform key id ")
-            .ok_or_else(|| format!("unexpected LAS start-up line: {line}"))?;
-        let addr: SocketAddr = addr
-            .parse()
-            .map_err(|e| format!("LAS address {addr:?}: {e}"))?;
-        let platform_key = key.trim().to_owned();
-        let details = vec![format!("http://{addr}, platform key id {platform_key}")];
-        Ok((Las { addr, platform_key }, details))
+    fn start_las(&mut self) -> StepResult<()> {
+        let las = self.launcher.las(&self.work.join("las"))?;
+        let details = vec![format!(
+            "http://{}, platform key id {}",
+            las.addr, las.key_id
+        )];
+        self.las = Some(las);
+        Ok(((), details))
     }
 
-    fn start_azure(&mut self, platform_key: &str) -> StepResult<BTreeMap<String, String>> {
-        let mut command = Command::new(self.bin("custos-azure-emulator"));
-        command
-            .args([
-                "--demo",
-                "--listen",
-                "127.0.0.1",
-                "--trust-platform-key",
-                platform_key,
-            ])
-            .arg("--ca-file")
-            .arg(self.work.join("azure-ca.pem"))
-            // MAA's signing certificate embeds its enclave's simulated quote, signed with the
-            // LAS's platform key, which the CAS trusts (the CAS's MAA self-check).
-            .arg("--maa-platform-key")
-            .arg(self.work.join("las").join("platform-key.pem"));
-        self.processes.start_with_stdout(
-            "azure-emulator",
-            command,
-            "export REQUESTS_CA_BUNDLE=",
-        )?;
-        let exports = fs::read_to_string(self.processes.stdout_path("azure-emulator"))
-            .map_err(|e| e.to_string())?;
-        let azure = parse_exports(&exports);
+    fn start_azure(&mut self) -> StepResult<()> {
+        // MAA's signing certificate embeds its enclave's simulated quote, signed with the
+        // LAS's platform key, which the CAS trusts (the CAS's MAA self-check).
+        let azure = self
+            .launcher
+            .emulator(&self.work.join("azure-ca.pem"), self.las()?, &[])?;
+        let details = vec![
+            format!("Entra ID {}", azure.ready.authority_host),
+            format!("Key Vault {}", azure.ready.key_vault),
+            format!("MAA {}", azure.ready.maa),
+        ];
+        self.azure = Some(azure);
+        Ok(((), details))
+    }
+
+    fn start_cas(&mut self) -> StepResult<()> {
+        let azure = self.azure()?;
+        let flags = [
+            "--trust-las",
+            &format!("http://{}", self.las()?.addr),
+            "--azure-authority-host",
+            azure.get("AZURE_AUTHORITY_HOST")?,
+            "--azure-ca",
+            azure.get("SSL_CERT_FILE")?,
+            "--tls-name",
+            "localhost,127.0.0.1",
+        ];
+        let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+        let cas = self.launcher.cas(&self.work.join("cas"), &flags)?;
         let details = vec![
             format!(
-                "Entra ID {}",
-                azure
-                    .get("AZURE_AUTHORITY_HOST")
-                    .map_or("?", String::as_str)
+                "client API https://{}, enclave API https://{}",
+                cas.addr, cas.enclave_addr
             ),
-            format!(
-                "Key Vault {}",
-                azure.get("AKV_VAULT").map_or("?", String::as_str)
-            ),
-            format!(
-                "MAA {}",
-                azure.get("MAA_PROVIDER").map_or("?", String::as_str)
-            ),
+            format!("TLS key hash {}", cas.key_hash),
         ];
-        Ok((azure, details))
+        self.cas = Some(cas);
+        Ok(((), details))
     }
 
-    fn start_cas(&mut self, las: SocketAddr, azure: &BTreeMap<String, String>) -> StepResult<Cas> {
-        let need = |name: &str| {
-            azure
-                .get(name)
-                .cloned()
-                .ok_or_else(|| format!("the emulator did not export {name}"))
-        };
-        let mut command = Command::new(self.bin("custos-cas"));
-        command
-            .arg("--data-dir")
-            .arg(self.work.join("cas"))
-            .args(["--listen", "127.0.0.1:0", "--enclave-listen", "127.0.0.1:0"])
-            .args(["--trust-las", &format!("http://{las}")])
-            .args(["--azure-authority-host", &need("AZURE_AUTHORITY_HOST")?])
-            .args(["--azure-ca", &need("SSL_CERT_FILE")?])
-            .args(["--tls-name", "localhost,127.0.0.1"]);
-        let client_line = self.processes.start("cas", command, "client API ready")?;
-        let enclave_line = self.processes.wait_for("cas", "enclave API ready")?;
-        let client: SocketAddr = field(&client_line, "listen")?
-            .parse()
-            .map_err(|e| format!("CAS client address: {e}"))?;
-        let enclave: SocketAddr = field(&enclave_line, "listen")?
-            .parse()
-            .map_err(|e| format!("CAS enclave address: {e}"))?;
-        let key_hash = field(&client_line, "key_hash")?.to_owned();
-        let details = vec![
-            format!("client API https://{client}, enclave API https://{enclave}"),
-            format!("TLS key hash {key_hash}"),
-        ];
-        Ok((
-            Cas {
-                client,
-                enclave,
-                key_hash,
-            },
-            details,
-        ))
-    }
-
-    fn export_variables(&mut self, services: &Services) -> StepResult<()> {
+    fn export_variables(&mut self) -> StepResult<()> {
         let mrenclave = custos_attestation::sim::measure_executable(&self.bin("rest-api-sample"))
             .map_err(|e| format!("measuring rest-api-sample: {e}"))?;
         let namespace = format!("azure-integration-{}", random_digits());
-        let mut env = BTreeMap::new();
-        for name in [
-            "AZURE_TENANT_ID",
-            "AZURE_CLIENT_ID",
-            "AZURE_CLIENT_SECRET",
-            "AKV_VAULT",
-            "AKV_SECRET_NAME",
-            "AKV_CERT_SECRET_NAME",
-            "MAA_PROVIDER",
-        ] {
-            let value = services
-                .azure
-                .get(name)
-                .ok_or_else(|| format!("the emulator did not export {name}"))?;
-            env.insert(name.to_owned(), value.clone());
-        }
-        env.insert("SCONE_CAS_ADDR".into(), services.cas.client.to_string());
-        env.insert("CAS_NAMESPACE".into(), namespace);
-        env.insert("PYTHON_SESSION_NAME".into(), "demo".into());
-        env.insert("REST_API_MRENCLAVE".into(), mrenclave.to_hex());
+        let mut env = custos_harness::sample_vars(
+            self.azure()?.env(),
+            &namespace,
+            "demo",
+            &mrenclave.to_hex(),
+        )?;
+        env.insert("SCONE_CAS_ADDR".into(), self.cas()?.addr.clone());
         let details = env
             .iter()
             .map(|(name, value)| {
@@ -475,7 +427,7 @@ impl Demo {
         Ok(((), details))
     }
 
-    fn run_attested(&mut self, services: &Services) -> StepResult<()> {
+    fn run_attested(&mut self) -> StepResult<()> {
         let config_id = format!(
             "{}/{}/rest-api",
             self.env["CAS_NAMESPACE"], self.env["PYTHON_SESSION_NAME"]
@@ -485,26 +437,26 @@ impl Demo {
         command
             .arg(self.bin("rest-api-sample"))
             .env("SCONE_CONFIG_ID", &config_id)
-            .env("SCONE_CAS_ADDR", services.cas.enclave.to_string())
-            .env("SCONE_LAS_ADDR", services.las.addr.to_string())
+            .env("SCONE_CAS_ADDR", &self.cas()?.enclave_addr)
+            .env("SCONE_LAS_ADDR", &self.las()?.addr)
             .env("CUSTOS_MODE", "sim")
-            .env("CUSTOS_CAS_KEY_HASH", &services.cas.key_hash);
-        self.processes
-            .start("rest-api", command, "listening on https://")?;
+            .env("CUSTOS_CAS_KEY_HASH", &self.cas()?.key_hash);
+        let app = self
+            .app
+            .insert(self.launcher.spawn("rest-api", &mut command)?);
+        app.wait_for("listening on https://", READY_TIMEOUT)?;
         let mut details = vec![format!("export SCONE_CONFIG_ID={config_id}")];
-        details.extend(self.processes.lines("rest-api"));
+        details.extend(app.logs().lines().map(str::to_owned));
         Ok(((), details))
     }
 
     /// Reads the certificate and the secret from the vault as the app's owner would, and checks
     /// that the app serves that certificate.
-    fn vault_certificate(&mut self, services: &Services) -> StepResult<VaultView> {
+    fn vault_certificate(&mut self) -> StepResult<VaultView> {
         let vault = &self.env["AKV_VAULT"];
         let name = &self.env["AKV_CERT_SECRET_NAME"];
-        let ca = services
-            .azure
-            .get("SSL_CERT_FILE")
-            .ok_or("the emulator did not export SSL_CERT_FILE")?;
+        let azure = self.azure()?;
+        let ca = azure.get("SSL_CERT_FILE")?;
         let ca_pem = fs::read(ca).map_err(|e| format!("{ca}: {e}"))?;
         let http = custos_azure::HttpOptions {
             trust: custos_azure::Trust::Only(
@@ -518,7 +470,7 @@ impl Demo {
             secret: self.env["AZURE_CLIENT_SECRET"].clone().into(),
         };
         let options = custos_azure::CredentialOptions {
-            authority_host: services.azure["AZURE_AUTHORITY_HOST"].clone(),
+            authority_host: azure.get("AZURE_AUTHORITY_HOST")?.to_owned(),
             http: http.clone(),
         };
         let runtime = tokio_runtime()?;
@@ -611,52 +563,24 @@ impl Demo {
             println!();
             println!(
                 "Still running (logs in {}):",
-                self.work.join("logs").display()
+                self.launcher.logs().display()
             );
-            for (name, pid) in self.processes.pids() {
-                println!("  {name:<15} pid {pid}");
+            let mut pids = Vec::new();
+            for process in self.processes() {
+                println!("  {:<15} pid {}", process.name(), process.id());
+                pids.push(process.id().to_string());
+                process.detach();
             }
-            let pids: Vec<String> = self
-                .processes
-                .pids()
-                .into_iter()
-                .map(|(_, p)| p.to_string())
-                .collect();
             println!("Stop them with: kill {}", pids.join(" "));
-            self.processes.detach();
         } else {
-            let stopped = self.processes.stop_all();
-            println!("Stopped {stopped} processes.");
+            // Newest first: the app before the CAS before the services it uses.
+            let mut processes = self.processes();
+            for process in processes.iter_mut().rev() {
+                process.stop(STOP_GRACE);
+            }
+            println!("Stopped {} processes.", processes.len());
         }
     }
-}
-
-fn after<'a>(line: &'a str, marker: &str) -> Result<&'a str, String> {
-    line.split_once(marker)
-        .map(|(_, rest)| rest)
-        .ok_or_else(|| format!("unexpected line: {line}"))
-}
-
-/// The value of `name=value` in a structured log line.
-fn field<'a>(line: &'a str, name: &str) -> Result<&'a str, String> {
-    line.split_whitespace()
-        .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
-        .ok_or_else(|| format!("no {name}= in: {line}"))
-}
-
-/// `export NAME=value` lines (values possibly single-quoted) to a map.
-fn parse_exports(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
-        .map(|(name, value)| {
-            let value = value
-                .strip_prefix('\'')
-                .and_then(|v| v.strip_suffix('\''))
-                .map(|v| v.replace("'\\''", "'"))
-                .unwrap_or_else(|| value.to_owned());
-            (name.to_owned(), value)
-        })
-        .collect()
 }
 
 /// The sample's `$RANDOM$RANDOM$RANDOM`.
@@ -755,22 +679,4 @@ async fn served_certificate(
         .peer_certificates()
         .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect())
         .unwrap_or_default())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exports_and_log_fields_parse() {
-        let exports = "export A=1\nexport B='x y'\nexport C='it'\\''s'\nnoise\n";
-        let map = parse_exports(exports);
-        assert_eq!(map["A"], "1");
-        assert_eq!(map["B"], "x y");
-        assert_eq!(map["C"], "it's");
-        let line = "2026-11-28T10:00:00Z  INFO custos-cas client API ready listen=127.0.0.1:4242 key_hash=abcd";
-        assert_eq!(field(line, "listen").unwrap(), "127.0.0.1:4242");
-        assert_eq!(field(line, "key_hash").unwrap(), "abcd");
-        assert!(field(line, "nope").is_err());
-    }
 }

@@ -261,7 +261,29 @@ fn main() {
             .unwrap_or(0)
     );
 
-    let cached = World::start(true, &["--azure-cache-ttl", "3600"]);
+    // The runtimes all connect from 127.0.0.1, where in production they would come from many
+    // nodes: the per-address and per-config-id rate limits (docs/enclave-api.md § Limits) are
+    // lifted so that the CAS's work, not its admission control, is measured.
+    let unlimited = "1000000";
+    let cached = World::start(
+        true,
+        &[
+            "--azure-cache-ttl",
+            "3600",
+            "--enclave-challenge-rate",
+            unlimited,
+            "--enclave-challenge-burst",
+            unlimited,
+            "--enclave-attest-rate",
+            unlimited,
+            "--enclave-attest-burst",
+            unlimited,
+            "--enclave-config-id-attest-rate",
+            unlimited,
+            "--enclave-config-id-attest-burst",
+            unlimited,
+        ],
+    );
     cached.create("name: bench\nversion: \"0.3\"\n");
     cached.create(&session(&cached, "maa", "maa", &true_path));
     cached.create(&session(&cached, "hardware", "hardware", &true_path));

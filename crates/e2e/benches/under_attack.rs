@@ -54,7 +54,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use custos_cas::client::{CasClient, ClientIdentity};
-use custos_e2e::{World, measurement, run_command};
+use custos_e2e::{CasClientExt as _, World, measurement, run_command};
 use custos_protocol::base64url;
 use custos_protocol::enclave::{
     ATTEST_PATH, AttestRequest, CHALLENGE_PATH, ChallengeRequest, EvidenceBytes, RuntimeData,

@@ -1,29 +1,28 @@
-//! The end-to-end test harness: starts the real `custos-las`, `custos-azure-emulator` and
-//! `custos-cas` binaries on loopback ports the kernel picks, creates sessions through the CAS's
-//! client API over mutual TLS, and runs `custos-run` (and the sample app it execs) as child
-//! processes, capturing every log.
+//! The end-to-end tests' world: the real `custos-las`, `custos-azure-emulator` and
+//! `custos-cas` binaries started by the one orchestrator (`custos-harness`: loopback ports the
+//! kernel picks, readiness by `--ready-file`, logs in files), sessions created through the
+//! CAS's client API over mutual TLS, and `custos-run` (and the sample app it execs) run as
+//! child processes.
 //!
 //! Other packages' binaries are not visible to this crate's tests through `CARGO_BIN_EXE_*`,
 //! so [`bin_dir`] builds them once (`cargo build --bins -p …`, same profile as the test) and
 //! runs them from the target directory.
 //!
 //! It is test tooling: it must never be a dependency of anything shipped. Processes it starts
-//! are killed when their handle drops, also when a test panics.
+//! are killed when their handle drops, also when a test panics; their logs are in the world's
+//! directory, `logs/`.
 
 #![warn(missing_docs)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use custos_cas::client::{CasClient, ClientIdentity, ServerTrust};
 use custos_cas::identity::ClientId;
-
-/// How long a process may take to print its start-up line.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+pub use custos_harness::{Cas, Emulator, Las, Launcher, Log, Process};
 
 /// The packages whose binaries the tests run.
 const PACKAGES: &[&str] = &[
@@ -76,318 +75,78 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// A text every line of a process's output goes to, and that can be waited on.
-#[derive(Debug, Clone, Default)]
-pub struct Log(Arc<(Mutex<String>, Condvar)>);
+/// How long a process may take to start.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-impl Log {
-    fn push(&self, line: &str) {
-        let (text, changed) = &*self.0;
-        let mut text = text.lock().unwrap_or_else(|e| e.into_inner());
-        text.push_str(line);
-        text.push('\n');
-        changed.notify_all();
-    }
-
-    /// Everything so far.
-    pub fn text(&self) -> String {
-        self.0.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Waits for a line containing `needle`; returns it.
-    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
-        let (text, changed) = &*self.0;
-        let deadline = Instant::now() + timeout;
-        let mut guard = text.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(line) = guard.lines().find(|l| l.contains(needle)) {
-                return Some(line.to_owned());
-            }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            guard = changed
-                .wait_timeout(guard, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-    }
-
-    fn drain(&self, stream: impl Read + Send + 'static) {
-        let log = self.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines() {
-                let Ok(line) = line else { break };
-                log.push(&line);
-            }
-        });
-    }
+/// A launcher of the workspace's binaries ([`bin_dir`]) logging to `dir/logs`.
+pub fn launcher(dir: &Path) -> Launcher {
+    Launcher::new(bin_dir(), dir.join("logs"))
 }
 
-/// A child process, killed when dropped; its stdout and stderr go to separate logs.
-#[derive(Debug)]
-pub struct Process {
-    name: String,
-    child: Child,
-    /// Standard output.
-    pub stdout: Log,
-    /// Standard error (the log of every Custos program).
-    pub stderr: Log,
+/// A client of a CAS's client API, pinned to its key.
+pub trait CasClientExt {
+    /// A client of the client API as `identity`.
+    fn client(&self, identity: &ClientIdentity) -> CasClient;
 }
 
-impl Process {
-    /// Starts `command` with piped output.
-    pub fn spawn(name: &str, command: &mut Command) -> Self {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        let (stdout, stderr) = (Log::default(), Log::default());
-        stdout.drain(child.stdout.take().expect("piped"));
-        stderr.drain(child.stderr.take().expect("piped"));
-        Self {
-            name: name.to_owned(),
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    /// Waits for a line containing `needle` on stderr; panics with the log if none comes.
-    pub fn wait_for(&self, needle: &str) -> String {
-        self.stderr
-            .wait_for(needle, START_TIMEOUT)
-            .unwrap_or_else(|| panic!("{}: no line with {needle:?}:\n{}", self.name, self.logs()))
-    }
-
-    /// The process id.
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Both logs.
-    pub fn logs(&self) -> String {
-        format!("{}{}", self.stdout.text(), self.stderr.text())
-    }
-
-    /// Whether it has exited, and how.
-    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    /// Waits for it to exit (at most `timeout`).
-    pub fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The value of `name=VALUE` among the whitespace-separated words of `line`.
-pub fn field(line: &str, name: &str) -> Option<String> {
-    let prefix = format!("{name}=");
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(prefix.as_str()))
-        .map(str::to_owned)
-}
-
-/// A running `custos-las`.
-#[derive(Debug)]
-pub struct Las {
-    /// The process.
-    pub process: Process,
-    /// `host:port`.
-    pub addr: String,
-    /// Its platform key id.
-    pub key_id: String,
-}
-
-impl Las {
-    /// Starts a LAS keeping its key in `data_dir`.
-    pub fn start(data_dir: &Path) -> Self {
-        let process = Process::spawn(
-            "custos-las",
-            Command::new(bin("custos-las"))
-                .args(["--listen", "127.0.0.1:0", "--data-dir"])
-                .arg(data_dir)
-                .env_remove("RUST_LOG"),
-        );
-        let line = process.wait_for("listening on http://");
-        let rest = line.split("listening on http://").nth(1).expect("address");
-        let addr = rest.split(';').next().expect("address").to_owned();
-        let key_id = rest
-            .split("platform key id ")
-            .nth(1)
-            .expect("key id")
-            .trim()
-            .to_owned();
-        Self {
-            process,
-            addr,
-            key_id,
-        }
-    }
-}
-
-/// A running `custos-azure-emulator --demo`.
-#[derive(Debug)]
-pub struct Emulator {
-    /// The process.
-    pub process: Process,
-    /// What it printed as `export NAME=VALUE`.
-    pub env: BTreeMap<String, String>,
-}
-
-impl Emulator {
-    /// Starts the demo emulator, writing its CA to `dir/ca.pem`, trusting the LAS's key at MAA.
-    pub fn start(dir: &Path, las_key_id: &str) -> Self {
-        Self::start_with(dir, las_key_id, &[])
-    }
-
-    /// [`Emulator::start`] with `extra` flags (e.g. `--maa-platform-key FILE`).
-    pub fn start_with(dir: &Path, las_key_id: &str, extra: &[String]) -> Self {
-        let process = Process::spawn(
-            "custos-azure-emulator",
-            Command::new(bin("custos-azure-emulator"))
-                .args(["--demo", "--listen", "127.0.0.1", "--ca-file"])
-                .arg(dir.join("ca.pem"))
-                .args(["--trust-platform-key", las_key_id])
-                .args(extra)
-                .env("RUST_LOG", "info"),
-        );
-        process
-            .stdout
-            .wait_for("export REQUESTS_CA_BUNDLE", START_TIMEOUT)
-            .unwrap_or_else(|| panic!("the emulator did not start:\n{}", process.logs()));
-        let env = process
-            .stdout
-            .text()
-            .lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
-            .collect();
-        Self { process, env }
-    }
-
-    /// A variable it exported.
-    pub fn var(&self, name: &str) -> &str {
-        self.env
-            .get(name)
-            .unwrap_or_else(|| panic!("the emulator exported no {name}"))
-    }
-
-    /// Sets a Key Vault secret's value (a new version), as the vault's owner would.
-    pub async fn set_secret(&self, name: &str, value: &str) {
-        let ca = std::fs::read(self.var("REQUESTS_CA_BUNDLE")).expect("the emulator's CA");
-        let http = custos_azure::HttpOptions::trusting_only_pem(&ca).expect("CA");
-        let credential = custos_azure::AzureCredential::new(
-            custos_azure::CredentialSpec::ClientSecret {
-                tenant_id: self.var("AZURE_TENANT_ID").into(),
-                client_id: self.var("AZURE_CLIENT_ID").into(),
-                secret: self.var("AZURE_CLIENT_SECRET").into(),
-            },
-            &custos_azure::CredentialOptions {
-                authority_host: self.var("AZURE_AUTHORITY_HOST").into(),
-                http: http.clone(),
-            },
-        )
-        .expect("credential");
-        let token = credential
-            .token(custos_azure::KEY_VAULT_SCOPE)
-            .await
-            .expect("a token");
-        let url = format!("{}secrets/{name}?api-version=7.4", self.var("AKV_VAULT"));
-        let response = http
-            .reqwest_client()
-            .expect("client")
-            .put(url)
-            .bearer_auth(secrecy::ExposeSecret::expose_secret(&token.token))
-            .json(&serde_json::json!({ "value": value }))
-            .send()
-            .await
-            .expect("PUT secret");
-        assert!(response.status().is_success(), "{:?}", response.status());
-    }
-}
-
-/// A running `custos-cas`.
-#[derive(Debug)]
-pub struct Cas {
-    /// The process.
-    pub process: Process,
-    /// The client API, `host:port`.
-    pub addr: String,
-    /// The enclave API, `host:port`.
-    pub enclave_addr: String,
-    /// SHA-256 of its TLS key.
-    pub key_hash: String,
-}
-
-impl Cas {
-    /// Starts a CAS in `data_dir` with `extra` flags.
-    pub fn start(data_dir: &Path, extra: &[String]) -> Self {
-        let process = Process::spawn(
-            "custos-cas",
-            Command::new(bin("custos-cas"))
-                .arg("--data-dir")
-                .arg(data_dir)
-                .args(["--listen", "127.0.0.1:0", "--enclave-listen", "127.0.0.1:0"])
-                .args(["--log", "info"])
-                .args(extra)
-                .env_remove("CUSTOS_CAS_CONFIG")
-                .env_remove("AZURE_AUTHORITY_HOST"),
-        );
-        let enclave = process.wait_for("enclave API ready");
-        let ready = process.wait_for("client API ready");
-        Self {
-            addr: field(&ready, "listen").expect("listen="),
-            key_hash: field(&ready, "key_hash").expect("key_hash="),
-            enclave_addr: field(&enclave, "listen").expect("listen="),
-            process,
-        }
-    }
-
-    /// A client of its client API as `identity`.
-    pub fn client(&self, identity: &ClientIdentity) -> CasClient {
+impl CasClientExt for Cas {
+    fn client(&self, identity: &ClientIdentity) -> CasClient {
         let pin: ClientId = self.key_hash.parse().expect("key hash");
         CasClient::new(&self.addr, Some(identity), ServerTrust::Pinned(pin)).expect("client")
     }
 }
 
-/// The sample's variables (as the SCONE README sets them), for the demo emulator.
-pub fn sample_vars(emulator: &Emulator, namespace: &str) -> BTreeMap<String, String> {
-    let mut vars: BTreeMap<String, String> = [
-        "AZURE_TENANT_ID",
-        "AZURE_CLIENT_ID",
-        "AZURE_CLIENT_SECRET",
-        "AKV_VAULT",
-        "AKV_SECRET_NAME",
-        "AKV_CERT_SECRET_NAME",
-        "MAA_PROVIDER",
-    ]
-    .iter()
-    .map(|k| ((*k).to_owned(), emulator.var(k).to_owned()))
-    .collect();
-    vars.insert("CAS_NAMESPACE".into(), namespace.into());
-    vars.insert("PYTHON_SESSION_NAME".into(), "rest-api".into());
-    vars.insert(
-        "REST_API_MRENCLAVE".into(),
-        measurement(&bin("rest-api-sample")),
+/// Sets a Key Vault secret's value at the emulator (a new version), as the vault's owner would.
+pub async fn set_secret(emulator: &Emulator, name: &str, value: &str) {
+    let ca = std::fs::read(emulator.var("REQUESTS_CA_BUNDLE")).expect("the emulator's CA");
+    let http = custos_azure::HttpOptions::trusting_only_pem(&ca).expect("CA");
+    let credential = custos_azure::AzureCredential::new(
+        custos_azure::CredentialSpec::ClientSecret {
+            tenant_id: emulator.var("AZURE_TENANT_ID").into(),
+            client_id: emulator.var("AZURE_CLIENT_ID").into(),
+            secret: emulator.var("AZURE_CLIENT_SECRET").into(),
+        },
+        &custos_azure::CredentialOptions {
+            authority_host: emulator.var("AZURE_AUTHORITY_HOST").into(),
+            http: http.clone(),
+        },
+    )
+    .expect("credential");
+    let token = credential
+        .token(custos_azure::KEY_VAULT_SCOPE)
+        .await
+        .expect("a token");
+    let url = format!(
+        "{}secrets/{name}?api-version=7.4",
+        emulator.var("AKV_VAULT")
     );
-    vars
+    let response = http
+        .reqwest_client()
+        .expect("client")
+        .put(url)
+        .bearer_auth(secrecy::ExposeSecret::expose_secret(&token.token))
+        .json(&serde_json::json!({ "value": value }))
+        .send()
+        .await
+        .expect("PUT secret");
+    assert!(response.status().is_success(), "{:?}", response.status());
+}
+
+/// A started service, or a panic with why it did not start (its log included).
+fn started<T>(service: Result<T, String>) -> T {
+    service.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The sample's variables (as the SCONE README sets them) for the demo emulator, with the
+/// session named `rest-api`.
+pub fn sample_vars(emulator: &Emulator, namespace: &str) -> BTreeMap<String, String> {
+    custos_harness::sample_vars(
+        emulator.env(),
+        namespace,
+        "rest-api",
+        &measurement(&bin("rest-api-sample")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `templates/NAME` with `vars` substituted (`--use-env` templating).
@@ -448,6 +207,7 @@ pub struct World {
     pub cas: Cas,
     /// Who creates the sessions.
     pub owner: ClientIdentity,
+    launcher: Launcher,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -463,19 +223,18 @@ impl World {
     /// the CAS trusts: the MAA enclave runs on the node's simulated platform.
     pub fn start_with(azure: bool, cas_flags: &[&str], emulator_flags: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let las = Las::start(&dir.path().join("las"));
+        let launcher = launcher(dir.path());
+        let las = started(launcher.las(&dir.path().join("las")));
         let emulator = azure.then(|| {
-            let mut flags = vec![
-                "--maa-platform-key".to_owned(),
-                dir.path()
-                    .join("las/platform-key.pem")
-                    .to_string_lossy()
-                    .into_owned(),
-            ];
-            flags.extend(emulator_flags.iter().map(|f| (*f).to_owned()));
-            Emulator::start_with(dir.path(), &las.key_id, &flags)
+            let flags: Vec<String> = emulator_flags.iter().map(|f| (*f).to_owned()).collect();
+            started(launcher.emulator(&dir.path().join("ca.pem"), &las, &flags))
         });
-        let mut flags = vec!["--trust-platform-key".to_owned(), las.key_id.clone()];
+        let mut flags = vec![
+            "--log".to_owned(),
+            "info".to_owned(),
+            "--trust-platform-key".to_owned(),
+            las.key_id.clone(),
+        ];
         if let Some(emulator) = &emulator {
             flags.extend([
                 "--azure-ca".to_owned(),
@@ -485,18 +244,26 @@ impl World {
             ]);
         }
         flags.extend(cas_flags.iter().map(|f| (*f).to_owned()));
-        let cas = Cas::start(&dir.path().join("cas"), &flags);
+        let cas = started(launcher.cas(&dir.path().join("cas"), &flags));
         Self {
             dir,
             las,
             emulator,
             cas,
+            launcher,
             owner: ClientIdentity::generate("session owner").expect("identity"),
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("tokio runtime"),
         }
+    }
+
+    /// Starts `command` as `name`, its logs in the world's `logs/` (panics if it cannot start).
+    pub fn spawn(&self, name: &str, command: &mut Command) -> Process {
+        self.launcher
+            .spawn(name, command)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Runs `future` to completion on the world's runtime.

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use custos_e2e::{World, measurement, stderr, stdout};
+use custos_e2e::{World, measurement, set_secret, stderr, stdout};
 
 const TTL_SECS: u64 = 2;
 
@@ -61,7 +61,7 @@ fn a_rotated_secret_reaches_the_first_start_after_the_ttl() {
     // The CAS read the vault between `before` and now.
     let fetched = Instant::now();
     let rotated = "rotated-9c1e07d4b1f3";
-    world.block_on(world.emulator().set_secret("sample-secret", rotated));
+    world.block_on(set_secret(world.emulator(), "sample-secret", rotated));
     // Within the TTL the CAS still serves what it read.
     let second = start(&world, "ns/app/app");
     if before.elapsed() < Duration::from_secs(TTL_SECS) {

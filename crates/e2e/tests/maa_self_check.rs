@@ -38,7 +38,7 @@ fn attest(world: &World, name: &str) -> (serde_json::Value, Process) {
     let vars = world.runtime_vars(&config_id);
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let sample = bin("rest-api-sample");
-    let mut app = Process::spawn(
+    let mut app = world.spawn(
         "custos-run rest-api-sample",
         &mut run_command(&vars, &[sample.to_str().unwrap()]),
     );

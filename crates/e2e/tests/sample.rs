@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use custos_e2e::{
-    Process, World, bin, run, run_command, sample_vars, stderr, template, with_local_paths,
+    START_TIMEOUT, World, bin, run, run_command, sample_vars, stderr, template, with_local_paths,
 };
 
 fn sample_sessions(world: &World, session_name: &str) -> (String, String) {
@@ -95,11 +95,13 @@ fn the_sample_serves_the_vaults_secret_over_the_vaults_certificate_only_when_att
     // Attested: MAA (emulated) verified the sim-quote, the CAS its token and the policy.
     let vars = world.runtime_vars("azure-integration/rest-api/rest-api");
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let app = Process::spawn(
+    let mut app = world.spawn(
         "custos-run rest-api-sample",
         &mut run_command(&vars, &[sample_path]),
     );
-    let line = app.wait_for("listening on https://");
+    let line = app
+        .wait_for("listening on https://", START_TIMEOUT)
+        .unwrap();
     let addr = line
         .split("listening on https://")
         .nth(1)

@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use custos_e2e::{World, measurement, stderr, stdout};
+use custos_e2e::{CasClientExt as _, World, measurement, stderr, stdout};
 
 const PASSWORD: &str = "s3cret-Pa55word-from-the-session";
 
@@ -131,8 +131,9 @@ fn a_wrong_measurement_and_an_untolerated_debug_enclave_are_denied_with_every_re
 #[test]
 fn simulated_evidence_is_refused_by_a_cas_that_trusts_no_platform_key() {
     let dir = tempfile::tempdir().unwrap();
-    let las = custos_e2e::Las::start(&dir.path().join("las"));
-    let cas = custos_e2e::Cas::start(&dir.path().join("cas"), &[]);
+    let launcher = custos_e2e::launcher(dir.path());
+    let las = launcher.las(&dir.path().join("las")).unwrap();
+    let cas = launcher.cas(&dir.path().join("cas"), &[]).unwrap();
     let owner = custos_cas::client::ClientIdentity::generate("owner").unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client = cas.client(&owner);
@@ -220,9 +221,12 @@ services:
 #[test]
 fn a_cas_can_trust_the_platform_key_its_las_announces() {
     let dir = tempfile::tempdir().unwrap();
-    let las = custos_e2e::Las::start(&dir.path().join("las"));
+    let launcher = custos_e2e::launcher(dir.path());
+    let las = launcher.las(&dir.path().join("las")).unwrap();
     let url = format!("http://{}", las.addr);
-    let cas = custos_e2e::Cas::start(&dir.path().join("cas"), &["--trust-las".into(), url]);
+    let cas = launcher
+        .cas(&dir.path().join("cas"), &["--trust-las".into(), url])
+        .unwrap();
     assert!(
         cas.process
             .stderr

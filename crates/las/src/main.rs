@@ -32,6 +32,10 @@ struct Args {
         default_value = "/var/lib/custos-las"
     )]
     data_dir: PathBuf,
+    /// Once listening, write the address and the platform key id to this file as JSON
+    /// (atomically; removed at start-up): `{"listen": "…", "platform_key_id": "…"}`.
+    #[arg(long, env = "CUSTOS_LAS_READY_FILE")]
+    ready_file: Option<PathBuf>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -101,6 +105,11 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), String> {
+    // A ready file from an earlier run must not announce this one.
+    if let Some(path) = &args.ready_file {
+        custos_harness::ready::remove(path)
+            .map_err(|e| format!("--ready-file {}: {e}", path.display()))?;
+    }
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("{}: cannot create: {e}", args.data_dir.display()))?;
     let platform = PlatformKey::load_or_generate(&args.data_dir.join("platform-key.pem"))
@@ -117,6 +126,14 @@ fn run(args: Args) -> Result<(), String> {
             "SIMULATION: quotes are signed by a software platform key and prove nothing about hardware"
         );
         tracing::info!("listening on http://{address}; platform key id {key_id}");
+        if let Some(path) = &args.ready_file {
+            let ready = custos_harness::ready::LasReady {
+                listen: address,
+                platform_key_id: key_id.to_string(),
+            };
+            custos_harness::ready::write(path, &ready)
+                .map_err(|e| format!("--ready-file {}: {e}", path.display()))?;
+        }
         let router = Las::new(platform).router();
         Server::new(listener, Transport::Plain, args.limits.limits())
             .serve_until(

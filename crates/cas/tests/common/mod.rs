@@ -1,88 +1,44 @@
-//! A real `custos-cas` process for tests: started on a free port with its own data dir,
-//! its log captured.
+//! A real `custos-cas` process for tests, started by the one orchestrator (`custos-harness`):
+//! free ports, its own data dir, awaited through its ready file, its log captured.
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use custos_cas::client::{CasClient, ClientIdentity, Response, ServerTrust};
 use custos_cas::identity::ClientId;
+use custos_harness::{Launcher, Process};
 use hyper::Method;
 
 pub struct CasProcess {
-    pub child: Child,
+    pub process: Process,
     pub addr: String,
     /// The enclave API's address.
     pub enclave_addr: String,
     pub key_hash: ClientId,
     pub data_dir: PathBuf,
-    pub log: Arc<Mutex<String>>,
+    /// Its log and ready file.
+    _logs: tempfile::TempDir,
 }
 
 impl CasProcess {
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
-        Self::start_on(data_dir, "127.0.0.1:0", extra)
-    }
-
-    pub fn start_on(data_dir: &Path, listen: &str, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_custos-cas"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--listen", listen, "--log", "info"])
-            .args(["--enclave-listen", "127.0.0.1:0"])
-            .args(extra)
-            .env_remove("CUSTOS_CAS_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start custos-cas");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            let mut enclave = String::new();
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let field = |name: &str| {
-                    line.split_whitespace()
-                        .find_map(|w| w.strip_prefix(name))
-                        .map(str::to_owned)
-                };
-                if line.contains("enclave API ready") {
-                    enclave = field("listen=").unwrap();
-                }
-                if line.contains("client API ready") {
-                    let _ = ready_tx.send((
-                        field("listen=").unwrap(),
-                        field("key_hash=").unwrap(),
-                        enclave.clone(),
-                    ));
-                }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let (addr, key_hash, enclave_addr) = match ready_rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(ready) => ready,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("custos-cas did not start: {}", log.lock().unwrap());
-            }
-        };
+        let logs = tempfile::tempdir().expect("a log directory");
+        let bin = Path::new(env!("CARGO_BIN_EXE_custos-cas"));
+        let launcher = Launcher::new(bin.parent().expect("a directory"), logs.path());
+        let mut flags = vec!["--log".to_owned(), "info".to_owned()];
+        flags.extend(extra.iter().map(|f| (*f).to_owned()));
+        let cas = launcher
+            .cas(data_dir, &flags)
+            .unwrap_or_else(|e| panic!("{e}"));
         Self {
-            child,
-            addr,
-            enclave_addr,
-            key_hash: key_hash.parse().unwrap(),
+            key_hash: cas.key_hash.parse().unwrap(),
+            addr: cas.addr,
+            enclave_addr: cas.enclave_addr,
+            process: cas.process,
             data_dir: data_dir.to_owned(),
-            log,
+            _logs: logs,
         }
     }
 
@@ -91,18 +47,11 @@ impl CasProcess {
     }
 
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.process.stderr.text()
     }
 
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for CasProcess {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.kill();
     }
 }
 
