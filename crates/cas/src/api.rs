@@ -22,7 +22,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use crate::attest::{EvidenceSource, runtime_data};
+use crate::attest::{SelfEvidence, runtime_data};
 use crate::audit::{AuditAction, AuditEvent, Outcome};
 use crate::config::{ConfigError, Limits, SessionSettings};
 use crate::http::{BodyError, Peer, error_response, json_response, read_body};
@@ -142,7 +142,7 @@ pub struct ClientApi {
     store: Store,
     limits: Limits,
     limiter: RateLimiter<RateKey>,
-    evidence: Option<Arc<dyn EvidenceSource>>,
+    evidence: Option<Arc<dyn SelfEvidence>>,
     cas_spki: Vec<u8>,
     cas_certificate_pem: String,
     metrics: Arc<Metrics>,
@@ -209,7 +209,7 @@ impl ClientApi {
     pub fn new(
         store: Store,
         limits: Limits,
-        evidence: Option<Arc<dyn EvidenceSource>>,
+        evidence: Option<Arc<dyn SelfEvidence>>,
         cas_spki: Vec<u8>,
         cas_certificate_pem: String,
         metrics: Arc<Metrics>,

@@ -4,7 +4,7 @@
 //! `GET /v1/attest?nonce=N` answers with evidence whose runtime data is
 //! `SPKI ‖ N` (the CAS certificate's SubjectPublicKeyInfo DER, then the nonce bytes), so
 //! `report_data[0..32] = SHA-256(SPKI ‖ N)`. A client that checks the evidence and the binding
-//! may pin that key. Where the evidence comes from sits behind [`EvidenceSource`]: a simulated
+//! may pin that key. Where the evidence comes from sits behind [`SelfEvidence`]: a simulated
 //! platform in the CAS process ([`SimulatedPlatform`]), or SGX DCAP quotes from Gramine's
 //! `/dev/attestation` when the CAS runs in an enclave ([`GramineEnclave`]).
 
@@ -54,7 +54,7 @@ pub struct Evidence {
 }
 
 /// Something that produces evidence about this CAS binding given runtime data.
-pub trait EvidenceSource: Send + Sync + fmt::Debug {
+pub trait SelfEvidence: Send + Sync + fmt::Debug {
     /// Evidence with `report_data[0..32] = SHA-256(runtime_data)`.
     fn evidence(&self, runtime_data: &[u8]) -> Result<Evidence, EvidenceError>;
     /// Whether the evidence is simulated (evidence of nothing: said at start-up and in `/healthz`).
@@ -88,7 +88,7 @@ impl SimulatedPlatform {
     }
 }
 
-impl EvidenceSource for SimulatedPlatform {
+impl SelfEvidence for SimulatedPlatform {
     fn evidence(&self, runtime_data: &[u8]) -> Result<Evidence, EvidenceError> {
         let bytes = self
             .key
@@ -144,7 +144,7 @@ impl GramineEnclave {
     }
 }
 
-impl EvidenceSource for GramineEnclave {
+impl SelfEvidence for GramineEnclave {
     fn evidence(&self, runtime_data: &[u8]) -> Result<Evidence, EvidenceError> {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let bytes =

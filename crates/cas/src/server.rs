@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::{ClientApi, TopLevelCreators};
-use crate::attest::{EvidenceSource, GramineEnclave, SimulatedPlatform};
+use crate::attest::{GramineEnclave, SelfEvidence, SimulatedPlatform};
 use crate::config::{Config, EvidenceMode};
 use crate::enclave::Shared;
 use crate::enclave::nonce::NonceKey;
@@ -100,7 +100,7 @@ impl Cas {
             (Some(cert), Some(key)) => CasIdentity::load(cert, key)?,
             _ => CasIdentity::load_or_generate(&config.data_dir, &config.tls.names)?,
         };
-        let evidence: Option<Arc<dyn EvidenceSource>> = match config.evidence {
+        let evidence: Option<Arc<dyn SelfEvidence>> = match config.evidence {
             EvidenceMode::Simulation => {
                 let exe = std::env::current_exe().map_err(|source| StartError::DataDir {
                     path: PathBuf::from("/proc/self/exe"),

@@ -20,7 +20,7 @@ use custos_cas::identity::ClientId;
 use hyper::{Method, StatusCode};
 
 pub(crate) use crate::attest_flags::AttestArgs;
-use crate::identity::{CliConfig, PinnedCas, normalize_addr, not_attested};
+use crate::config::{CliConfig, PinnedCas, normalize_addr, not_attested};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CasCommand {

@@ -13,12 +13,12 @@ use clap::{Parser, Subcommand};
 
 mod attest_flags;
 mod cas;
+mod config;
 mod demo;
 mod evidence;
-mod identity;
 mod scone;
+mod self_identity;
 mod session;
-mod session_cas;
 
 #[derive(Debug, Parser)]
 #[command(name = "custos", version, about, long_about = None, propagate_version = true)]
@@ -40,7 +40,7 @@ enum Command {
     Cas(cas::CasCommand),
     /// This client's identity: its certificate and key hash (the identity the CAS sees).
     #[command(name = "self", subcommand)]
-    SelfIdentity(identity::SelfCommand),
+    SelfIdentity(self_identity::SelfCommand),
     /// Print the simulation measurement (mrenclave) of an executable: SHA-256 of its bytes, hex.
     Mrenclave(evidence::MrenclaveArgs),
     /// Run the SCONE sample's whole flow on this machine (simulation, local Azure emulator).
@@ -60,7 +60,7 @@ fn run(command: Command) -> ExitCode {
         Command::Evidence(command) => evidence::run(command),
         Command::Mrenclave(args) => evidence::mrenclave(args),
         Command::Cas(command) => cas::run(command),
-        Command::SelfIdentity(command) => identity::run(command),
+        Command::SelfIdentity(command) => self_identity::run(command),
         Command::Demo(args) => demo::run(args),
     }
 }

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::cas::{CasCommand, fail};
-use crate::identity::SelfCommand;
+use crate::self_identity::SelfCommand;
 
 /// Whether this process was started under the name `scone`.
 pub(crate) fn invoked_as_scone() -> bool {
@@ -177,7 +177,9 @@ pub(crate) fn main() -> ExitCode {
         );
     }
     match cli.command {
-        SconeCommand::SelfIdentity(SconeSelf::Custos(command)) => crate::identity::run(command),
+        SconeCommand::SelfIdentity(SconeSelf::Custos(command)) => {
+            crate::self_identity::run(command)
+        }
         SconeCommand::Cas(SconeCas::Attest(args)) => crate::cas::run(CasCommand::Attest(args)),
         SconeCommand::Cas(SconeCas::List) => crate::cas::run(CasCommand::List),
         SconeCommand::Cas(SconeCas::SetDefault { cas }) => {

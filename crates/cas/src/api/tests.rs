@@ -17,7 +17,7 @@ struct SlowEvidence {
     peak: AtomicUsize,
 }
 
-impl EvidenceSource for SlowEvidence {
+impl SelfEvidence for SlowEvidence {
     fn evidence(&self, runtime_data: &[u8]) -> Result<Evidence, EvidenceError> {
         self.threads
             .lock()

@@ -1,4 +1,7 @@
-//! `custos session …`: work with session files (policies) before they are uploaded.
+//! `custos session …`: checking session files (policies) locally, and the commands that keep
+//! them in a CAS ([`remote`]).
+
+mod remote;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -17,13 +20,13 @@ pub(crate) enum SessionCommand {
     /// (`FILE:LINE:COLUMN: FIELD: message`, one per line) and exits 1.
     Check(CheckArgs),
     /// Upload a new session to the attested CAS; fails if the name exists.
-    Create(crate::session_cas::UploadArgs),
+    Create(remote::UploadArgs),
     /// Replace a session in the CAS; `predecessor` is filled from the current hash when absent.
-    Update(crate::session_cas::UploadArgs),
+    Update(remote::UploadArgs),
     /// Print a session stored in the CAS (as submitted).
-    Read(crate::session_cas::ReadArgs),
+    Read(remote::ReadArgs),
     /// Check that the CAS holds exactly this session; prints its hash.
-    Verify(crate::session_cas::UploadArgs),
+    Verify(remote::UploadArgs),
 }
 
 #[derive(Debug, Args)]
@@ -65,10 +68,10 @@ pub(crate) fn variable(arg: &str) -> Result<(String, String), String> {
 pub(crate) fn run(command: SessionCommand) -> ExitCode {
     match command {
         SessionCommand::Check(args) => check(args),
-        SessionCommand::Create(args) => crate::session_cas::create(args),
-        SessionCommand::Update(args) => crate::session_cas::update(args),
-        SessionCommand::Read(args) => crate::session_cas::read(args),
-        SessionCommand::Verify(args) => crate::session_cas::verify(args),
+        SessionCommand::Create(args) => remote::create(args),
+        SessionCommand::Update(args) => remote::update(args),
+        SessionCommand::Read(args) => remote::read(args),
+        SessionCommand::Verify(args) => remote::verify(args),
     }
 }
 
