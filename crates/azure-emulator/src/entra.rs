@@ -241,18 +241,11 @@ use x509_parser::prelude::FromDer as _;
 
 /// A stable GUID-shaped id derived from a name (object ids of service principals).
 fn derived_guid(name: &str) -> String {
-    let h = hex::encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        name.as_bytes(),
-    ));
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, name.as_bytes());
+    let first: &[u8; 16] = digest.as_ref()[..16]
+        .try_into()
+        .expect("SHA-256 is 32 bytes");
+    crate::http::guid(first)
 }
 
 pub fn router() -> Router<Arc<Shared>> {
