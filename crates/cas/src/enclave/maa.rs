@@ -20,6 +20,7 @@
 //! examined once per JWKS document, at the first token that needs it; a token then costs a
 //! lookup and a few comparisons more.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -46,8 +47,9 @@ const INSTANCES_MAX: usize = 1024;
 struct VerifiersFor {
     jwks: Arc<Vec<u8>>,
     set: MaaKeySet,
-    /// Made at the first token that needs them.
-    signers: Option<Arc<HashMap<String, SignerReport>>>,
+    /// Made at the first token that needs them; tokens arriving meanwhile wait for that
+    /// one examination instead of starting their own (each may fetch DCAP collateral).
+    signers: Arc<tokio::sync::OnceCell<Arc<HashMap<String, SignerReport>>>>,
     verifiers: HashMap<usize, Arc<MaaTokenVerifier>>,
 }
 
@@ -121,9 +123,9 @@ impl MaaVerifier {
             evidence: Some(evidence),
         };
         let verified = verifier.verify(&token, &expectations, now)?;
-        let trusted: Vec<TrustedMaaEnclave> = match &policy.trusted_maa_enclaves {
-            Some(list) => list.iter().map(trusted_enclave).collect(),
-            None if self.self_check.enabled => self.self_check.trusted.clone(),
+        let trusted: Cow<'_, [TrustedMaaEnclave]> = match &policy.trusted_maa_enclaves {
+            Some(list) => Cow::Owned(list.iter().map(trusted_enclave).collect()),
+            None if self.self_check.enabled => Cow::Borrowed(&self.self_check.trusted),
             None => return Ok(verified.claims),
         };
         let signers = instance.signers(&jwks, hardware, now).await;
@@ -194,7 +196,7 @@ impl Instance {
             _ => current.insert(VerifiersFor {
                 jwks: keys.jwks.clone(),
                 set: MaaKeySet::from_jwks(&keys.jwks)?,
-                signers: None,
+                signers: Arc::default(),
                 verifiers: HashMap::new(),
             }),
         };
@@ -220,29 +222,27 @@ impl Instance {
         hardware: &HardwareVerifier,
         now: UnixTime,
     ) -> Arc<HashMap<String, SignerReport>> {
-        let set = {
+        let current = {
             let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-            match current.as_ref() {
-                Some(c) if Arc::ptr_eq(&c.jwks, jwks) => match &c.signers {
+            match current.as_ref().filter(|c| Arc::ptr_eq(&c.jwks, jwks)) {
+                Some(c) => match c.signers.get() {
                     Some(found) => return found.clone(),
-                    None => Some(c.set.clone()),
+                    None => Some((c.set.clone(), c.signers.clone())),
                 },
-                _ => None,
+                None => None,
             }
         };
-        let set = match set {
-            Some(set) => set,
+        match current {
+            Some((set, signers)) => signers
+                .get_or_init(|| async { Arc::new(examine(&set, hardware, now).await) })
+                .await
+                .clone(),
             // Replaced meanwhile: examine the document the token was verified with.
-            None => MaaKeySet::from_jwks(jwks).unwrap_or_default(),
-        };
-        let found = Arc::new(examine(&set, hardware, now).await);
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = current.as_mut()
-            && Arc::ptr_eq(&c.jwks, jwks)
-        {
-            c.signers = Some(found.clone());
+            None => {
+                let set = MaaKeySet::from_jwks(jwks).unwrap_or_default();
+                Arc::new(examine(&set, hardware, now).await)
+            }
         }
-        found
     }
 }
 
