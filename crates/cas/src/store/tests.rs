@@ -627,6 +627,9 @@ async fn numbering_continues_after_everything_was_pruned_and_at_start_up() {
         max_events: 0,
         max_age_ms: 1,
     };
+    // Event times are whole milliseconds: let the newest one age past the 1 ms limit first
+    // (reopening within the same couple of milliseconds kept it, and nothing prunes later).
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let store = Store::open_with_retention(&path, sealer(1), all_old).unwrap();
     wait_for_audit_len(&store, 0).await;
     store.close();
