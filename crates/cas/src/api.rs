@@ -1,5 +1,5 @@
-//! The client API (`docs/cas.md` § The client API): routes, access checks, and the JSON error shape
-//! `{"error": {"code", "message", "details"?}}`.
+//! The client API (`docs/cas.md` § The client API): routes and access checks. Answers are
+//! `custos_protocol::client` types; errors are [`HttpError`]s.
 //!
 //! Every handler sees the connection's [`Peer`]: its address and, when it presented a
 //! certificate, its [`ClientId`]. Access decisions use the stored session's access policy
@@ -11,21 +11,25 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use bytes::Bytes;
 use custos_policy::{AccessPolicy, Principal, PublicKeyHash, Session};
+use custos_protocol::client::{
+    AuditPage, CasEvidence, Health, PublicValue, PublicValues, SessionList, SessionWritten,
+    StoredSession, Version,
+};
+use custos_protocol::enclave::EvidenceBytes;
 use custos_serve::client_address;
 use http_body_util::Full;
 use hyper::body::Body;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::attest::{SelfEvidence, runtime_data};
 use crate::audit::{AuditAction, AuditEvent, Outcome};
 use crate::config::{ConfigError, Limits, SessionSettings};
-use crate::http::{BodyError, Peer, error_response, json_response, read_body};
+use crate::http::{BodyError, Peer, json_response, read_body};
+use crate::http_error::HttpError;
 use crate::identity::ClientId;
 use crate::keygen::{Busy, KeyGenerationGate};
 use crate::log_throttle::LogThrottle;
@@ -35,61 +39,7 @@ use crate::ratelimit::RateLimiter;
 use crate::secrets::{self, ImportResolver, SecretValue, SecretValues};
 use crate::store::{SessionRecord, Store, StoreError, WriteTx};
 
-/// An API error: status, stable code, message, optional details (one problem each).
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    details: Vec<String>,
-    retry_after_secs: Option<u64>,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            details: Vec::new(),
-            retry_after_secs: None,
-        }
-    }
-
-    fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    fn not_found(what: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", what)
-    }
-
-    fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "access_denied", message)
-    }
-
-    fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, code, message)
-    }
-
-    fn internal(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, code, message)
-    }
-
-    fn response(&self) -> Response<Full<Bytes>> {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if !self.details.is_empty() {
-            error["details"] = json!(self.details);
-        }
-        error_response(
-            self.status,
-            &json!({ "error": error }),
-            self.retry_after_secs,
-        )
-    }
-}
-
-impl From<StoreError> for ApiError {
+impl From<StoreError> for HttpError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = ?e.to_string(), "store error");
         Self::new(
@@ -103,26 +53,26 @@ impl From<StoreError> for ApiError {
 /// An audit event, now, of `action` on `session` by the caller at `peer` (with its
 /// certificate's identity, if any).
 fn caller_event(action: AuditAction, outcome: Outcome, session: &str, peer: &Peer) -> AuditEvent {
-    let mut event = AuditEvent::now(action, outcome);
+    let mut event = AuditEvent::new(crate::audit::now_ms(), action, outcome);
     event.session = Some(session.to_owned());
-    event.client = peer.client;
+    event.client = peer.client.map(|c| c.to_string());
     event.peer = Some(peer.addr.ip().to_string());
     event
 }
 
-fn parse_stored(record: &SessionRecord) -> Result<Session, ApiError> {
+fn parse_stored(record: &SessionRecord) -> Result<Session, HttpError> {
     custos_policy::parse(&record.name, &record.text).map_err(|d| unparsable(record, d.len()))
 }
 
 /// A stored session that no longer parses (a newer CAS's format, or a damaged store) denies
 /// access to it rather than guessing.
-fn unparsable(record: &SessionRecord, problems: usize) -> ApiError {
+fn unparsable(record: &SessionRecord, problems: usize) -> HttpError {
     tracing::error!(
         session = ?record.name,
         problems,
         "stored session no longer parses: access denied"
     );
-    ApiError::internal(
+    HttpError::internal(
         "stored_session_invalid",
         format!("the stored session {} does not parse any more", record.name),
     )
@@ -194,11 +144,11 @@ enum RateKey {
     Address(std::net::IpAddr),
 }
 
-type HandlerResult = Result<Response<Full<Bytes>>, ApiError>;
+type HandlerResult = Result<Response<Full<Bytes>>, HttpError>;
 
 impl ClientApi {
     /// The stored session `record`, parsed (once per hash).
-    fn parsed(&self, record: &SessionRecord) -> Result<Arc<Session>, ApiError> {
+    fn parsed(&self, record: &SessionRecord) -> Result<Arc<Session>, HttpError> {
         self.sessions
             .get(record)
             .map_err(|d| unparsable(record, d.len()))
@@ -262,7 +212,7 @@ impl ClientApi {
         Ok(response)
     }
 
-    fn rate_limit(&self, peer: &Peer) -> Result<(), ApiError> {
+    fn rate_limit(&self, peer: &Peer) -> Result<(), HttpError> {
         let key = match peer.client {
             Some(id) => RateKey::Client(id),
             None => RateKey::Address(peer.addr.ip()),
@@ -270,16 +220,15 @@ impl ClientApi {
         self.limiter.check(&key, Instant::now()).map_err(|wait| {
             self.metrics.rate_limited();
             let secs = wait.as_secs() + 1;
-            let mut e = ApiError::new(
+            HttpError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 format!(
                     "too many requests: this CAS allows {} per second per client (burst {}); retry in {secs} s",
                     self.limits.requests_per_second, self.limits.burst
                 ),
-            );
-            e.retry_after_secs = Some(secs);
-            e
+            )
+            .retry_after(secs)
         })
     }
 
@@ -294,8 +243,12 @@ impl ClientApi {
             Route::Metrics => Ok(self.metrics_text()),
             Route::Version => Ok(json_response(
                 StatusCode::OK,
-                &json!({"name": "custos-cas", "version": env!("CARGO_PKG_VERSION"), "api": "v1",
-                        "simulation": self.is_simulation()}),
+                &Version {
+                    name: "custos-cas".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    api: "v1".into(),
+                    simulation: self.is_simulation(),
+                },
             )),
             Route::Attest => self.attest(&query).await,
             Route::Create => {
@@ -311,15 +264,10 @@ impl ClientApi {
             }
             Route::Values(spec) => self.values(spec),
             Route::Audit => self.audit(peer, &query).await,
-            Route::MethodNotAllowed(allowed) => Err(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                format!(
-                    "{} is not allowed here (allowed: {allowed})",
-                    request.method()
-                ),
-            )),
-            Route::NotFound => Err(ApiError::not_found(format!(
+            Route::MethodNotAllowed(allowed) => {
+                Err(HttpError::method_not_allowed(request.method(), allowed))
+            }
+            Route::NotFound => Err(HttpError::not_found(format!(
                 "no such endpoint: {}",
                 request.uri().path()
             ))),
@@ -330,7 +278,7 @@ impl ClientApi {
         self.evidence.as_ref().is_some_and(|e| e.is_simulation())
     }
 
-    async fn body_text<B>(&self, request: Request<B>) -> Result<String, ApiError>
+    async fn body_text<B>(&self, request: Request<B>) -> Result<String, HttpError>
     where
         B: Body,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -340,24 +288,24 @@ impl ClientApi {
             BodyError::TooLarge { declared } => {
                 self.metrics.body_too_large();
                 let size = declared.map_or_else(|| "more than that".into(), |n| n.to_string());
-                ApiError::new(
+                HttpError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "body_too_large",
                     format!("request body is {size} bytes; this CAS accepts at most {max}"),
                 )
             }
             BodyError::Unreadable(e) => {
-                ApiError::bad_request("bad_body", format!("cannot read the request body: {e}"))
+                HttpError::bad_request("bad_body", format!("cannot read the request body: {e}"))
             }
         })?;
         String::from_utf8(bytes.to_vec()).map_err(|e| {
-            ApiError::bad_request("bad_body", format!("the session is not UTF-8 text: {e}"))
+            HttpError::bad_request("bad_body", format!("the session is not UTF-8 text: {e}"))
         })
     }
 
-    fn require_client(&self, peer: &Peer) -> Result<ClientId, ApiError> {
+    fn require_client(&self, peer: &Peer) -> Result<ClientId, HttpError> {
         peer.client.ok_or_else(|| {
-            ApiError::new(
+            HttpError::new(
                 StatusCode::UNAUTHORIZED,
                 "client_certificate_required",
                 "this request needs a client certificate (the caller's identity is the SHA-256 of its public key)",
@@ -365,15 +313,9 @@ impl ClientApi {
         })
     }
 
-    async fn deny(&self, action: AuditAction, session: &str, peer: &Peer, error: &ApiError) {
-        let outcome = Outcome::Denied {
-            status: error.status.as_u16(),
-            code: error.code.into(),
-            reason: error.message.clone(),
-            reasons: Vec::new(),
-        };
+    async fn deny(&self, action: AuditAction, session: &str, peer: &Peer, error: &HttpError) {
         self.store
-            .record(caller_event(action, outcome, session, peer))
+            .record(caller_event(action, error.outcome(), session, peer))
             .await;
     }
 
@@ -400,7 +342,7 @@ impl ClientApi {
                 .and_then(|()| check_export_namespaces(&session, |n| read.session(n)))
         };
         if let Err(e) = allowed {
-            if e.status == StatusCode::FORBIDDEN {
+            if e.status() == StatusCode::FORBIDDEN {
                 self.deny(AuditAction::SessionCreate, &session_name, &peer, &e)
                     .await;
             }
@@ -433,7 +375,7 @@ impl ClientApi {
                 event.time_ms = now;
                 event.hash = Some(hash.clone());
                 tx.append_audit(event);
-                Ok::<_, ApiError>((name, hash))
+                Ok::<_, HttpError>((name, hash))
             })
             .await;
         match result {
@@ -441,11 +383,15 @@ impl ClientApi {
                 tracing::info!(session = ?name, %hash, %client, "session created");
                 Ok(json_response(
                     StatusCode::CREATED,
-                    &json!({"name": name, "hash": hash, "warnings": warnings}),
+                    &SessionWritten {
+                        name,
+                        hash,
+                        warnings,
+                    },
                 ))
             }
             Err(e) => {
-                if e.status == StatusCode::FORBIDDEN {
+                if e.status() == StatusCode::FORBIDDEN {
                     self.deny(AuditAction::SessionCreate, &session_name, &peer, &e)
                         .await;
                 }
@@ -459,13 +405,13 @@ impl ClientApi {
         let session = parse_submitted(&text)?;
         let name = session.name.to_string();
         if name != path_name {
-            return Err(ApiError::bad_request(
+            return Err(HttpError::bad_request(
                 "name_mismatch",
                 format!("the URL names session {path_name}, the body names {name}"),
             ));
         }
         let Some(predecessor) = session.predecessor else {
-            return Err(ApiError::bad_request(
+            return Err(HttpError::bad_request(
                 "predecessor_required",
                 "an update must name the session version it replaces: add `predecessor: <current hash>`",
             ));
@@ -475,13 +421,13 @@ impl ClientApi {
             let read = self.store.read()?;
             let current = read
                 .session(&name)?
-                .ok_or_else(|| ApiError::not_found(format!("session {name} does not exist")))?;
+                .ok_or_else(|| HttpError::not_found(format!("session {name} does not exist")))?;
             let previous = read.secrets(&name)?;
             (current, previous)
         };
         let stored = self.parsed(&current)?;
         if !admits(&stored.access_policy.update, client, current.creator) {
-            let e = ApiError::forbidden(format!(
+            let e = HttpError::forbidden(format!(
                 "session {name}: its update policy does not admit client {client}"
             ));
             self.deny(AuditAction::SessionUpdate, &name, &peer, &e)
@@ -500,9 +446,9 @@ impl ClientApi {
         let (name, hash) = self
             .store
             .write(move |tx| {
-                let current = tx
-                    .session(&name)?
-                    .ok_or_else(|| ApiError::not_found(format!("session {name} does not exist")))?;
+                let current = tx.session(&name)?.ok_or_else(|| {
+                    HttpError::not_found(format!("session {name} does not exist"))
+                })?;
                 // Unchanged hash: unchanged policy and values, so the checks above still hold.
                 check_predecessor(&name, &predecessor.to_string(), &current.hash)?;
                 check_export_namespaces(&session, |n| tx.session(n))?;
@@ -525,13 +471,17 @@ impl ClientApi {
                 event.time_ms = now;
                 event.hash = Some(hash.clone());
                 tx.append_audit(event);
-                Ok::<_, ApiError>((name, hash))
+                Ok::<_, HttpError>((name, hash))
             })
             .await?;
         tracing::info!(session = ?name, %hash, %client, "session updated");
         Ok(json_response(
             StatusCode::OK,
-            &json!({"name": name, "hash": hash, "warnings": warnings}),
+            &SessionWritten {
+                name,
+                hash,
+                warnings,
+            },
         ))
     }
 
@@ -541,10 +491,10 @@ impl ClientApi {
             .store
             .read()?
             .session(name)?
-            .ok_or_else(|| ApiError::not_found(format!("session {name} does not exist")))?;
+            .ok_or_else(|| HttpError::not_found(format!("session {name} does not exist")))?;
         let stored = self.parsed(&record)?;
         if !admits(&stored.access_policy.read, client, record.creator) {
-            let e = ApiError::forbidden(format!(
+            let e = HttpError::forbidden(format!(
                 "session {name}: its read policy does not admit client {client}"
             ));
             self.deny(AuditAction::SessionRead, name, &peer, &e).await;
@@ -560,15 +510,15 @@ impl ClientApi {
         self.store.record(event).await;
         Ok(json_response(
             StatusCode::OK,
-            &json!({
-                "name": record.name,
-                "hash": record.hash,
-                "session": record.text,
-                "creator": record.creator,
-                "revision": record.revision,
-                "created_ms": record.created_ms,
-                "updated_ms": record.updated_ms,
-            }),
+            &StoredSession {
+                creator: record.creator.to_string(),
+                name: record.name,
+                hash: record.hash,
+                session: record.text,
+                revision: record.revision,
+                created_ms: record.created_ms,
+                updated_ms: record.updated_ms,
+            },
         ))
     }
 
@@ -583,10 +533,13 @@ impl ClientApi {
                 client,
                 record.creator,
             ) {
-                names.push(record.name.as_str());
+                names.push(record.name.clone());
             }
         }
-        Ok(json_response(StatusCode::OK, &json!({ "sessions": names })))
+        Ok(json_response(
+            StatusCode::OK,
+            &SessionList { sessions: names },
+        ))
     }
 
     fn values(&self, spec: &str) -> HandlerResult {
@@ -596,7 +549,7 @@ impl ClientApi {
                 Some(("session", v)) => session_name = Some(v),
                 Some(("secret", v)) => secret_name = Some(v),
                 _ => {
-                    return Err(ApiError::bad_request(
+                    return Err(HttpError::bad_request(
                         "bad_values_path",
                         "expected /v1/values/session=NAME or /v1/values/session=NAME,secret=SECRET",
                     ));
@@ -604,7 +557,7 @@ impl ClientApi {
             }
         }
         let name = session_name.ok_or_else(|| {
-            ApiError::bad_request(
+            HttpError::bad_request(
                 "bad_values_path",
                 "the path names no session (session=NAME)",
             )
@@ -612,7 +565,7 @@ impl ClientApi {
         // A missing session and one without public values are answered alike, so this
         // unauthenticated route does not tell whether a session exists.
         let nothing_public = || {
-            ApiError::not_found(match secret_name {
+            HttpError::not_found(match secret_name {
                 Some(secret) => {
                     format!("session {name} has no public value {secret} (export_public)")
                 }
@@ -638,19 +591,25 @@ impl ClientApi {
         if public.is_empty() {
             return Err(nothing_public());
         }
-        let values: serde_json::Map<_, _> = public
+        let values = public
             .into_iter()
-            .map(|(k, (kind, pem))| (k, json!({"kind": kind.as_str(), "value": pem})))
+            .map(|(k, (kind, pem))| {
+                let kind = kind.as_str().to_owned();
+                (k, PublicValue { kind, value: pem })
+            })
             .collect();
         Ok(json_response(
             StatusCode::OK,
-            &json!({"session": name, "values": values}),
+            &PublicValues {
+                session: name.to_owned(),
+                values,
+            },
         ))
     }
 
     async fn attest(&self, query: &str) -> HandlerResult {
         let nonce = query_param(query, "nonce").ok_or_else(|| {
-            ApiError::bad_request(
+            HttpError::bad_request(
                 "nonce_required",
                 "give a nonce: /v1/attest?nonce=<hex, 16 to 64 bytes>",
             )
@@ -659,7 +618,7 @@ impl ClientApi {
             .ok()
             .filter(|n| (16..=64).contains(&n.len()))
             .ok_or_else(|| {
-                ApiError::bad_request(
+                HttpError::bad_request(
                     "bad_nonce",
                     format!(
                         "the nonce must be 32 to 128 hex digits (16 to 64 bytes), found {} characters",
@@ -668,7 +627,7 @@ impl ClientApi {
                 )
             })?;
         let source = self.evidence.clone().ok_or_else(|| {
-            ApiError::new(
+            HttpError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_evidence",
                 "this CAS is configured without an evidence source (evidence = \"none\")",
@@ -679,18 +638,17 @@ impl ClientApi {
             .await
             .map_err(|_| {
                 self.metrics.evidence_busy();
-                let mut e = ApiError::new(
+                HttpError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "busy",
                     format!(
                         "the CAS's evidence is being produced for {EVIDENCE_SLOTS} other requests and none finished within {} s; retry later",
                         EVIDENCE_WAIT.as_secs()
                     ),
-                );
-                e.retry_after_secs = Some(1);
-                e
+                )
+                .retry_after(1)
             })?
-            .map_err(|e| ApiError::internal("evidence_failed", e.to_string()))?;
+            .map_err(|e| HttpError::internal("evidence_failed", e.to_string()))?;
         let data = runtime_data(&self.cas_spki, &nonce);
         let producer = source.clone();
         let evidence = tokio::task::spawn_blocking(move || {
@@ -698,32 +656,32 @@ impl ClientApi {
             producer.evidence(&data)
         })
         .await
-        .map_err(|e| ApiError::internal("evidence_failed", e.to_string()))?
-        .map_err(|e| ApiError::internal("evidence_failed", e.to_string()))?;
+        .map_err(|e| HttpError::internal("evidence_failed", e.to_string()))?
+        .map_err(|e| HttpError::internal("evidence_failed", e.to_string()))?;
         Ok(json_response(
             StatusCode::OK,
-            &json!({
-                "evidence": {
-                    "type": evidence.kind.as_str(),
-                    "quote": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&evidence.bytes),
+            &CasEvidence {
+                evidence: EvidenceBytes {
+                    kind: evidence.kind.as_str().to_owned(),
+                    quote: evidence.bytes,
                 },
-                "mrenclave": source.mrenclave().to_hex(),
-                "simulation": source.is_simulation(),
-                "platform_key": source.platform_public_key_pem(),
-                "certificate": self.cas_certificate_pem,
-            }),
+                mrenclave: source.mrenclave().to_hex(),
+                simulation: source.is_simulation(),
+                platform_key: source.platform_public_key_pem(),
+                certificate: self.cas_certificate_pem.clone(),
+            },
         ))
     }
 
     async fn audit(&self, peer: Peer, query: &str) -> HandlerResult {
         let client = self.require_client(&peer)?;
         let name = query_param(query, "session").ok_or_else(|| {
-            ApiError::bad_request("session_required", "give a session: /v1/audit?session=NAME")
+            HttpError::bad_request("session_required", "give a session: /v1/audit?session=NAME")
         })?;
-        let number = |key: &str, default: u64| -> Result<u64, ApiError> {
+        let number = |key: &str, default: u64| -> Result<u64, HttpError> {
             query_param(query, key).map_or(Ok(default), |v| {
                 v.parse().map_err(|_| {
-                    ApiError::bad_request(
+                    HttpError::bad_request(
                         "bad_query",
                         format!("{key} must be a number, found {v:?}"),
                     )
@@ -736,13 +694,13 @@ impl ClientApi {
             let read = self.store.read()?;
             let record = read
                 .session(&name)?
-                .ok_or_else(|| ApiError::not_found(format!("session {name} does not exist")))?;
+                .ok_or_else(|| HttpError::not_found(format!("session {name} does not exist")))?;
             let events = read.audit_for_session(&name, after, limit)?;
             (record, events)
         };
         let stored = self.parsed(&record)?;
         if !admits(&stored.access_policy.update, client, record.creator) {
-            let e = ApiError::forbidden(format!(
+            let e = HttpError::forbidden(format!(
                 "session {name}: only clients its update policy admits may read its audit log; client {client} is not one"
             ));
             self.deny(AuditAction::AuditRead, &name, &peer, &e).await;
@@ -752,12 +710,15 @@ impl ClientApi {
         self.store.record(event).await;
         Ok(json_response(
             StatusCode::OK,
-            &json!({"session": name, "events": events}),
+            &AuditPage {
+                session: name,
+                events,
+            },
         ))
     }
 
     /// Takes one namespace create from the caller's address quota, or says when to retry.
-    fn take_namespace_quota(&self, peer: &Peer, session: &str) -> Result<(), ApiError> {
+    fn take_namespace_quota(&self, peer: &Peer, session: &str) -> Result<(), HttpError> {
         let address = client_address(peer.addr.ip());
         self.namespace_quota
             .check(&address, Instant::now())
@@ -770,16 +731,15 @@ impl ClientApi {
                 {
                     tracing::warn!(%address, session = ?session, retry_in_secs = secs, suppressed, "namespace quota exceeded");
                 }
-                let mut e = ApiError::new(
+                HttpError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "namespace_quota_exceeded",
                     format!(
                         "address {address} has used its namespace quota (limits.namespace_creates_per_hour = {}, limits.namespace_create_burst = {}); retry in {secs} s or create the session inside an existing namespace",
                         self.limits.namespace_creates_per_hour, self.limits.namespace_create_burst
                     ),
-                );
-                e.retry_after_secs = Some(secs);
-                e
+                )
+                .retry_after(secs)
             })
     }
 
@@ -789,7 +749,7 @@ impl ClientApi {
         &self,
         session: &Session,
         previous: Option<&SecretValues>,
-    ) -> Result<secrets::PreparedKeys, ApiError> {
+    ) -> Result<secrets::PreparedKeys, HttpError> {
         let plan = secrets::plan(session, previous).map_err(secret_error)?;
         if plan.is_empty() {
             return Ok(secrets::PreparedKeys::default());
@@ -802,12 +762,12 @@ impl ClientApi {
             .map_err(secret_error)
     }
 
-    fn key_generation_busy(&self, busy: Busy, keys: usize) -> ApiError {
+    fn key_generation_busy(&self, busy: Busy, keys: usize) -> HttpError {
         let slots = self.keygen.max_slots();
         let message = match busy {
             Busy::Failed(reason) => {
                 tracing::error!(error = ?reason, "key generation failed");
-                return ApiError::internal(
+                return HttpError::internal(
                     "secret_error",
                     format!("key generation failed: {reason}"),
                 );
@@ -821,9 +781,8 @@ impl ClientApi {
             ),
         };
         self.metrics.key_generation_busy();
-        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message);
-        e.retry_after_secs = Some(self.keygen.max_wait().as_secs().max(1));
-        e
+        HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
+            .retry_after(self.keygen.max_wait().as_secs().max(1))
     }
 
     fn healthz(&self) -> Response<Full<Bytes>> {
@@ -831,7 +790,7 @@ impl ClientApi {
         let mut warnings = Vec::new();
         if self.is_simulation() {
             warnings.push(
-                "SIMULATION: this CAS's evidence is simulated and proves nothing; not for production secrets",
+                "SIMULATION: this CAS's evidence is simulated and proves nothing; not for production secrets".to_owned(),
             );
         }
         let status = if store_ok {
@@ -841,11 +800,11 @@ impl ClientApi {
         };
         json_response(
             status,
-            &json!({
-                "status": if store_ok { "ok" } else { "store unavailable" },
-                "simulation": self.is_simulation(),
-                "warnings": warnings,
-            }),
+            &Health {
+                status: if store_ok { "ok" } else { "store unavailable" }.into(),
+                simulation: self.is_simulation(),
+                warnings,
+            },
         )
     }
 
@@ -875,28 +834,28 @@ fn check_create_allowed(
     client: ClientId,
     creators: &TopLevelCreators,
     lookup: impl Fn(&str) -> Result<Option<SessionRecord>, StoreError>,
-) -> Result<(), ApiError> {
+) -> Result<(), HttpError> {
     let name = &session.name;
     if lookup(name.as_str())?.is_some() {
-        return Err(ApiError::conflict(
+        return Err(HttpError::conflict(
             "session_exists",
             format!("session {name} exists: update it instead (with its hash as predecessor)"),
         ));
     }
     if let Some(parent) = name.parent() {
         let namespace = lookup(parent.as_str())?.ok_or_else(|| {
-            ApiError::not_found(format!(
+            HttpError::not_found(format!(
                 "namespace {parent} does not exist: create it first"
             ))
         })?;
         let policy = parse_stored(&namespace)?.access_policy;
         if !admits(&policy.create_sessions, client, namespace.creator) {
-            return Err(ApiError::forbidden(format!(
+            return Err(HttpError::forbidden(format!(
                 "namespace {parent}: create_sessions does not admit client {client}"
             )));
         }
     } else if !creators.admits(client) {
-        return Err(ApiError::forbidden(format!(
+        return Err(HttpError::forbidden(format!(
             "top-level session {name}: this CAS's sessions.top_level_creators does not list client {client}; ask its operator, or create the session inside a namespace that admits you"
         )));
     }
@@ -909,9 +868,9 @@ fn check_create_allowed(
 fn check_export_namespaces<E>(
     session: &Session,
     lookup: impl Fn(&str) -> Result<Option<SessionRecord>, E>,
-) -> Result<(), ApiError>
+) -> Result<(), HttpError>
 where
-    ApiError: From<E>,
+    HttpError: From<E>,
 {
     let top_level =
         |name: &custos_policy::SessionName| name.components().next().unwrap_or_default().to_owned();
@@ -920,7 +879,7 @@ where
         for export in secret.export.iter().filter(|e| e.session_hash.is_none()) {
             let namespace = top_level(&export.session);
             if namespace != own && lookup(&namespace)?.is_none() {
-                return Err(ApiError::conflict(
+                return Err(HttpError::conflict(
                     "export_namespace_missing",
                     format!(
                         "secret {}: the export to session {} is refused: its namespace {namespace} does not exist, so whoever creates it first could import the secret; pin the importer with `session_hash` in the export, or create namespace {namespace} first",
@@ -933,11 +892,11 @@ where
     Ok(())
 }
 
-fn check_predecessor(name: &str, predecessor: &str, current: &str) -> Result<(), ApiError> {
+fn check_predecessor(name: &str, predecessor: &str, current: &str) -> Result<(), HttpError> {
     if predecessor == current {
         Ok(())
     } else {
-        Err(ApiError::conflict(
+        Err(HttpError::conflict(
             "predecessor_mismatch",
             format!(
                 "session {name} changed since it was read: predecessor is {predecessor}, the current hash is {current}"
@@ -946,26 +905,25 @@ fn check_predecessor(name: &str, predecessor: &str, current: &str) -> Result<(),
     }
 }
 
-fn parse_submitted(text: &str) -> Result<Session, ApiError> {
+fn parse_submitted(text: &str) -> Result<Session, HttpError> {
     custos_policy::parse("session", text)
         .map_err(|d| invalid("invalid_session", "the session is not valid", &d))
 }
 
-fn invalid(code: &'static str, what: &str, d: &custos_policy::Diagnostics) -> ApiError {
-    let mut e = ApiError::bad_request(code, format!("{what}: {} problem(s)", d.len()));
-    e.details = d.iter().map(|d| d.to_string()).collect();
-    e
+fn invalid(code: &'static str, what: &str, d: &custos_policy::Diagnostics) -> HttpError {
+    HttpError::bad_request(code, format!("{what}: {} problem(s)", d.len()))
+        .with_reasons(d.iter().map(|d| d.to_string()).collect())
 }
 
-fn secret_error(e: secrets::SecretError) -> ApiError {
+fn secret_error(e: secrets::SecretError) -> HttpError {
     match e {
         secrets::SecretError::Corrupt(_) | secrets::SecretError::Generate { .. } => {
             tracing::error!(error = ?e.to_string(), "secret error");
-            ApiError::internal("secret_error", e.to_string())
+            HttpError::internal("secret_error", e.to_string())
         }
-        secrets::SecretError::Import { .. } => ApiError::forbidden(e.to_string()),
+        secrets::SecretError::Import { .. } => HttpError::forbidden(e.to_string()),
         secrets::SecretError::Reference { .. } | secrets::SecretError::TooManyKeys { .. } => {
-            ApiError::bad_request("invalid_secret", e.to_string())
+            HttpError::bad_request("invalid_secret", e.to_string())
         }
     }
 }

@@ -19,6 +19,14 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use custos_protocol::client::{
+    ATTEST_PATH as CAS_ATTEST_PATH, AUDIT_PATH, AuditPage, CasEvidence, HEALTH_PATH, Health,
+    PublicValues, SESSIONS_PATH, SessionList, SessionWritten, StoredSession, VERSION_PATH, Version,
+    session_path,
+};
+use custos_protocol::{ErrorBody, ErrorDetail};
+use serde::de::DeserializeOwned;
+
 use crate::identity::{ClientId, spki_of_certificate};
 
 /// Why a request failed before an HTTP answer arrived.
@@ -51,6 +59,26 @@ pub enum ClientError {
     /// The client identity is unusable.
     #[error("client identity: {0}")]
     Identity(String),
+    /// The CAS refused the request (or failed): its [`ErrorBody`].
+    #[error("{} {}: {}", status.as_u16(), error.code, error.message)]
+    Refused {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The CAS's error, with every problem in `reasons`.
+        error: ErrorDetail,
+        /// The `Retry-After` header, if any.
+        retry_after: Option<String>,
+    },
+    /// The CAS answered something that is not the API's answer.
+    #[error("{addr}: unexpected answer (HTTP {status}): {reason}")]
+    Unexpected {
+        /// The address.
+        addr: String,
+        /// The HTTP status.
+        status: StatusCode,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// A CAS that is not the pinned one may simply have been re-keyed: say what to do.
@@ -123,6 +151,8 @@ impl ClientIdentity {
 /// An HTTP answer.
 #[derive(Debug, Clone)]
 pub struct Response {
+    /// The address of the CAS that answered.
+    pub addr: String,
     /// The status.
     pub status: StatusCode,
     /// The body.
@@ -134,9 +164,43 @@ pub struct Response {
 }
 
 impl Response {
-    /// The body as JSON (`Null` if it is not JSON).
+    /// The body as JSON (`Null` if it is not JSON): for looking at the wire itself.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The error the CAS answered, if the body is an [`ErrorBody`].
+    pub fn error(&self) -> Option<ErrorDetail> {
+        serde_json::from_slice::<ErrorBody>(&self.body)
+            .ok()
+            .map(|body| body.error)
+    }
+
+    /// The answer as `T` when its status is `expected`; else the CAS's error
+    /// ([`ClientError::Refused`]), or [`ClientError::Unexpected`] for a body that is neither.
+    pub fn decode<T: DeserializeOwned>(&self, expected: StatusCode) -> Result<T, ClientError> {
+        let unexpected = |reason: String| ClientError::Unexpected {
+            addr: self.addr.clone(),
+            status: self.status,
+            reason,
+        };
+        if self.status == expected {
+            return serde_json::from_slice(&self.body).map_err(|e| unexpected(e.to_string()));
+        }
+        match self.error() {
+            Some(error) => Err(ClientError::Refused {
+                status: self.status,
+                error,
+                retry_after: self.retry_after.clone(),
+            }),
+            None => Err(unexpected(format!(
+                "expected {expected}: {}",
+                String::from_utf8_lossy(&self.body)
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+            ))),
+        }
     }
 }
 
@@ -240,6 +304,95 @@ impl CasClient {
         })
     }
 
+    /// `POST /v1/sessions`: creates the session `yaml` describes.
+    pub async fn create_session(&self, yaml: &str) -> Result<SessionWritten, ClientError> {
+        self.call(Method::POST, SESSIONS_PATH, Some(yaml), StatusCode::CREATED)
+            .await
+    }
+
+    /// `PUT /v1/sessions/{name}`: replaces the session `name` by `yaml` (which names its
+    /// `predecessor`).
+    pub async fn update_session(
+        &self,
+        name: &str,
+        yaml: &str,
+    ) -> Result<SessionWritten, ClientError> {
+        self.call(Method::PUT, &session_path(name), Some(yaml), StatusCode::OK)
+            .await
+    }
+
+    /// `GET /v1/sessions/{name}`.
+    pub async fn read_session(&self, name: &str) -> Result<StoredSession, ClientError> {
+        self.call(Method::GET, &session_path(name), None, StatusCode::OK)
+            .await
+    }
+
+    /// `GET /v1/sessions?prefix=`: the sessions under `prefix` the caller may read.
+    pub async fn list_sessions(&self, prefix: &str) -> Result<SessionList, ClientError> {
+        let path = format!("{SESSIONS_PATH}?prefix={}", query_value(prefix));
+        self.call(Method::GET, &path, None, StatusCode::OK).await
+    }
+
+    /// `GET /v1/values/session=NAME[,secret=S]`: public values of `export_public` secrets.
+    pub async fn public_values(
+        &self,
+        session: &str,
+        secret: Option<&str>,
+    ) -> Result<PublicValues, ClientError> {
+        let mut path = format!("/v1/values/session={session}");
+        if let Some(secret) = secret {
+            path.push_str(&format!(",secret={secret}"));
+        }
+        self.call(Method::GET, &path, None, StatusCode::OK).await
+    }
+
+    /// `GET /v1/audit`: the events of `session` after `after`, at most `limit`.
+    pub async fn audit(
+        &self,
+        session: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<AuditPage, ClientError> {
+        let path = format!(
+            "{AUDIT_PATH}?session={}&after={after}&limit={limit}",
+            query_value(session)
+        );
+        self.call(Method::GET, &path, None, StatusCode::OK).await
+    }
+
+    /// `GET /v1/attest?nonce=`: the CAS's evidence over `nonce`, and the SubjectPublicKeyInfo
+    /// of the certificate of the connection it came on (what the evidence must bind).
+    pub async fn evidence(&self, nonce: &[u8]) -> Result<(CasEvidence, Vec<u8>), ClientError> {
+        let path = format!("{CAS_ATTEST_PATH}?nonce={}", hex::encode(nonce));
+        let response = self.request(Method::GET, &path, None).await?;
+        let evidence = response.decode(StatusCode::OK)?;
+        Ok((evidence, response.server_spki))
+    }
+
+    /// `GET /v1/version`.
+    pub async fn version(&self) -> Result<Version, ClientError> {
+        self.call(Method::GET, VERSION_PATH, None, StatusCode::OK)
+            .await
+    }
+
+    /// `GET /healthz`.
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.call(Method::GET, HEALTH_PATH, None, StatusCode::OK)
+            .await
+    }
+
+    /// One request on a new connection, its answer decoded when it is `expected`.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+        expected: StatusCode,
+    ) -> Result<T, ClientError> {
+        let body = body.map(|text| text.as_bytes().to_vec());
+        self.request(method, path, body).await?.decode(expected)
+    }
+
     /// One request on a new connection.
     pub async fn request(
         &self,
@@ -300,10 +453,16 @@ impl Connection {
             .map_err(|e| http(e.to_string()))?
             .to_bytes();
         Ok(Response {
+            addr: self.addr.clone(),
             status,
             body,
             server_spki: self.server_spki.clone(),
             retry_after,
         })
     }
+}
+
+/// `text` encoded for a URL query.
+fn query_value(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }

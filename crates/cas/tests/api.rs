@@ -2,11 +2,14 @@
 
 mod common;
 
-use base64::Engine as _;
-use common::{CasProcess, create, get, update};
+use common::{CasProcess, answer, create, get, update};
 use custos_attestation::sim::{PlatformPublicKey, TrustedPlatforms, verify_sim_quote};
 use custos_attestation::{ReportData, Verifier as _};
 use custos_cas::client::{CasClient, ClientIdentity, ServerTrust};
+use custos_protocol::audit::{AuditAction, AuditEvent};
+use custos_protocol::client::{
+    AuditPage, PublicValues, SessionList, SessionWritten, StoredSession,
+};
 use hyper::{Method, StatusCode};
 
 fn sample(file: &str, namespace: &str) -> String {
@@ -51,8 +54,8 @@ async fn the_sample_namespace_and_session_are_created_read_and_protected() {
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json());
     let r = create(&as_alice, &session).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json());
-    let hash = r.json()["hash"].as_str().unwrap().to_owned();
-    assert_eq!(r.json()["name"], "azure-integration-42/demo");
+    let SessionWritten { name, hash, .. } = answer(&r);
+    assert_eq!(name, "azure-integration-42/demo");
     let expected = custos_policy::parse("s", &session)
         .unwrap()
         .hash
@@ -64,19 +67,20 @@ async fn the_sample_namespace_and_session_are_created_read_and_protected() {
 
     let r = get(&as_alice, "/v1/sessions/azure-integration-42/demo").await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.json()["session"], session.as_str());
-    assert_eq!(r.json()["hash"], hash.as_str());
-    assert_eq!(r.json()["creator"], alice.id().unwrap().to_string());
+    let stored: StoredSession = answer(&r);
+    assert_eq!(stored.session, session);
+    assert_eq!(stored.hash, hash);
+    assert_eq!(stored.creator, alice.id().unwrap().to_string());
 
     // Creating it again: 409.
     let r = create(&as_alice, &session).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    assert_eq!(r.json()["error"]["code"], "session_exists");
+    assert_eq!(r.error().unwrap().code, "session_exists");
 
     // Another identity: denied, and the denial says which list.
     let r = get(&as_bob, "/v1/sessions/azure-integration-42/demo").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    let message = r.error().unwrap().message.as_str().to_owned();
     assert!(
         message.contains("read policy") && message.contains(&bob.id().unwrap().to_string()),
         "{message}"
@@ -94,9 +98,10 @@ async fn the_sample_namespace_and_session_are_created_read_and_protected() {
     let r = create(&as_bob, &other).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.json());
     assert!(
-        r.json()["error"]["message"]
-            .as_str()
+        r.error()
             .unwrap()
+            .message
+            .as_str()
             .contains("create_sessions")
     );
     // A namespace that does not exist.
@@ -110,11 +115,11 @@ async fn the_sample_namespace_and_session_are_created_read_and_protected() {
     // Listing shows only what the caller may read.
     let r = get(&as_alice, "/v1/sessions?prefix=azure-integration-42").await;
     assert_eq!(
-        r.json()["sessions"],
-        serde_json::json!(["azure-integration-42", "azure-integration-42/demo"])
+        answer::<SessionList>(&r).sessions,
+        ["azure-integration-42", "azure-integration-42/demo"]
     );
     let r = get(&as_bob, "/v1/sessions?prefix=azure").await;
-    assert_eq!(r.json()["sessions"], serde_json::json!([]));
+    assert!(answer::<SessionList>(&r).sessions.is_empty());
 
     // The audit log: the owner sees creates, reads and the denials; others may not read it.
     let r = get(&as_bob, "/v1/audit?session=azure-integration-42/demo").await;
@@ -124,31 +129,30 @@ async fn the_sample_namespace_and_session_are_created_read_and_protected() {
             &as_alice,
             "/v1/audit?session=azure-integration-42/demo",
         ));
-        log.json()["events"].as_array().unwrap().len() >= 5
+        answer::<AuditPage>(&log).events.len() >= 5
     });
     let r = get(&as_alice, "/v1/audit?session=azure-integration-42/demo").await;
-    let events = r.json()["events"].as_array().unwrap().clone();
+    let events: Vec<AuditEvent> = answer::<AuditPage>(&r)
+        .events
+        .into_iter()
+        .map(|entry| entry.event)
+        .collect();
     let actions: Vec<_> = events
         .iter()
-        .map(|e| {
-            (
-                e["action"].as_str().unwrap().to_owned(),
-                e["result"].as_str().unwrap().to_owned(),
-            )
-        })
+        .map(|e| (e.action, e.outcome.is_allowed()))
         .collect();
-    assert_eq!(actions[0], ("session-create".into(), "allowed".into()));
+    assert_eq!(actions[0], (AuditAction::SessionCreate, true));
     assert!(
-        actions.contains(&("session-read".into(), "denied".into())),
+        actions.contains(&(AuditAction::SessionRead, false)),
         "{actions:?}"
     );
     assert!(
-        actions.contains(&("session-update".into(), "denied".into())),
+        actions.contains(&(AuditAction::SessionUpdate, false)),
         "{actions:?}"
     );
-    let denied = events.iter().find(|e| e["result"] == "denied").unwrap();
-    assert_eq!(denied["client"], bob.id().unwrap().to_string());
-    assert!(denied["time_ms"].as_u64().unwrap() > 1_600_000_000_000);
+    let denied = events.iter().find(|e| !e.outcome.is_allowed()).unwrap();
+    assert_eq!(denied.client, Some(bob.id().unwrap().to_string()));
+    assert!(denied.time_ms > 1_600_000_000_000);
 
     // The client secret in the session text is in neither the log nor the audit log.
     let audit = r.body.clone();
@@ -167,38 +171,36 @@ async fn updates_need_the_current_hash_as_predecessor() {
     let alice = ClientIdentity::generate("alice").unwrap();
     let c = cas.client(Some(&alice));
     let v1 = "name: solo\nversion: \"0.3\"\nsecurity: { attestation: { mode: none } }\n";
-    let hash1 = create(&c, v1).await.json()["hash"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let hash1 = answer::<SessionWritten>(&create(&c, v1).await).hash;
 
     let v2 = format!("{v1}secrets:\n  - {{ name: TOKEN, kind: ascii }}\n");
     let r = update(&c, "solo", &v2).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(r.json()["error"]["code"], "predecessor_required");
+    assert_eq!(r.error().unwrap().code, "predecessor_required");
 
     let wrong = "ab".repeat(32);
     let r = update(&c, "solo", &format!("{v2}predecessor: {wrong}\n")).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    let message = r.error().unwrap().message.as_str().to_owned();
     assert!(
         message.contains(&wrong) && message.contains(&hash1),
         "{message}"
     );
 
     let r = update(&c, "other", &format!("{v2}predecessor: {hash1}\n")).await;
-    assert_eq!(r.json()["error"]["code"], "name_mismatch");
+    assert_eq!(r.error().unwrap().code, "name_mismatch");
 
     let r = update(&c, "solo", &format!("{v2}predecessor: {hash1}\n")).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
-    let hash2 = r.json()["hash"].as_str().unwrap().to_owned();
+    let hash2 = answer::<SessionWritten>(&r).hash;
     assert_ne!(hash1, hash2);
     // The old hash is no longer current.
     let r = update(&c, "solo", &format!("{v2}predecessor: {hash1}\n")).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     let r = get(&c, "/v1/sessions/solo").await;
-    assert_eq!(r.json()["hash"], hash2.as_str());
-    assert_eq!(r.json()["revision"], 2);
+    let stored: StoredSession = answer(&r);
+    assert_eq!(stored.hash, hash2);
+    assert_eq!(stored.revision, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,32 +212,30 @@ async fn bad_requests_get_clear_errors_and_store_nothing() {
 
     let r = create(&c, "name: broken\nversion: \"0.3\"\nservices: [\n").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(r.json()["error"]["code"], "invalid_session");
-    assert!(!r.json()["error"]["details"].as_array().unwrap().is_empty());
+    assert_eq!(r.error().unwrap().code, "invalid_session");
+    assert!(!r.error().unwrap().reasons.is_empty());
 
     let r = create(&c, "name: typo\nversion: \"0.3\"\nacess_policy: {}\n").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let details = r.json()["error"]["details"].to_string();
-    assert!(details.contains("acess_policy"), "{details}");
+    let reasons = r.error().unwrap().reasons;
+    assert!(
+        reasons.iter().any(|r| r.contains("acess_policy")),
+        "{reasons:?}"
+    );
 
     let big = format!("name: big\nversion: \"0.3\"\n# {}\n", "x".repeat(5000));
     let r = create(&c, &big).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(
-        r.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("at most 4096")
-    );
+    assert!(r.error().unwrap().message.as_str().contains("at most 4096"));
 
     let r = create(&c, "name: pred\nversion: \"0.3\"\npredecessor: 0000000000000000000000000000000000000000000000000000000000000000\n").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(r.json()["error"]["code"], "predecessor_not_allowed");
+    assert_eq!(r.error().unwrap().code, "predecessor_not_allowed");
 
     let anonymous = cas.client(None);
     let r = create(&anonymous, "name: anon\nversion: \"0.3\"\n").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(r.json()["error"]["code"], "client_certificate_required");
+    assert_eq!(r.error().unwrap().code, "client_certificate_required");
     let r = get(&anonymous, "/v1/sessions?prefix=").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
@@ -248,9 +248,8 @@ async fn bad_requests_get_clear_errors_and_store_nothing() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 
     let r = get(&c, "/v1/sessions?prefix=").await;
-    assert_eq!(
-        r.json()["sessions"],
-        serde_json::json!([]),
+    assert!(
+        answer::<SessionList>(&r).sessions.is_empty(),
         "nothing was stored"
     );
     let metrics = String::from_utf8(get(&anonymous, "/metrics").await.body.to_vec()).unwrap();
@@ -277,7 +276,7 @@ async fn requests_above_the_rate_get_429_with_retry_after() {
         statuses.push(r.status.as_u16());
         if r.status == StatusCode::TOO_MANY_REQUESTS {
             assert_eq!(r.retry_after.as_deref(), Some("1"));
-            assert_eq!(r.json()["error"]["code"], "rate_limited");
+            assert_eq!(r.error().unwrap().code, "rate_limited");
         }
     }
     assert_eq!(statuses, [200, 200, 200, 429, 429]);
@@ -334,9 +333,10 @@ secrets:
     let r = create(&c, &thief).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.json());
     assert!(
-        r.json()["error"]["message"]
-            .as_str()
+        r.error()
             .unwrap()
+            .message
+            .as_str()
             .contains("does not export ROOT to session thief")
     );
 
@@ -344,20 +344,11 @@ secrets:
     let anonymous = cas.client(None);
     let r = get(&anonymous, "/v1/values/session=app,secret=SERVER").await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
-    let cert_pem = r.json()["values"]["SERVER"]["value"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let cert_pem = answer::<PublicValues>(&r).values["SERVER"].value.clone();
     let r = get(&anonymous, "/v1/values/session=pki").await;
-    let root_pem = r.json()["values"]["ROOT"]["value"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(
-        r.json()["values"].as_object().unwrap().len(),
-        1,
-        "LITERAL is not public"
-    );
+    let values = answer::<PublicValues>(&r).values;
+    let root_pem = values["ROOT"].value.clone();
+    assert_eq!(values.len(), 1, "LITERAL is not public");
     let der = |pem: &str| {
         rustls_pki_types::pem::PemObject::from_pem_slice(pem.as_bytes())
             .map(|c: rustls_pki_types::CertificateDer<'static>| c.to_vec())
@@ -413,28 +404,19 @@ async fn the_cas_attests_its_own_tls_key() {
     // Before trusting the CAS: any certificate, bound through the evidence.
     let c = CasClient::new(&cas.addr, None, ServerTrust::AttestationOnly).unwrap();
     let nonce = [0x5au8; 32];
-    let r = get(&c, &format!("/v1/attest?nonce={}", hex::encode(nonce))).await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
-    let body = r.json();
-    assert_eq!(body["evidence"]["type"], "sim-quote");
-    assert_eq!(body["simulation"], true);
-    let quote = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(body["evidence"]["quote"].as_str().unwrap())
-        .unwrap();
-    let platform =
-        PlatformPublicKey::from_spki_pem(body["platform_key"].as_str().unwrap().as_bytes())
-            .unwrap();
-    let mut runtime_data = r.server_spki.clone();
+    let (body, server_spki) = c.evidence(&nonce).await.unwrap();
+    assert_eq!(body.evidence.kind, "sim-quote");
+    assert!(body.simulation);
+    let quote = body.evidence.quote;
+    let platform = PlatformPublicKey::from_spki_pem(body.platform_key.unwrap().as_bytes()).unwrap();
+    let mut runtime_data = server_spki.clone();
     runtime_data.extend_from_slice(&nonce);
     let claims =
         custos_attestation::sim::SimQuoteVerifier::new(TrustedPlatforms::from_ids([platform.id()]))
             .verify(&quote, &runtime_data, rustls_pki_types::UnixTime::now())
             .unwrap();
     assert!(claims.debug() && claims.is_simulation());
-    assert_eq!(
-        claims.mrenclave().to_hex(),
-        body["mrenclave"].as_str().unwrap()
-    );
+    assert_eq!(claims.mrenclave().to_hex(), body.mrenclave);
     let exe = custos_attestation::sim::measure_executable(std::path::Path::new(env!(
         "CARGO_BIN_EXE_custos-cas"
     )))
@@ -445,11 +427,11 @@ async fn the_cas_attests_its_own_tls_key() {
         "MRENCLAVE is the CAS executable's hash"
     );
     assert_eq!(
-        custos_cas::identity::ClientId::of_spki(&r.server_spki),
+        custos_cas::identity::ClientId::of_spki(&server_spki),
         cas.key_hash
     );
     // Another nonce does not verify against this quote.
-    let mut other = r.server_spki.clone();
+    let mut other = server_spki.clone();
     other.extend_from_slice(&[0u8; 32]);
     assert!(
         verify_sim_quote(&quote, &TrustedPlatforms::from_ids([platform.id()]))
@@ -460,15 +442,10 @@ async fn the_cas_attests_its_own_tls_key() {
 
     let r = get(&c, "/v1/attest?nonce=abcd").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(r.json()["error"]["code"], "bad_nonce");
-    let r = get(&c, "/healthz").await;
-    assert_eq!(r.json()["simulation"], true);
-    assert!(
-        r.json()["warnings"][0]
-            .as_str()
-            .unwrap()
-            .contains("SIMULATION")
-    );
+    assert_eq!(r.error().unwrap().code, "bad_nonce");
+    let health = c.health().await.unwrap();
+    assert!(health.simulation);
+    assert!(health.warnings[0].contains("SIMULATION"));
 
     // A client pinned to another key refuses the CAS.
     let wrong = CasClient::new(

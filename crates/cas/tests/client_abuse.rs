@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::{CasProcess, create, get, update};
 use custos_cas::client::ClientIdentity;
+use custos_protocol::client::{PublicValues, SessionWritten, StoredSession};
+use custos_protocol::{ErrorBody, ErrorDetail};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -69,11 +71,11 @@ fn namespace(name: &str) -> String {
     format!("name: {name}\nversion: \"0.3\"\n")
 }
 
-fn message(json: &serde_json::Value) -> String {
-    json["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+/// The error a raw answer holds.
+fn error_of(json: &serde_json::Value) -> ErrorDetail {
+    serde_json::from_value::<ErrorBody>(json.clone())
+        .unwrap_or_else(|e| panic!("not an error body ({e}): {json}"))
+        .error
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,8 +88,8 @@ async fn only_the_listed_clients_may_create_namespaces() {
 
     let r = create(&cas.client(Some(&stranger)), &namespace("squat")).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.json());
-    assert_eq!(r.json()["error"]["code"], "access_denied");
-    let text = message(&r.json());
+    assert_eq!(r.error().unwrap().code, "access_denied");
+    let text = r.error().unwrap().message;
     assert!(
         text.contains("sessions.top_level_creators")
             && text.contains(&stranger.id().unwrap().to_string()),
@@ -161,8 +163,12 @@ async fn the_namespace_quota_holds_per_address_whatever_the_key() {
     )
     .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{json:?}");
-    assert_eq!(json["error"]["code"], "namespace_quota_exceeded");
-    let text = message(&json);
+    let ErrorDetail {
+        code,
+        message: text,
+        ..
+    } = error_of(&json);
+    assert_eq!(code, "namespace_quota_exceeded");
     assert!(
         text.contains("127.0.0.2") && text.contains("limits.namespace_creates_per_hour = 1"),
         "{text}"
@@ -308,10 +314,13 @@ async fn key_generation_beyond_the_queue_gets_503_with_retry_after() {
     for c in creates {
         let r = c.await.unwrap();
         if r.status == StatusCode::SERVICE_UNAVAILABLE {
-            assert_eq!(r.json()["error"]["code"], "busy");
+            assert_eq!(r.error().unwrap().code, "busy");
             assert_eq!(r.retry_after.as_deref(), Some("7"));
             assert!(
-                message(&r.json()).contains("limits.max_queued_key_generations"),
+                r.error()
+                    .unwrap()
+                    .message
+                    .contains("limits.max_queued_key_generations"),
                 "{:?}",
                 r.json()
             );
@@ -363,13 +372,9 @@ async fn values_do_not_tell_whether_a_session_exists() {
     // Its public values are still served, without the session's hash.
     let r = get(&anonymous, "/v1/values/session=beta").await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
-    assert!(
-        r.json()["values"]["KEY"]["value"]
-            .as_str()
-            .unwrap()
-            .contains("PUBLIC KEY")
-    );
-    assert_eq!(r.json()["values"].as_object().unwrap().len(), 1);
+    let values = common::answer::<PublicValues>(&r).values;
+    assert!(values["KEY"].value.contains("PUBLIC KEY"));
+    assert_eq!(values.len(), 1);
     assert!(r.json().get("hash").is_none(), "{:?}", r.json());
 }
 
@@ -387,8 +392,8 @@ async fn exports_to_a_namespace_nobody_owns_need_a_pinned_hash() {
 
     let r = create(&c, &exporter("db", "{ session: later/app }")).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.json());
-    assert_eq!(r.json()["error"]["code"], "export_namespace_missing");
-    let text = message(&r.json());
+    assert_eq!(r.error().unwrap().code, "export_namespace_missing");
+    let text = r.error().unwrap().message;
     for needle in ["TOKEN", "later/app", "namespace later", "session_hash"] {
         assert!(text.contains(needle), "{needle}: {text}");
     }
@@ -403,7 +408,7 @@ async fn exports_to_a_namespace_nobody_owns_need_a_pinned_hash() {
     );
     let r = create(&c, &exporter("db", &pinned)).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json());
-    let hash = r.json()["hash"].as_str().unwrap().to_owned();
+    let hash = common::answer::<SessionWritten>(&r).hash;
 
     // Inside the exporter's own namespace, or to one that exists: allowed.
     let r = create(&c, &exporter("own", "{ session: own/app }")).await;
@@ -423,11 +428,11 @@ async fn exports_to_a_namespace_nobody_owns_need_a_pinned_hash() {
     )
     .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.json());
-    assert_eq!(r.json()["error"]["code"], "export_namespace_missing");
+    assert_eq!(r.error().unwrap().code, "export_namespace_missing");
     let r = get(&c, "/v1/sessions/db").await;
     assert_eq!(
-        r.json()["hash"],
-        hash.as_str(),
+        common::answer::<StoredSession>(&r).hash,
+        hash,
         "the refused update changed nothing"
     );
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::{CasProcess, get};
 use custos_cas::client::ClientIdentity;
+use custos_protocol::client::{SessionList, SessionWritten, StoredSession};
 use hyper::{Method, StatusCode};
 
 const WRITERS: usize = 4;
@@ -42,7 +43,7 @@ async fn every_acknowledged_create_survives_kill_9() {
                     );
                     match conn.send(Method::POST, "/v1/sessions", Some(text.into_bytes())).await {
                         Ok(r) if r.status == StatusCode::CREATED => {
-                            let hash = r.json()["hash"].as_str().unwrap().to_owned();
+                            let hash = common::answer::<SessionWritten>(&r).hash;
                             acknowledged.lock().unwrap().push((name, hash));
                         }
                         Ok(r) => panic!("unexpected answer {}: {:?}", r.status, r.json()),
@@ -80,12 +81,11 @@ async fn every_acknowledged_create_survives_kill_9() {
             StatusCode::OK,
             "acknowledged create of {name} lost"
         );
-        assert_eq!(r.json()["hash"], hash.as_str());
+        assert_eq!(common::answer::<StoredSession>(&r).hash, *hash);
     }
     // Every session is listed once, and the store holds no half-written session.
-    let listed = get(&client, "/v1/sessions?prefix=r").await.json()["sessions"]
-        .as_array()
-        .unwrap()
+    let listed = common::answer::<SessionList>(&get(&client, "/v1/sessions?prefix=r").await)
+        .sessions
         .len();
     assert!(listed >= acknowledged.len());
     assert!(

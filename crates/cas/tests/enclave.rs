@@ -17,7 +17,12 @@ use custos_attestation::ReportData;
 use custos_attestation::claims::{MrEnclave, MrSigner};
 use custos_attestation::sim::{PlatformKey, SimReport};
 use custos_cas::client::ClientIdentity;
-use custos_protocol::enclave::{AttestRequest, EvidenceBytes, Jwk, RuntimeData};
+use custos_protocol::audit::AuditAction;
+use custos_protocol::client::AuditPage;
+use custos_protocol::enclave::{
+    AttestRequest, ChallengeResponse, Delivery, EvidenceBytes, Jwk, RuntimeData,
+};
+use custos_protocol::{ErrorBody, ErrorDetail};
 use hyper::StatusCode;
 
 const SESSION: &str = "name: ns/app
@@ -74,11 +79,10 @@ impl Setup {
         )
         .await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
-        r.json()["events"]
-            .as_array()
-            .unwrap()
+        common::answer::<AuditPage>(&r)
+            .events
             .iter()
-            .filter(|e| e["action"] == "enclave-attest")
+            .filter(|e| e.event.action == AuditAction::EnclaveAttest)
             .count()
     }
 
@@ -121,14 +125,30 @@ struct Answer {
 }
 
 impl Answer {
-    fn code(&self) -> &str {
-        self.json["error"]["code"].as_str().unwrap_or("")
+    /// The error answered (empty for an answer that is not one).
+    fn error(&self) -> ErrorDetail {
+        serde_json::from_value::<ErrorBody>(self.json.clone()).map_or_else(
+            |_| ErrorDetail {
+                code: String::new(),
+                message: String::new(),
+                reasons: Vec::new(),
+            },
+            |body| body.error,
+        )
     }
-    fn message(&self) -> &str {
-        self.json["error"]["message"].as_str().unwrap_or("")
+    fn code(&self) -> String {
+        self.error().code
+    }
+    fn message(&self) -> String {
+        self.error().message
     }
     fn reasons(&self) -> Vec<String> {
-        serde_json::from_value(self.json["error"]["reasons"].clone()).unwrap_or_default()
+        self.error().reasons
+    }
+    /// The answer as `T`.
+    fn decode<T: serde::de::DeserializeOwned>(&self) -> T {
+        serde_json::from_value(self.json.clone())
+            .unwrap_or_else(|e| panic!("unexpected answer ({e}): {}", self.json))
     }
 }
 
@@ -194,7 +214,7 @@ impl Runtime {
     async fn nonce(&self, config_id: &str) -> String {
         let a = self.challenge(config_id).await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.json);
-        a.json["nonce"].as_str().unwrap().to_owned()
+        a.decode::<ChallengeResponse>().nonce
     }
 
     fn attest_body(&self, config_id: &str, nonce: &str) -> Vec<u8> {
@@ -261,7 +281,7 @@ impl Runtime {
 
 fn delivered(a: &Answer) {
     assert_eq!(a.status, StatusCode::OK, "{}", a.json);
-    assert_eq!(a.json["env"]["A"].as_str().unwrap().len(), 8, "{}", a.json);
+    assert_eq!(a.decode::<Delivery>().env["A"].len(), 8, "{}", a.json);
 }
 
 /// Sends `count` requests from `runtime`, `parallel` at a time; returns the statuses.
@@ -491,8 +511,8 @@ async fn the_challenge_does_not_tell_known_from_unknown_config_ids() {
         assert_eq!(a.json["nonce"].as_str().unwrap().len(), 43);
     }
     // With a valid nonce, the attest request says clearly what is wrong.
-    let nonce = unknown.json["nonce"].as_str().unwrap();
-    let denied = runtime.attest("ns/app/missing", nonce).await;
+    let nonce = unknown.decode::<ChallengeResponse>().nonce;
+    let denied = runtime.attest("ns/app/missing", &nonce).await;
     assert_eq!(denied.status, StatusCode::NOT_FOUND, "{}", denied.json);
     assert_eq!(denied.code(), "unknown_config_id");
     // Malformed config ids are refused for their form alone.

@@ -9,15 +9,13 @@
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
 use clap::Subcommand;
 use custos_attestation::claims::EvidenceKind;
 use custos_attestation::policy::{Check, Decision, evaluate};
 use custos_attestation::sim::{PlatformPublicKey, SimQuoteVerifier, TrustedPlatforms};
 use custos_attestation::{UnixTime, Verifier as _};
-use custos_cas::client::{CasClient, ServerTrust};
+use custos_cas::client::{CasClient, ClientError, ServerTrust};
 use custos_cas::identity::ClientId;
-use hyper::{Method, StatusCode};
 
 pub(crate) use crate::attest_flags::AttestArgs;
 use crate::config::{CliConfig, PinnedCas, normalize_addr, not_attested};
@@ -85,43 +83,19 @@ fn attest(args: Box<AttestArgs>) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(1, [e.to_string()]),
     };
-    let response = match runtime().block_on(client.request(
-        Method::GET,
-        &format!("/v1/attest?nonce={}", hex::encode(nonce)),
-        None,
-    )) {
-        Ok(r) => r,
-        Err(e) => return fail(1, [e.to_string()]),
-    };
-    if response.status != StatusCode::OK {
-        return fail(
-            1,
-            [format!(
-                "CAS {addr} did not give evidence: {}",
-                error_text(&response)
-            )],
-        );
-    }
-    let body = response.json();
-    let kind = body["evidence"]["type"].as_str().unwrap_or_default();
-    let quote = match body["evidence"]["quote"].as_str().and_then(|q| {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(q)
-            .ok()
-    }) {
-        Some(q) => q,
-        None => {
-            return fail(
-                1,
-                [format!(
-                    "CAS {addr}: the evidence is missing or not base64url"
-                )],
-            );
+    let (body, server_spki) = match runtime().block_on(client.evidence(&nonce)) {
+        Ok(answer) => answer,
+        Err(e) => {
+            let mut lines = error_lines(&e);
+            lines[0] = format!("CAS {addr} did not give evidence: {}", lines[0]);
+            return fail(1, lines);
         }
     };
-    let mut runtime_data = response.server_spki.clone();
+    let kind = body.evidence.kind.as_str();
+    let quote = &body.evidence.quote;
+    let mut runtime_data = server_spki.clone();
     runtime_data.extend_from_slice(&nonce);
-    let key_hash = ClientId::of_spki(&response.server_spki);
+    let key_hash = ClientId::of_spki(&server_spki);
     if let Some(expected) = args.cas_key_hash
         && expected != key_hash
     {
@@ -143,8 +117,9 @@ fn attest(args: Box<AttestArgs>) -> ExitCode {
                     )],
                 );
             }
-            let platform = body["platform_key"]
-                .as_str()
+            let platform = body
+                .platform_key
+                .as_deref()
                 .and_then(|p| PlatformPublicKey::from_spki_pem(p.as_bytes()).ok());
             let Some(platform) = platform else {
                 return fail(
@@ -155,7 +130,7 @@ fn attest(args: Box<AttestArgs>) -> ExitCode {
                 );
             };
             let verifier = SimQuoteVerifier::new(TrustedPlatforms::from_ids([platform.id()]));
-            match verifier.verify(&quote, &runtime_data, UnixTime::now()) {
+            match verifier.verify(quote, &runtime_data, UnixTime::now()) {
                 Ok(claims) => claims,
                 Err(e) => {
                     return fail(1, [format!("CAS {addr}: evidence rejected: {e}")]);
@@ -172,7 +147,7 @@ fn attest(args: Box<AttestArgs>) -> ExitCode {
                 );
             }
             match crate::evidence::verify_bound_sgx_quote(
-                &quote,
+                quote,
                 &runtime_data,
                 &args.collateral,
                 &args.pccs_options,
@@ -222,7 +197,7 @@ fn attest(args: Box<AttestArgs>) -> ExitCode {
     let simulated = claims.evidence() == EvidenceKind::SimQuote;
     let pinned = PinnedCas {
         key_hash,
-        certificate: body["certificate"].as_str().unwrap_or_default().to_owned(),
+        certificate: body.certificate.clone(),
         mrenclave: claims.mrenclave().to_hex(),
         evidence: kind.to_owned(),
         testing_only: simulated || claims.debug() || args.only_for_testing_trust_any,
@@ -315,23 +290,12 @@ pub(crate) fn pinned_client(addr: Option<&str>) -> Result<CasClient, (u8, String
     CasClient::new(&addr, Some(&identity), ServerTrust::Pinned(pin)).map_err(|e| (1, e.to_string()))
 }
 
-/// `code: message` of a CAS error answer, plus its details, as lines.
-pub(crate) fn error_lines(response: &custos_cas::client::Response) -> Vec<String> {
-    let body = response.json();
-    let mut lines = vec![error_text(response)];
-    if let Some(details) = body["error"]["details"].as_array() {
-        lines.extend(details.iter().filter_map(|d| d.as_str().map(str::to_owned)));
+/// A failed call to the CAS as lines: the error (for a refusal, `STATUS code: message`), then
+/// each of the CAS's reasons.
+pub(crate) fn error_lines(error: &ClientError) -> Vec<String> {
+    let mut lines = vec![error.to_string()];
+    if let ClientError::Refused { error, .. } = error {
+        lines.extend(error.reasons.iter().cloned());
     }
     lines
-}
-
-fn error_text(response: &custos_cas::client::Response) -> String {
-    let body = response.json();
-    match (
-        body["error"]["code"].as_str(),
-        body["error"]["message"].as_str(),
-    ) {
-        (Some(code), Some(message)) => format!("{} {code}: {message}", response.status.as_u16()),
-        _ => format!("HTTP {}", response.status),
-    }
 }

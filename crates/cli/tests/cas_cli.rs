@@ -256,25 +256,19 @@ fn a_cas_in_gramine_serves_dcap_quotes_bound_to_its_key_and_the_cli_checks_them(
         custos_cas::client::ServerTrust::AttestationOnly,
     )
     .unwrap();
-    let nonce = "00112233445566778899aabbccddeeff";
-    let response = tokio::runtime::Builder::new_current_thread()
+    let nonce = hex::decode("00112233445566778899aabbccddeeff").unwrap();
+    let (body, server_spki) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
-        .block_on(client.request(
-            hyper::Method::GET,
-            &format!("/v1/attest?nonce={nonce}"),
-            None,
-        ))
+        .block_on(client.evidence(&nonce))
         .unwrap();
-    assert_eq!(response.status, 200);
-    let body = response.json();
-    assert_eq!(body["evidence"]["type"], "sgx-quote");
-    assert_eq!(body["simulation"], false);
-    let recorded_mrenclave = body["mrenclave"].as_str().unwrap().to_owned();
-    assert!(recorded_mrenclave.starts_with("33d8736d"), "{body}");
-    let mut runtime_data = response.server_spki.clone();
-    runtime_data.extend_from_slice(&hex::decode(nonce).unwrap());
+    assert_eq!(body.evidence.kind, "sgx-quote");
+    assert!(!body.simulation);
+    let recorded_mrenclave = body.mrenclave.clone();
+    assert!(recorded_mrenclave.starts_with("33d8736d"), "{body:?}");
+    let mut runtime_data = server_spki;
+    runtime_data.extend_from_slice(&nonce);
     assert_eq!(
         std::fs::read(gramine.join("user_report_data")).unwrap(),
         custos_attestation::ReportData::binding(&runtime_data).0

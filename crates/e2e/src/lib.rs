@@ -20,9 +20,11 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use custos_cas::client::{CasClient, ClientIdentity, ServerTrust};
+use custos_cas::client::{CasClient, ClientError, ClientIdentity, ServerTrust};
 use custos_cas::identity::ClientId;
 pub use custos_harness::{Cas, Emulator, Las, Launcher, Log, Process};
+use custos_protocol::audit::{AuditAction, AuditEntry, AuditEvent};
+use custos_protocol::client::SessionWritten;
 
 /// The packages whose binaries the tests run.
 const PACKAGES: &[&str] = &[
@@ -276,52 +278,37 @@ impl World {
         self.emulator.as_ref().expect("a world with Azure")
     }
 
-    /// Creates a session as the owner; returns the status and the answer.
-    pub fn try_create(&self, text: &str) -> (u16, serde_json::Value) {
-        let client = self.cas.client(&self.owner);
-        let response = self
-            .block_on(client.request(
-                hyper::Method::POST,
-                "/v1/sessions",
-                Some(text.as_bytes().to_vec()),
-            ))
-            .expect("the CAS answers");
-        (response.status.as_u16(), response.json())
+    /// Creates a session as the owner: the CAS's answer, or its refusal.
+    pub fn try_create(&self, text: &str) -> Result<SessionWritten, ClientError> {
+        self.block_on(self.cas.client(&self.owner).create_session(text))
     }
 
     /// Creates a session as the owner; panics unless it is created. Returns its hash.
     pub fn create(&self, text: &str) -> String {
-        let (status, answer) = self.try_create(text);
-        assert_eq!(status, 201, "create failed: {answer}");
-        answer["hash"].as_str().expect("hash").to_owned()
+        match self.try_create(text) {
+            Ok(written) => written.hash,
+            Err(e) => panic!("create failed: {e}"),
+        }
     }
 
     /// The audit events of `session`.
-    pub fn audit(&self, session: &str) -> Vec<serde_json::Value> {
-        let client = self.cas.client(&self.owner);
-        let response = self
-            .block_on(client.request(
-                hyper::Method::GET,
-                &format!("/v1/audit?session={session}&limit=1000"),
-                None,
-            ))
-            .expect("the CAS answers");
-        response.json()["events"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+    pub fn audit(&self, session: &str) -> Vec<AuditEntry> {
+        self.block_on(self.cas.client(&self.owner).audit(session, 0, 1000))
+            .expect("the CAS answers with the audit log")
+            .events
     }
 
     /// The attestation events (`enclave-attest`) of `session` once there are `count` of
     /// them (attestations are committed with the store's next batch, shortly after the
     /// answer); panics after ten seconds.
-    pub fn attestations(&self, session: &str, count: usize) -> Vec<serde_json::Value> {
+    pub fn attestations(&self, session: &str, count: usize) -> Vec<AuditEvent> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let events: Vec<_> = self
                 .audit(session)
                 .into_iter()
-                .filter(|e| e["action"] == "enclave-attest")
+                .map(|entry| entry.event)
+                .filter(|e| e.action == AuditAction::EnclaveAttest)
                 .collect();
             if events.len() >= count {
                 return events;

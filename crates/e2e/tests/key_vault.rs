@@ -104,5 +104,5 @@ fn an_unreachable_vault_fails_the_start_naming_the_vault_and_the_secret() {
         "{text}"
     );
     let events = world.attestations("ns/app", 1);
-    assert_eq!(events[0]["code"], "secret_unavailable");
+    assert_eq!(events[0].outcome.code(), Some("secret_unavailable"));
 }

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use custos_e2e::{Process, World, bin, run_command, sample_vars, template, with_local_paths};
+use custos_protocol::audit::AuditEvent;
 
 /// The MAA enclave's MRSIGNER in the recorded certificates, which the CAS trusts by default.
 const RECORDED_MRSIGNER: &str = "74ba5fba208571cf99e1f7158e6536a05bbb6ce7807eef8f6a97f64a7af64b83";
@@ -33,7 +34,7 @@ fn sessions(world: &World, name: &str, trusted: Option<&str>) -> (String, String
 
 /// Runs the sample through `custos-run` as `name`'s `rest-api` until it is up (allowed) or has
 /// exited (denied); returns the attestation's audit event and the process.
-fn attest(world: &World, name: &str) -> (serde_json::Value, Process) {
+fn attest(world: &World, name: &str) -> (AuditEvent, Process) {
     let config_id = format!("azure-integration/{name}/rest-api");
     let vars = world.runtime_vars(&config_id);
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -55,22 +56,11 @@ fn attest(world: &World, name: &str) -> (serde_json::Value, Process) {
     (events[0].clone(), app)
 }
 
-fn reasons(event: &serde_json::Value) -> Vec<String> {
-    event["reasons"]
-        .as_array()
-        .map(|r| {
-            r.iter()
-                .map(|v| v.as_str().unwrap_or_default().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// A denial with exactly one reason, which contains `needle`, also shown by the runtime.
-fn assert_denied(event: &serde_json::Value, app: &Process, needle: &str) {
-    assert_eq!(event["result"], "denied", "{event}");
-    let reasons = reasons(event);
-    assert_eq!(reasons.len(), 1, "{event}");
+fn assert_denied(event: &AuditEvent, app: &Process, needle: &str) {
+    assert!(!event.outcome.is_allowed(), "{event:?}");
+    let reasons = event.outcome.reasons();
+    assert_eq!(reasons.len(), 1, "{event:?}");
     assert!(
         reasons[0].starts_with("maa: signing key ") && reasons[0].contains(needle),
         "{reasons:?} lacks {needle:?}"
@@ -97,8 +87,8 @@ fn tokens_signed_by_a_trusted_maa_enclave_are_believed_and_by_an_untrusted_one_d
     world.create(&namespace);
     world.create(&session);
     let (event, app) = attest(&world, "trusting");
-    assert_eq!(event["result"], "allowed", "{event}\n{}", app.logs());
-    assert_eq!(event["enclave"]["verified_by"], "maa");
+    assert!(event.outcome.is_allowed(), "{event:?}\n{}", app.logs());
+    assert_eq!(event.enclave.as_ref().unwrap().verified_by, "maa");
 
     // The sample's session, without the field: the CAS's default list (the MAA enclaves of
     // Azure's shared providers) does not include this one.
@@ -146,7 +136,7 @@ fn the_default_trusts_the_recorded_maa_enclave_and_a_session_can_narrow_it() {
     world.create(&namespace);
     world.create(&session);
     let (event, app) = attest(&world, "default");
-    assert_eq!(event["result"], "allowed", "{event}\n{}", app.logs());
+    assert!(event.outcome.is_allowed(), "{event:?}\n{}", app.logs());
 
     let other = format!(
         "      - mrsigner: {OTHER_RECORDED_MRSIGNER}\n        debug_allowed: true\n      - mrsigner: {RECORDED_MRSIGNER}\n        isvprodid: 2\n        debug_allowed: true\n"
@@ -191,7 +181,7 @@ fn a_signing_key_without_enclave_evidence_is_denied_unless_the_operator_turns_th
     world.create(&namespace);
     world.create(&session);
     let (event, app) = attest(&world, "unchecked");
-    assert_eq!(event["result"], "allowed", "{event}\n{}", app.logs());
+    assert!(event.outcome.is_allowed(), "{event:?}\n{}", app.logs());
     // Not needed, so not examined.
     assert_eq!(examined(&world), 0);
     let (_, session) = sessions(&world, "requiring", Some(&trusted));

@@ -70,9 +70,9 @@ fn the_cas_announces_both_apis_and_the_key_clients_pin() {
             ServerTrust::Pinned(pin.parse().unwrap()),
         )
         .unwrap();
-        runtime.block_on(client.request(hyper::Method::GET, "/healthz", None))
+        runtime.block_on(client.health())
     };
-    assert_eq!(health(&document.key_hash).unwrap().status, 200);
+    assert_eq!(health(&document.key_hash).unwrap().status, "ok");
     assert!(health(&"00".repeat(32)).is_err());
     // The enclave API accepts connections.
     std::net::TcpStream::connect(document.enclave_api).expect("the enclave API accepts");
@@ -111,7 +111,7 @@ fn the_las_announces_its_address_and_platform_key() {
         .expect("the ready file");
     assert_eq!(document.listen.to_string(), las.addr);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let platform: serde_json::Value = runtime.block_on(async {
+    let platform: custos_protocol::las::Platform = runtime.block_on(async {
         reqwest::get(format!("http://{}/v1/platform", document.listen))
             .await
             .unwrap()
@@ -119,7 +119,7 @@ fn the_las_announces_its_address_and_platform_key() {
             .await
             .unwrap()
     });
-    assert_eq!(platform["key_id"], document.platform_key_id.as_str());
+    assert_eq!(platform.key_id, document.platform_key_id);
     assert!(
         las.process
             .stderr

@@ -77,11 +77,12 @@ fn an_attested_service_starts_with_its_secrets_and_the_audit_log_says_so() {
 
     let events = world.attestations("ns/app", 1);
     let attest = &events[0];
-    assert_eq!(attest["result"], "allowed");
-    assert_eq!(attest["service"], "app");
-    assert_eq!(attest["enclave"]["verified_by"], "simulation");
-    assert_eq!(attest["enclave"]["mrenclave"], sh_mrenclave().as_str());
-    assert_eq!(attest["enclave"]["platform"], world.las.key_id.as_str());
+    assert!(attest.outcome.is_allowed(), "{attest:?}");
+    assert_eq!(attest.service.as_deref(), Some("app"));
+    let enclave = attest.enclave.as_ref().expect("the enclave's facts");
+    assert_eq!(enclave.verified_by, "simulation");
+    assert_eq!(enclave.mrenclave.as_deref(), Some(sh_mrenclave().as_str()));
+    assert_eq!(enclave.platform.as_deref(), Some(world.las.key_id.as_str()));
 
     // No value in any log: services', runtime's, audit log.
     let logs = format!(
@@ -123,9 +124,8 @@ fn a_wrong_measurement_and_an_untolerated_debug_enclave_are_denied_with_every_re
 
     let events = world.attestations("ns/app", 1);
     let denied = &events[0];
-    assert_eq!(denied["result"], "denied");
-    assert_eq!(denied["code"], "attestation_denied");
-    assert_eq!(denied["reasons"].as_array().unwrap().len(), 2, "{denied}");
+    assert_eq!(denied.outcome.code(), Some("attestation_denied"));
+    assert_eq!(denied.outcome.reasons().len(), 2, "{denied:?}");
 }
 
 #[test]
@@ -142,10 +142,9 @@ fn simulated_evidence_is_refused_by_a_cas_that_trusts_no_platform_key() {
         sh_mrenclave()
     );
     for text in ["name: ns\nversion: \"0.3\"\n".to_owned(), app] {
-        let r = runtime
-            .block_on(client.request(hyper::Method::POST, "/v1/sessions", Some(text.into_bytes())))
-            .unwrap();
-        assert_eq!(r.status, 201, "{}", r.json());
+        runtime
+            .block_on(client.create_session(&text))
+            .expect("created");
     }
     let output = custos_e2e::run(
         &[
@@ -194,20 +193,16 @@ services:
     let password = stdout(&output);
     assert_eq!(password.len(), 20);
     let events = world.attestations("ns/app", 1);
-    assert_eq!(events[0]["result"], "allowed");
-    assert_eq!(events[0]["enclave"]["verified_by"], "none");
+    assert!(events[0].outcome.is_allowed(), "{:?}", events[0]);
+    let enclave = events[0].enclave.as_ref().expect("the enclave's facts");
+    assert_eq!(enclave.verified_by, "none");
 
     // The exporter stops exporting: the next start is refused, naming the import.
     let client = world.cas.client(&world.owner);
     let update = format!("{}predecessor: {hash}\n", exporter("ns/other"));
-    let response = world
-        .block_on(client.request(
-            hyper::Method::PUT,
-            "/v1/sessions/ns/db",
-            Some(update.into_bytes()),
-        ))
-        .unwrap();
-    assert_eq!(response.status, 200, "{}", response.json());
+    world
+        .block_on(client.update_session("ns/db", &update))
+        .expect("updated");
     let output = world.run("ns/app/app", &["sh"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
@@ -243,10 +238,9 @@ fn a_cas_can_trust_the_platform_key_its_las_announces() {
         sh_mrenclave()
     );
     for text in ["name: ns\nversion: \"0.3\"\n".to_owned(), app] {
-        let r = runtime
-            .block_on(client.request(hyper::Method::POST, "/v1/sessions", Some(text.into_bytes())))
-            .unwrap();
-        assert_eq!(r.status, 201, "{}", r.json());
+        runtime
+            .block_on(client.create_session(&text))
+            .expect("created");
     }
     let output = custos_e2e::run(
         &[

@@ -27,8 +27,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use custos_attestation::sim::SimReport;
 use custos_attestation::{MrEnclave, MrSigner, PlatformKey, ReportData};
-use custos_protocol::las::{QuoteRequest, QuoteResponse};
-use serde_json::json;
+use custos_protocol::ErrorBody;
+use custos_protocol::las::{Health, Platform, QuoteRequest, QuoteResponse};
+
+/// The LAS's only mode: it signs sim-quotes.
+const SIMULATION: &str = "simulation";
 
 /// Requests are two hex fields; anything larger is not a quote request.
 const MAX_BODY: usize = 4096;
@@ -112,22 +115,22 @@ async fn quote(
 
 async fn platform(State(las): State<Arc<Las>>) -> Response {
     let key = las.platform.public_key();
-    Json(json!({
-        "mode": "simulation",
-        "key_id": key.id().to_string(),
-        "public_key_pem": key.to_spki_pem(),
-    }))
+    Json(Platform {
+        mode: SIMULATION.into(),
+        key_id: key.id().to_string(),
+        public_key_pem: key.to_spki_pem(),
+    })
     .into_response()
 }
 
 async fn healthz() -> Response {
-    Json(json!({"status": "ok", "mode": "simulation"})).into_response()
+    Json(Health {
+        status: "ok".into(),
+        mode: SIMULATION.into(),
+    })
+    .into_response()
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({"error": {"code": code, "message": message}})),
-    )
-        .into_response()
+    (status, Json(ErrorBody::new(code, message))).into_response()
 }

@@ -7,12 +7,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use custos_attestation::sim::verify_sim_quote;
 use custos_attestation::{
     EvidenceKind, MrEnclave, PlatformPublicKey, ReportData, TrustedPlatforms,
 };
+use custos_protocol::ErrorBody;
+use custos_protocol::las::{Health, Platform, QuoteResponse};
 use serde_json::{Value, json};
 
 struct Las {
@@ -57,18 +57,15 @@ impl Las {
     }
 
     async fn platform_key(&self) -> PlatformPublicKey {
-        let platform: Value = reqwest::get(format!("{}/v1/platform", self.base))
+        let platform: Platform = reqwest::get(format!("{}/v1/platform", self.base))
             .await
             .unwrap()
             .json()
             .await
             .unwrap();
-        assert_eq!(platform["mode"], "simulation");
-        let key = PlatformPublicKey::from_spki_pem(
-            platform["public_key_pem"].as_str().unwrap().as_bytes(),
-        )
-        .unwrap();
-        assert_eq!(platform["key_id"], key.id().to_string());
+        assert_eq!(platform.mode, "simulation");
+        let key = PlatformPublicKey::from_spki_pem(platform.public_key_pem.as_bytes()).unwrap();
+        assert_eq!(platform.key_id, key.id().to_string());
         key
     }
 
@@ -98,13 +95,13 @@ async fn issues_sim_quotes_that_verify_against_its_platform_key() {
         "simulation must be announced at start-up: {:?}",
         las.first_lines
     );
-    let health: Value = reqwest::get(format!("{}/healthz", las.base))
+    let health: Health = reqwest::get(format!("{}/healthz", las.base))
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    assert_eq!(health["mode"], "simulation");
+    assert_eq!(health.mode, "simulation");
 
     let measurement = MrEnclave([0x29; 32]);
     let report_data = ReportData::binding(b"{\"nonce\":\"n\"}");
@@ -112,11 +109,9 @@ async fn issues_sim_quotes_that_verify_against_its_platform_key() {
         .post_quote(&json!({"report_data": report_data, "measurement": measurement}))
         .await;
     assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["type"], "sim-quote");
-    let quote = URL_SAFE_NO_PAD
-        .decode(body["quote"].as_str().unwrap())
-        .unwrap();
+    let body: QuoteResponse = response.json().await.unwrap();
+    assert_eq!(body.kind, "sim-quote");
+    let quote = body.quote;
 
     let key = las.platform_key().await;
     let trusted = TrustedPlatforms::from_ids([key.id()]);
@@ -177,10 +172,9 @@ async fn bad_requests_are_rejected_with_the_reason() {
     for (case, status, field) in cases {
         let response = las.post_quote(&case).await;
         assert_eq!(response.status(), status, "{case}");
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "bad_request", "{case}");
-        let message = body["error"]["message"].as_str().unwrap();
-        assert!(message.contains(field), "{case}: {message}");
+        let ErrorBody { error } = response.json().await.unwrap();
+        assert_eq!(error.code, "bad_request", "{case}");
+        assert!(error.message.contains(field), "{case}: {}", error.message);
     }
     let response = reqwest::Client::new()
         .post(format!("{}/v1/quote", las.base))

@@ -1,4 +1,5 @@
 //! The LAS API (`docs/enclave-api.md` § The LAS API): a workload asks its node's agent for evidence.
+//! Errors are [`crate::ErrorBody`].
 
 use serde::{Deserialize, Serialize};
 
@@ -21,4 +22,38 @@ pub struct QuoteResponse {
     /// The quote.
     #[serde(with = "crate::base64url")]
     pub quote: Vec<u8>,
+}
+
+/// `GET /v1/platform`: the platform key a CAS is told to trust (`enclave.trusted_las`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    /// `simulation`.
+    pub mode: String,
+    /// The platform key's id, hex (what `enclave.trusted_platform_keys` takes).
+    pub key_id: String,
+    /// The platform's public key, PEM `PUBLIC KEY`.
+    pub public_key_pem: String,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+    /// `simulation`.
+    pub mode: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_platform_answer_as_the_las_wrote_it_parses_and_round_trips() {
+        let json = serde_json::json!({"mode": "simulation", "key_id": "ab",
+            "public_key_pem": "-----BEGIN PUBLIC KEY-----\n"});
+        let platform: Platform = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(platform.key_id, "ab");
+        assert_eq!(serde_json::to_value(&platform).unwrap(), json);
+    }
 }

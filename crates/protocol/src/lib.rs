@@ -1,6 +1,8 @@
 //! Wire types shared by the programs that take part in attested secret delivery: the
-//! enclave API between `custos-run` and the CAS (`docs/enclave-api.md` § The protocol), and
-//! the LAS API between `custos-run` and the node agent (`docs/enclave-api.md` § The LAS API). One definition, so both ends agree byte for byte.
+//! enclave API between `custos-run` and the CAS (`docs/enclave-api.md` § The protocol), the
+//! LAS API between `custos-run` and the node agent (`docs/enclave-api.md` § The LAS API), and
+//! the CAS's client API ([`client`], [`audit`]; `docs/cas.md` § The client API). One
+//! definition, so both ends agree byte for byte; every API answers errors with [`ErrorBody`].
 //!
 //! Bytes travel as base64url without padding. Values that may hold secrets (the environment
 //! and files the CAS delivers) are zeroized on drop and never shown by `Debug`.
@@ -9,7 +11,10 @@
 
 #![warn(missing_docs)]
 
+pub mod audit;
+pub mod client;
 pub mod enclave;
+mod error;
 pub mod las;
 
 /// Serde for `Vec<u8>` as base64url without padding.
@@ -37,21 +42,4 @@ pub mod base64url {
     }
 }
 
-/// The error body of every Custos HTTP API: `{"error": {"code", "message", "reasons"?}}`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// What went wrong.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ErrorDetail {
-    /// A stable, machine-readable code (`attestation_denied`, `bad_request`, ...).
-    pub code: String,
-    /// One human-readable sentence.
-    pub message: String,
-    /// For denials: every failed check, with expected and actual values.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub reasons: Vec<String>,
-}
+pub use error::{ErrorBody, ErrorDetail};

@@ -300,7 +300,7 @@ async fn las_platform_key(url: &str) -> Result<PlatformPublicKey, SetupError> {
         .map_err(|e| error(e.to_string()))?;
     let endpoint = format!("{}/v1/platform", url.trim_end_matches('/'));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let body: serde_json::Value = loop {
+    let platform: custos_protocol::las::Platform = loop {
         let attempt = async {
             let response = http
                 .get(&endpoint)
@@ -319,8 +319,6 @@ async fn las_platform_key(url: &str) -> Result<PlatformPublicKey, SetupError> {
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     };
-    let pem = body["public_key_pem"]
-        .as_str()
-        .ok_or_else(|| error("the answer has no public_key_pem".into()))?;
-    PlatformPublicKey::from_spki_pem(pem.as_bytes()).map_err(|e| error(e.to_string()))
+    PlatformPublicKey::from_spki_pem(platform.public_key_pem.as_bytes())
+        .map_err(|e| error(e.to_string()))
 }

@@ -48,7 +48,6 @@ use custos_protocol::enclave::{
     ATTEST_PATH, AttestRequest, CHALLENGE_PATH, ChallengeRequest, ChallengeResponse, Delivery,
     RuntimeData,
 };
-use custos_protocol::{ErrorBody, ErrorDetail};
 use custos_serve::client_address;
 use http_body_util::Full;
 use hyper::body::Body;
@@ -57,7 +56,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::audit::{AuditAction, AuditEvent, EnclaveFacts, Outcome};
 use crate::config::{Config, EnclaveSettings};
-use crate::http::{BodyError, HttpsListener, Peer, error_response, json_response, read_body};
+use crate::http::{BodyError, HttpsListener, Peer, json_response, read_body};
+use crate::http_error::HttpError;
 use crate::identity::ClientId;
 use crate::metrics::Metrics;
 use crate::parsed::ParsedSessions;
@@ -192,51 +192,19 @@ impl EnclaveServer {
     }
 }
 
-/// A failed request: status, code, message and, for denials, every failed check.
-#[derive(Debug, Clone)]
-pub struct EnclaveError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    reasons: Vec<String>,
-    retry_after_secs: Option<u64>,
+/// An attestation denied: 403 `attestation_denied` with every failed check.
+fn denied(reasons: Vec<String>) -> HttpError {
+    HttpError::new(
+        StatusCode::FORBIDDEN,
+        "attestation_denied",
+        format!("{} check(s) failed", reasons.len()),
+    )
+    .with_reasons(reasons)
 }
 
-impl EnclaveError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            reasons: Vec::new(),
-            retry_after_secs: None,
-        }
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
-    }
-
-    fn denied(reasons: Vec<String>) -> Self {
-        let mut e = Self::new(
-            StatusCode::FORBIDDEN,
-            "attestation_denied",
-            format!("{} check(s) failed", reasons.len()),
-        );
-        e.reasons = reasons;
-        e
-    }
-
-    fn response(&self) -> Response<Full<Bytes>> {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.into(),
-                message: self.message.clone(),
-                reasons: self.reasons.clone(),
-            },
-        };
-        error_response(self.status, &body, self.retry_after_secs)
-    }
+/// A request body or config id that is not what the enclave API takes.
+fn bad_request(message: impl Into<String>) -> HttpError {
+    HttpError::bad_request("bad_request", message)
 }
 
 /// The enclave API's state.
@@ -271,13 +239,13 @@ struct Attested {
 
 /// An attestation that did not end in a delivery.
 struct Failure {
-    error: EnclaveError,
+    error: HttpError,
     /// What is known by then, for the audit log.
     known: Option<Attested>,
 }
 
-impl From<EnclaveError> for Failure {
-    fn from(error: EnclaveError) -> Self {
+impl From<HttpError> for Failure {
+    fn from(error: HttpError) -> Self {
         Self { error, known: None }
     }
 }
@@ -348,15 +316,11 @@ impl EnclaveApi {
             (&Method::POST, ATTEST_PATH) => ("enclave_attest", self.attest(request, &peer).await),
             (_, CHALLENGE_PATH | ATTEST_PATH) => (
                 "method_not_allowed",
-                Err(EnclaveError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    format!("{} is not allowed here (allowed: POST)", request.method()),
-                )),
+                Err(HttpError::method_not_allowed(request.method(), "POST")),
             ),
             (_, path) => (
                 "not_found",
-                Err(EnclaveError::new(
+                Err(HttpError::new(
                     StatusCode::NOT_FOUND,
                     "not_found",
                     format!("no such endpoint on the enclave API: {path}"),
@@ -368,7 +332,7 @@ impl EnclaveApi {
         Ok(response)
     }
 
-    async fn body_json<B, T>(&self, request: Request<B>) -> Result<T, EnclaveError>
+    async fn body_json<B, T>(&self, request: Request<B>) -> Result<T, HttpError>
     where
         B: Body,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -376,24 +340,19 @@ impl EnclaveApi {
     {
         let max = self.max_body;
         let bytes = read_body(request, max).await.map_err(|e| match e {
-            BodyError::TooLarge { .. } => EnclaveError::new(
+            BodyError::TooLarge { .. } => HttpError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
                 format!("the request body is larger than {max} bytes"),
             ),
-            BodyError::Unreadable(e) => {
-                EnclaveError::bad_request(format!("cannot read the request body: {e}"))
-            }
+            BodyError::Unreadable(e) => bad_request(format!("cannot read the request body: {e}")),
         })?;
         serde_json::from_slice(&bytes)
-            .map_err(|e| EnclaveError::bad_request(format!("the request body is not valid: {e}")))
+            .map_err(|e| bad_request(format!("the request body is not valid: {e}")))
     }
 
     /// The stored session and service `config_id` names.
-    fn lookup(
-        &self,
-        config_id: &str,
-    ) -> Result<(SessionRecord, Arc<Session>, String), EnclaveError> {
+    fn lookup(&self, config_id: &str) -> Result<(SessionRecord, Arc<Session>, String), HttpError> {
         let not_found = || unknown_config_id(config_id);
         let (session_name, service) = config_id.rsplit_once('/').ok_or_else(not_found)?;
         if session_name.is_empty() || service.is_empty() {
@@ -407,7 +366,7 @@ impl EnclaveApi {
             .ok_or_else(not_found)?;
         let session = self.sessions.get(&record).map_err(|_| {
             tracing::error!(session = %record.name, "stored session no longer parses");
-            EnclaveError::new(
+            HttpError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "stored_session_invalid",
                 format!("the stored session {} does not parse any more", record.name),
@@ -423,15 +382,15 @@ impl EnclaveApi {
         &self,
         request: Request<B>,
         peer: &Peer,
-    ) -> Result<Response<Full<Bytes>>, EnclaveError>
+    ) -> Result<Response<Full<Bytes>>, HttpError>
     where
         B: Body,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let ip = peer.addr.ip();
-        let refuse = |reason: &'static str, config_id: Option<&str>, e: EnclaveError| {
+        let refuse = |reason: &'static str, config_id: Option<&str>, e: HttpError| {
             self.rejections
-                .record("challenge", reason, ip, config_id, &e.message);
+                .record("challenge", reason, ip, config_id, e.message());
             e
         };
         if let Err(wait) = self
@@ -451,15 +410,15 @@ impl EnclaveApi {
         let ChallengeRequest { config_id } = self
             .body_json(request)
             .await
-            .map_err(|e| refuse(e.code, None, e))?;
+            .map_err(|e| refuse(e.code(), None, e))?;
         // Only the form is checked: whether the session and service exist is for the attest
         // request to say, so challenges cannot be used to enumerate config ids.
-        check_config_id(&config_id).map_err(|e| refuse(e.code, Some(&config_id), e))?;
+        check_config_id(&config_id).map_err(|e| refuse(e.code(), Some(&config_id), e))?;
         let nonce = self
             .nonces
             .issue(&config_id, unix_ms(SystemTime::now()))
             .map_err(|e| {
-                EnclaveError::new(
+                HttpError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "nonce_failed",
                     e.to_string(),
@@ -472,19 +431,19 @@ impl EnclaveApi {
         &self,
         request: Request<B>,
         peer: &Peer,
-    ) -> Result<Response<Full<Bytes>>, EnclaveError>
+    ) -> Result<Response<Full<Bytes>>, HttpError>
     where
         B: Body,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let ip = peer.addr.ip();
-        let refuse = |reason: &'static str, config_id: Option<&str>, e: EnclaveError| {
+        let refuse = |reason: &'static str, config_id: Option<&str>, e: HttpError| {
             self.rejections.record(
                 "attest",
                 reason,
                 ip,
                 config_id,
-                &format!("{}; {}", e.message, e.reasons.join("; ")),
+                &format!("{}; {}", e.message(), e.reasons().join("; ")),
             );
             e
         };
@@ -505,14 +464,14 @@ impl EnclaveApi {
         let request: AttestRequest = self
             .body_json(request)
             .await
-            .map_err(|e| refuse(e.code, None, e))?;
+            .map_err(|e| refuse(e.code(), None, e))?;
         let config_id = request.config_id.as_str();
-        check_config_id(config_id).map_err(|e| refuse(e.code, Some(config_id), e))?;
+        check_config_id(config_id).map_err(|e| refuse(e.code(), Some(config_id), e))?;
 
         // The nonce: until one this CAS issued for this config id is redeemed, nothing is
         // audited — anyone can send such requests.
         let runtime: RuntimeData = serde_json::from_slice(&request.runtime_data).map_err(|e| {
-            let e = EnclaveError::denied(vec![format!(
+            let e = denied(vec![format!(
                 "runtime_data: expected JSON {{\"nonce\", \"jwk\"}}, actual: {e}"
             )]);
             refuse("bad_runtime_data", Some(config_id), e)
@@ -522,11 +481,7 @@ impl EnclaveApi {
         let denied = |denial: NonceDenial| {
             let mut reasons = vec![denial.to_string()];
             reasons.extend(key_reasons.iter().cloned());
-            refuse(
-                denial.label(),
-                Some(config_id),
-                EnclaveError::denied(reasons),
-            )
+            refuse(denial.label(), Some(config_id), denied(reasons))
         };
         let verified = self
             .nonces
@@ -552,9 +507,8 @@ impl EnclaveApi {
             Ok(()) => {}
             Err(RedeemError::Denied(denial)) => return Err(denied(denial)),
             Err(full @ RedeemError::Full { .. }) => {
-                let mut e =
-                    EnclaveError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", full.to_string());
-                e.retry_after_secs = Some(1);
+                let e = HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", full.to_string())
+                    .retry_after(1);
                 return Err(refuse("redeemed_nonces_full", Some(config_id), e));
             }
         }
@@ -572,7 +526,7 @@ impl EnclaveApi {
             // Nothing to attach an audit event to (an unknown config id).
             None => {
                 if let Err(e) = &result {
-                    refuse(e.code, Some(config_id), e.clone());
+                    refuse(e.code(), Some(config_id), e.clone());
                 }
             }
         }
@@ -599,7 +553,7 @@ impl EnclaveApi {
         let deny = |reasons: Vec<String>, known: Attested| {
             self.metrics.attestation(mode.as_str(), "denied");
             Failure {
-                error: EnclaveError::denied(reasons),
+                error: denied(reasons),
                 known: Some(known),
             }
         };
@@ -680,7 +634,7 @@ impl EnclaveApi {
         &self,
         session: &Session,
         service: &custos_policy::Service,
-    ) -> Result<Delivery, EnclaveError> {
+    ) -> Result<Delivery, HttpError> {
         let names = values::referenced(session, service);
         let (mut resolved, pending) = {
             let read = self.store.read().map_err(store_error)?;
@@ -695,16 +649,14 @@ impl EnclaveApi {
             resolved.insert(item.secret.name.as_str().to_owned(), value);
         }
         render::delivery(session, service, &resolved).map_err(|failures| {
-            let mut e = EnclaveError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
+            HttpError::internal(
                 "render_failed",
                 format!(
                     "the configuration could not be rendered: {} placeholder(s) failed",
                     failures.len()
                 ),
-            );
-            e.reasons = failures.iter().map(ToString::to_string).collect();
-            e
+            )
+            .with_reasons(failures.iter().map(ToString::to_string).collect())
         })
     }
 
@@ -713,16 +665,11 @@ impl EnclaveApi {
         config_id: &str,
         peer: &Peer,
         known: &Attested,
-        result: &Result<Delivery, EnclaveError>,
+        result: &Result<Delivery, HttpError>,
     ) {
         let outcome = match result {
             Ok(_) => Outcome::Allowed,
-            Err(e) => Outcome::Denied {
-                status: e.status.as_u16(),
-                code: e.code.into(),
-                reason: e.message.clone(),
-                reasons: e.reasons.clone(),
-            },
+            Err(e) => e.outcome(),
         };
         // Client text (the config id, reasons quoting it) only as escaped (`?`) fields.
         match result {
@@ -739,16 +686,17 @@ impl EnclaveApi {
             ),
             Err(e) => tracing::warn!(
                 config_id = ?config_id,
-                code = e.code,
-                message = ?e.message,
-                reasons = ?e.reasons,
+                code = e.code(),
+                message = ?e.message(),
+                reasons = ?e.reasons(),
                 "attestation refused"
             ),
         }
-        let mut event = AuditEvent::now(AuditAction::EnclaveAttest, outcome);
+        let mut event =
+            AuditEvent::new(crate::audit::now_ms(), AuditAction::EnclaveAttest, outcome);
         event.session = Some(known.session.name.to_string());
         event.service = Some(known.service.clone());
-        event.client = peer.client;
+        event.client = peer.client.map(|c| c.to_string());
         event.peer = Some(peer.addr.ip().to_string());
         event.hash = Some(known.hash.clone());
         event.enclave = known.facts.clone();
@@ -775,10 +723,10 @@ const MAX_CONFIG_ID_LEN: usize = MAX_SESSION_DEPTH * (MAX_NAME_LEN + 1) + MAX_NA
 
 /// Checks the form of a config id (`<session name>/<service name>`, as the session language
 /// allows them), not whether it exists.
-fn check_config_id(config_id: &str) -> Result<(), EnclaveError> {
+fn check_config_id(config_id: &str) -> Result<(), HttpError> {
     let bad = |why: String| {
         let shown: String = config_id.chars().take(160).collect();
-        EnclaveError::new(
+        HttpError::new(
             StatusCode::BAD_REQUEST,
             "bad_config_id",
             format!("config id {shown:?}: {why} (expected <session name>/<service name>)"),
@@ -803,15 +751,14 @@ fn check_config_id(config_id: &str) -> Result<(), EnclaveError> {
 }
 
 /// A 429 answer after `wait`, naming the limit in `message`.
-fn rate_limited(wait: Duration, message: String) -> EnclaveError {
+fn rate_limited(wait: Duration, message: String) -> HttpError {
     let secs = wait.as_secs() + 1;
-    let mut e = EnclaveError::new(
+    HttpError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
         format!("{message}; retry in {secs} s"),
-    );
-    e.retry_after_secs = Some(secs);
-    e
+    )
+    .retry_after(secs)
 }
 
 /// DER prefix of a P-256 SubjectPublicKeyInfo with an uncompressed point.
@@ -843,8 +790,8 @@ fn jwk_key_id(jwk: &custos_protocol::enclave::Jwk) -> Result<ClientId, String> {
     Ok(ClientId::of_spki(&spki))
 }
 
-fn unknown_config_id(config_id: &str) -> EnclaveError {
-    EnclaveError::new(
+fn unknown_config_id(config_id: &str) -> HttpError {
+    HttpError::new(
         StatusCode::NOT_FOUND,
         "unknown_config_id",
         format!("config id {config_id:?}: no such session and service"),
@@ -874,21 +821,21 @@ fn facts(claims: &Claims) -> EnclaveFacts {
     }
 }
 
-fn store_error(e: crate::store::StoreError) -> EnclaveError {
+fn store_error(e: crate::store::StoreError) -> HttpError {
     tracing::error!("{e}");
-    EnclaveError::new(
+    HttpError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "store_error",
         e.to_string(),
     )
 }
 
-fn value_error(e: values::ValueError) -> EnclaveError {
+fn value_error(e: values::ValueError) -> HttpError {
     match e {
         values::ValueError::Unavailable { .. } => {
-            EnclaveError::new(StatusCode::BAD_GATEWAY, "secret_unavailable", e.to_string())
+            HttpError::new(StatusCode::BAD_GATEWAY, "secret_unavailable", e.to_string())
         }
-        values::ValueError::Invalid { .. } => EnclaveError::new(
+        values::ValueError::Invalid { .. } => HttpError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "secret_error",
             e.to_string(),

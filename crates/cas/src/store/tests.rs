@@ -37,7 +37,11 @@ async fn create(store: &Store, name: &'static str, text: &'static str) -> Result
                 return Err(TestError::Exists);
             }
             tx.put_session(record(name, text));
-            let mut event = AuditEvent::now(AuditAction::SessionCreate, Outcome::Allowed);
+            let mut event = AuditEvent::new(
+                crate::audit::now_ms(),
+                AuditAction::SessionCreate,
+                Outcome::Allowed,
+            );
             event.session = Some(name.into());
             tx.append_audit(event);
             Ok(())
@@ -98,7 +102,8 @@ async fn a_failed_request_leaves_nothing_and_does_not_spoil_its_batch() {
     let store = Store::open(&dir.path().join("cas.redb"), sealer(1)).unwrap();
     let failing = store.write(|tx| {
         tx.put_session(record("half", "x"));
-        tx.append_audit(AuditEvent::now(
+        tx.append_audit(AuditEvent::new(
+            crate::audit::now_ms(),
             AuditAction::SessionCreate,
             Outcome::Allowed,
         ));
@@ -141,7 +146,11 @@ async fn prefix_listing_and_audit_paging() {
     for name in ["a", "a/x", "a/y", "ab", "b"] {
         create(&store, name, "t").await.unwrap();
     }
-    let mut event = AuditEvent::now(AuditAction::SessionRead, Outcome::Allowed);
+    let mut event = AuditEvent::new(
+        crate::audit::now_ms(),
+        AuditAction::SessionRead,
+        Outcome::Allowed,
+    );
     event.session = Some("a/x".into());
     store.record(event).await;
     // `record` does not wait: a later durable write is committed after it.
@@ -431,7 +440,11 @@ fn write_v1_store(path: &Path) {
         let mut audit = txn.open_table(AUDIT).unwrap();
         let mut index = txn.open_table(AUDIT_BY_SESSION).unwrap();
         for seq in 1..=4u64 {
-            let mut event = AuditEvent::now(AuditAction::SessionCreate, Outcome::Allowed);
+            let mut event = AuditEvent::new(
+                crate::audit::now_ms(),
+                AuditAction::SessionCreate,
+                Outcome::Allowed,
+            );
             event.session = Some("ns".into());
             let json = serde_json::to_vec(&event).unwrap();
             let sealed = sealer.seal(&format!("audit/{seq}"), &json).unwrap();
@@ -512,7 +525,11 @@ async fn a_v2_store_without_its_sealed_state_is_refused() {
 }
 
 fn event_for(session: &str, time_ms: u64) -> AuditEvent {
-    let mut event = AuditEvent::now(AuditAction::SessionRead, Outcome::Allowed);
+    let mut event = AuditEvent::new(
+        crate::audit::now_ms(),
+        AuditAction::SessionRead,
+        Outcome::Allowed,
+    );
     event.session = Some(session.into());
     event.time_ms = time_ms;
     event

@@ -10,6 +10,7 @@ use custos_cas::client::{CasClient, ClientIdentity, Response, ServerTrust};
 use custos_cas::identity::ClientId;
 use custos_harness::{Launcher, Process};
 use hyper::Method;
+use serde::de::DeserializeOwned;
 
 pub struct CasProcess {
     pub process: Process,
@@ -71,6 +72,12 @@ pub async fn update(client: &CasClient, name: &str, text: &str) -> Response {
         )
         .await
         .unwrap()
+}
+
+/// The answer `r` holds, typed (whatever its status: tests check the status first).
+pub fn answer<T: DeserializeOwned>(r: &Response) -> T {
+    r.decode(r.status)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&r.body)))
 }
 
 pub async fn get(client: &CasClient, path: &str) -> Response {

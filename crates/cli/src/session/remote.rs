@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use hyper::{Method, StatusCode};
+use custos_cas::client::{CasClient, ClientError};
+use custos_protocol::client::{SessionWritten, StoredSession};
 
 use crate::cas::{error_lines, fail, pinned_client, runtime};
 
@@ -34,36 +35,30 @@ pub(crate) struct ReadArgs {
     name: String,
 }
 
-fn send(
-    cas: Option<&str>,
-    method: Method,
-    path: &str,
-    body: Option<Vec<u8>>,
-) -> Result<custos_cas::client::Response, ExitCode> {
+/// Runs `call` against the pinned CAS `cas` (or the default one); a failure is printed
+/// (the CAS's error, then each of its reasons) and becomes exit code 1.
+fn with_cas<T, F>(cas: Option<&str>, call: impl FnOnce(CasClient) -> F) -> Result<T, ExitCode>
+where
+    F: std::future::Future<Output = Result<T, ClientError>>,
+{
     let client = pinned_client(cas).map_err(|(code, e)| fail(code, [e]))?;
     runtime()
-        .block_on(client.request(method, path, body))
-        .map_err(|e| fail(1, [e.to_string()]))
-}
-
-fn rejected(response: &custos_cas::client::Response) -> ExitCode {
-    fail(1, error_lines(response))
+        .block_on(call(client))
+        .map_err(|e| fail(1, error_lines(&e)))
 }
 
 /// Prints an accepted create or update: name and hash on stdout (the hash alone when invoked
 /// as `scone`, as SCONE's CLI prints it, so scripts can capture it), the CAS's warnings (an
 /// expiring certificate, …) on stderr.
-fn accepted(name: &str, response: &custos_cas::client::Response) -> ExitCode {
-    let json = response.json();
-    let hash = json["hash"].as_str().unwrap_or_default();
+fn accepted(written: &SessionWritten) -> ExitCode {
     if crate::scone::invoked_as_scone() {
-        println!("{hash}");
+        println!("{}", written.hash);
     } else {
-        println!("name: {name}");
-        println!("hash: {hash}");
+        println!("name: {}", written.name);
+        println!("hash: {}", written.hash);
     }
-    for warning in json["warnings"].as_array().into_iter().flatten() {
-        eprintln!("warning: {}", warning.as_str().unwrap_or_default());
+    for warning in &written.warnings {
+        eprintln!("warning: {warning}");
     }
     ExitCode::SUCCESS
 }
@@ -75,27 +70,18 @@ pub(crate) fn create(args: UploadArgs) -> ExitCode {
     };
     // SCONE's `session create`: a session with a `predecessor` updates the session it names
     // (and fails when there is none); without one, a new session is created.
-    let (method, path, expected) = match session.predecessor {
-        Some(_) => (
-            Method::PUT,
-            format!("/v1/sessions/{}", session.name),
-            StatusCode::OK,
-        ),
-        None => (Method::POST, "/v1/sessions".to_owned(), StatusCode::CREATED),
-    };
-    let response = match send(
-        args.cas.as_deref(),
-        method,
-        &path,
-        Some(text.as_bytes().to_vec()),
-    ) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    if response.status != expected {
-        return rejected(&response);
+    let (name, updates) = (session.name.as_str(), session.predecessor.is_some());
+    let written = with_cas(args.cas.as_deref(), |cas| async move {
+        if updates {
+            cas.update_session(name, &text).await
+        } else {
+            cas.create_session(&text).await
+        }
+    });
+    match written {
+        Ok(written) => accepted(&written),
+        Err(code) => code,
     }
-    accepted(session.name.as_str(), &response)
 }
 
 pub(crate) fn update(args: UploadArgs) -> ExitCode {
@@ -104,18 +90,15 @@ pub(crate) fn update(args: UploadArgs) -> ExitCode {
             Ok(loaded) => loaded,
             Err(code) => return code,
         };
-    let path = format!("/v1/sessions/{}", session.name);
+    let name = session.name.as_str();
     if session.predecessor.is_none() {
         // SCONE's behaviour: the predecessor is the version the CAS holds now.
-        let current = match send(args.cas.as_deref(), Method::GET, &path, None) {
-            Ok(r) if r.status == StatusCode::OK => r,
-            Ok(r) => return rejected(&r),
+        let hash = match with_cas(args.cas.as_deref(), |cas| async move {
+            cas.read_session(name).await
+        }) {
+            Ok(current) => current.hash,
             Err(code) => return code,
         };
-        let hash = current.json()["hash"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
         if !text.ends_with('\n') {
             text.push('\n');
         }
@@ -129,39 +112,25 @@ pub(crate) fn update(args: UploadArgs) -> ExitCode {
             );
         }
     }
-    let response = match send(
-        args.cas.as_deref(),
-        Method::PUT,
-        &path,
-        Some(text.as_bytes().to_vec()),
-    ) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    if response.status != StatusCode::OK {
-        return rejected(&response);
+    match with_cas(args.cas.as_deref(), |cas| async move {
+        cas.update_session(name, &text).await
+    }) {
+        Ok(written) => accepted(&written),
+        Err(code) => code,
     }
-    accepted(session.name.as_str(), &response)
 }
 
 pub(crate) fn read(args: ReadArgs) -> ExitCode {
-    let response = match send(
-        args.cas.as_deref(),
-        Method::GET,
-        &format!("/v1/sessions/{}", args.name),
-        None,
-    ) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    if response.status != StatusCode::OK {
-        return rejected(&response);
+    let name = args.name.as_str();
+    match with_cas(args.cas.as_deref(), |cas| async move {
+        cas.read_session(name).await
+    }) {
+        Ok(stored) => {
+            print!("{}", stored.session);
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
     }
-    print!(
-        "{}",
-        response.json()["session"].as_str().unwrap_or_default()
-    );
-    ExitCode::SUCCESS
 }
 
 pub(crate) fn verify(args: UploadArgs) -> ExitCode {
@@ -170,28 +139,19 @@ pub(crate) fn verify(args: UploadArgs) -> ExitCode {
             Ok(loaded) => loaded,
             Err(code) => return code,
         };
-    let response = match send(
-        args.cas.as_deref(),
-        Method::GET,
-        &format!("/v1/sessions/{}", session.name),
-        None,
-    ) {
-        Ok(r) => r,
+    let name = session.name.as_str();
+    let StoredSession {
+        hash: stored,
+        session: stored_text,
+        ..
+    } = match with_cas(args.cas.as_deref(), |cas| async move {
+        cas.read_session(name).await
+    }) {
+        Ok(stored) => stored,
         Err(code) => return code,
     };
-    if response.status != StatusCode::OK {
-        return rejected(&response);
-    }
-    let stored = response.json()["hash"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
     // A file without `predecessor` matches what `update` made of it: the file with the
     // stored version's predecessor filled in.
-    let stored_text = response.json()["session"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
     let mut local = session.hash.to_string();
     if session.predecessor.is_none()
         && let Some(predecessor) = custos_policy::parse("stored", &stored_text)
