@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use custos_cas::client::{CasClient, ClientIdentity, ServerTrust};
 use custos_cas::metrics::resident_bytes_of;
+use custos_client::{CasClient, ClientIdentity, ServerTrust};
 use hyper::{Method, StatusCode};
 
 /// A CAS started by the one orchestrator (`custos-harness`), its log in `dir/logs`.
@@ -97,7 +97,7 @@ fn main() {
     let cas = start(dir.path());
     let pid = cas.process.id();
     let addr = cas.addr.clone();
-    let key: custos_cas::identity::ClientId = cas.key_hash.parse().unwrap();
+    let key: custos_client::KeyHash = cas.key_hash.parse().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

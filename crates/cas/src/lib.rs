@@ -17,8 +17,6 @@
 pub mod api;
 pub mod attest;
 pub mod audit;
-#[cfg(feature = "client")]
-pub mod client;
 pub mod config;
 pub mod enclave;
 pub mod http;

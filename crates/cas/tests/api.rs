@@ -5,7 +5,7 @@ mod common;
 use common::{CasProcess, answer, create, get, update};
 use custos_attestation::sim::{PlatformPublicKey, TrustedPlatforms, verify_sim_quote};
 use custos_attestation::{ReportData, Verifier as _};
-use custos_cas::client::{CasClient, ClientIdentity, ServerTrust};
+use custos_client::{CasClient, ClientError, ClientIdentity, KeyHash, ServerTrust};
 use custos_protocol::audit::{AuditAction, AuditEvent};
 use custos_protocol::client::{
     AuditPage, PublicValues, SessionList, SessionWritten, StoredSession,
@@ -426,10 +426,7 @@ async fn the_cas_attests_its_own_tls_key() {
         exe,
         "MRENCLAVE is the CAS executable's hash"
     );
-    assert_eq!(
-        custos_cas::identity::ClientId::of_spki(&server_spki),
-        cas.key_hash
-    );
+    assert_eq!(KeyHash::of_spki(&server_spki), cas.key_hash);
     // Another nonce does not verify against this quote.
     let mut other = server_spki.clone();
     other.extend_from_slice(&[0u8; 32]);
@@ -448,18 +445,13 @@ async fn the_cas_attests_its_own_tls_key() {
     assert!(health.warnings[0].contains("SIMULATION"));
 
     // A client pinned to another key refuses the CAS.
-    let wrong = CasClient::new(
-        &cas.addr,
-        None,
-        ServerTrust::Pinned(custos_cas::identity::ClientId::from_bytes([9; 32])),
-    )
-    .unwrap();
-    let err = wrong
-        .request(Method::GET, "/healthz", None)
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("expected the pinned"), "{err}");
-    assert!(err.to_string().contains("attest the CAS again"), "{err}");
+    let wrong = CasClient::new(&cas.addr, None, ServerTrust::Pinned(KeyHash([9; 32]))).unwrap();
+    match wrong.health().await {
+        Err(ClientError::PinMismatch {
+            expected, actual, ..
+        }) => assert_eq!((expected, actual), (KeyHash([9; 32]), cas.key_hash)),
+        other => panic!("expected a pin mismatch, got {other:?}"),
+    }
 }
 
 #[test]

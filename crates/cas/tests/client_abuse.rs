@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{CasProcess, create, get, update};
-use custos_cas::client::ClientIdentity;
+use custos_client::ClientIdentity;
 use custos_protocol::client::{PublicValues, SessionWritten, StoredSession};
 use custos_protocol::{ErrorBody, ErrorDetail};
 use http_body_util::{BodyExt, Full};
@@ -37,9 +37,7 @@ async fn request_from(
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(custos_tls::pinned_server_verifier(custos_tls::KeyHash(
-            *cas.key_hash.as_bytes(),
-        )))
+        .with_custom_certificate_verifier(custos_tls::pinned_server_verifier(cas.key_hash))
         .with_client_auth_cert(vec![identity.certificate.clone()], identity.key.clone_key())
         .unwrap();
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))

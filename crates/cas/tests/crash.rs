@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{CasProcess, get};
-use custos_cas::client::ClientIdentity;
+use custos_client::ClientIdentity;
 use custos_protocol::client::{SessionList, SessionWritten, StoredSession};
 use hyper::{Method, StatusCode};
 

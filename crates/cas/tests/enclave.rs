@@ -16,7 +16,7 @@ use common::{CasProcess, create, get, wait_until};
 use custos_attestation::ReportData;
 use custos_attestation::claims::{MrEnclave, MrSigner};
 use custos_attestation::sim::{PlatformKey, SimReport};
-use custos_cas::client::ClientIdentity;
+use custos_client::ClientIdentity;
 use custos_protocol::audit::AuditAction;
 use custos_protocol::client::AuditPage;
 use custos_protocol::enclave::{
@@ -163,7 +163,7 @@ impl Runtime {
             x: URL_SAFE_NO_PAD.encode(&point[..32]),
             y: URL_SAFE_NO_PAD.encode(&point[32..]),
         };
-        let pin = custos_tls::KeyHash(*cas.key_hash.as_bytes());
+        let pin = cas.key_hash;
         let tls = rustls::ClientConfig::builder_with_provider(custos_tls::provider())
             .with_safe_default_protocol_versions()
             .unwrap()

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{CasProcess, get};
-use custos_cas::client::{CasClient, ClientIdentity, ServerTrust};
+use custos_client::{CasClient, ClientIdentity, ServerTrust};
 use hyper::Method;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;

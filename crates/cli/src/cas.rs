@@ -2,20 +2,18 @@
 //! connection to a pinned CAS that every other CAS command uses.
 //!
 //! The CLI never trusts a CAS it has not attested: its key must be pinned in the CLI
-//! configuration. Attesting checks the CAS's evidence binds the key it presented in this
-//! very TLS connection (`report_data[0..32] = SHA-256(SPKI ‖ nonce)` with a fresh nonce),
-//! then checks what the evidence says against the flags.
+//! configuration. Attesting is `custos_client::attest` (the CAS's evidence binds the key it
+//! presented in this very TLS connection and a fresh nonce); this module turns the flags into
+//! its expectations and prints.
 
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Subcommand;
-use custos_attestation::claims::EvidenceKind;
-use custos_attestation::policy::{Check, Decision, evaluate};
-use custos_attestation::sim::{PlatformPublicKey, SimQuoteVerifier, TrustedPlatforms};
-use custos_attestation::{UnixTime, Verifier as _};
-use custos_cas::client::{CasClient, ClientError, ServerTrust};
-use custos_cas::identity::ClientId;
+use custos_attestation::claims::{Claims, EvidenceKind};
+use custos_attestation::policy::{Check, ServicePolicy};
+use custos_client::attest::{self, AttestError, Expectations, HardwareError};
+use custos_client::{CasClient, ClientError, KeyHash, ServerTrust};
 
 pub(crate) use crate::attest_flags::AttestArgs;
 use crate::config::{CliConfig, PinnedCas, normalize_addr, not_attested};
@@ -72,134 +70,33 @@ fn attest(args: Box<AttestArgs>) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(2, [e]),
     };
-    let mut nonce = [0u8; 32];
-    if aws_lc_rs::rand::fill(&mut nonce).is_err() {
-        return fail(
-            1,
-            ["cannot make a nonce: random number generator failed".to_owned()],
-        );
-    }
-    let client = match CasClient::new(&addr, None, ServerTrust::AttestationOnly) {
-        Ok(c) => c,
-        Err(e) => return fail(1, [e.to_string()]),
+    let fetched = match runtime().block_on(attest::fetch_evidence(&addr)) {
+        Ok(fetched) => fetched,
+        Err(e) => return fail(1, attest_error_lines(&e)),
     };
-    let (body, server_spki) = match runtime().block_on(client.evidence(&nonce)) {
-        Ok(answer) => answer,
-        Err(e) => {
-            let mut lines = error_lines(&e);
-            lines[0] = format!("CAS {addr} did not give evidence: {}", lines[0]);
-            return fail(1, lines);
-        }
-    };
-    let kind = body.evidence.kind.as_str();
-    let quote = &body.evidence.quote;
-    let mut runtime_data = server_spki.clone();
-    runtime_data.extend_from_slice(&nonce);
-    let key_hash = ClientId::of_spki(&server_spki);
-    if let Some(expected) = args.cas_key_hash
-        && expected != key_hash
-    {
+    // Hardware evidence names no identity of its own the flags could accept: ask for one
+    // before verifying (Custos has no built-in CAS signer).
+    if fetched.kind() == Some(EvidenceKind::SgxQuote) && !args.names_an_identity() {
         return fail(
             1,
             [format!(
-                "CAS {addr}: key hash (-c): expected {expected}, actual {key_hash}"
+                "CAS {addr}: give the CAS's MRENCLAVE with --mrenclave, or its signer with --mrsigner, --isvprodid and --isvsvn (Custos has no built-in CAS signer; for testing only: --only-for-testing-trust-any)"
             )],
         );
     }
-
-    let claims = match kind.parse::<EvidenceKind>() {
-        Ok(EvidenceKind::SimQuote) => {
-            if !args.only_for_testing_trust_any {
-                return fail(
-                    1,
-                    [format!(
-                        "CAS {addr} gave simulated evidence (sim-quote), which proves nothing: accept it only for testing, with --only-for-testing-trust-any"
-                    )],
-                );
-            }
-            let platform = body
-                .platform_key
-                .as_deref()
-                .and_then(|p| PlatformPublicKey::from_spki_pem(p.as_bytes()).ok());
-            let Some(platform) = platform else {
-                return fail(
-                    1,
-                    [format!(
-                        "CAS {addr}: simulated evidence without a usable platform key"
-                    )],
-                );
-            };
-            let verifier = SimQuoteVerifier::new(TrustedPlatforms::from_ids([platform.id()]));
-            match verifier.verify(quote, &runtime_data, UnixTime::now()) {
-                Ok(claims) => claims,
-                Err(e) => {
-                    return fail(1, [format!("CAS {addr}: evidence rejected: {e}")]);
-                }
-            }
-        }
-        Ok(EvidenceKind::SgxQuote) => {
-            if !args.names_an_identity() {
-                return fail(
-                    1,
-                    [format!(
-                        "CAS {addr}: give the CAS's MRENCLAVE with --mrenclave, or its signer with --mrsigner, --isvprodid and --isvsvn (Custos has no built-in CAS signer; for testing only: --only-for-testing-trust-any)"
-                    )],
-                );
-            }
-            match crate::evidence::verify_bound_sgx_quote(
-                quote,
-                &runtime_data,
-                &args.collateral,
-                &args.pccs_options,
-                args.root_ca.as_deref(),
-                args.verify_at(),
-            ) {
-                Ok(claims) => claims,
-                Err(crate::evidence::Failure::Input(message)) => return fail(2, [message]),
-                Err(crate::evidence::Failure::Rejected(reasons)) => {
-                    return fail(
-                        1,
-                        reasons
-                            .into_iter()
-                            .map(|r| format!("CAS {addr}: evidence rejected: {r}")),
-                    );
-                }
-            }
-        }
-        Ok(other) => {
-            return fail(
-                1,
-                [format!(
-                    "CAS {addr} gave {other} evidence; a CAS attests with sgx-quote (hardware) or sim-quote (simulation)"
-                )],
-            );
-        }
-        Err(e) => return fail(1, [format!("CAS {addr}: {e}")]),
+    let cas = match fetched.verify(&FlagExpectations(&args)) {
+        Ok(cas) => cas,
+        Err(AttestError::Unverifiable { reason, .. }) => return fail(2, [reason]),
+        Err(e) => return fail(1, attest_error_lines(&e)),
     };
-
-    let policy = match args.policy(&claims) {
-        Ok(policy) => policy,
-        Err(refusal) => return fail(1, [format!("CAS {addr}: {refusal}")]),
-    };
-    if let Decision::Deny(denials) = evaluate(&claims, &policy) {
-        return fail(
-            1,
-            denials.iter().map(|d| {
-                let hint = match d.check {
-                    Check::Debug => " (accept it only for testing, with --only-for-testing-debug)",
-                    Check::TcbStatus => " (tolerate it with -G, -C or -S)",
-                    _ => "",
-                };
-                format!("CAS {addr}: {d}{hint}")
-            }),
-        );
-    }
-    let simulated = claims.evidence() == EvidenceKind::SimQuote;
+    let claims = &cas.claims;
+    let kind = claims.evidence();
+    let simulated = kind == EvidenceKind::SimQuote;
     let pinned = PinnedCas {
-        key_hash,
-        certificate: body.certificate.clone(),
+        key_hash: cas.key_hash,
+        certificate: cas.certificate.clone(),
         mrenclave: claims.mrenclave().to_hex(),
-        evidence: kind.to_owned(),
+        evidence: kind.as_str().to_owned(),
         testing_only: simulated || claims.debug() || args.only_for_testing_trust_any,
         attested_at: SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -210,7 +107,7 @@ fn attest(args: Box<AttestArgs>) -> ExitCode {
         return fail(2, [e]);
     }
     println!("CAS {addr} attested and pinned (default CAS)");
-    println!("key hash: {key_hash}");
+    println!("key hash: {}", cas.key_hash);
     println!("mrenclave: {}", claims.mrenclave());
     let note = match (simulated, claims.debug()) {
         (true, _) => " (SIMULATED, debug: accepted for testing only)".to_owned(),
@@ -218,13 +115,84 @@ fn attest(args: Box<AttestArgs>) -> ExitCode {
         (false, false) => String::new(),
     };
     println!("evidence: {kind}{note}");
-    if claims.evidence() == EvidenceKind::SgxQuote {
+    if kind == EvidenceKind::SgxQuote {
         println!("tcb: {}", claims.tcb().status);
         if !claims.tcb().advisory_ids.is_empty() {
             println!("advisories: {}", claims.tcb().advisory_ids.join(", "));
         }
     }
     ExitCode::SUCCESS
+}
+
+/// What `custos cas attest`'s flags accept of a CAS.
+struct FlagExpectations<'a>(&'a AttestArgs);
+
+impl Expectations for FlagExpectations<'_> {
+    fn key_hash(&self) -> Option<KeyHash> {
+        self.0.cas_key_hash
+    }
+
+    fn accepts_simulation(&self) -> bool {
+        self.0.only_for_testing_trust_any
+    }
+
+    fn verify_sgx_quote(&self, quote: &[u8], runtime_data: &[u8]) -> Result<Claims, HardwareError> {
+        let args = self.0;
+        crate::evidence::verify_bound_sgx_quote(
+            quote,
+            runtime_data,
+            &args.collateral,
+            &args.pccs_options,
+            args.root_ca.as_deref(),
+            args.verify_at(),
+        )
+        .map_err(|failure| match failure {
+            crate::evidence::Failure::Input(message) => HardwareError::Unverifiable(message),
+            crate::evidence::Failure::Rejected(reasons) => HardwareError::Rejected(reasons),
+        })
+    }
+
+    fn policy(&self, claims: &Claims) -> Result<ServicePolicy, String> {
+        self.0.policy(claims)
+    }
+}
+
+/// A refused attestation as lines, each naming the CAS, with the flag that would accept what
+/// a check refused.
+fn attest_error_lines(error: &AttestError) -> Vec<String> {
+    match error {
+        AttestError::Fetch { addr, source } => {
+            let mut lines = error_lines(source);
+            lines[0] = format!("CAS {addr} did not give evidence: {}", lines[0]);
+            lines
+        }
+        AttestError::KeyHash {
+            addr,
+            expected,
+            actual,
+        } => vec![format!(
+            "CAS {addr}: key hash (-c): expected {expected}, actual {actual}"
+        )],
+        AttestError::SimulationRefused { .. } => vec![format!(
+            "{error}: accept it only for testing, with --only-for-testing-trust-any"
+        )],
+        AttestError::Rejected { addr, reasons } => reasons
+            .iter()
+            .map(|r| format!("CAS {addr}: evidence rejected: {r}"))
+            .collect(),
+        AttestError::Denied { addr, denials } => denials
+            .iter()
+            .map(|d| {
+                let hint = match d.check {
+                    Check::Debug => " (accept it only for testing, with --only-for-testing-debug)",
+                    Check::TcbStatus => " (tolerate it with -G, -C or -S)",
+                    _ => "",
+                };
+                format!("CAS {addr}: {d}{hint}")
+            })
+            .collect(),
+        other => vec![other.to_string()],
+    }
 }
 
 fn list() -> ExitCode {

@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
-use custos_cas::client::ClientIdentity;
-use custos_cas::identity::ClientId;
+use custos_client::{ClientIdentity, KeyHash};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
@@ -20,7 +19,8 @@ use zeroize::Zeroizing;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct PinnedCas {
     /// SHA-256 of the CAS certificate's public key: the pin.
-    pub key_hash: ClientId,
+    #[serde(with = "key_hash_hex")]
+    pub key_hash: KeyHash,
     /// The CAS certificate (PEM), for reference.
     pub certificate: String,
     /// The MRENCLAVE its evidence reported.
@@ -114,13 +114,9 @@ impl CliConfig {
     pub fn identity(&mut self) -> Result<ClientIdentity, String> {
         if self.stored.identity.is_none() {
             let id = ClientIdentity::generate("custos-cli").map_err(|e| e.to_string())?;
-            let key = match &id.key {
-                PrivateKeyDer::Pkcs8(k) => pem("PRIVATE KEY", k.secret_pkcs8_der()),
-                _ => return Err("generated key is not PKCS#8".into()),
-            };
             self.stored.identity = Some(StoredIdentity {
-                certificate: pem("CERTIFICATE", &id.certificate).to_string(),
-                private_key: key.to_string(),
+                certificate: id.certificate_pem(),
+                private_key: id.private_key_pem().to_string(),
             });
             self.save()?;
         }
@@ -174,8 +170,19 @@ pub(crate) fn not_attested(addr: &str) -> String {
     format!("CAS {addr} is not attested: run `custos cas attest {addr}` first")
 }
 
-fn pem(label: &str, der: &[u8]) -> Zeroizing<String> {
-    Zeroizing::new(custos_cas::secrets::pem(label, der))
+/// A key hash in the file as its 64 hex digits.
+mod key_hash_hex {
+    use custos_client::KeyHash;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(hash: &KeyHash, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(hash)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<KeyHash, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address → `host:port`, port 8081

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::{code, err, out, start_cas, start_cas_with};
-use custos_cas::config::{Config, EvidenceMode};
 
 fn sample(file: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -40,7 +39,8 @@ fn custos(config: &Path, args: &[&str]) -> Output {
 #[test]
 fn attest_then_create_update_read_verify_the_sample() {
     let dir = tempfile::tempdir().unwrap();
-    let addr = start_cas(&dir.path().join("cas"));
+    let cas = start_cas(&dir.path().join("cas"));
+    let addr = cas.addr.clone();
     let alice = dir.path().join("alice.json");
     let ns = sample("namespace.template.yml");
     let session = sample("session.template.yml");
@@ -105,8 +105,9 @@ fn attest_then_create_update_read_verify_the_sample() {
         "{}",
         err(&o)
     );
+    // A simulated CAS's MRENCLAVE is the hash of its executable.
     let measured =
-        custos_attestation::sim::measure_executable(&std::env::current_exe().unwrap()).unwrap();
+        custos_attestation::sim::measure_executable(&custos_e2e::bin("custos-cas")).unwrap();
     let o = custos(
         &alice,
         &[
@@ -223,15 +224,14 @@ fn gramine_dir(dir: &Path) -> PathBuf {
     gramine
 }
 
-/// A CAS in `dir/cas` attesting itself with Gramine's files in `gramine`.
-fn gramine_config(dir: &Path, gramine: PathBuf) -> Config {
-    Config {
-        data_dir: dir.join("cas"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        evidence: EvidenceMode::Gramine,
-        gramine_dir: Some(gramine),
-        ..Config::default()
-    }
+/// The flags of a CAS attesting itself with Gramine's files in `gramine`.
+fn gramine_flags(gramine: &Path) -> [&str; 4] {
+    [
+        "--evidence",
+        "gramine",
+        "--gramine-dir",
+        gramine.to_str().unwrap(),
+    ]
 }
 
 fn attestation_data(file: &str) -> String {
@@ -247,15 +247,13 @@ fn attestation_data(file: &str) -> String {
 fn a_cas_in_gramine_serves_dcap_quotes_bound_to_its_key_and_the_cli_checks_them() {
     let dir = tempfile::tempdir().unwrap();
     let gramine = gramine_dir(dir.path());
-    let addr = start_cas_with(gramine_config(dir.path(), gramine.clone()));
+    let cas = start_cas_with(&dir.path().join("cas"), &gramine_flags(&gramine));
+    let addr = cas.addr.clone();
 
     // The CAS writes SHA-256(its SPKI ‖ nonce) to user_report_data before reading the quote.
-    let client = custos_cas::client::CasClient::new(
-        &addr,
-        None,
-        custos_cas::client::ServerTrust::AttestationOnly,
-    )
-    .unwrap();
+    let client =
+        custos_client::CasClient::new(&addr, None, custos_client::ServerTrust::AttestationOnly)
+            .unwrap();
     let nonce = hex::decode("00112233445566778899aabbccddeeff").unwrap();
     let (body, server_spki) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -330,15 +328,15 @@ fn a_cas_in_gramine_serves_dcap_quotes_bound_to_its_key_and_the_cli_checks_them(
 #[test]
 fn a_gramine_cas_outside_an_enclave_stops_at_start_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let config = gramine_config(dir.path(), dir.path().join("no-attestation"));
-    let started = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(custos_cas::server::Cas::start(&config));
-    let Err(error) = started else {
-        panic!("no enclave, no CAS")
-    };
-    let error = error.to_string();
+    let output = Command::new(custos_e2e::bin("custos-cas"))
+        .arg("--data-dir")
+        .arg(dir.path().join("cas"))
+        .args(["--listen", "127.0.0.1:0", "--enclave-listen", "127.0.0.1:0"])
+        .args(gramine_flags(&dir.path().join("no-attestation")))
+        .env_remove("CUSTOS_CAS_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "no enclave, no CAS");
+    let error = err(&output);
     assert!(error.contains("no-attestation/user_report_data"), "{error}");
 }

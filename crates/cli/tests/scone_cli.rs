@@ -82,7 +82,8 @@ fn repo(path: &str) -> String {
 #[test]
 fn the_samples_attest_script_and_session_commands_run_unchanged_with_scone_linked_to_custos() {
     let cas_dir = tempfile::tempdir().unwrap();
-    let addr = start_cas(cas_dir.path());
+    let cas = start_cas(cas_dir.path());
+    let addr = cas.addr.clone();
     let cli = Cli::new();
 
     // The seed's script, byte for byte: `scone cas attest -G -C -S --only_for_testing-debug
@@ -187,7 +188,7 @@ fn the_samples_attest_script_and_session_commands_run_unchanged_with_scone_linke
     assert_eq!(out(&cli.custos(&["self", "show"])), out(&shown));
     let der = rustls_pki_types::CertificateDer::from_pem_slice(certificate.as_bytes()).unwrap();
     assert_eq!(
-        custos_cas::identity::ClientId::of_certificate(&der)
+        custos_client::KeyHash::of_certificate(&der)
             .unwrap()
             .to_string(),
         key_hash
@@ -258,7 +259,8 @@ fn the_samples_attest_script_and_session_commands_run_unchanged_with_scone_linke
 #[test]
 fn cas_attest_pins_the_signer_and_the_key_hash() {
     let cas_dir = tempfile::tempdir().unwrap();
-    let addr = start_cas(cas_dir.path());
+    let cas = start_cas(cas_dir.path());
+    let addr = cas.addr.clone();
     let cli = Cli::new();
     // A simulated CAS reports a zero MRSIGNER, product id 0 and security version 0.
     let zero = "00".repeat(32);
@@ -363,7 +365,8 @@ fn cas_attest_pins_the_signer_and_the_key_hash() {
 #[test]
 fn the_repositorys_attest_script_attests_with_custos() {
     let cas_dir = tempfile::tempdir().unwrap();
-    let addr = start_cas(cas_dir.path());
+    let cas = start_cas(cas_dir.path());
+    let addr = cas.addr.clone();
     let cli = Cli::new();
     let o = cli
         .command("bash")

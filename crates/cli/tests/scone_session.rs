@@ -45,10 +45,11 @@ fn session(valid_for: &str, predecessor: Option<&str>) -> String {
 #[test]
 fn create_with_a_predecessor_updates_and_expiring_certificates_warn() {
     let dir = tempfile::tempdir().unwrap();
-    let addr = start_cas(&dir.path().join("cas"));
+    let cas = start_cas(&dir.path().join("cas"));
+    let addr = cas.addr.clone();
     let me = dir.path().join("me.json");
     let measured =
-        custos_attestation::sim::measure_executable(&std::env::current_exe().unwrap()).unwrap();
+        custos_attestation::sim::measure_executable(&custos_e2e::bin("custos-cas")).unwrap();
     let o = custos(
         &me,
         &[

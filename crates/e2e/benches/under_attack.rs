@@ -53,7 +53,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use custos_cas::client::{CasClient, ClientIdentity};
+use custos_client::{CasClient, ClientIdentity};
 use custos_e2e::{CasClientExt as _, World, measurement, run_command};
 use custos_protocol::base64url;
 use custos_protocol::enclave::{

@@ -20,8 +20,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use custos_cas::client::{CasClient, ClientError, ClientIdentity, ServerTrust};
-use custos_cas::identity::ClientId;
+use custos_client::{CasClient, ClientError, ClientIdentity, KeyHash, ServerTrust};
 pub use custos_harness::{Cas, Emulator, Las, Launcher, Log, Process};
 use custos_protocol::audit::{AuditAction, AuditEntry, AuditEvent};
 use custos_protocol::client::SessionWritten;
@@ -93,7 +92,7 @@ pub trait CasClientExt {
 
 impl CasClientExt for Cas {
     fn client(&self, identity: &ClientIdentity) -> CasClient {
-        let pin: ClientId = self.key_hash.parse().expect("key hash");
+        let pin: KeyHash = self.key_hash.parse().expect("key hash");
         CasClient::new(&self.addr, Some(identity), ServerTrust::Pinned(pin)).expect("client")
     }
 }

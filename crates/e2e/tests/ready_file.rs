@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use custos_cas::client::{CasClient, ClientIdentity, ServerTrust};
+use custos_client::{CasClient, ClientIdentity, ServerTrust};
 use custos_e2e::{bin, launcher};
 use custos_harness::ready::{self, CasReady, EmulatorReady, LasReady};
 

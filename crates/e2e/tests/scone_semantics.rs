@@ -7,7 +7,7 @@
 //! - an expired generated certificate is refused at start, naming it and its dates, and
 //!   the create that made it said it would expire.
 
-use custos_cas::client::ClientError;
+use custos_client::ClientError;
 use custos_e2e::{World, stderr, stdout};
 
 const NAMESPACE: &str = "name: ns\nversion: \"0.3\"\n";

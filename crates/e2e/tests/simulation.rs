@@ -134,7 +134,7 @@ fn simulated_evidence_is_refused_by_a_cas_that_trusts_no_platform_key() {
     let launcher = custos_e2e::launcher(dir.path());
     let las = launcher.las(&dir.path().join("las")).unwrap();
     let cas = launcher.cas(&dir.path().join("cas"), &[]).unwrap();
-    let owner = custos_cas::client::ClientIdentity::generate("owner").unwrap();
+    let owner = custos_client::ClientIdentity::generate("owner").unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client = cas.client(&owner);
     let app = format!(
@@ -230,7 +230,7 @@ fn a_cas_can_trust_the_platform_key_its_las_announces() {
         "{}",
         cas.process.logs()
     );
-    let owner = custos_cas::client::ClientIdentity::generate("owner").unwrap();
+    let owner = custos_client::ClientIdentity::generate("owner").unwrap();
     let client = cas.client(&owner);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let app = format!(

@@ -141,16 +141,15 @@ impl ServerCertVerifier for KeyVerifier {
         match self.pin {
             None => Ok(ServerCertVerified::assertion()),
             Some(pin) if pin == seen => Ok(ServerCertVerified::assertion()),
-            Some(pin) => {
-                // `General` keeps the message readable where the TLS error is reported.
-                Err(rustls::Error::General(
-                    PinMismatch {
-                        expected: pin,
-                        actual: seen,
-                    }
-                    .to_string(),
-                ))
-            }
+            // Typed, so a client can tell a re-keyed (or another) server from other TLS
+            // failures by downcasting; `Other` (not `InvalidCertificate`, which would print
+            // it as `Debug`) keeps the message readable where the TLS error is reported.
+            Some(pin) => Err(rustls::Error::Other(rustls::OtherError(Arc::new(
+                PinMismatch {
+                    expected: pin,
+                    actual: seen,
+                },
+            )))),
         }
     }
 

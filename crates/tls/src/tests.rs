@@ -190,12 +190,23 @@ mod pinning {
 
         let other =
             load_certified_key(&fixture("leaf-rsa.crt"), &fixture("leaf-rsa.pkcs1.key")).unwrap();
+        let actual = KeyHash::of_certificate(&other.cert[0]).unwrap();
         let error = connect_pinned(other, pin).unwrap_err();
         let message = error.to_string();
         assert!(
             message.contains(&format!("expected the pinned {pin}")),
             "{message}"
         );
+        // Typed, for clients to tell it from other TLS failures.
+        let mismatch = error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+            .and_then(|e| match e {
+                rustls::Error::Other(other) => other.0.downcast_ref::<PinMismatch>(),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("not a PinMismatch: {error:?}"));
+        assert_eq!((mismatch.expected, mismatch.actual), (pin, actual));
     }
 
     #[test]

@@ -6,8 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use custos_cas::client::{CasClient, ClientIdentity, Response, ServerTrust};
-use custos_cas::identity::ClientId;
+use custos_client::{CasClient, ClientIdentity, KeyHash, Response, ServerTrust};
 use custos_harness::{Launcher, Process};
 use hyper::Method;
 use serde::de::DeserializeOwned;
@@ -17,7 +16,7 @@ pub struct CasProcess {
     pub addr: String,
     /// The enclave API's address.
     pub enclave_addr: String,
-    pub key_hash: ClientId,
+    pub key_hash: KeyHash,
     pub data_dir: PathBuf,
     /// Its log and ready file.
     _logs: tempfile::TempDir,

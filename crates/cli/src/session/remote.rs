@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use custos_cas::client::{CasClient, ClientError};
+use custos_client::{CasClient, ClientError};
 use custos_protocol::client::{SessionWritten, StoredSession};
 
 use crate::cas::{error_lines, fail, pinned_client, runtime};

@@ -1,39 +1,37 @@
-//! What the CLI's process tests share: a real CAS (the `custos-cas` library serving TLS on a
-//! loopback port in the test process) and reading a finished `custos` process.
+//! What the CLI's process tests share: a real `custos-cas` process (started by the one
+//! orchestrator, `custos-harness`, through the e2e tests' launcher) and reading a finished
+//! `custos` process.
 // Each test binary uses its own subset.
 #![allow(dead_code)]
 
 use std::path::Path;
 use std::process::Output;
 
-use custos_cas::config::Config;
-use custos_cas::server::Cas;
-
-/// A CAS with simulated evidence and its data in `dir`; its address.
-pub fn start_cas(dir: &Path) -> String {
-    start_cas_with(Config {
-        data_dir: dir.to_owned(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Config::default()
-    })
+/// A running `custos-cas`, stopped when dropped.
+pub struct RunningCas {
+    /// Its client API address.
+    pub addr: String,
+    _cas: custos_e2e::Cas,
+    _logs: tempfile::TempDir,
 }
 
-/// A CAS with `config`, serving on its own thread until the test process ends; its address.
-pub fn start_cas_with(config: Config) -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let cas = Cas::start(&config).await.unwrap();
-            tx.send(cas.local_addr.to_string()).unwrap();
-            cas.serve().await;
-        });
-    });
-    rx.recv().unwrap()
+/// A CAS with simulated evidence and its data in `dir`.
+pub fn start_cas(dir: &Path) -> RunningCas {
+    start_cas_with(dir, &[])
+}
+
+/// A CAS with its data in `dir`, started with `flags`.
+pub fn start_cas_with(dir: &Path, flags: &[&str]) -> RunningCas {
+    let logs = tempfile::tempdir().expect("a log directory");
+    let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+    let cas = custos_e2e::launcher(logs.path())
+        .cas(dir, &flags)
+        .unwrap_or_else(|e| panic!("{e}"));
+    RunningCas {
+        addr: cas.addr.clone(),
+        _cas: cas,
+        _logs: logs,
+    }
 }
 
 pub fn out(o: &Output) -> String {

@@ -1,5 +1,5 @@
-//! A small client of the CAS client API (feature `client`): for the `custos` CLI, the tests
-//! and the benchmark. Not part of the CAS server.
+//! A client of one CAS's client API (`docs/cas.md` § The client API): typed calls on the
+//! `custos_protocol::client` types, and raw requests for whatever else.
 //!
 //! The server is trusted by pin — the SHA-256 of its certificate's public key, learnt by
 //! attesting it — never by a name or a CA, so an IP address works as well as a host name.
@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -27,7 +27,9 @@ use custos_protocol::client::{
 use custos_protocol::{ErrorBody, ErrorDetail};
 use serde::de::DeserializeOwned;
 
-use crate::identity::{ClientId, spki_of_certificate};
+use custos_tls::{PinMismatch, spki_of_certificate};
+
+use crate::identity::ClientIdentity;
 
 /// Why a request failed before an HTTP answer arrived.
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +42,20 @@ pub enum ClientError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The TLS handshake failed (for a pinned CAS: its key is not the pinned one).
-    #[error("TLS with {addr} failed: {source}{}", rekey_hint(source))]
+    /// The CAS's key is not the pinned one: another server, or the CAS was re-keyed.
+    #[error(
+        "CAS {addr}: its key hash is {actual}, expected the pinned {expected} (attest the CAS again if it was re-keyed)"
+    )]
+    PinMismatch {
+        /// The address.
+        addr: String,
+        /// The pinned key hash.
+        expected: KeyHash,
+        /// The key hash of the certificate the server presented.
+        actual: KeyHash,
+    },
+    /// The TLS handshake failed.
+    #[error("TLS with {addr} failed: {source}")]
     Tls {
         /// The address.
         addr: String,
@@ -81,71 +95,15 @@ pub enum ClientError {
     },
 }
 
-/// A CAS that is not the pinned one may simply have been re-keyed: say what to do.
-///
-/// Recognised by [`custos_tls::PinMismatch`]'s text: the verifier reports it as rustls's
-/// `General` error so it reads well (a typed error would print as `Debug`); `tests/api.rs`
-/// checks the two stay together.
-fn rekey_hint(source: &std::io::Error) -> &'static str {
-    if source.to_string().contains("expected the pinned") {
-        " (attest the CAS again if it was re-keyed)"
-    } else {
-        ""
-    }
-}
-
 /// How the client trusts the CAS.
 #[derive(Debug, Clone, Copy)]
 pub enum ServerTrust {
-    /// Only a certificate whose public key has this hash.
-    Pinned(ClientId),
+    /// Only a certificate whose public key has this hash (the CAS's key hash, learnt by
+    /// attesting it: [`crate::attest`]).
+    Pinned(KeyHash),
     /// Any certificate: only for fetching evidence that the caller then binds to the
     /// certificate seen ([`Response::server_spki`]).
     AttestationOnly,
-}
-
-/// A client certificate and its key.
-#[derive(Debug)]
-pub struct ClientIdentity {
-    /// The certificate, DER.
-    pub certificate: CertificateDer<'static>,
-    /// The private key.
-    pub key: PrivateKeyDer<'static>,
-}
-
-impl Clone for ClientIdentity {
-    fn clone(&self) -> Self {
-        Self {
-            certificate: self.certificate.clone(),
-            key: self.key.clone_key(),
-        }
-    }
-}
-
-impl ClientIdentity {
-    /// A new P-256 key with a self-signed certificate naming `common_name`.
-    pub fn generate(common_name: &str) -> Result<Self, ClientError> {
-        let error = |e: rcgen::Error| ClientError::Identity(e.to_string());
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(error)?;
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(error)?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, common_name);
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - std::time::Duration::from_secs(3600);
-        params.not_after = now + std::time::Duration::from_secs(20 * 365 * 24 * 3600);
-        let cert = params.self_signed(&key).map_err(error)?;
-        Ok(Self {
-            certificate: cert.der().clone(),
-            key: PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        })
-    }
-
-    /// The identity the CAS sees: SHA-256 of the certificate's public key.
-    pub fn id(&self) -> Result<ClientId, ClientError> {
-        ClientId::of_certificate(&self.certificate)
-            .map_err(|e| ClientError::Identity(e.to_string()))
-    }
 }
 
 /// An HTTP answer.
@@ -228,9 +186,7 @@ impl CasClient {
     ) -> Result<Self, ClientError> {
         let provider = custos_tls::provider();
         let verifier = match trust {
-            ServerTrust::Pinned(pin) => {
-                custos_tls::pinned_server_verifier(KeyHash(*pin.as_bytes()))
-            }
+            ServerTrust::Pinned(pin) => custos_tls::pinned_server_verifier(pin),
             ServerTrust::AttestationOnly => custos_tls::unauthenticated_server_verifier(),
         };
         let builder = ClientConfig::builder_with_provider(provider)
@@ -278,17 +234,13 @@ impl CasClient {
             .connector
             .connect(name, tcp)
             .await
-            .map_err(|source| ClientError::Tls {
-                addr: self.addr.clone(),
-                source,
-            })?;
+            .map_err(|source| tls_error(&self.addr, source))?;
         let server_spki = tls
             .get_ref()
             .1
             .peer_certificates()
             .and_then(|c| c.first())
             .and_then(|c| spki_of_certificate(c).ok())
-            .map(<[u8]>::to_vec)
             .unwrap_or_default();
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
@@ -465,4 +417,28 @@ impl Connection {
 /// `text` encoded for a URL query.
 fn query_value(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// The handshake's failure: [`ClientError::PinMismatch`] when the pinned-key verifier refused
+/// the server's key (its typed error travels inside rustls's and tokio-rustls's), else
+/// [`ClientError::Tls`].
+fn tls_error(addr: &str, source: std::io::Error) -> ClientError {
+    let mismatch = source
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+        .and_then(|e| match e {
+            rustls::Error::Other(other) => other.0.downcast_ref::<PinMismatch>(),
+            _ => None,
+        });
+    match mismatch {
+        Some(mismatch) => ClientError::PinMismatch {
+            addr: addr.to_owned(),
+            expected: mismatch.expected,
+            actual: mismatch.actual,
+        },
+        None => ClientError::Tls {
+            addr: addr.to_owned(),
+            source,
+        },
+    }
 }
