@@ -420,21 +420,14 @@ fn query_value(text: &str) -> String {
 }
 
 /// The handshake's failure: [`ClientError::PinMismatch`] when the pinned-key verifier refused
-/// the server's key (its typed error travels inside rustls's and tokio-rustls's), else
-/// [`ClientError::Tls`].
+/// the server's key, else [`ClientError::Tls`].
 fn tls_error(addr: &str, source: std::io::Error) -> ClientError {
-    let mismatch = source
-        .get_ref()
-        .and_then(|e| e.downcast_ref::<rustls::Error>())
-        .and_then(|e| match e {
-            rustls::Error::Other(other) => other.0.downcast_ref::<PinMismatch>(),
-            _ => None,
-        });
+    let mismatch = PinMismatch::of_handshake(&source).map(|m| (m.expected, m.actual));
     match mismatch {
-        Some(mismatch) => ClientError::PinMismatch {
+        Some((expected, actual)) => ClientError::PinMismatch {
             addr: addr.to_owned(),
-            expected: mismatch.expected,
-            actual: mismatch.actual,
+            expected,
+            actual,
         },
         None => ClientError::Tls {
             addr: addr.to_owned(),

@@ -209,3 +209,14 @@ pub struct PinMismatch {
     /// The server's.
     pub actual: KeyHash,
 }
+
+impl PinMismatch {
+    /// The mismatch that failed a handshake, if that is why it failed: `error` is the I/O
+    /// error rustls's streams and tokio-rustls report, holding the verifier's error.
+    pub fn of_handshake(error: &std::io::Error) -> Option<&Self> {
+        match error.get_ref()?.downcast_ref::<rustls::Error>()? {
+            rustls::Error::Other(other) => other.0.downcast_ref::<Self>(),
+            _ => None,
+        }
+    }
+}

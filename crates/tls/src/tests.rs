@@ -198,13 +198,7 @@ mod pinning {
             "{message}"
         );
         // Typed, for clients to tell it from other TLS failures.
-        let mismatch = error
-            .get_ref()
-            .and_then(|e| e.downcast_ref::<rustls::Error>())
-            .and_then(|e| match e {
-                rustls::Error::Other(other) => other.0.downcast_ref::<PinMismatch>(),
-                _ => None,
-            })
+        let mismatch = PinMismatch::of_handshake(&error)
             .unwrap_or_else(|| panic!("not a PinMismatch: {error:?}"));
         assert_eq!((mismatch.expected, mismatch.actual), (pin, actual));
     }
