@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use custos_serve::ConnectionLimits;
-use rest_api_sample::{SecretApp, ServeOptions, serve, server::termination_signal};
+use custos_serve::daemon::{self, Failure};
+use rest_api_sample::{SecretApp, ServeOptions, serve};
 
 /// The SCONE sample's REST API in Rust.
 ///
@@ -92,18 +93,8 @@ impl LimitArgs {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("rest-api-sample: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    daemon::init_logging(None);
+    daemon::exit("rest-api-sample", run(args).map_err(Failure::from))
 }
 
 fn run(args: Args) -> Result<(), String> {
@@ -119,12 +110,7 @@ fn run(args: Args) -> Result<(), String> {
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         let secret = if app.has_secret() { "set" } else { "not set" };
         tracing::info!("listening on https://{address} (h2, http/1.1); AKV_SECRET {secret}");
-        let shutdown = async {
-            if let Err(e) = termination_signal().await {
-                tracing::error!("cannot watch for termination signals: {e}");
-                std::future::pending::<()>().await;
-            }
-        };
+        let shutdown = daemon::stop_signal();
         serve(
             listener,
             Arc::new(tls),
