@@ -2,7 +2,7 @@
 //! `{"error": {"code", "message", "details"?}}`.
 //!
 //! Every handler sees the connection's [`Peer`]: its address and, when it presented a
-//! certificate, its [`ClientId`]. Access decisions use the stored session's access policy
+//! certificate, its [`KeyHash`]. Access decisions use the stored session's access policy
 //! and its creator; a denial is answered 403, names the list that did not admit the caller,
 //! and is recorded in the audit log.
 
@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use custos_policy::{AccessPolicy, Principal, PublicKeyHash, Session};
+use custos_ids::KeyHash;
+use custos_policy::{AccessPolicy, Principal, Session};
 use custos_serve::client_address;
 use http_body_util::Full;
 use hyper::body::Body;
@@ -26,7 +27,6 @@ use crate::attest::{SelfEvidence, runtime_data};
 use crate::audit::{AuditAction, AuditEvent, Outcome};
 use crate::config::{ConfigError, Limits, SessionSettings};
 use crate::http::{BodyError, Peer, error_response, json_response, read_body};
-use crate::identity::ClientId;
 use crate::keygen::{Busy, KeyGenerationGate};
 use crate::log_throttle::LogThrottle;
 use crate::metrics::Metrics;
@@ -128,12 +128,8 @@ fn unparsable(record: &SessionRecord, problems: usize) -> ApiError {
     )
 }
 
-fn key_hash(id: ClientId) -> PublicKeyHash {
-    PublicKeyHash::from_bytes(*id.as_bytes())
-}
-
-fn admits(list: &[Principal], caller: ClientId, creator: ClientId) -> bool {
-    AccessPolicy::admits(list, &key_hash(caller), &key_hash(creator))
+fn admits(list: &[Principal], caller: KeyHash, creator: KeyHash) -> bool {
+    AccessPolicy::admits(list, &caller, &creator)
 }
 
 /// The client API.
@@ -168,7 +164,7 @@ pub enum TopLevelCreators {
     #[default]
     Anyone,
     /// Only these clients.
-    Only(Vec<ClientId>),
+    Only(Vec<KeyHash>),
 }
 
 impl TopLevelCreators {
@@ -180,7 +176,7 @@ impl TopLevelCreators {
         })
     }
 
-    fn admits(&self, client: ClientId) -> bool {
+    fn admits(&self, client: KeyHash) -> bool {
         match self {
             Self::Anyone => true,
             Self::Only(ids) => ids.contains(&client),
@@ -190,7 +186,7 @@ impl TopLevelCreators {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum RateKey {
-    Client(ClientId),
+    Client(KeyHash),
     Address(std::net::IpAddr),
 }
 
@@ -355,7 +351,7 @@ impl ClientApi {
         })
     }
 
-    fn require_client(&self, peer: &Peer) -> Result<ClientId, ApiError> {
+    fn require_client(&self, peer: &Peer) -> Result<KeyHash, ApiError> {
         peer.client.ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -872,7 +868,7 @@ impl ClientApi {
 /// (a namespace), when `sessions.top_level_creators` admits the caller.
 fn check_create_allowed(
     session: &Session,
-    client: ClientId,
+    client: KeyHash,
     creators: &TopLevelCreators,
     lookup: impl Fn(&str) -> Result<Option<SessionRecord>, StoreError>,
 ) -> Result<(), ApiError> {

@@ -10,9 +10,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use custos_ids::KeyHash;
 use serde::{Deserialize, Serialize};
-
-use crate::identity::ClientId;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,7 +76,7 @@ pub struct AuditEvent {
     pub session: Option<String>,
     /// The caller's identity (absent for requests without a client certificate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client: Option<ClientId>,
+    pub client: Option<KeyHash>,
     /// The caller's network address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,

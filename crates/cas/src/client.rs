@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use custos_tls::KeyHash;
+use custos_ids::{KeyHash, spki_of_certificate};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -18,8 +18,6 @@ use rustls::ClientConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-
-use crate::identity::{ClientId, spki_of_certificate};
 
 /// Why a request failed before an HTTP answer arrived.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +68,7 @@ fn rekey_hint(source: &std::io::Error) -> &'static str {
 #[derive(Debug, Clone, Copy)]
 pub enum ServerTrust {
     /// Only a certificate whose public key has this hash.
-    Pinned(ClientId),
+    Pinned(KeyHash),
     /// Any certificate: only for fetching evidence that the caller then binds to the
     /// certificate seen ([`Response::server_spki`]).
     AttestationOnly,
@@ -114,9 +112,8 @@ impl ClientIdentity {
     }
 
     /// The identity the CAS sees: SHA-256 of the certificate's public key.
-    pub fn id(&self) -> Result<ClientId, ClientError> {
-        ClientId::of_certificate(&self.certificate)
-            .map_err(|e| ClientError::Identity(e.to_string()))
+    pub fn id(&self) -> Result<KeyHash, ClientError> {
+        KeyHash::of_certificate(&self.certificate).map_err(|e| ClientError::Identity(e.to_string()))
     }
 }
 
@@ -164,9 +161,7 @@ impl CasClient {
     ) -> Result<Self, ClientError> {
         let provider = custos_tls::provider();
         let verifier = match trust {
-            ServerTrust::Pinned(pin) => {
-                custos_tls::pinned_server_verifier(KeyHash(*pin.as_bytes()))
-            }
+            ServerTrust::Pinned(pin) => custos_tls::pinned_server_verifier(pin),
             ServerTrust::AttestationOnly => custos_tls::unauthenticated_server_verifier(),
         };
         let builder = ClientConfig::builder_with_provider(provider)

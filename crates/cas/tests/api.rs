@@ -444,10 +444,7 @@ async fn the_cas_attests_its_own_tls_key() {
         exe,
         "MRENCLAVE is the CAS executable's hash"
     );
-    assert_eq!(
-        custos_cas::identity::ClientId::of_spki(&r.server_spki),
-        cas.key_hash
-    );
+    assert_eq!(custos_ids::KeyHash::of_spki(&r.server_spki), cas.key_hash);
     // Another nonce does not verify against this quote.
     let mut other = r.server_spki.clone();
     other.extend_from_slice(&[0u8; 32]);
@@ -474,7 +471,7 @@ async fn the_cas_attests_its_own_tls_key() {
     let wrong = CasClient::new(
         &cas.addr,
         None,
-        ServerTrust::Pinned(custos_cas::identity::ClientId::from_bytes([9; 32])),
+        ServerTrust::Pinned(custos_ids::KeyHash::from_bytes([9; 32])),
     )
     .unwrap();
     let err = wrong

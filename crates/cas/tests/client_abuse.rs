@@ -35,9 +35,7 @@ async fn request_from(
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(custos_tls::pinned_server_verifier(custos_tls::KeyHash(
-            *cas.key_hash.as_bytes(),
-        )))
+        .with_custom_certificate_verifier(custos_tls::pinned_server_verifier(cas.key_hash))
         .with_client_auth_cert(vec![identity.certificate.clone()], identity.key.clone_key())
         .unwrap();
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))

@@ -10,11 +10,11 @@
 //! testing, `--only-for-testing-trust-any`).
 
 use clap::Args;
-use custos_attestation::claims::{Claims, MrEnclave, MrSigner};
+use custos_attestation::claims::Claims;
 use custos_attestation::policy::{
     IdentityPolicy, IgnoredAdvisories, ServicePolicy, SignerPolicy, Toleration, Tolerations,
 };
-use custos_cas::identity::ClientId;
+use custos_ids::{KeyHash, MrEnclave, MrSigner};
 
 #[derive(Debug, Args)]
 pub(crate) struct AttestArgs {
@@ -38,7 +38,7 @@ pub(crate) struct AttestArgs {
     /// The CAS's key hash: SHA-256 of its TLS certificate's public key, 64 hex digits (as
     /// `custos cas list` prints it). Any other key is refused.
     #[arg(short = 'c', value_name = "CAS_KEY_HASH", value_parser = cas_key_hash)]
-    pub cas_key_hash: Option<ClientId>,
+    pub cas_key_hash: Option<KeyHash>,
     /// SCONE's CAS software key hash: refused (a Custos CAS has one key; pin it with -c).
     #[arg(short = 's', value_name = "CAS_SOFTWARE_KEY_HASH", hide = true)]
     cas_software_key_hash: Option<String>,
@@ -124,7 +124,7 @@ impl UnsupportedSconeFlags {
 }
 
 /// `-c`: a Custos key hash, with SCONE's encoded key hashes named as the difference.
-fn cas_key_hash(text: &str) -> Result<ClientId, String> {
+fn cas_key_hash(text: &str) -> Result<KeyHash, String> {
     text.parse().map_err(|_| {
         "expected 64 hex digits: a Custos CAS key hash is the hex SHA-256 of its TLS public key (as `custos cas list` prints it), not SCONE's encoded key hash".to_owned()
     })

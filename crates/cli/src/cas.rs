@@ -16,7 +16,7 @@ use custos_attestation::policy::{Check, Decision, evaluate};
 use custos_attestation::sim::{PlatformPublicKey, SimQuoteVerifier, TrustedPlatforms};
 use custos_attestation::{UnixTime, Verifier as _};
 use custos_cas::client::{CasClient, ServerTrust};
-use custos_cas::identity::ClientId;
+use custos_ids::KeyHash;
 use hyper::{Method, StatusCode};
 
 pub(crate) use crate::attest_flags::AttestArgs;
@@ -121,7 +121,7 @@ fn attest(args: Box<AttestArgs>) -> ExitCode {
     };
     let mut runtime_data = response.server_spki.clone();
     runtime_data.extend_from_slice(&nonce);
-    let key_hash = ClientId::of_spki(&response.server_spki);
+    let key_hash = KeyHash::of_spki(&response.server_spki);
     if let Some(expected) = args.cas_key_hash
         && expected != key_hash
     {

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use custos_cas::client::ClientIdentity;
-use custos_cas::identity::ClientId;
+use custos_ids::{KeyHash, pem};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct PinnedCas {
     /// SHA-256 of the CAS certificate's public key: the pin.
-    pub key_hash: ClientId,
+    pub key_hash: KeyHash,
     /// The CAS certificate (PEM), for reference.
     pub certificate: String,
     /// The MRENCLAVE its evidence reported.
@@ -115,11 +115,11 @@ impl CliConfig {
         if self.stored.identity.is_none() {
             let id = ClientIdentity::generate("custos-cli").map_err(|e| e.to_string())?;
             let key = match &id.key {
-                PrivateKeyDer::Pkcs8(k) => pem("PRIVATE KEY", k.secret_pkcs8_der()),
+                PrivateKeyDer::Pkcs8(k) => pem::encode_secret("PRIVATE KEY", k.secret_pkcs8_der()),
                 _ => return Err("generated key is not PKCS#8".into()),
             };
             self.stored.identity = Some(StoredIdentity {
-                certificate: pem("CERTIFICATE", &id.certificate).to_string(),
+                certificate: pem::encode("CERTIFICATE", &id.certificate),
                 private_key: key.to_string(),
             });
             self.save()?;
@@ -172,10 +172,6 @@ impl CliConfig {
 
 pub(crate) fn not_attested(addr: &str) -> String {
     format!("CAS {addr} is not attested: run `custos cas attest {addr}` first")
-}
-
-fn pem(label: &str, der: &[u8]) -> Zeroizing<String> {
-    Zeroizing::new(custos_cas::secrets::pem(label, der))
 }
 
 /// `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address → `host:port`, port 8081

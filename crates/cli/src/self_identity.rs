@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use custos_cas::identity::ClientId;
+use custos_ids::KeyHash;
 
 use crate::config::CliConfig;
 
@@ -40,9 +40,9 @@ pub(crate) fn run(command: SelfCommand) -> ExitCode {
 }
 
 /// The identity's certificate (PEM) and key hash, creating the identity on first use.
-fn own_identity() -> Result<(String, ClientId), String> {
+fn own_identity() -> Result<(String, KeyHash), String> {
     let identity = CliConfig::load()?.identity()?;
     let key_hash = identity.id().map_err(|e| e.to_string())?;
-    let certificate = custos_cas::secrets::pem("CERTIFICATE", &identity.certificate);
+    let certificate = custos_ids::pem::encode("CERTIFICATE", &identity.certificate);
     Ok((certificate, key_hash))
 }

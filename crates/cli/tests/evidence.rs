@@ -125,7 +125,7 @@ fn parse_quote_prints_the_fields_of_every_evidence_kind() {
     let key = custos_attestation::PlatformKey::generate().unwrap();
     let sim = key
         .create_quote(&custos_attestation::SimReport::new(
-            custos_attestation::MrEnclave([7; 32]),
+            custos_ids::MrEnclave([7; 32]),
             b"rt",
         ))
         .unwrap();

@@ -21,8 +21,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use custos_cas::client::{CasClient, ClientIdentity, ServerTrust};
-use custos_cas::identity::ClientId;
 pub use custos_harness::{Cas, Emulator, Las, Launcher, Log, Process};
+use custos_ids::KeyHash;
 
 /// The packages whose binaries the tests run.
 const PACKAGES: &[&str] = &[
@@ -91,7 +91,7 @@ pub trait CasClientExt {
 
 impl CasClientExt for Cas {
     fn client(&self, identity: &ClientIdentity) -> CasClient {
-        let pin: ClientId = self.key_hash.parse().expect("key hash");
+        let pin: KeyHash = self.key_hash.parse().expect("key hash");
         CasClient::new(&self.addr, Some(identity), ServerTrust::Pinned(pin)).expect("client")
     }
 }

@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use custos_attestation::sim::verify_sim_quote;
-use custos_attestation::{
-    EvidenceKind, MrEnclave, PlatformPublicKey, ReportData, TrustedPlatforms,
-};
+use custos_attestation::{EvidenceKind, PlatformPublicKey, ReportData, TrustedPlatforms};
 use custos_harness::Process;
 use custos_harness::ready::LasReady;
+use custos_ids::MrEnclave;
 use serde_json::{Value, json};
 
 struct Las {

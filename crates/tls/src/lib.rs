@@ -10,7 +10,8 @@
 //! reduced to a fixed description.
 //!
 //! It also names TLS keys the Custos way — by the SHA-256 of their SubjectPublicKeyInfo
-//! ([`KeyHash`]) — and verifies servers pinned by that hash ([`pinned_server_verifier`]).
+//! ([`custos_ids::KeyHash`]) — and verifies servers pinned by that hash
+//! ([`pinned_server_verifier`]).
 //!
 //! The only crypto provider is aws-lc-rs ([`provider`]).
 
@@ -20,10 +21,7 @@ mod pin;
 mod replaceable;
 
 pub use pin::any_client_key_verifier;
-pub use pin::{
-    BadCertificate, BadKeyHash, KeyHash, PinMismatch, pinned_server_verifier, spki_of_certificate,
-    unauthenticated_server_verifier,
-};
+pub use pin::{PinMismatch, pinned_server_verifier, unauthenticated_server_verifier};
 pub use replaceable::ReplaceableIdentity;
 
 use std::fmt;

@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+use custos_ids::KeyHash;
+
 use super::*;
 
 fn fixture(name: &str) -> PathBuf {
@@ -196,28 +198,6 @@ mod pinning {
             message.contains(&format!("expected the pinned {pin}")),
             "{message}"
         );
-    }
-
-    #[test]
-    fn key_hash_is_the_key_not_the_certificate() {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let a = rcgen::CertificateParams::new(vec!["a".into()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let b = rcgen::CertificateParams::new(vec!["b".into()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let hash = KeyHash::of_certificate(a.der()).unwrap();
-        assert_eq!(hash, KeyHash::of_certificate(b.der()).unwrap());
-        assert_eq!(
-            hash,
-            KeyHash::of_spki(&rcgen::PublicKeyData::subject_public_key_info(&key))
-        );
-        assert_eq!(hash.to_string().parse::<KeyHash>().unwrap(), hash);
-        assert!("abc".parse::<KeyHash>().is_err());
-        assert!(KeyHash::of_certificate(&CertificateDer::from(vec![1, 2, 3])).is_err());
     }
 }
 

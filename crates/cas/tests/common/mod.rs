@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use custos_cas::client::{CasClient, ClientIdentity, Response, ServerTrust};
-use custos_cas::identity::ClientId;
 use custos_harness::{Launcher, Process};
+use custos_ids::KeyHash;
 use hyper::Method;
 
 pub struct CasProcess {
@@ -16,7 +16,7 @@ pub struct CasProcess {
     pub addr: String,
     /// The enclave API's address.
     pub enclave_addr: String,
-    pub key_hash: ClientId,
+    pub key_hash: KeyHash,
     pub data_dir: PathBuf,
     /// Its log and ready file.
     _logs: tempfile::TempDir,
