@@ -15,7 +15,8 @@ use custos_attestation::maa::{
     MaaConfig, MaaExpectations, MaaKeySet, MaaTokenVerifier, RuntimeDataType,
 };
 use custos_attestation::sim::verify_sim_quote;
-use custos_attestation::{MrEnclave, PlatformKey, SimReport, TrustedPlatforms, UnixTime};
+use custos_attestation::{PlatformKey, SimReport, TrustedPlatforms, UnixTime};
+use custos_ids::MrEnclave;
 use serde_json::Value;
 
 fn data(name: &str) -> Vec<u8> {

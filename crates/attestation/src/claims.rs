@@ -8,94 +8,12 @@
 use std::fmt;
 use std::str::FromStr;
 
+use custos_ids::{KeyHash, MrEnclave, MrSigner};
 use serde::{Deserialize, Serialize};
 
 use crate::quote::ReportBody;
-use crate::sim::PlatformKeyId;
 
-/// A fixed-size value shown as lower-case hex (`Display`, serde) and parsed from hex
-/// (`FromStr`, serde; upper-case accepted).
-macro_rules! hex_newtype {
-    ($(#[$doc:meta])* $name:ident, $len:literal) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(pub [u8; $len]);
-
-        impl $name {
-            /// Length in bytes.
-            pub const LEN: usize = $len;
-
-            /// The raw bytes.
-            pub fn as_bytes(&self) -> &[u8; $len] {
-                &self.0
-            }
-
-            /// Lower-case hex.
-            pub fn to_hex(&self) -> String {
-                ::hex::encode(self.0)
-            }
-        }
-
-        impl From<[u8; $len]> for $name {
-            fn from(bytes: [u8; $len]) -> Self {
-                Self(bytes)
-            }
-        }
-
-        impl ::std::fmt::Display for $name {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.write_str(&::hex::encode(self.0))
-            }
-        }
-
-        impl ::std::fmt::Debug for $name {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                write!(f, concat!(stringify!($name), "({})"), self)
-            }
-        }
-
-        impl ::std::str::FromStr for $name {
-            type Err = $crate::claims::HexValueError;
-
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                let mut out = [0u8; $len];
-                ::hex::decode_to_slice(s, &mut out).map_err(|_| $crate::claims::HexValueError {
-                    what: stringify!($name),
-                    expected_hex_chars: 2 * $len,
-                    found_chars: s.chars().count(),
-                })?;
-                Ok(Self(out))
-            }
-        }
-
-        impl ::serde::Serialize for $name {
-            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.to_hex())
-            }
-        }
-
-        impl<'de> ::serde::Deserialize<'de> for $name {
-            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <::std::borrow::Cow<'de, str> as ::serde::Deserialize>::deserialize(d)?;
-                s.parse().map_err(<D::Error as ::serde::de::Error>::custom)
-            }
-        }
-    };
-}
-pub(crate) use hex_newtype;
-
-hex_newtype!(
-    /// MRENCLAVE: the SHA-256 measurement of an enclave's initial contents. In simulation,
-    /// the SHA-256 of the executable that `custos-run` execs (`custos mrenclave FILE`).
-    MrEnclave,
-    32
-);
-hex_newtype!(
-    /// MRSIGNER: the SHA-256 of the public key that signed the enclave.
-    MrSigner,
-    32
-);
-hex_newtype!(
+custos_ids::hex_id!(
     /// The 64-byte `report_data` field an enclave chose when it produced its report.
     /// Custos (like MAA) binds runtime data by `report_data[0..32] = SHA-256(runtime_data)`.
     ReportData,
@@ -124,17 +42,6 @@ pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.as_ref());
     out
-}
-
-/// A hex string of the wrong length or with non-hex characters.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{what}: expected {expected_hex_chars} hex characters, found {found_chars} characters or non-hex input"
-)]
-pub struct HexValueError {
-    pub(crate) what: &'static str,
-    pub(crate) expected_hex_chars: usize,
-    pub(crate) found_chars: usize,
 }
 
 /// The kind of evidence bytes, as named on the wire (`evidence.type` of the enclave API).
@@ -208,7 +115,7 @@ pub enum VerifiedBy {
     /// A simulated quote signed by this trusted platform key. Not hardware evidence.
     Simulation {
         /// The platform key that signed the quote.
-        platform: PlatformKeyId,
+        platform: KeyHash,
     },
 }
 
@@ -406,7 +313,7 @@ impl Claims {
     }
 
     /// The platform key that signed simulated evidence.
-    pub fn platform(&self) -> Option<&PlatformKeyId> {
+    pub fn platform(&self) -> Option<&KeyHash> {
         match &self.verified_by {
             VerifiedBy::Simulation { platform } => Some(platform),
             _ => None,
@@ -461,22 +368,6 @@ impl TestClaims {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hex_values_round_trip_and_reject_wrong_lengths() {
-        let m: MrEnclave = "AB".repeat(32).parse().unwrap();
-        assert_eq!(m.to_string(), "ab".repeat(32));
-        assert_eq!(
-            serde_json::to_string(&m).unwrap(),
-            format!("\"{}\"", "ab".repeat(32))
-        );
-        let err = "abcd".parse::<MrSigner>().unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "MrSigner: expected 64 hex characters, found 4 characters or non-hex input"
-        );
-        assert!("zz".repeat(32).parse::<MrEnclave>().is_err());
-    }
 
     #[test]
     fn report_data_binding_is_sha256_then_zeros() {

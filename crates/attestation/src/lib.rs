@@ -38,7 +38,6 @@ pub mod gramine;
 #[cfg(feature = "maa")]
 pub mod maa;
 pub mod oe;
-mod pem;
 pub mod policy;
 pub mod quote;
 mod reader;
@@ -49,14 +48,10 @@ mod time;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub use claims::{
-    Claims, EvidenceKind, MrEnclave, MrSigner, ReportData, Tcb, TcbStatus, VerifiedBy,
-};
+pub use claims::{Claims, EvidenceKind, ReportData, Tcb, TcbStatus, VerifiedBy};
 pub use error::ParseError;
 pub use rustls_pki_types::UnixTime;
-pub use sim::{
-    PlatformKey, PlatformKeyId, PlatformPublicKey, SimError, SimReport, TrustedPlatforms,
-};
+pub use sim::{PlatformKey, PlatformPublicKey, SimError, SimReport, TrustedPlatforms};
 
 /// A verifier of one kind of evidence.
 ///

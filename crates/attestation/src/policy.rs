@@ -27,8 +27,9 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::claims::{Claims, MrEnclave, MrSigner, TcbStatus};
-use crate::sim::PlatformKeyId;
+use custos_ids::{KeyHash, MrEnclave, MrSigner};
+
+use crate::claims::{Claims, TcbStatus};
 
 /// A service's attestation policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,7 +39,7 @@ pub struct ServicePolicy {
     /// What is tolerated beyond a production enclave on an up-to-date platform.
     pub tolerations: Tolerations,
     /// When not empty, the platforms allowed to run the service.
-    pub platforms: Vec<PlatformKeyId>,
+    pub platforms: Vec<KeyHash>,
 }
 
 /// One acceptable identity: a measurement, a signer, or both.

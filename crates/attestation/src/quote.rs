@@ -24,7 +24,9 @@
     deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
 )]
 
-use crate::claims::{MrEnclave, MrSigner, ReportData};
+use custos_ids::{MrEnclave, MrSigner};
+
+use crate::claims::ReportData;
 use crate::error::ParseError;
 use crate::reader::Reader;
 

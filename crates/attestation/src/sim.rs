@@ -29,7 +29,7 @@
 //! ```
 //!
 //! A platform's public key is exchanged as a PEM `PUBLIC KEY` (SubjectPublicKeyInfo, DER
-//! in base64); its id ([`PlatformKeyId`]) is the SHA-256 of that DER, in hex. Verifiers
+//! in base64); its id is its [`KeyHash`]: the SHA-256 of that DER, in hex. Verifiers
 //! trust platform keys by id.
 
 #![cfg_attr(
@@ -47,14 +47,14 @@ use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
     ParsedPublicKey,
 };
+use custos_ids::spki::{P256Point, P256SpkiError, p256_point, p256_spki};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{PrivatePkcs8KeyDer, SubjectPublicKeyInfoDer};
 use zeroize::Zeroizing;
 
-use crate::claims::{
-    Claims, EvidenceKind, MrEnclave, MrSigner, ReportData, Tcb, TcbStatus, VerifiedBy, hex_newtype,
-    sha256,
-};
+use custos_ids::{KeyHash, MrEnclave, MrSigner};
+
+use crate::claims::{Claims, EvidenceKind, ReportData, Tcb, TcbStatus, VerifiedBy};
 use crate::error::ParseError;
 use crate::quote::{QuoteHeader, QuoteLayout, ReportBody, SIGNED_LEN};
 
@@ -71,21 +71,6 @@ pub const SIM_QUOTE_LEN: usize = SIGNED_LEN + 4 + SIM_SIGNATURE_DATA_LEN;
 pub const SIM_ATTRIBUTES_FLAGS: u64 = 0x07;
 /// XFRM written by [`PlatformKey::create_quote`]: x87 and SSE state.
 pub const SIM_ATTRIBUTES_XFRM: u64 = 0x03;
-
-/// DER prefix of a P-256 SubjectPublicKeyInfo with an uncompressed point:
-/// `SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (0x04 ‖ x ‖ y) }`.
-const P256_SPKI_PREFIX: [u8; 27] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
-    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04,
-];
-/// Length of that SubjectPublicKeyInfo.
-const P256_SPKI_LEN: usize = P256_SPKI_PREFIX.len() + 64;
-
-hex_newtype!(
-    /// The id of a platform key: SHA-256 of its SubjectPublicKeyInfo DER.
-    PlatformKeyId,
-    32
-);
 
 /// Why simulation evidence or a platform key was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +117,7 @@ pub enum SimError {
     )]
     UntrustedPlatform {
         /// The id of the key in the quote.
-        key_id: PlatformKeyId,
+        key_id: KeyHash,
         /// How many keys the verifier trusts.
         trusted: usize,
     },
@@ -143,7 +128,7 @@ pub enum SimError {
     #[error("simulated quote signature does not verify under platform key {key_id}")]
     BadSignature {
         /// The key that should have signed.
-        key_id: PlatformKeyId,
+        key_id: KeyHash,
     },
     /// A platform key file could not be read or written.
     #[error("platform key file {}: {source}", path.display())]
@@ -170,32 +155,29 @@ pub enum SimError {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PlatformPublicKey {
     /// x ‖ y, 32 bytes each, big-endian.
-    xy: [u8; 64],
+    xy: P256Point,
 }
 
 impl PlatformPublicKey {
     /// From the 64-byte x ‖ y form used inside simulated quotes. The point is checked
     /// when a signature is verified, not here.
-    pub fn from_xy(xy: [u8; 64]) -> Self {
+    pub fn from_xy(xy: P256Point) -> Self {
         Self { xy }
     }
 
     /// x ‖ y.
-    pub fn xy(&self) -> &[u8; 64] {
+    pub fn xy(&self) -> &P256Point {
         &self.xy
     }
 
     /// The SubjectPublicKeyInfo DER.
     pub fn to_spki_der(&self) -> Vec<u8> {
-        let mut der = Vec::with_capacity(P256_SPKI_LEN);
-        der.extend_from_slice(&P256_SPKI_PREFIX);
-        der.extend_from_slice(&self.xy);
-        der
+        p256_spki(&self.xy)
     }
 
     /// PEM `PUBLIC KEY`: the documented exchange format (`GET /v1/platform` of the LAS).
     pub fn to_spki_pem(&self) -> String {
-        crate::pem::encode("PUBLIC KEY", &self.to_spki_der()).to_string()
+        custos_ids::pem::encode("PUBLIC KEY", &self.to_spki_der())
     }
 
     /// From a P-256 SubjectPublicKeyInfo DER with an uncompressed point.
@@ -204,13 +186,13 @@ impl PlatformPublicKey {
             what: "platform public key".into(),
             reason,
         };
-        let xy = der.strip_prefix(&P256_SPKI_PREFIX[..]).ok_or_else(|| {
-            encoding_error("not a P-256 SubjectPublicKeyInfo with an uncompressed point")
+        let xy = p256_point(der).map_err(|e| match e {
+            P256SpkiError::NotP256 => {
+                encoding_error("not a P-256 SubjectPublicKeyInfo with an uncompressed point")
+            }
+            P256SpkiError::Length(_) => encoding_error("wrong SubjectPublicKeyInfo length"),
         })?;
-        let xy: [u8; 64] = xy
-            .try_into()
-            .map_err(|_| encoding_error("wrong SubjectPublicKeyInfo length"))?;
-        let key = Self { xy };
+        let key = Self { xy: *xy };
         // Reject points not on the curve now rather than at first use.
         ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key.sec1())
             .map_err(|_| encoding_error("not a valid P-256 point"))?;
@@ -228,8 +210,8 @@ impl PlatformPublicKey {
     }
 
     /// SHA-256 of the SubjectPublicKeyInfo DER.
-    pub fn id(&self) -> PlatformKeyId {
-        PlatformKeyId(sha256(&self.to_spki_der()))
+    pub fn id(&self) -> KeyHash {
+        KeyHash::of_spki(&self.to_spki_der())
     }
 
     /// SEC1 uncompressed point: 0x04 ‖ x ‖ y.
@@ -301,7 +283,7 @@ impl PlatformKey {
 
     /// PEM `PRIVATE KEY` (PKCS#8), zeroized on drop.
     pub fn to_pkcs8_pem(&self) -> Zeroizing<String> {
-        crate::pem::encode("PRIVATE KEY", &self.pkcs8)
+        custos_ids::pem::encode_secret("PRIVATE KEY", &self.pkcs8)
     }
 
     /// Reads a key saved by [`PlatformKey::save`].
@@ -556,7 +538,7 @@ pub fn verify_sim_quote(quote: &[u8], trusted: &TrustedPlatforms) -> Result<Clai
 /// The platform keys a verifier trusts, by id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustedPlatforms {
-    ids: BTreeSet<PlatformKeyId>,
+    ids: BTreeSet<KeyHash>,
 }
 
 impl TrustedPlatforms {
@@ -566,7 +548,7 @@ impl TrustedPlatforms {
     }
 
     /// Trusts these key ids.
-    pub fn from_ids(ids: impl IntoIterator<Item = PlatformKeyId>) -> Self {
+    pub fn from_ids(ids: impl IntoIterator<Item = KeyHash>) -> Self {
         Self {
             ids: ids.into_iter().collect(),
         }
@@ -578,12 +560,12 @@ impl TrustedPlatforms {
     }
 
     /// Adds a key id.
-    pub fn trust_id(&mut self, id: PlatformKeyId) {
+    pub fn trust_id(&mut self, id: KeyHash) {
         self.ids.insert(id);
     }
 
     /// Whether `id` is trusted.
-    pub fn contains(&self, id: &PlatformKeyId) -> bool {
+    pub fn contains(&self, id: &KeyHash) -> bool {
         self.ids.contains(id)
     }
 

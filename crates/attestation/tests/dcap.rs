@@ -9,9 +9,9 @@ use std::time::Duration;
 use common::data;
 use custos_attestation::dcap::{Collateral, DcapError, DcapVerifier, RootCa, StaticCollateral};
 use custos_attestation::{
-    EvidenceKind, MrEnclave, PlatformKey, SimReport, TcbStatus, UnixTime, VerifiedBy, Verifier,
-    VerifyError,
+    EvidenceKind, PlatformKey, SimReport, TcbStatus, UnixTime, VerifiedBy, Verifier, VerifyError,
 };
+use custos_ids::MrEnclave;
 
 /// Inside the recorded collateral's validity (2025-06-19 .. 2025-07-19).
 const IN_WINDOW: u64 = 1_751_328_000; // 2025-07-01T00:00:00Z

@@ -14,6 +14,7 @@ use custos_attestation::maa::{
     MaaConfig, MaaError, MaaExpectations, MaaKeySet, MaaTokenVerifier, RuntimeDataType,
 };
 use custos_attestation::{EvidenceKind, TcbStatus, UnixTime, VerifiedBy};
+use custos_ids::TrustedMaaEnclave;
 use serde_json::Value;
 
 fn at(secs: u64) -> UnixTime {
@@ -573,9 +574,7 @@ fn bad_jwks_are_rejected() {
 
 #[test]
 fn the_self_check_judges_each_recorded_signing_key() {
-    use custos_attestation::maa::trust::{
-        SignerCheck, TrustedMaaEnclave, judge, observed_maa_enclaves,
-    };
+    use custos_attestation::maa::trust::{SignerCheck, judge, observed_maa_enclaves};
     use custos_attestation::{Tcb, TcbStatus};
     let rec = sample();
     let keys = MaaKeySet::from_jwks(&rec.jwks).unwrap();

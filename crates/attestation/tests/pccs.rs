@@ -267,7 +267,7 @@ async fn service_errors_and_untrusted_tls_name_the_url() {
     let key = custos_attestation::PlatformKey::generate().unwrap();
     let sim = key
         .create_quote(&custos_attestation::SimReport::new(
-            custos_attestation::MrEnclave([0; 32]),
+            custos_ids::MrEnclave([0; 32]),
             b"",
         ))
         .unwrap();

@@ -5,10 +5,8 @@ use custos_attestation::policy::{
     Check, Decision, IdentityPolicy, IgnoredAdvisories, ServicePolicy, SignerPolicy, Toleration,
     Tolerations, evaluate,
 };
-use custos_attestation::{
-    Claims, EvidenceKind, MrEnclave, MrSigner, PlatformKeyId, ReportData, Tcb, TcbStatus,
-    VerifiedBy,
-};
+use custos_attestation::{Claims, EvidenceKind, ReportData, Tcb, TcbStatus, VerifiedBy};
+use custos_ids::{KeyHash, MrEnclave, MrSigner};
 
 const M: MrEnclave = MrEnclave([0x11; 32]);
 const S: MrSigner = MrSigner([0x22; 32]);
@@ -37,7 +35,7 @@ fn hardware_fields(status: TcbStatus, advisories: &[&str], debug: bool) -> TestC
     }
 }
 
-fn simulated(platform: PlatformKeyId) -> Claims {
+fn simulated(platform: KeyHash) -> Claims {
     TestClaims {
         evidence: EvidenceKind::SimQuote,
         verified_by: VerifiedBy::Simulation { platform },
@@ -169,7 +167,7 @@ fn ignored_advisories() {
 
 #[test]
 fn simulation_passes_only_debug_tolerating_policies_and_its_platforms() {
-    let trusted = PlatformKeyId([0xab; 32]);
+    let trusted = KeyHash([0xab; 32]);
     let claims = simulated(trusted);
     let production = policy(vec![IdentityPolicy::mrenclave(M)], &[]);
     assert_eq!(
@@ -182,7 +180,7 @@ fn simulation_passes_only_debug_tolerating_policies_and_its_platforms() {
     assert!(evaluate(&claims, &dev).is_allowed());
     dev.platforms = vec![trusted];
     assert!(evaluate(&claims, &dev).is_allowed());
-    dev.platforms = vec![PlatformKeyId([0xcd; 32])];
+    dev.platforms = vec![KeyHash([0xcd; 32])];
     assert_eq!(
         evaluate(&claims, &dev).reasons(),
         [format!(

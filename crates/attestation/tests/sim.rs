@@ -9,9 +9,10 @@ use custos_attestation::sim::{
     verify_sim_quote,
 };
 use custos_attestation::{
-    EvidenceKind, MrEnclave, MrSigner, ParseError, SimError, SimReport, TcbStatus,
-    TrustedPlatforms, UnixTime, VerifiedBy, Verifier, Verifiers, VerifyError,
+    EvidenceKind, ParseError, SimError, SimReport, TcbStatus, TrustedPlatforms, UnixTime,
+    VerifiedBy, Verifier, Verifiers, VerifyError,
 };
+use custos_ids::{MrEnclave, MrSigner};
 
 fn report() -> SimReport {
     SimReport {

@@ -528,13 +528,13 @@ impl Config {
                 .map_err(|p| invalid(format!("maa.trusted_platform_keys[{i}]"), p))?;
         }
         let evidence = &self.maa.signing_evidence;
-        if let Err(e) = evidence.mrsigner.parse::<custos_attestation::MrSigner>() {
+        if let Err(e) = evidence.mrsigner.parse::<custos_ids::MrSigner>() {
             return Err(invalid(
                 "maa.signing_evidence.mrsigner".into(),
                 e.to_string(),
             ));
         }
-        if let Err(e) = evidence.mrenclave.parse::<custos_attestation::MrEnclave>() {
+        if let Err(e) = evidence.mrenclave.parse::<custos_ids::MrEnclave>() {
             return Err(invalid(
                 "maa.signing_evidence.mrenclave".into(),
                 e.to_string(),

@@ -245,7 +245,7 @@ fn derived_guid(name: &str) -> String {
     let first: &[u8; 16] = digest.as_ref()[..16]
         .try_into()
         .expect("SHA-256 is 32 bytes");
-    crate::http::guid(first)
+    custos_ids::fmt::guid(first)
 }
 
 pub fn router() -> Router<Arc<Shared>> {

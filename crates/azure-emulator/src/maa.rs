@@ -19,10 +19,10 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use custos_attestation::claims::HexValueError;
 use custos_attestation::maa::signers::key_binding;
 use custos_attestation::sim::{PlatformKey, SimQuote, SimReport};
-use custos_attestation::{Claims, PlatformKeyId, PlatformPublicKey, ReportData, TrustedPlatforms};
+use custos_attestation::{Claims, PlatformPublicKey, ReportData, TrustedPlatforms};
+use custos_ids::{HexError, KeyHash};
 use jsonwebtoken::{Algorithm, Header};
 use rcgen::CustomExtension;
 use serde::Deserialize;
@@ -53,7 +53,7 @@ pub struct Maa {
     url: String,
     signing_key: SigningKey,
     token_lifetime_secs: u64,
-    trusted: RwLock<BTreeSet<PlatformKeyId>>,
+    trusted: RwLock<BTreeSet<KeyHash>>,
     /// The platform key that signed the evidence in the signing certificate, if any.
     evidence_platform: Option<PlatformPublicKey>,
 }
@@ -63,14 +63,14 @@ pub struct Maa {
 const OID_MAA_SGX_QUOTE: &[u64] = &[1, 2, 840, 113556, 10, 1, 1];
 
 /// A configured platform key: a key id (64 hex digits) or a PEM public key.
-pub fn parse_platform_key(text: &str) -> Result<PlatformKeyId, String> {
+pub fn parse_platform_key(text: &str) -> Result<KeyHash, String> {
     let text = text.trim();
     if text.starts_with("-----BEGIN") {
         PlatformPublicKey::from_spki_pem(text.as_bytes())
             .map(|k| k.id())
             .map_err(|e| e.to_string())
     } else {
-        text.parse::<PlatformKeyId>()
+        text.parse::<KeyHash>()
             .map_err(|e| format!("not a platform key id (64 hex digits) or PEM public key: {e}"))
     }
 }
@@ -120,7 +120,7 @@ impl Maa {
     }
 
     /// Trusts one more platform key.
-    pub fn trust(&self, id: PlatformKeyId) {
+    pub fn trust(&self, id: KeyHash) {
         self.trusted.write().expect("trusted keys lock").insert(id);
     }
 }
@@ -337,11 +337,11 @@ fn enclave_evidence(
         mrenclave: evidence
             .mrenclave
             .parse()
-            .map_err(|e: HexValueError| invalid(e.to_string()))?,
+            .map_err(|e: HexError| invalid(format!("mrenclave: {e}")))?,
         mrsigner: evidence
             .mrsigner
             .parse()
-            .map_err(|e: HexValueError| invalid(e.to_string()))?,
+            .map_err(|e: HexError| invalid(format!("mrsigner: {e}")))?,
         isvprodid: evidence.isvprodid,
         isvsvn: evidence.isvsvn,
         report_data: ReportData(report_data),

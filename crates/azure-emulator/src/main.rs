@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use custos_azure_emulator::{Config, demo};
+use custos_serve::daemon::{self, Failure};
 
 /// A local Entra ID + Key Vault + MAA over HTTPS, for development and tests. Never expose it.
 #[derive(Debug, Parser)]
@@ -55,35 +56,22 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let args = Args::parse();
+    daemon::init_logging(None);
+    daemon::exit("custos-azure-emulator", run(Args::parse()))
+}
+
+fn run(args: Args) -> Result<(), Failure> {
     // A ready file from an earlier run must not announce this one.
-    if let Some(path) = &args.ready_file
-        && let Err(e) = custos_harness::ready::remove(path)
-    {
-        eprintln!(
-            "custos-azure-emulator: --ready-file {}: {e}",
-            path.display()
-        );
-        return ExitCode::from(2);
+    if let Some(path) = &args.ready_file {
+        custos_harness::ready::remove(path)
+            .map_err(|e| Failure::Usage(format!("--ready-file {}: {e}", path.display())))?;
     }
     let (mut config, demo_secret) = if args.demo {
         let (config, secret) = demo::config();
         (config, Some(secret))
     } else if let Some(path) = &args.config {
-        match Config::from_file(path) {
-            Ok(config) => (config, None),
-            Err(e) => {
-                eprintln!("custos-azure-emulator: {e}");
-                return ExitCode::from(2);
-            }
-        }
+        let config = Config::from_file(path).map_err(|e| Failure::Usage(e.to_string()))?;
+        (config, None)
     } else {
         (Config::default(), None)
     };
@@ -118,59 +106,40 @@ fn main() -> ExitCode {
         Some("sim") => evidence.kind = custos_azure_emulator::config::SigningEvidenceKind::Sim,
         Some("none") => evidence.kind = custos_azure_emulator::config::SigningEvidenceKind::None,
         Some(other) => {
-            eprintln!(
-                "custos-azure-emulator: --maa-signing-evidence: expected sim or none, found {other:?}"
-            );
-            return ExitCode::from(2);
+            return Err(Failure::Usage(format!(
+                "--maa-signing-evidence: expected sim or none, found {other:?}"
+            )));
         }
     }
-    if let Err(e) = config.validate("the command line") {
-        eprintln!("custos-azure-emulator: {e}");
-        return ExitCode::from(2);
-    }
+    config
+        .validate("the command line")
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     if config.ca_file.is_none() {
         let dir =
             std::env::temp_dir().join(format!("custos-azure-emulator-{}", std::process::id()));
-        if let Err(e) = std::fs::create_dir_all(&dir) {
-            eprintln!("custos-azure-emulator: {}: {e}", dir.display());
-            return ExitCode::from(1);
-        }
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         config.ca_file = Some(dir.join("ca.pem"));
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("custos-azure-emulator: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let ready_file = args.ready_file;
     runtime.block_on(async move {
-        let running = match custos_azure_emulator::start(config).await {
-            Ok(running) => running,
-            Err(e) => {
-                eprintln!("custos-azure-emulator: {e}");
-                return ExitCode::from(1);
-            }
-        };
+        let running = custos_azure_emulator::start(config)
+            .await
+            .map_err(|e| e.to_string())?;
         print_env(&running, demo_secret.as_deref());
         if let Some(path) = &ready_file
             && let Err(e) = write_ready(path, &running, demo_secret.as_deref())
         {
-            eprintln!(
-                "custos-azure-emulator: --ready-file {}: {e}",
-                path.display()
-            );
             running.shutdown().await;
-            return ExitCode::from(1);
+            return Err(format!("--ready-file {}: {e}", path.display()).into());
         }
-        wait_for_signal().await;
+        daemon::stop_signal().await;
         running.shutdown().await;
-        ExitCode::SUCCESS
+        Ok(())
     })
 }
 
@@ -210,28 +179,5 @@ fn shell_quote(value: &str) -> String {
         value.to_owned()
     } else {
         format!("'{}'", value.replace('\'', "'\\''"))
-    }
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
     }
 }

@@ -349,9 +349,9 @@ impl CertificateWithKey {
 
     /// Key Vault's `application/x-pem-file` secret value: the key, then the chain.
     pub fn to_pem_secret(&self) -> String {
-        let mut out = pem_block("PRIVATE KEY", &self.key_pkcs8);
+        let mut out = custos_ids::pem::encode("PRIVATE KEY", &self.key_pkcs8);
         for cert in &self.chain {
-            out.push_str(&pem_block("CERTIFICATE", cert));
+            out.push_str(&custos_ids::pem::encode("CERTIFICATE", cert));
         }
         out
     }
@@ -379,18 +379,6 @@ impl CertificateWithKey {
             .map_err(|e| PkiError::Input(format!("PKCS#12: {e}")))?;
         Ok(STANDARD.encode(der))
     }
-}
-
-/// PEM with 64-character lines, as Key Vault writes it.
-pub fn pem_block(label: &str, der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use custos_attestation::maa::{
     MaaConfig, MaaExpectations, MaaKeySet, MaaTokenVerifier, RuntimeDataType,
 };
-use custos_attestation::{MrEnclave, PlatformKey, SimReport, UnixTime};
+use custos_attestation::{PlatformKey, SimReport, UnixTime};
 use custos_azure_emulator::{Config, Running};
+use custos_ids::MrEnclave;
 use serde_json::{Value, json};
 
 const RUNTIME_JSON: &[u8] = b"{\"jwk\":{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"18wHLeIgW9wVN6VD1Txgpqy2LszYkMf6J8njVAibvhM\",\"y\":\"cV4dS4UaLMgP_4fY4j8ir7cl1TXlFdAgcx55o7TkcSA\"}}\0";

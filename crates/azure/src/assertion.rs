@@ -165,7 +165,7 @@ impl ClientCertificate {
             "aud": token_endpoint,
             "iss": client_id,
             "sub": client_id,
-            "jti": uuid(jti),
+            "jti": custos_ids::fmt::guid(&jti),
             "nbf": now,
             "iat": now,
             "exp": now + ASSERTION_LIFETIME.as_secs(),
@@ -189,18 +189,6 @@ impl ClientCertificate {
             URL_SAFE_NO_PAD.encode(signature)
         ))
     }
-}
-
-fn uuid(b: [u8; 16]) -> String {
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
 
 /// Supplies a freshly signed assertion to the SDK's `ClientAssertionCredential` per token request.

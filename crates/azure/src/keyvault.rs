@@ -317,7 +317,7 @@ impl KeyVault {
                 vault: self.vault.clone(),
                 kind,
                 name,
-                message: error_chain(&e),
+                message: custos_ids::fmt::error_chain(&e),
             },
         }
     }
@@ -358,9 +358,9 @@ pub fn certificate_from_secret(
     Ok((
         chain
             .iter()
-            .map(|c| crate::pem::block("CERTIFICATE", c))
+            .map(|c| custos_ids::pem::encode("CERTIFICATE", c))
             .collect(),
-        SecretString::from(crate::pem::block("PRIVATE KEY", &key)),
+        SecretString::from(custos_ids::pem::encode("PRIVATE KEY", &key)),
     ))
 }
 
@@ -373,19 +373,4 @@ fn display_name(name: &str, version: Option<&str>) -> String {
 
 fn is_object_name(name: &str) -> bool {
     (1..=127).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
-
-/// The error and its sources on one line: the SDK wraps transport errors (TLS, timeouts).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = s.source();
-    }
-    message
 }

@@ -349,7 +349,10 @@ impl MaaClient {
                         error,
                     )
                 }
-                Err(e) => (None, self.request_error(path, error_chain(&e))),
+                Err(e) => (
+                    None,
+                    self.request_error(path, custos_ids::fmt::error_chain(&e)),
+                ),
             };
             attempt += 1;
             if attempt > self.options.max_retries
@@ -408,25 +411,15 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 
 async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| custos_ids::fmt::error_chain(&e))?
+    {
         if body.len() + chunk.len() > MAX_ANSWER {
             return Err(format!("answer larger than {MAX_ANSWER} bytes"));
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = s.source();
-    }
-    message
 }

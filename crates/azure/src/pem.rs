@@ -1,7 +1,6 @@
-//! PEM in and out for certificates read from Key Vault.
+//! PEM in for certificates read from Key Vault (out is `custos_ids::pem`).
 
 use aws_lc_rs::encoding::AsDer;
-use base64::Engine as _;
 use rustls_pki_types::pem::{PemObject, SectionKind};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use zeroize::Zeroizing;
@@ -76,16 +75,4 @@ pub(crate) fn check_key_matches(leaf: &[u8], pkcs8: &[u8]) -> Result<(), String>
             }
             other => other.to_string().replace("<key vault>: ", ""),
         })
-}
-
-/// One PEM block with 64-character lines.
-pub(crate) fn block(label: &str, der: &[u8]) -> String {
-    let b64 = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(der));
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }

@@ -9,9 +9,10 @@ use common::replay::{self, Recorded, Script};
 use custos_attestation::maa::{
     MaaConfig, MaaExpectations, MaaKeySet, MaaTokenVerifier, RuntimeDataType,
 };
-use custos_attestation::{MrEnclave, PlatformKey, SimReport, UnixTime};
+use custos_attestation::{PlatformKey, SimReport, UnixTime};
 use custos_azure::{HttpOptions, MaaClient, MaaClientError, MaaEvidence, RuntimeData};
 use custos_azure_emulator::config::{FaultRule, Service};
+use custos_ids::MrEnclave;
 use serde_json::Value;
 
 fn verify(

@@ -97,7 +97,7 @@ fn main() {
     let cas = start(dir.path());
     let pid = cas.process.id();
     let addr = cas.addr.clone();
-    let key: custos_client::KeyHash = cas.key_hash.parse().unwrap();
+    let key: custos_ids::KeyHash = cas.key_hash.parse().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -2,7 +2,7 @@
 //! `custos_protocol::client` types; errors are [`HttpError`]s.
 //!
 //! Every handler sees the connection's [`Peer`]: its address and, when it presented a
-//! certificate, its [`ClientId`]. Access decisions use the stored session's access policy
+//! certificate, its [`KeyHash`]. Access decisions use the stored session's access policy
 //! and its creator; a denial is answered 403, names the list that did not admit the caller,
 //! and is recorded in the audit log.
 
@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use custos_policy::{AccessPolicy, Principal, PublicKeyHash, Session};
+use custos_ids::KeyHash;
+use custos_policy::{AccessPolicy, Principal, Session};
 use custos_protocol::client::{
     AuditPage, CasEvidence, Health, PublicValue, PublicValues, SessionList, SessionWritten,
     StoredSession, Version,
@@ -30,7 +31,6 @@ use crate::audit::{AuditAction, AuditEvent, Outcome};
 use crate::config::{ConfigError, Limits, SessionSettings};
 use crate::http::{BodyError, Peer, json_response, read_body};
 use crate::http_error::HttpError;
-use crate::identity::ClientId;
 use crate::keygen::{Busy, KeyGenerationGate};
 use crate::log_throttle::LogThrottle;
 use crate::metrics::Metrics;
@@ -78,12 +78,8 @@ fn unparsable(record: &SessionRecord, problems: usize) -> HttpError {
     )
 }
 
-fn key_hash(id: ClientId) -> PublicKeyHash {
-    PublicKeyHash::from_bytes(*id.as_bytes())
-}
-
-fn admits(list: &[Principal], caller: ClientId, creator: ClientId) -> bool {
-    AccessPolicy::admits(list, &key_hash(caller), &key_hash(creator))
+fn admits(list: &[Principal], caller: KeyHash, creator: KeyHash) -> bool {
+    AccessPolicy::admits(list, &caller, &creator)
 }
 
 /// The client API.
@@ -118,7 +114,7 @@ pub enum TopLevelCreators {
     #[default]
     Anyone,
     /// Only these clients.
-    Only(Vec<ClientId>),
+    Only(Vec<KeyHash>),
 }
 
 impl TopLevelCreators {
@@ -130,7 +126,7 @@ impl TopLevelCreators {
         })
     }
 
-    fn admits(&self, client: ClientId) -> bool {
+    fn admits(&self, client: KeyHash) -> bool {
         match self {
             Self::Anyone => true,
             Self::Only(ids) => ids.contains(&client),
@@ -140,7 +136,7 @@ impl TopLevelCreators {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum RateKey {
-    Client(ClientId),
+    Client(KeyHash),
     Address(std::net::IpAddr),
 }
 
@@ -303,7 +299,7 @@ impl ClientApi {
         })
     }
 
-    fn require_client(&self, peer: &Peer) -> Result<ClientId, HttpError> {
+    fn require_client(&self, peer: &Peer) -> Result<KeyHash, HttpError> {
         peer.client.ok_or_else(|| {
             HttpError::new(
                 StatusCode::UNAUTHORIZED,
@@ -831,7 +827,7 @@ impl ClientApi {
 /// (a namespace), when `sessions.top_level_creators` admits the caller.
 fn check_create_allowed(
     session: &Session,
-    client: ClientId,
+    client: KeyHash,
     creators: &TopLevelCreators,
     lookup: impl Fn(&str) -> Result<Option<SessionRecord>, StoreError>,
 ) -> Result<(), HttpError> {

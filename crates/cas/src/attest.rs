@@ -12,10 +12,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use custos_attestation::ReportData;
-use custos_attestation::claims::{EvidenceKind, MrEnclave};
+use custos_attestation::claims::EvidenceKind;
 use custos_attestation::gramine::GramineError;
 use custos_attestation::quote::Quote;
 use custos_attestation::sim::{PlatformKey, SimError, SimReport};
+use custos_ids::MrEnclave;
 
 /// Why evidence could not be produced.
 #[derive(Debug, thiserror::Error)]

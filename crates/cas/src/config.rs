@@ -231,17 +231,15 @@ pub struct MaaEnclaveSetting {
 
 impl MaaSettings {
     /// The trusted enclaves, parsed.
-    pub fn trusted_enclaves(
-        &self,
-    ) -> Result<Vec<custos_attestation::maa::trust::TrustedMaaEnclave>, ConfigError> {
+    pub fn trusted_enclaves(&self) -> Result<Vec<custos_ids::TrustedMaaEnclave>, ConfigError> {
         self.trusted_enclaves
             .iter()
             .enumerate()
             .map(|(i, e)| {
-                let invalid = |field: &str, err: custos_attestation::claims::HexValueError| {
+                let invalid = |field: &str, err: custos_ids::HexError| {
                     ConfigError::Invalid(format!("maa.trusted_enclaves[{i}].{field}: {err}"))
                 };
-                Ok(custos_attestation::maa::trust::TrustedMaaEnclave {
+                Ok(custos_ids::TrustedMaaEnclave {
                     mrsigner: e.mrsigner.parse().map_err(|err| invalid("mrsigner", err))?,
                     mrenclave: e
                         .mrenclave
@@ -356,9 +354,7 @@ pub const ANYONE: &str = "*";
 
 impl SessionSettings {
     /// The client key hashes `top_level_creators` lists, or `None` when it admits anyone.
-    pub fn top_level_creator_ids(
-        &self,
-    ) -> Result<Option<Vec<crate::identity::ClientId>>, ConfigError> {
+    pub fn top_level_creator_ids(&self) -> Result<Option<Vec<custos_ids::KeyHash>>, ConfigError> {
         let list = &self.top_level_creators;
         if list.iter().any(|e| e == ANYONE) {
             if list.len() > 1 {

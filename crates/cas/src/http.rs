@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use custos_ids::KeyHash;
 use custos_serve::{ConnectionLimits, ConnectionStats, RequestBody, Server, Transport};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body;
@@ -18,15 +19,13 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::identity::ClientId;
-
 /// Who is calling: the connection's address and, with a client certificate, its identity.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer {
     /// The TCP peer address.
     pub addr: SocketAddr,
     /// SHA-256 of the client certificate's SubjectPublicKeyInfo, if one was presented.
-    pub client: Option<ClientId>,
+    pub client: Option<KeyHash>,
 }
 
 /// A JSON answer.
@@ -140,7 +139,7 @@ impl HttpsListener {
                 let client = connection
                     .certificate
                     .as_ref()
-                    .and_then(|cert| ClientId::of_certificate(cert).ok());
+                    .and_then(|cert| KeyHash::of_certificate(cert).ok());
                 let peer = Peer {
                     addr: connection.addr,
                     client,

@@ -4,8 +4,9 @@
 //! This crate holds the CAS's logic; the `custos-cas` binary only parses its configuration
 //! and wires the parts: a durable store whose every value is sealed under a master key
 //! ([`store`], [`seal`]), the client API over mutual TLS where a caller is the SHA-256 of its
-//! certificate's public key ([`api`], [`identity`]), the enclave API where `custos-run`
-//! attests ([`enclave`]), what both serve on and answer errors with ([`http`], [`http_error`]), and the audit log ([`audit`]).
+//! certificate's public key ([`api`], [`custos_ids::KeyHash`]), the enclave API where `custos-run`
+//! attests ([`enclave`]), what both serve on and answer errors with ([`http`], [`http_error`]),
+//! and the audit log ([`audit`]).
 //!
 //! The CAS must never acknowledge a write before it is durable, never show a session to a
 //! caller its access policy excludes, never persist anything for a request that failed, and
@@ -21,7 +22,6 @@ pub mod config;
 pub mod enclave;
 pub mod http;
 pub mod http_error;
-pub mod identity;
 pub mod keygen;
 mod log_throttle;
 pub mod metrics;

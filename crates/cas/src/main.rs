@@ -9,6 +9,7 @@ use clap::Parser;
 use custos_cas::config::{Config, EvidenceMode};
 use custos_cas::enclave::EnclaveServer;
 use custos_cas::server::Cas;
+use custos_serve::daemon::{self, Failure};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -298,55 +299,29 @@ impl Args {
 }
 
 fn main() -> ExitCode {
-    let mut args = Args::parse();
+    daemon::exit("custos-cas", run(Args::parse()))
+}
+
+fn run(mut args: Args) -> Result<(), Failure> {
     let ready_file = args.ready_file.take();
     // A ready file from an earlier run must not announce this one.
-    if let Some(path) = &ready_file
-        && let Err(e) = custos_harness::ready::remove(path)
-    {
-        eprintln!("custos-cas: --ready-file {}: {e}", path.display());
-        return ExitCode::from(2);
+    if let Some(path) = &ready_file {
+        custos_harness::ready::remove(path)
+            .map_err(|e| Failure::Usage(format!("--ready-file {}: {e}", path.display())))?;
     }
-    let config = match args.into_config() {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("custos-cas: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&config.log)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let config = args
+        .into_config()
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    daemon::init_logging(Some(&config.log));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("custos-cas: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
-        let cas = match Cas::start(&config).await {
-            Ok(cas) => cas,
-            Err(e) => {
-                eprintln!("custos-cas: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        let enclave = match EnclaveServer::start(&config, &cas).await {
-            Ok(enclave) => enclave,
-            Err(e) => {
-                eprintln!("custos-cas: enclave API: {e}");
-                return ExitCode::from(1);
-            }
-        };
+        let cas = Cas::start(&config).await.map_err(|e| e.to_string())?;
+        let enclave = EnclaveServer::start(&config, &cas)
+            .await
+            .map_err(|e| format!("enclave API: {e}"))?;
         tracing::info!(listen = %enclave.local_addr, "custos-cas enclave API ready");
         // The last start-up line: both listeners accept connections once it is written.
         tracing::info!(
@@ -361,35 +336,15 @@ fn main() -> ExitCode {
                 enclave_api: enclave.local_addr,
                 key_hash: cas.key_hash.to_string(),
             };
-            if let Err(e) = custos_harness::ready::write(path, &ready) {
-                eprintln!("custos-cas: --ready-file {}: {e}", path.display());
-                return ExitCode::from(1);
-            }
+            custos_harness::ready::write(path, &ready)
+                .map_err(|e| format!("--ready-file {}: {e}", path.display()))?;
         }
         // Every acknowledged write is already durable: stopping needs no flush.
         tokio::select! {
-            () = cas.serve() => ExitCode::SUCCESS,
-            () = enclave.serve() => ExitCode::SUCCESS,
-            () = stop_signal() => {
-                tracing::info!("stop signal: stopping");
-                ExitCode::SUCCESS
-            }
+            () = cas.serve() => {}
+            () = enclave.serve() => {}
+            () = daemon::stop_signal() => tracing::info!("stop signal: stopping"),
         }
+        Ok(())
     })
-}
-
-/// SIGINT or SIGTERM.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -17,7 +17,6 @@ use std::fmt;
 use std::time::Duration;
 
 use aws_lc_rs::rand::SecureRandom;
-use base64::Engine as _;
 use custos_policy::{
     CertificateRequest, Endpoint, Generation, KeyType, Secret, SecretKind, SecretName,
     SecretSource, Session, SessionImport,
@@ -159,22 +158,10 @@ impl SecretValue {
                 let key = KeyPair::try_from(pkcs8.as_slice()).ok()?;
                 Some(key.public_key_pem())
             }
-            Self::Certificate { der, .. } => Some(pem("CERTIFICATE", der)),
+            Self::Certificate { der, .. } => Some(custos_ids::pem::encode("CERTIFICATE", der)),
             Self::Ascii { .. } | Self::Binary { .. } => None,
         }
     }
-}
-
-/// PEM encoding with 64-character lines.
-pub fn pem(label: &str, der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }
 
 /// The generated values of one session version, by secret name.
@@ -640,7 +627,7 @@ fn issue(
     };
     debug_assert_eq!(
         key.subject_public_key_info(),
-        crate::identity::spki_of_certificate(cert.der())
+        custos_ids::spki_of_certificate(cert.der())
             .map(<[u8]>::to_vec)
             .unwrap_or_default()
     );

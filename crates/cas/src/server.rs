@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use custos_ids::KeyHash;
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::{ClientApi, TopLevelCreators};
@@ -13,7 +14,6 @@ use crate::config::{Config, EvidenceMode};
 use crate::enclave::Shared;
 use crate::enclave::nonce::NonceKey;
 use crate::http::HttpsListener;
-use crate::identity::ClientId;
 use crate::metrics::Metrics;
 use crate::seal::{KeyFile, KeyProvider, Sealer};
 use crate::store::Store;
@@ -66,7 +66,7 @@ pub struct Cas {
     /// The client API's address.
     pub local_addr: SocketAddr,
     /// SHA-256 of the CAS certificate's public key (what clients pin).
-    pub key_hash: ClientId,
+    pub key_hash: KeyHash,
 }
 
 impl std::fmt::Debug for Cas {

@@ -29,6 +29,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use custos_ids::KeyHash;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
@@ -37,7 +38,6 @@ use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
 use crate::audit::{AuditEntry, AuditEvent, Retention};
-use crate::identity::ClientId;
 use crate::seal::{SealError, Sealer};
 use integrity::{Current, Digest, Known, Revisions, State, Version};
 
@@ -129,7 +129,7 @@ pub struct SessionRecord {
     /// The session text as submitted (it may hold literal secret values: never log it).
     pub text: String,
     /// The client that created it.
-    pub creator: ClientId,
+    pub creator: KeyHash,
     /// Creation time, ms since the Unix epoch.
     pub created_ms: u64,
     /// Last change, ms since the Unix epoch.

@@ -13,9 +13,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use custos_ids::{KeyHash, spki_of_certificate};
 use rustls::ServerConfig;
-
-use crate::identity::{ClientId, spki_of_certificate};
 
 /// Why the CAS's TLS identity could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +48,8 @@ pub struct CasIdentity {
 
 impl CasIdentity {
     /// SHA-256 of the certificate's public key: what clients pin.
-    pub fn key_hash(&self) -> ClientId {
-        ClientId::of_spki(&self.spki)
+    pub fn key_hash(&self) -> KeyHash {
+        KeyHash::of_spki(&self.spki)
     }
 
     /// Loads `cert`/`key`.
@@ -76,7 +75,7 @@ impl CasIdentity {
                 })
             })?
             .to_vec();
-        let certificate_pem = crate::secrets::pem("CERTIFICATE", leaf);
+        let certificate_pem = custos_ids::pem::encode("CERTIFICATE", leaf);
         Ok(Self {
             certified,
             spki,

@@ -14,9 +14,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{CasProcess, create, get, wait_until};
 use custos_attestation::ReportData;
-use custos_attestation::claims::{MrEnclave, MrSigner};
 use custos_attestation::sim::{PlatformKey, SimReport};
 use custos_client::ClientIdentity;
+use custos_ids::{MrEnclave, MrSigner};
 use custos_protocol::audit::AuditAction;
 use custos_protocol::client::AuditPage;
 use custos_protocol::enclave::{
@@ -155,13 +155,13 @@ impl Answer {
 impl Runtime {
     fn new(cas: &CasProcess, source: &str) -> Self {
         let identity = ClientIdentity::generate("runtime").unwrap();
-        let spki = custos_tls::spki_of_certificate(&identity.certificate).unwrap();
-        let point = &spki[spki.len() - 64..];
+        let spki = custos_ids::spki_of_certificate(&identity.certificate).unwrap();
+        let (x, y) = custos_ids::jwk::p256_coordinates(custos_ids::spki::p256_point(spki).unwrap());
         let jwk = Jwk {
-            kty: "EC".into(),
-            crv: "P-256".into(),
-            x: URL_SAFE_NO_PAD.encode(&point[..32]),
-            y: URL_SAFE_NO_PAD.encode(&point[32..]),
+            kty: custos_ids::jwk::KTY_EC.into(),
+            crv: custos_ids::jwk::CRV_P256.into(),
+            x,
+            y,
         };
         let pin = cas.key_hash;
         let tls = rustls::ClientConfig::builder_with_provider(custos_tls::provider())

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use custos_attestation::dcap::{DcapError, RootCa, StaticCollateral};
 use custos_attestation::{
-    EvidenceKind, MrEnclave, PlatformKey, SimReport, TrustedPlatforms, UnixTime, VerifyError,
+    EvidenceKind, PlatformKey, SimReport, TrustedPlatforms, UnixTime, VerifyError,
 };
 use custos_cas::enclave::hardware::HardwareVerifier;
 use custos_cas::enclave::unverified::Unverified;
+use custos_ids::MrEnclave;
 use custos_policy::AttestationPolicy;
 
 /// Inside the recorded collateral's validity (2025-06-19 .. 2025-07-19).

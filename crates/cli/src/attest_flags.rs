@@ -10,11 +10,11 @@
 //! testing, `--only-for-testing-trust-any`).
 
 use clap::Args;
-use custos_attestation::claims::{Claims, MrEnclave, MrSigner};
+use custos_attestation::claims::Claims;
 use custos_attestation::policy::{
     IdentityPolicy, IgnoredAdvisories, ServicePolicy, SignerPolicy, Toleration, Tolerations,
 };
-use custos_client::KeyHash;
+use custos_ids::{KeyHash, MrEnclave, MrSigner};
 
 #[derive(Debug, Args)]
 pub(crate) struct AttestArgs {

@@ -13,7 +13,8 @@ use clap::Subcommand;
 use custos_attestation::claims::{Claims, EvidenceKind};
 use custos_attestation::policy::{Check, ServicePolicy};
 use custos_client::attest::{self, AttestError, Expectations, HardwareError};
-use custos_client::{CasClient, ClientError, KeyHash, ServerTrust};
+use custos_client::{CasClient, ClientError, ServerTrust};
+use custos_ids::KeyHash;
 
 pub(crate) use crate::attest_flags::AttestArgs;
 use crate::config::{CliConfig, PinnedCas, normalize_addr, not_attested};

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
-use custos_client::{ClientIdentity, KeyHash};
+use custos_client::ClientIdentity;
+use custos_ids::KeyHash;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
@@ -19,7 +20,6 @@ use zeroize::Zeroizing;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct PinnedCas {
     /// SHA-256 of the CAS certificate's public key: the pin.
-    #[serde(with = "key_hash_hex")]
     pub key_hash: KeyHash,
     /// The CAS certificate (PEM), for reference.
     pub certificate: String,
@@ -168,21 +168,6 @@ impl CliConfig {
 
 pub(crate) fn not_attested(addr: &str) -> String {
     format!("CAS {addr} is not attested: run `custos cas attest {addr}` first")
-}
-
-/// A key hash in the file as its 64 hex digits.
-mod key_hash_hex {
-    use custos_client::KeyHash;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(hash: &KeyHash, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(hash)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<KeyHash, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
 }
 
 /// `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address → `host:port`, port 8081

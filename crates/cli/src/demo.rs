@@ -649,7 +649,7 @@ fn tokio_runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 fn key_hash(cert: &rustls_pki_types::CertificateDer<'_>) -> String {
-    custos_tls::KeyHash::of_certificate(cert)
+    custos_ids::KeyHash::of_certificate(cert)
         .map(|h| h.to_string())
         .unwrap_or_else(|e| e.to_string())
 }

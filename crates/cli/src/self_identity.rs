@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use custos_client::KeyHash;
+use custos_ids::KeyHash;
 
 use crate::config::CliConfig;
 

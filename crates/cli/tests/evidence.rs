@@ -35,6 +35,66 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// What a run must print on stderr.
+#[derive(Debug, Clone, Copy)]
+enum Says<'a> {
+    Exactly(&'a str),
+    StartsWith(&'a str),
+    Contains(&'a str),
+    EndsWith(&'a str),
+    Anything,
+}
+
+/// One run of the CLI that must end with `code` and say `says`.
+#[derive(Debug)]
+struct Case<'a> {
+    what: &'a str,
+    args: Vec<&'a str>,
+    code: i32,
+    says: Says<'a>,
+}
+
+/// Runs every case, naming the failing one.
+fn check(cases: &[Case<'_>]) {
+    for case in cases {
+        let out = custos(&case.args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(case.code), "{}: {err}", case.what);
+        let holds = match case.says {
+            Says::Exactly(text) => err == text,
+            Says::StartsWith(text) => err.starts_with(text),
+            Says::Contains(text) => err.contains(text),
+            Says::EndsWith(text) => err.ends_with(text),
+            Says::Anything => true,
+        };
+        assert!(
+            holds,
+            "{}: expected {:?}, stderr {err:?}",
+            case.what, case.says
+        );
+    }
+}
+
+/// The arguments of `custos evidence verify-quote QUOTE FLAGS…`.
+fn verify_quote<'a>(quote: &'a Path, flags: &[&'a str]) -> Vec<&'a str> {
+    [&["evidence", "verify-quote", path(quote)][..], flags].concat()
+}
+
+/// The arguments of `custos evidence verify-maa-token TOKEN --jwks JWKS FLAGS…`.
+fn verify_maa<'a>(token: &'a Path, jwks: &'a Path, flags: &[&'a str]) -> Vec<&'a str> {
+    [
+        &[
+            "evidence",
+            "verify-maa-token",
+            path(token),
+            "--jwks",
+            path(jwks),
+        ][..],
+        flags,
+    ]
+    .concat()
+}
+
 const IN_WINDOW: &str = "1751328000"; // 2025-07-01, inside the recorded collateral's validity
 
 #[test]
@@ -65,7 +125,7 @@ fn parse_quote_prints_the_fields_of_every_evidence_kind() {
     let key = custos_attestation::PlatformKey::generate().unwrap();
     let sim = key
         .create_quote(&custos_attestation::SimReport::new(
-            custos_attestation::MrEnclave([7; 32]),
+            custos_ids::MrEnclave([7; 32]),
             b"rt",
         ))
         .unwrap();
@@ -96,15 +156,10 @@ fn parse_quote_prints_the_fields_of_every_evidence_kind() {
 fn verify_quote_prints_the_tcb_status_and_identity() {
     let quote = data("dcap/sgx_quote");
     let collateral = data("dcap/sgx_quote_collateral.json");
-    let out = custos(&[
-        "evidence",
-        "verify-quote",
-        path(&quote),
-        "--collateral",
-        path(&collateral),
-        "--at",
-        IN_WINDOW,
-    ]);
+    let out = custos(&verify_quote(
+        &quote,
+        &["--collateral", path(&collateral), "--at", IN_WINDOW],
+    ));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v = json(&out);
     assert_eq!(v["tcb_status"], "ConfigurationAndSWHardeningNeeded");
@@ -126,7 +181,6 @@ fn verify_quote_prints_the_tcb_status_and_identity() {
         "advisory_ids",
         "mrenclave",
         "mrsigner",
-        "isvprodid",
         "isvsvn",
         "debug",
         "report_data",
@@ -139,89 +193,77 @@ fn verify_quote_prints_the_tcb_status_and_identity() {
 fn verify_quote_rejections_exit_1_and_bad_input_exits_2() {
     let quote = data("dcap/sgx_quote");
     let collateral = data("dcap/sgx_quote_collateral.json");
-    // Expired collateral.
-    let out = custos(&[
-        "evidence",
-        "verify-quote",
-        path(&quote),
-        "--collateral",
-        path(&collateral),
-        "--at",
-        "1800000000",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        stderr(&out),
-        "collateral tcb_info is valid from 2025-06-19T10:56:11Z until 2025-07-19T10:56:11Z, not at 2027-01-15T08:00:00Z\n"
-    );
-    // Another root.
     let test_root = data("dcap-intel-test-pki/trustedRootCaCert.pem");
-    let out = custos(&[
-        "evidence",
-        "verify-quote",
-        path(&quote),
-        "--collateral",
-        path(&collateral),
-        "--root-ca",
-        path(&test_root),
-        "--at",
-        IN_WINDOW,
+    let other_platform = data("maa/sgx_quote_debug.bin");
+    let (quote_s, collateral_s) = (path(&quote), path(&collateral));
+    check(&[
+        Case {
+            what: "expired collateral",
+            args: verify_quote(
+                &quote,
+                &["--collateral", collateral_s, "--at", "1800000000"],
+            ),
+            code: 1,
+            says: Says::Exactly(
+                "collateral tcb_info is valid from 2025-06-19T10:56:11Z until 2025-07-19T10:56:11Z, not at 2027-01-15T08:00:00Z\n",
+            ),
+        },
+        Case {
+            what: "another root",
+            args: verify_quote(
+                &quote,
+                &[
+                    "--collateral",
+                    collateral_s,
+                    "--root-ca",
+                    path(&test_root),
+                    "--at",
+                    IN_WINDOW,
+                ],
+            ),
+            code: 1,
+            says: Says::Anything,
+        },
+        Case {
+            what: "a quote from another platform",
+            args: verify_quote(
+                &other_platform,
+                &["--collateral", collateral_s, "--at", IN_WINDOW],
+            ),
+            code: 1,
+            says: Says::Contains("Fmspc mismatch"),
+        },
+        Case {
+            what: "no collateral",
+            args: verify_quote(&quote, &[]),
+            code: 2,
+            says: Says::Anything,
+        },
+        Case {
+            what: "collateral that is not collateral",
+            args: verify_quote(&quote, &["--collateral", quote_s]),
+            code: 2,
+            says: Says::Contains("not QuoteCollateralV3 JSON"),
+        },
+        Case {
+            what: "a root that is not a certificate",
+            args: verify_quote(
+                &quote,
+                &["--collateral", collateral_s, "--root-ca", quote_s],
+            ),
+            code: 2,
+            says: Says::Anything,
+        },
+        Case {
+            what: "both collateral sources at once",
+            args: verify_quote(
+                &quote,
+                &["--collateral", collateral_s, "--pccs", "https://x"],
+            ),
+            code: 2,
+            says: Says::Anything,
+        },
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    // A quote from another platform.
-    let other = data("maa/sgx_quote_debug.bin");
-    let out = custos(&[
-        "evidence",
-        "verify-quote",
-        path(&other),
-        "--collateral",
-        path(&collateral),
-        "--at",
-        IN_WINDOW,
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("Fmspc mismatch"), "{}", stderr(&out));
-    // No collateral, unreadable collateral, a root that is not a certificate.
-    assert_eq!(
-        custos(&["evidence", "verify-quote", path(&quote)])
-            .status
-            .code(),
-        Some(2)
-    );
-    let out = custos(&[
-        "evidence",
-        "verify-quote",
-        path(&quote),
-        "--collateral",
-        path(&quote),
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("not QuoteCollateralV3 JSON"),
-        "{}",
-        stderr(&out)
-    );
-    let out = custos(&[
-        "evidence",
-        "verify-quote",
-        path(&quote),
-        "--collateral",
-        path(&collateral),
-        "--root-ca",
-        path(&quote),
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    // Both collateral sources at once is a usage error.
-    let out = custos(&[
-        "evidence",
-        "verify-quote",
-        path(&quote),
-        "--collateral",
-        path(&collateral),
-        "--pccs",
-        "https://x",
-    ]);
-    assert_eq!(out.status.code(), Some(2));
 }
 
 /// The JWKS and the token of a recording, written to files.
@@ -256,21 +298,22 @@ fn verify_maa_token_prints_the_claims_and_rejects_tampering() {
     );
     let iat = iat.to_string();
     let issuer = "https://cplarryoattestationiso.wus.attest.azure.net";
-    let out = custos(&[
-        "evidence",
-        "verify-maa-token",
-        path(&token),
-        "--jwks",
-        path(&jwks),
-        "--issuer",
-        issuer,
-        "--at",
-        &iat,
-        "--runtime-data",
-        path(&data("maa/runtime_data.bin")),
-        "--evidence",
-        path(&data("maa/openenclave_report_debug.bin")),
-    ]);
+    let runtime_data = data("maa/runtime_data.bin");
+    let evidence = data("maa/openenclave_report_debug.bin");
+    let out = custos(&verify_maa(
+        &token,
+        &jwks,
+        &[
+            "--issuer",
+            issuer,
+            "--at",
+            &iat,
+            "--runtime-data",
+            path(&runtime_data),
+            "--evidence",
+            path(&evidence),
+        ],
+    ));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v = json(&out);
     assert_eq!(v["issuer"], issuer);
@@ -293,56 +336,46 @@ fn verify_maa_token_prints_the_claims_and_rejects_tampering() {
     );
     assert_eq!(v["report_data"].as_str().unwrap().len(), 128);
 
-    // Wrong issuer, expired, other evidence: exit 1 with the reason.
-    let out = custos(&[
-        "evidence",
-        "verify-maa-token",
-        path(&token),
-        "--jwks",
-        path(&jwks),
-        "--issuer",
-        "https://evil",
-        "--at",
-        &iat,
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        stderr(&out),
-        format!("token issuer: expected \"https://evil\", found \"{issuer}\"\n")
-    );
     let late = (iat.parse::<u64>().unwrap() + 9 * 3600).to_string();
-    let out = custos(&[
-        "evidence",
-        "verify-maa-token",
-        path(&token),
-        "--jwks",
-        path(&jwks),
-        "--issuer",
-        issuer,
-        "--at",
-        &late,
+    let other_evidence = data("maa/sgx_quote_debug.bin");
+    let wrong_issuer = format!("token issuer: expected \"https://evil\", found \"{issuer}\"\n");
+    check(&[
+        Case {
+            what: "wrong issuer",
+            args: verify_maa(&token, &jwks, &["--issuer", "https://evil", "--at", &iat]),
+            code: 1,
+            says: Says::Exactly(&wrong_issuer),
+        },
+        Case {
+            what: "expired",
+            args: verify_maa(&token, &jwks, &["--issuer", issuer, "--at", &late]),
+            code: 1,
+            says: Says::StartsWith("token expired at 2022-"),
+        },
+        Case {
+            what: "other evidence",
+            args: verify_maa(
+                &token,
+                &jwks,
+                &[
+                    "--issuer",
+                    issuer,
+                    "--at",
+                    &iat,
+                    "--evidence",
+                    path(&other_evidence),
+                ],
+            ),
+            code: 1,
+            says: Says::Contains("quotehash"),
+        },
+        Case {
+            what: "a JWKS that is not one",
+            args: verify_maa(&token, &token, &["--at", &iat]),
+            code: 2,
+            says: Says::Anything,
+        },
     ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).starts_with("token expired at 2022-"),
-        "{}",
-        stderr(&out)
-    );
-    let out = custos(&[
-        "evidence",
-        "verify-maa-token",
-        path(&token),
-        "--jwks",
-        path(&jwks),
-        "--issuer",
-        issuer,
-        "--at",
-        &iat,
-        "--evidence",
-        path(&data("maa/sgx_quote_debug.bin")),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("quotehash"), "{}", stderr(&out));
 
     // A flipped signature byte.
     let text = std::fs::read_to_string(&token).unwrap();
@@ -350,35 +383,12 @@ fn verify_maa_token_prints_the_claims_and_rejects_tampering() {
     let i = bytes.len() - 10;
     bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
     std::fs::write(&token, &bytes).unwrap();
-    let out = custos(&[
-        "evidence",
-        "verify-maa-token",
-        path(&token),
-        "--jwks",
-        path(&jwks),
-        "--issuer",
-        issuer,
-        "--at",
-        &iat,
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).starts_with("token signature does not verify"),
-        "{}",
-        stderr(&out)
-    );
-
-    // A JWKS that is not one: bad input.
-    let out = custos(&[
-        "evidence",
-        "verify-maa-token",
-        path(&token),
-        "--jwks",
-        path(&token),
-        "--at",
-        &iat,
-    ]);
-    assert_eq!(out.status.code(), Some(2));
+    check(&[Case {
+        what: "a flipped signature byte",
+        args: verify_maa(&token, &jwks, &["--issuer", issuer, "--at", &iat]),
+        code: 1,
+        says: Says::StartsWith("token signature does not verify"),
+    }]);
 }
 
 #[test]
@@ -388,21 +398,12 @@ fn draft_policy_tokens_are_rejected() {
         dir.path(),
         "Attestation-AttestationTests.AttestWithDraftPolicy-SgxEnclave_Shared.json",
     );
-    let out = custos(&[
-        "evidence",
-        "verify-maa-token",
-        path(&token),
-        "--jwks",
-        path(&jwks),
-        "--at",
-        &iat.to_string(),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).ends_with("token alg: expected RS256, found \"none\"\n"),
-        "{}",
-        stderr(&out)
-    );
+    check(&[Case {
+        what: "alg none",
+        args: verify_maa(&token, &jwks, &["--at", &iat.to_string()]),
+        code: 1,
+        says: Says::EndsWith("token alg: expected RS256, found \"none\"\n"),
+    }]);
 }
 
 #[test]
@@ -495,48 +496,44 @@ fn mrenclave_is_the_sha256_of_the_file() {
 #[test]
 fn verify_quote_with_an_unreachable_pccs_is_missing_input() {
     let quote = data("dcap/sgx_quote");
-    let out = custos(&[
-        "evidence",
-        "verify-quote",
-        path(&quote),
-        "--pccs",
-        "https://127.0.0.1:1/sgx/certification/v4/",
-        "--at",
-        IN_WINDOW,
-    ]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).starts_with("collateral fetch from https://127.0.0.1:1/sgx/certification/v4/pckcrl?ca=processor&encoding=der: "),
-        "{}",
-        stderr(&out)
-    );
-    // --pccs-ca must be PEM certificates; --cache-dir and --pccs-ca need --pccs.
-    let out = custos(&[
-        "evidence",
-        "verify-quote",
-        path(&quote),
-        "--pccs",
-        "https://127.0.0.1:1",
-        "--pccs-ca",
-        path(&data("maa/runtime_data.bin")),
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("no PEM certificate"),
-        "{}",
-        stderr(&out)
-    );
     let collateral = data("dcap/sgx_quote_collateral.json");
-    let out = custos(&[
-        "evidence",
-        "verify-quote",
-        path(&quote),
-        "--collateral",
-        path(&collateral),
-        "--cache-dir",
-        "/tmp",
+    let not_pem = data("maa/runtime_data.bin");
+    check(&[
+        Case {
+            what: "an unreachable PCCS",
+            args: verify_quote(
+                &quote,
+                &[
+                    "--pccs",
+                    "https://127.0.0.1:1/sgx/certification/v4/",
+                    "--at",
+                    IN_WINDOW,
+                ],
+            ),
+            code: 2,
+            says: Says::StartsWith(
+                "collateral fetch from https://127.0.0.1:1/sgx/certification/v4/pckcrl?ca=processor&encoding=der: ",
+            ),
+        },
+        Case {
+            what: "--pccs-ca without PEM certificates",
+            args: verify_quote(
+                &quote,
+                &["--pccs", "https://127.0.0.1:1", "--pccs-ca", path(&not_pem)],
+            ),
+            code: 2,
+            says: Says::Contains("no PEM certificate"),
+        },
+        Case {
+            what: "--cache-dir without --pccs",
+            args: verify_quote(
+                &quote,
+                &["--collateral", path(&collateral), "--cache-dir", "/tmp"],
+            ),
+            code: 2,
+            says: Says::Anything,
+        },
     ]);
-    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]

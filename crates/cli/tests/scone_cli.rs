@@ -188,7 +188,7 @@ fn the_samples_attest_script_and_session_commands_run_unchanged_with_scone_linke
     assert_eq!(out(&cli.custos(&["self", "show"])), out(&shown));
     let der = rustls_pki_types::CertificateDer::from_pem_slice(certificate.as_bytes()).unwrap();
     assert_eq!(
-        custos_client::KeyHash::of_certificate(&der)
+        custos_ids::KeyHash::of_certificate(&der)
             .unwrap()
             .to_string(),
         key_hash

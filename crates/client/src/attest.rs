@@ -10,8 +10,8 @@ use custos_attestation::claims::{Claims, EvidenceKind};
 use custos_attestation::policy::{Decision, Denial, ServicePolicy, evaluate};
 use custos_attestation::sim::{PlatformPublicKey, SimQuoteVerifier, TrustedPlatforms};
 use custos_attestation::{UnixTime, Verifier as _};
+use custos_ids::KeyHash;
 use custos_protocol::client::CasEvidence;
-use custos_tls::KeyHash;
 
 use crate::cas::{CasClient, ClientError, ServerTrust};
 
@@ -262,9 +262,9 @@ impl FetchedEvidence {
 
 #[cfg(test)]
 mod tests {
-    use custos_attestation::claims::MrEnclave;
     use custos_attestation::policy::{IdentityPolicy, Toleration, Tolerations};
     use custos_attestation::sim::{PlatformKey, SimReport};
+    use custos_ids::MrEnclave;
     use custos_protocol::enclave::EvidenceBytes;
 
     use super::*;

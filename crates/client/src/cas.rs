@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use custos_tls::KeyHash;
+use custos_ids::{KeyHash, spki_of_certificate};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -27,7 +27,7 @@ use custos_protocol::client::{
 use custos_protocol::{ErrorBody, ErrorDetail};
 use serde::de::DeserializeOwned;
 
-use custos_tls::{PinMismatch, spki_of_certificate};
+use custos_tls::PinMismatch;
 
 use crate::identity::ClientIdentity;
 
@@ -241,6 +241,7 @@ impl CasClient {
             .peer_certificates()
             .and_then(|c| c.first())
             .and_then(|c| spki_of_certificate(c).ok())
+            .map(<[u8]>::to_vec)
             .unwrap_or_default();
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await

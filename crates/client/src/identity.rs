@@ -2,7 +2,7 @@
 //! SHA-256 of the certificate's public key ([`KeyHash`]), so renewing the certificate for the
 //! same key keeps access, and nothing about names or issuers is trusted.
 
-use custos_tls::KeyHash;
+use custos_ids::KeyHash;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use zeroize::Zeroizing;
 
@@ -55,7 +55,7 @@ impl ClientIdentity {
 
     /// The certificate as PEM (`CERTIFICATE`): what access policies may name.
     pub fn certificate_pem(&self) -> String {
-        pem_text("CERTIFICATE", &self.certificate)
+        custos_ids::pem::encode("CERTIFICATE", &self.certificate)
     }
 
     /// The private key as PEM (`PRIVATE KEY`, `RSA PRIVATE KEY` or `EC PRIVATE KEY`, as it
@@ -66,14 +66,8 @@ impl ClientIdentity {
             PrivateKeyDer::Sec1(_) => "EC PRIVATE KEY",
             _ => "PRIVATE KEY",
         };
-        Zeroizing::new(pem_text(label, self.key.secret_der()))
+        custos_ids::pem::encode_secret(label, self.key.secret_der())
     }
-}
-
-/// `der` as PEM with `label`, LF line endings.
-fn pem_text(label: &str, der: &[u8]) -> String {
-    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
-    pem::encode_config(&pem::Pem::new(label, der), config)
 }
 
 #[cfg(test)]
@@ -86,8 +80,8 @@ mod tests {
     fn the_identity_is_its_keys_hash_and_survives_pem() {
         let identity = ClientIdentity::generate("alice").unwrap();
         let id = identity.id().unwrap();
-        let spki = custos_tls::spki_of_certificate(&identity.certificate).unwrap();
-        assert_eq!(id, KeyHash::of_spki(&spki));
+        let spki = custos_ids::spki_of_certificate(&identity.certificate).unwrap();
+        assert_eq!(id, KeyHash::of_spki(spki));
         assert_ne!(id, ClientIdentity::generate("alice").unwrap().id().unwrap());
 
         let certificate_pem = identity.certificate_pem();

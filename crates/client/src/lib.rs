@@ -57,5 +57,5 @@ mod cas;
 mod identity;
 
 pub use cas::{CasClient, ClientError, Connection, Response, ServerTrust};
-pub use custos_tls::KeyHash;
+pub use custos_ids::KeyHash;
 pub use identity::{ClientIdentity, IdentityError};

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use custos_attestation::MrEnclave;
 use custos_e2e::{World, bin, measurement, run_command, sample_vars};
+use custos_ids::MrEnclave;
 use custos_runtime::cas::CasClient;
 use custos_runtime::config::{CasTrust, Endpoint};
 use custos_runtime::evidence::EvidenceSource;

@@ -20,8 +20,9 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use custos_client::{CasClient, ClientError, ClientIdentity, KeyHash, ServerTrust};
+use custos_client::{CasClient, ClientError, ClientIdentity, ServerTrust};
 pub use custos_harness::{Cas, Emulator, Las, Launcher, Log, Process};
+use custos_ids::KeyHash;
 use custos_protocol::audit::{AuditAction, AuditEntry, AuditEvent};
 use custos_protocol::client::SessionWritten;
 

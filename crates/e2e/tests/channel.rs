@@ -2,8 +2,8 @@
 //! a request relayed by another TLS client, a nonce used for another service, and evidence
 //! that binds other runtime data are all denied, each with its reason.
 
-use custos_attestation::MrEnclave;
 use custos_e2e::World;
+use custos_ids::MrEnclave;
 use custos_protocol::enclave::RuntimeData;
 use custos_runtime::RunError;
 use custos_runtime::attest::request;

@@ -26,7 +26,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use custos_attestation::sim::SimReport;
-use custos_attestation::{MrEnclave, MrSigner, PlatformKey, ReportData};
+use custos_attestation::{PlatformKey, ReportData};
+use custos_ids::{MrEnclave, MrSigner};
 use custos_protocol::ErrorBody;
 use custos_protocol::las::{Health, Platform, QuoteRequest, QuoteResponse};
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use custos_attestation::PlatformKey;
 use custos_las::Las;
+use custos_serve::daemon::{self, Failure};
 use custos_serve::{ConnectionLimits, Server, Transport};
 use hyper_util::service::TowerToHyperService;
 
@@ -90,25 +91,15 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("custos-las: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    daemon::init_logging(None);
+    daemon::exit("custos-las", run(args))
 }
 
-fn run(args: Args) -> Result<(), String> {
+fn run(args: Args) -> Result<(), Failure> {
     // A ready file from an earlier run must not announce this one.
     if let Some(path) = &args.ready_file {
         custos_harness::ready::remove(path)
-            .map_err(|e| format!("--ready-file {}: {e}", path.display()))?;
+            .map_err(|e| Failure::Usage(format!("--ready-file {}: {e}", path.display())))?;
     }
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("{}: cannot create: {e}", args.data_dir.display()))?;
@@ -138,26 +129,10 @@ fn run(args: Args) -> Result<(), String> {
         Server::new(listener, Transport::Plain, args.limits.limits())
             .serve_until(
                 move |_: &custos_serve::Client| TowerToHyperService::new(router.clone()),
-                termination(),
+                daemon::stop_signal(),
                 SHUTDOWN_GRACE,
             )
             .await;
         Ok(())
     })
-}
-
-async fn termination() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = int.recv() => {},
-            }
-        }
-        _ => std::future::pending().await,
-    }
 }

@@ -1,25 +1,26 @@
 //! The real `custos-las` binary: quotes it issues verify against its platform key, the key
 //! survives restarts, and bad requests get clear errors.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use custos_attestation::sim::verify_sim_quote;
-use custos_attestation::{
-    EvidenceKind, MrEnclave, PlatformPublicKey, ReportData, TrustedPlatforms,
-};
+use custos_attestation::{EvidenceKind, PlatformPublicKey, ReportData, TrustedPlatforms};
+use custos_harness::Process;
+use custos_harness::ready::LasReady;
+use custos_ids::MrEnclave;
 use custos_protocol::ErrorBody;
 use custos_protocol::las::{Health, Platform, QuoteResponse};
 use serde_json::{Value, json};
 
 struct Las {
-    child: Child,
+    /// Killed when dropped.
+    process: Process,
     addr: SocketAddr,
     base: String,
-    first_lines: Vec<String>,
+    _logs: tempfile::TempDir,
 }
 
 impl Las {
@@ -27,32 +28,27 @@ impl Las {
         Self::start_with(data_dir, &[])
     }
 
+    /// Starts the binary and waits for its ready file (the readiness contract, not a log line).
     fn start_with(data_dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_custos-las"))
+        let logs = tempfile::tempdir().unwrap();
+        let ready_file = logs.path().join("las.ready");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_custos-las"));
+        command
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
+            .arg("--ready-file")
+            .arg(&ready_file)
+            .env_remove("RUST_LOG");
+        let mut process = Process::spawn("las", &mut command, logs.path()).unwrap();
+        let ready: LasReady = process
+            .wait_ready(&ready_file, Duration::from_secs(30))
             .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut first_lines = Vec::new();
-        let addr: SocketAddr = loop {
-            let line = lines.next().expect("start-up lines").unwrap();
-            first_lines.push(line.clone());
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split(';').next().unwrap().parse().unwrap();
-            }
-        };
-        // Keep draining the log so the process never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
         Self {
-            child,
-            addr,
-            base: format!("http://{addr}"),
-            first_lines,
+            process,
+            addr: ready.listen,
+            base: format!("http://{}", ready.listen),
+            _logs: logs,
         }
     }
 
@@ -79,21 +75,14 @@ impl Las {
     }
 }
 
-impl Drop for Las {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn issues_sim_quotes_that_verify_against_its_platform_key() {
     let dir = tempfile::tempdir().unwrap();
     let las = Las::start(dir.path());
+    let start_up = las.process.logs();
     assert!(
-        las.first_lines.iter().any(|l| l.contains("SIMULATION")),
-        "simulation must be announced at start-up: {:?}",
-        las.first_lines
+        start_up.contains("SIMULATION"),
+        "simulation must be announced at start-up: {start_up}"
     );
     let health: Health = reqwest::get(format!("{}/healthz", las.base))
         .await

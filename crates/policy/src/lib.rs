@@ -52,7 +52,7 @@ mod yaml;
 pub use context::{check_create, check_update};
 pub use diagnostic::{Diagnostic, Diagnostics, FieldPath, MAX_DIAGNOSTICS, Position, Problem};
 pub use hash::{canonical_form, hash_canonical};
-pub use ids::{CertificateThumbprint, HexError, MrEnclave, MrSigner, PublicKeyHash, SessionHash};
+pub use ids::{CertificateThumbprint, SessionHash};
 pub use model::*;
 pub use names::{
     ImageName, MAX_NAME_LEN, MAX_SESSION_DEPTH, NameError, SecretName, ServiceName, SessionName,

@@ -8,10 +8,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use custos_ids::{KeyHash, MrEnclave, MrSigner, TrustedMaaEnclave};
 use secrecy::SecretString;
 
 use crate::diagnostic::Position;
-use crate::ids::{CertificateThumbprint, MrEnclave, MrSigner, PublicKeyHash, SessionHash};
+
+use crate::ids::{CertificateThumbprint, SessionHash};
 use crate::names::{ImageName, SecretName, ServiceName, SessionName};
 
 /// A session (policy). Namespaces are sessions too: usually with only a name, a version and an
@@ -99,7 +101,7 @@ pub struct AccessPolicy {
 
 impl AccessPolicy {
     /// Whether `caller` is admitted by `list`, given the session's creator.
-    pub fn admits(list: &[Principal], caller: &PublicKeyHash, creator: &PublicKeyHash) -> bool {
+    pub fn admits(list: &[Principal], caller: &KeyHash, creator: &KeyHash) -> bool {
         list.iter().any(|p| p.admits(caller, creator))
     }
 }
@@ -116,12 +118,12 @@ pub enum Principal {
     /// A PEM certificate; its public key is what counts, so renewing it keeps access.
     Certificate(Certificate),
     /// A public-key hash (SHA-256 of the client's SubjectPublicKeyInfo, hex).
-    PublicKey(PublicKeyHash),
+    PublicKey(KeyHash),
 }
 
 impl Principal {
     /// Whether this entry admits `caller`.
-    pub fn admits(&self, caller: &PublicKeyHash, creator: &PublicKeyHash) -> bool {
+    pub fn admits(&self, caller: &KeyHash, creator: &KeyHash) -> bool {
         match self {
             Principal::Creator => caller == creator,
             Principal::Any => true,
@@ -136,7 +138,7 @@ impl Principal {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Certificate {
     pub(crate) der: Vec<u8>,
-    pub(crate) public_key_hash: PublicKeyHash,
+    pub(crate) public_key_hash: KeyHash,
 }
 
 impl Certificate {
@@ -146,7 +148,7 @@ impl Certificate {
     }
 
     /// SHA-256 of the certificate's SubjectPublicKeyInfo.
-    pub fn public_key_hash(&self) -> &PublicKeyHash {
+    pub fn public_key_hash(&self) -> &KeyHash {
         &self.public_key_hash
     }
 }
@@ -185,26 +187,10 @@ pub struct AttestationPolicy {
     pub min_rsa_signing_key_size: u32,
     /// Platform keys trusted to sign evidence (`trusted_scone_qe_pubkeys`, or Custos's
     /// `trusted_platform_keys`): for simulated quotes, the LAS platform keys.
-    pub trusted_platform_keys: Vec<PublicKeyHash>,
+    pub trusted_platform_keys: Vec<KeyHash>,
     /// With `mode: maa`, the MAA enclaves whose signing keys are trusted
     /// (`trusted_maa_enclaves`, a Custos addition). `None`: the CAS's configured default.
     pub trusted_maa_enclaves: Option<Vec<TrustedMaaEnclave>>,
-}
-
-/// An MAA enclave identity trusted to sign tokens (`trusted_maa_enclaves` entry). Every
-/// condition given must hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TrustedMaaEnclave {
-    /// MRSIGNER (required).
-    pub mrsigner: MrSigner,
-    /// If given: the exact MRENCLAVE.
-    pub mrenclave: Option<MrEnclave>,
-    /// If given: the exact ISVPRODID.
-    pub isvprodid: Option<u16>,
-    /// If given: the smallest ISVSVN admitted.
-    pub min_isvsvn: Option<u16>,
-    /// Whether a debug MAA enclave is admitted (`debug_allowed`, default false).
-    pub debug_allowed: bool,
 }
 
 /// Default of [`AttestationPolicy::min_rsa_signing_key_size`].
@@ -388,7 +374,7 @@ pub struct Service {
     /// Enclaves admitted: any alternative that matches admits. Empty only with `mode: none`.
     pub attestation: Vec<EnclavePolicy>,
     /// If non-empty: the platform keys the service may run on.
-    pub platforms: Vec<PublicKeyHash>,
+    pub platforms: Vec<KeyHash>,
 }
 
 impl fmt::Debug for Service {

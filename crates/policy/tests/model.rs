@@ -177,8 +177,8 @@ fn every_feature_decodes() {
         read[2],
         Principal::PublicKey("ab".repeat(32).parse().unwrap())
     );
-    let caller: PublicKeyHash = fixture.client_spki_hash.parse().unwrap();
-    let creator: PublicKeyHash = "ef".repeat(32).parse().unwrap();
+    let caller: custos_ids::KeyHash = fixture.client_spki_hash.parse().unwrap();
+    let creator: custos_ids::KeyHash = "ef".repeat(32).parse().unwrap();
     assert!(AccessPolicy::admits(read, &caller, &creator));
     assert!(!AccessPolicy::admits(
         &s.access_policy.update,

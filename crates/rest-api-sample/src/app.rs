@@ -1,5 +1,7 @@
 //! The HTTP behaviour: one route, `GET /secret`, answered like the sample's Flask app.
 
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -9,10 +11,13 @@ use hyper::{Method, Request, Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
-/// The route's state: the secret delivered by the CAS, if any.
+/// The route's state: the secret delivered by the CAS, if any — in the environment
+/// (`AKV_SECRET`, fixed for the life of the process) or in a file (`AKV_SECRET_FILE`, read
+/// again by [`SecretApp::reload_secret`], so a rotated secret is served without a restart).
 #[derive(Debug)]
 pub struct SecretApp {
-    secret: Option<SecretString>,
+    secret: RwLock<Option<SecretString>>,
+    file: Option<PathBuf>,
 }
 
 /// Keys in Flask's `jsonify` order (sorted), so the output reads as the sample's does.
@@ -30,25 +35,67 @@ struct ErrorBody<'a> {
 impl SecretApp {
     /// The app serving `secret` (`None`: the environment had no `AKV_SECRET`).
     pub fn new(secret: Option<SecretString>) -> Self {
-        Self { secret }
+        Self {
+            secret: RwLock::new(secret),
+            file: None,
+        }
     }
 
-    /// The app configured from the process environment, as the CAS delivers it.
+    /// The app serving the content of `file` (see [`read_secret_file`]).
+    pub fn from_file(file: PathBuf) -> Result<Self, String> {
+        let secret = read_secret_file(&file)?;
+        Ok(Self {
+            secret: RwLock::new(Some(secret)),
+            file: Some(file),
+        })
+    }
+
+    /// The app configured from the process environment, as the CAS delivers it: `AKV_SECRET`
+    /// (the sample's variable) or `AKV_SECRET_FILE` (a file's path), not both.
     ///
-    /// Fails when `AKV_SECRET` is set but not UTF-8; the error does not contain the value.
-    pub fn from_env() -> Result<Self, &'static str> {
-        match std::env::var_os("AKV_SECRET") {
-            None => Ok(Self::new(None)),
-            Some(value) => value
+    /// Fails when a value is not UTF-8 or the file cannot be read; no error contains the value.
+    pub fn from_env() -> Result<Self, String> {
+        match (
+            std::env::var_os("AKV_SECRET"),
+            std::env::var_os("AKV_SECRET_FILE"),
+        ) {
+            (Some(_), Some(_)) => Err(
+                "AKV_SECRET and AKV_SECRET_FILE are both set: give the secret one way".to_owned(),
+            ),
+            (None, None) => Ok(Self::new(None)),
+            (Some(value), None) => value
                 .into_string()
                 .map(|s| Self::new(Some(s.into())))
-                .map_err(|_| "AKV_SECRET is set but is not valid UTF-8"),
+                .map_err(|_| "AKV_SECRET is set but is not valid UTF-8".to_owned()),
+            (None, Some(file)) => Self::from_file(PathBuf::from(file)),
         }
     }
 
     /// Whether a secret is present (safe to log; the value is not).
     pub fn has_secret(&self) -> bool {
-        self.secret.is_some()
+        self.secret().is_some()
+    }
+
+    /// The file the secret comes from, if it comes from one.
+    pub fn secret_file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// Reads the secret file again. Without a file there is nothing to do; on failure the
+    /// secret served so far stays.
+    pub fn reload_secret(&self) -> Result<(), String> {
+        if let Some(file) = &self.file {
+            let secret = read_secret_file(file)?;
+            *self.secret.write().unwrap_or_else(|e| e.into_inner()) = Some(secret);
+        }
+        Ok(())
+    }
+
+    fn secret(&self) -> Option<SecretString> {
+        self.secret
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Answers one request. Only the method and path matter; bodies are ignored.
@@ -68,7 +115,7 @@ impl SecretApp {
                 .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
             return response;
         }
-        let response = match &self.secret {
+        let response = match &self.secret() {
             Some(secret) => json(
                 StatusCode::OK,
                 &SecretBody {
@@ -89,6 +136,21 @@ impl SecretApp {
             response
         }
     }
+}
+
+/// The secret in `file`: its UTF-8 text, less one final line break (`echo` and editors add
+/// one; the CAS's injected files have none). Errors name the file, never its content.
+pub fn read_secret_file(file: &Path) -> Result<SecretString, String> {
+    let bytes = zeroize::Zeroizing::new(
+        std::fs::read(file).map_err(|e| format!("AKV_SECRET_FILE {}: {e}", file.display()))?,
+    );
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| format!("AKV_SECRET_FILE {}: not valid UTF-8", file.display()))?;
+    let text = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(text);
+    Ok(text.to_owned().into())
 }
 
 /// Seconds since the epoch as a float, like Python's `time.time()`.
@@ -191,6 +253,30 @@ mod tests {
         let app = SecretApp::new(Some("a\"b\\c\nd".to_string().into()));
         let value = body_json(&app.respond(&request(Method::GET, "/secret")));
         assert_eq!(value["secret"], "a\"b\\c\nd");
+    }
+
+    #[test]
+    fn a_secret_file_is_read_again_on_reload_and_a_failed_read_keeps_the_old_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "first\n").unwrap();
+        let app = SecretApp::from_file(file.clone()).unwrap();
+        let secret = || body_json(&app.respond(&request(Method::GET, "/secret")))["secret"].clone();
+        assert_eq!(secret(), "first");
+        std::fs::write(&file, "second").unwrap();
+        assert_eq!(secret(), "first", "read only when asked to");
+        app.reload_secret().unwrap();
+        assert_eq!(secret(), "second");
+        std::fs::write(&file, [0xff, 0xfe]).unwrap();
+        let error = app.reload_secret().unwrap_err();
+        assert_eq!(
+            error,
+            format!("AKV_SECRET_FILE {}: not valid UTF-8", file.display())
+        );
+        std::fs::remove_file(&file).unwrap();
+        assert!(app.reload_secret().unwrap_err().contains("No such file"));
+        assert_eq!(secret(), "second");
+        assert!(!format!("{app:?}").contains("second"));
     }
 
     #[test]

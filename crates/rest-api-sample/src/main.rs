@@ -8,14 +8,20 @@ use std::time::Duration;
 
 use clap::Parser;
 use custos_serve::ConnectionLimits;
-use rest_api_sample::{SecretApp, ServeOptions, serve, server::termination_signal};
+use custos_serve::daemon::{self, Failure};
+use custos_tls::ReplaceableIdentity;
+use rest_api_sample::{Reloader, SecretApp, ServeOptions, serve};
 
 /// The SCONE sample's REST API in Rust.
 ///
 /// Serves `GET /secret` over HTTPS (HTTP/2 and HTTP/1.1): `{"access_timestamp": ..., "secret": ...}`
-/// with the value of the `AKV_SECRET` environment variable, or 404 `{"error": "secret not found"}`
-/// when it is not set. The certificate and key are the files the CAS injects after attestation;
-/// without them the app exits at once, naming the missing file.
+/// with the value of the `AKV_SECRET` environment variable (or the content of the file named by
+/// `AKV_SECRET_FILE`), or 404 `{"error": "secret not found"}` when neither is set. The
+/// certificate and key are the files the CAS injects after attestation; without them the app
+/// exits at once, naming the missing file.
+///
+/// SIGHUP reloads the certificate, the key and the secret file without dropping a connection:
+/// new handshakes get the new certificate. SIGTERM or SIGINT stop it gracefully.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
@@ -28,6 +34,11 @@ struct Args {
     /// TLS private key, PEM (PKCS#8, PKCS#1 RSA or SEC1 EC).
     #[arg(long, env = "REST_API_KEY", default_value = "/tls/flask.key")]
     key: PathBuf,
+    /// Also reload when the certificate, the key or the secret file changes on disk, checking
+    /// every SECONDS (default: reload on SIGHUP only).
+    #[arg(long, env = "REST_API_WATCH_INTERVAL", value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    watch_interval: Option<u64>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -92,24 +103,16 @@ impl LimitArgs {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("rest-api-sample: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    daemon::init_logging(None);
+    daemon::exit("rest-api-sample", run(args).map_err(Failure::from))
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let app = SecretApp::from_env()?;
+    let app = Arc::new(SecretApp::from_env()?);
     let key = custos_tls::load_certified_key(&args.cert, &args.key).map_err(|e| e.to_string())?;
-    let tls = custos_tls::server_config(key, custos_tls::ALPN_H2_HTTP11);
+    let identity = ReplaceableIdentity::new(key);
+    let tls = identity.server_config(custos_tls::ALPN_H2_HTTP11);
+    let reloader = Reloader::new(args.cert, args.key, identity, app.clone());
 
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("tokio runtime: {e}"))?;
     runtime.block_on(async {
@@ -117,18 +120,21 @@ fn run(args: Args) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
-        let secret = if app.has_secret() { "set" } else { "not set" };
-        tracing::info!("listening on https://{address} (h2, http/1.1); AKV_SECRET {secret}");
-        let shutdown = async {
-            if let Err(e) = termination_signal().await {
-                tracing::error!("cannot watch for termination signals: {e}");
-                std::future::pending::<()>().await;
-            }
+        let reloading = reloader
+            .start(args.watch_interval.map(Duration::from_secs))
+            .map_err(|e| format!("cannot watch for SIGHUP: {e}"))?;
+        tokio::spawn(reloading);
+        let secret = match (app.has_secret(), app.secret_file()) {
+            (false, _) => "AKV_SECRET not set".to_owned(),
+            (true, None) => "AKV_SECRET set".to_owned(),
+            (true, Some(file)) => format!("secret from AKV_SECRET_FILE {}", file.display()),
         };
+        tracing::info!("listening on https://{address} (h2, http/1.1); {secret}");
+        let shutdown = daemon::stop_signal();
         serve(
             listener,
             Arc::new(tls),
-            Arc::new(app),
+            app,
             ServeOptions {
                 limits: args.limits.limits(),
                 ..ServeOptions::default()

@@ -2,7 +2,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,16 +54,4 @@ pub async fn serve(
     )
     .serve_until(make_service, shutdown, options.shutdown_grace)
     .await;
-}
-
-/// Resolves when the process receives SIGTERM or SIGINT.
-pub async fn termination_signal() -> io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
-    Ok(())
 }

@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use custos_attestation::MrEnclave;
 use custos_attestation::ReportData;
 use custos_attestation::sim::measure_executable;
+use custos_ids::MrEnclave;
 use custos_protocol::enclave::{AttestRequest, Delivery, RuntimeData};
 
 use crate::RunError;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use custos_ids::fmt::error_chain;
 use custos_protocol::ErrorBody;
 use custos_protocol::enclave::{
     ATTEST_PATH, AttestRequest, CHALLENGE_PATH, ChallengeRequest, ChallengeResponse, Delivery,
@@ -79,12 +80,12 @@ impl CasClient {
             .json(body)
             .send()
             .await
-            .map_err(|e| cas_error(describe(&e)))?;
+            .map_err(|e| cas_error(error_chain(&e)))?;
         let status = response.status();
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| cas_error(describe(&e)))?;
+            .map_err(|e| cas_error(error_chain(&e)))?;
         if status.is_success() {
             return serde_json::from_slice(&bytes)
                 .map_err(|e| cas_error(format!("{path}: unexpected answer: {e}")));
@@ -109,21 +110,6 @@ impl CasClient {
             ))),
         }
     }
-}
-
-/// A reqwest error with its causes (reqwest's own message hides them).
-pub fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 fn tls_config(

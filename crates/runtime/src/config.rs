@@ -6,7 +6,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use custos_tls::KeyHash;
+use custos_ids::KeyHash;
 
 /// The CAS's enclave API port.
 pub const DEFAULT_CAS_PORT: u16 = 18765;
@@ -182,7 +182,7 @@ impl RunConfig {
         let cas_trust = match (get("CAS_CA"), get("CAS_KEY_HASH")) {
             (Some(ca), _) => CasTrust::Ca(PathBuf::from(ca.1.trim())),
             (None, Some(pin)) => {
-                let parsed = pin.1.parse();
+                let parsed = pin.1.trim().parse();
                 CasTrust::Pin(parsed.map_err(|_| {
                     invalid(
                         pin,

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use custos_attestation::{MrEnclave, ReportData};
+use custos_attestation::ReportData;
+use custos_ids::MrEnclave;
 use custos_protocol::enclave::EvidenceBytes;
 use custos_protocol::las::{QuoteRequest, QuoteResponse};
 
@@ -58,7 +59,7 @@ async fn las_quote(
         .json(&request)
         .send()
         .await
-        .map_err(|e| error(crate::cas::describe(&e)))?;
+        .map_err(|e| error(custos_ids::fmt::error_chain(&e)))?;
     let status = response.status();
     let body = response.bytes().await.map_err(|e| error(e.to_string()))?;
     if !status.is_success() {

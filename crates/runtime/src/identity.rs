@@ -4,7 +4,8 @@
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
-use custos_protocol::base64url;
+use custos_ids::jwk::{CRV_P256, KTY_EC, p256_coordinates};
+use custos_ids::spki::P256Point;
 use custos_protocol::enclave::Jwk;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use zeroize::Zeroizing;
@@ -14,7 +15,8 @@ use crate::RunError;
 /// A fresh P-256 key pair and a self-signed certificate for it.
 pub struct EphemeralKey {
     pkcs8: Zeroizing<Vec<u8>>,
-    public_point: Vec<u8>,
+    /// x ‖ y.
+    public_point: P256Point,
     certificate: CertificateDer<'static>,
 }
 
@@ -34,7 +36,13 @@ impl EphemeralKey {
         let pkcs8 = Zeroizing::new(pkcs8.as_ref().to_vec());
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &pkcs8)
             .map_err(|_| local("cannot load the generated key"))?;
-        let public_point = pair.public_key().as_ref().to_vec();
+        // aws-lc-rs gives the uncompressed point: 0x04 ‖ x ‖ y.
+        let public_point = pair
+            .public_key()
+            .as_ref()
+            .get(1..)
+            .and_then(|xy| P256Point::try_from(xy).ok())
+            .ok_or_else(|| local("the public key is not an uncompressed P-256 point"))?;
 
         let der = PrivatePkcs8KeyDer::from(pkcs8.as_slice());
         let signer =
@@ -59,13 +67,12 @@ impl EphemeralKey {
 
     /// The public key as a JWK (`kty: EC`, `crv: P-256`).
     pub fn jwk(&self) -> Jwk {
-        // An uncompressed point: 0x04 ‖ x ‖ y.
-        let (x, y) = self.public_point[1..].split_at(32);
+        let (x, y) = p256_coordinates(&self.public_point);
         Jwk {
-            kty: "EC".into(),
-            crv: "P-256".into(),
-            x: base64url::encode(x),
-            y: base64url::encode(y),
+            kty: KTY_EC.into(),
+            crv: CRV_P256.into(),
+            x,
+            y,
         }
     }
 
@@ -90,12 +97,13 @@ mod tests {
         let key = EphemeralKey::generate().unwrap();
         let jwk = key.jwk();
         assert_eq!((jwk.kty.as_str(), jwk.crv.as_str()), ("EC", "P-256"));
-        let spki = custos_tls::spki_of_certificate(key.certificate()).unwrap();
+        let spki = custos_ids::spki_of_certificate(key.certificate()).unwrap();
         // A P-256 SPKI ends with the uncompressed point.
         let point = &spki[spki.len() - 65..];
         assert_eq!(point[0], 4);
-        assert_eq!(base64url::encode(&point[1..33]), jwk.x);
-        assert_eq!(base64url::encode(&point[33..]), jwk.y);
+        let encode = custos_protocol::base64url::encode;
+        assert_eq!(encode(&point[1..33]), jwk.x);
+        assert_eq!(encode(&point[33..]), jwk.y);
         assert_ne!(
             EphemeralKey::generate().unwrap().jwk(),
             jwk,

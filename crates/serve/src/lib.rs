@@ -9,6 +9,7 @@
 
 mod body;
 mod connection;
+pub mod daemon;
 mod limits;
 mod registry;
 mod stats;

@@ -10,19 +10,19 @@
 //! reduced to a fixed description.
 //!
 //! It also names TLS keys the Custos way — by the SHA-256 of their SubjectPublicKeyInfo
-//! ([`KeyHash`]) — and verifies servers pinned by that hash ([`pinned_server_verifier`]).
+//! ([`custos_ids::KeyHash`]) — and verifies servers pinned by that hash
+//! ([`pinned_server_verifier`]).
 //!
 //! The only crypto provider is aws-lc-rs ([`provider`]).
 
 #![warn(missing_docs)]
 
 mod pin;
+mod replaceable;
 
 pub use pin::any_client_key_verifier;
-pub use pin::{
-    BadCertificate, BadKeyHash, KeyHash, PinMismatch, pinned_server_verifier, spki_of_certificate,
-    unauthenticated_server_verifier,
-};
+pub use pin::{PinMismatch, pinned_server_verifier, unauthenticated_server_verifier};
+pub use replaceable::ReplaceableIdentity;
 
 use std::fmt;
 use std::io;
@@ -230,11 +230,18 @@ pub fn certified_key(
 /// A TLS server configuration (TLS 1.2 and 1.3, no client authentication) serving `key`
 /// with the given ALPN protocols.
 pub fn server_config(key: CertifiedKey, alpn: &[&[u8]]) -> ServerConfig {
+    server_config_with_resolver(Arc::new(SingleKey(Arc::new(key))), alpn)
+}
+
+fn server_config_with_resolver(
+    resolver: Arc<dyn ResolvesServerCert>,
+    alpn: &[&[u8]],
+) -> ServerConfig {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("the aws-lc-rs provider supports the default protocol versions")
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SingleKey(Arc::new(key))));
+        .with_cert_resolver(resolver);
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     config
 }

@@ -4,73 +4,14 @@
 //! CAS's key by attesting it pin that hash instead of trusting a name or a CA — so an IP
 //! address works as well as a host name, and nothing about issuers is trusted.
 
-use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
+use custos_ids::{KeyHash, spki_of_certificate};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
-
-/// SHA-256 of a SubjectPublicKeyInfo DER, written as 64 lower-case hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct KeyHash(pub [u8; 32]);
-
-/// A certificate whose public key cannot be read.
-#[derive(Debug, thiserror::Error)]
-#[error("not a valid X.509 end-entity certificate: {0}")]
-pub struct BadCertificate(String);
-
-/// A text that is not 64 hex digits.
-#[derive(Debug, thiserror::Error)]
-#[error("a key hash is 64 hex digits (SHA-256 of a SubjectPublicKeyInfo), found {0:?}")]
-pub struct BadKeyHash(String);
-
-impl KeyHash {
-    /// The hash of `spki_der`.
-    pub fn of_spki(spki_der: &[u8]) -> Self {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki_der);
-        let mut out = [0u8; 32];
-        out.copy_from_slice(digest.as_ref());
-        Self(out)
-    }
-
-    /// The hash of the key certified by `cert`.
-    pub fn of_certificate(cert: &CertificateDer<'_>) -> Result<Self, BadCertificate> {
-        spki_of_certificate(cert).map(|spki| Self::of_spki(&spki))
-    }
-}
-
-/// The SubjectPublicKeyInfo DER (with its SEQUENCE header) of a certificate.
-pub fn spki_of_certificate(cert: &CertificateDer<'_>) -> Result<Vec<u8>, BadCertificate> {
-    let parsed =
-        webpki::EndEntityCert::try_from(cert).map_err(|e| BadCertificate(e.to_string()))?;
-    Ok(parsed.subject_public_key_info().as_ref().to_vec())
-}
-
-impl fmt::Display for KeyHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for KeyHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyHash({self})")
-    }
-}
-
-impl FromStr for KeyHash {
-    type Err = BadKeyHash;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(s.trim(), &mut out).map_err(|_| BadKeyHash(s.to_owned()))?;
-        Ok(Self(out))
-    }
-}
 
 /// A server verifier that accepts exactly the key `pin`, whatever the name or issuer, and
 /// still checks that the server proves possession of it in the handshake.

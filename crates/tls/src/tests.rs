@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+use custos_ids::KeyHash;
+
 use super::*;
 
 fn fixture(name: &str) -> PathBuf {
@@ -202,28 +204,6 @@ mod pinning {
             .unwrap_or_else(|| panic!("not a PinMismatch: {error:?}"));
         assert_eq!((mismatch.expected, mismatch.actual), (pin, actual));
     }
-
-    #[test]
-    fn key_hash_is_the_key_not_the_certificate() {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let a = rcgen::CertificateParams::new(vec!["a".into()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let b = rcgen::CertificateParams::new(vec!["b".into()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let hash = KeyHash::of_certificate(a.der()).unwrap();
-        assert_eq!(hash, KeyHash::of_certificate(b.der()).unwrap());
-        assert_eq!(
-            hash,
-            KeyHash::of_spki(&rcgen::PublicKeyData::subject_public_key_info(&key))
-        );
-        assert_eq!(hash.to_string().parse::<KeyHash>().unwrap(), hash);
-        assert!("abc".parse::<KeyHash>().is_err());
-        assert!(KeyHash::of_certificate(&CertificateDer::from(vec![1, 2, 3])).is_err());
-    }
 }
 
 mod client_keys {
@@ -313,5 +293,89 @@ mod client_keys {
         let (result, seen) = connect(true, None);
         assert!(result.is_err());
         assert_eq!(seen, None);
+    }
+}
+
+mod replacing {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    use rustls::HandshakeKind;
+
+    use super::*;
+
+    /// Serves `connections` echo connections one after the other with `identity`'s config.
+    fn serve(
+        identity: &Arc<ReplaceableIdentity>,
+        connections: usize,
+    ) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+        let server = Arc::new(identity.server_config(&[]));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let thread = std::thread::spawn(move || {
+            for _ in 0..connections {
+                let (tcp, _) = listener.accept().unwrap();
+                let connection = rustls::ServerConnection::new(server.clone()).unwrap();
+                let mut tls = rustls::StreamOwned::new(connection, tcp);
+                let mut byte = [0u8; 1];
+                if tls.read_exact(&mut byte).is_ok() {
+                    let _ = tls.write_all(&byte);
+                }
+            }
+        });
+        (addr, thread)
+    }
+
+    /// Connects with `client` (its resumption store carries over between calls); returns the
+    /// leaf certificate the server presented and whether the session was resumed.
+    fn connect(
+        client: &Arc<rustls::ClientConfig>,
+        addr: std::net::SocketAddr,
+    ) -> (CertificateDer<'static>, HandshakeKind) {
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let connection = rustls::ClientConnection::new(client.clone(), name).unwrap();
+        let mut tls = rustls::StreamOwned::new(connection, TcpStream::connect(addr).unwrap());
+        tls.write_all(b"x").unwrap();
+        let mut byte = [0u8; 1];
+        tls.read_exact(&mut byte).unwrap();
+        let leaf = tls.conn.peer_certificates().unwrap()[0].clone();
+        (leaf, tls.conn.handshake_kind().unwrap())
+    }
+
+    #[test]
+    fn a_replaced_certificate_is_presented_at_the_next_handshake_and_old_sessions_do_not_resume() {
+        let first =
+            load_certified_key(&fixture("leaf-ec.crt"), &fixture("leaf-ec.sec1.key")).unwrap();
+        let second =
+            load_certified_key(&fixture("leaf-rsa.crt"), &fixture("leaf-rsa.pkcs1.key")).unwrap();
+        let (first_leaf, second_leaf) = (first.cert[0].clone(), second.cert[0].clone());
+        let identity = ReplaceableIdentity::new(first);
+        let (addr, server) = serve(&identity, 4);
+        let client = Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .dangerous()
+                .with_custom_certificate_verifier(unauthenticated_server_verifier())
+                .with_no_client_auth(),
+        );
+
+        assert_eq!(
+            connect(&client, addr),
+            (first_leaf.clone(), HandshakeKind::Full)
+        );
+        assert_eq!(connect(&client, addr), (first_leaf, HandshakeKind::Resumed));
+        identity.replace(second);
+        assert_eq!(identity.certificate_chain()[0], second_leaf);
+        // Resuming would skip the new certificate: the session made before is gone.
+        assert_eq!(
+            connect(&client, addr),
+            (second_leaf.clone(), HandshakeKind::Full)
+        );
+        assert_eq!(
+            connect(&client, addr),
+            (second_leaf, HandshakeKind::Resumed)
+        );
+        server.join().unwrap();
     }
 }

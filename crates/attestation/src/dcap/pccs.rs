@@ -328,7 +328,7 @@ impl PccsClient {
             .get(url)
             .send()
             .await
-            .map_err(|e| fetch_error(error_chain(&e)))?;
+            .map_err(|e| fetch_error(custos_ids::fmt::error_chain(&e)))?;
         let status = response.status();
         if !status.is_success() {
             return Err(fetch_error(format!("HTTP {status}")));
@@ -337,7 +337,7 @@ impl PccsClient {
         let body = response
             .bytes()
             .await
-            .map_err(|e| fetch_error(error_chain(&e)))?
+            .map_err(|e| fetch_error(custos_ids::fmt::error_chain(&e)))?
             .to_vec();
         Ok(Fetched {
             url: url.to_owned(),
@@ -408,17 +408,6 @@ fn crl_der(url: &str, body: &[u8]) -> Result<Vec<u8>, DcapError> {
             url: url.to_owned(),
             reason: "CRL is neither DER, hex nor PEM".into(),
         })
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(all(test, unix))]

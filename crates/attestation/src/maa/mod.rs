@@ -31,14 +31,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use custos_ids::{MrEnclave, MrSigner};
 use rustls_pki_types::UnixTime;
 use serde::Deserialize;
 
 pub use jwks::{MaaKeySet, MaaSigningKey};
 
-use crate::claims::{
-    Claims, EvidenceKind, MrEnclave, MrSigner, ReportData, Tcb, TcbStatus, VerifiedBy, sha256,
-};
+use crate::claims::{Claims, EvidenceKind, ReportData, Tcb, TcbStatus, VerifiedBy, sha256};
 use crate::time::format_rfc3339_utc;
 
 /// Largest token accepted, in bytes (MAA tokens are a few kilobytes).
@@ -558,13 +557,13 @@ fn numeric_date(
     .transpose()
 }
 
-fn hex_claim<T: std::str::FromStr<Err = crate::claims::HexValueError>>(
+fn hex_claim<T: std::str::FromStr<Err = custos_ids::HexError>>(
     claim: &'static str,
     v: Option<&str>,
 ) -> Result<T, MaaError> {
     v.ok_or(MaaError::MissingClaim(claim))?
         .parse()
-        .map_err(|e: crate::claims::HexValueError| MaaError::BadClaim {
+        .map_err(|e: custos_ids::HexError| MaaError::BadClaim {
             claim,
             reason: e.to_string(),
         })

@@ -10,10 +10,13 @@
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use custos_ids::{KeyHash, MrEnclave, MrSigner};
+
 use super::MaaSigningKey;
-use crate::claims::{MrEnclave, MrSigner, sha256};
+
+use crate::TrustedPlatforms;
+use crate::claims::sha256;
 use crate::evidence::ParsedEvidence;
-use crate::{PlatformKeyId, TrustedPlatforms};
 
 /// Extension carrying an Open Enclave report of the MAA enclave.
 pub const OID_MAA_OE_REPORT: &str = "1.3.6.1.4.1.311.105.1";
@@ -37,7 +40,7 @@ pub struct SignerReport {
     pub report_data_hash: Option<[u8; 32]>,
     /// For simulated evidence: the platform key whose signature verified, or why it did
     /// not (untrusted platform key, bad signature). `None` for hardware evidence.
-    pub simulated: Option<Result<PlatformKeyId, String>>,
+    pub simulated: Option<Result<KeyHash, String>>,
     /// The MAA enclave's identity, when there is evidence.
     pub identity: Option<SignerIdentity>,
     /// DCAP verification of the evidence: `None` when not attempted, `Some(Err(why))`
@@ -169,9 +172,7 @@ pub fn check_signer_trusting(
 /// The key binding MAA enclaves put in `report_data[0..32]`: SHA-256 of the PEM text of the
 /// SubjectPublicKeyInfo with its terminating NUL.
 pub fn key_binding(spki_der: &[u8]) -> [u8; 32] {
-    let mut pem = crate::pem::encode("PUBLIC KEY", spki_der)
-        .as_bytes()
-        .to_vec();
+    let mut pem = custos_ids::pem::encode("PUBLIC KEY", spki_der).into_bytes();
     pem.push(0);
     sha256(&pem)
 }

@@ -7,47 +7,11 @@
 //! quote signed by a trusted platform key) and the enclave matches one of the trusted
 //! identities. Each failure names its check, with expected and actual values.
 
-use std::fmt;
+use custos_ids::{KeyHash, MrEnclave, MrSigner, TrustedMaaEnclave};
 
 use super::signers::SignerReport;
-use crate::PlatformKeyId;
-use crate::claims::{MrEnclave, MrSigner, TcbStatus};
 
-/// An MAA enclave identity trusted to sign tokens. Every condition given must hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TrustedMaaEnclave {
-    /// MRSIGNER.
-    pub mrsigner: MrSigner,
-    /// If given: the exact MRENCLAVE.
-    pub mrenclave: Option<MrEnclave>,
-    /// If given: the exact ISVPRODID.
-    pub isvprodid: Option<u16>,
-    /// If given: the smallest ISVSVN admitted.
-    pub min_isvsvn: Option<u16>,
-    /// Whether a debug enclave is admitted.
-    pub debug_allowed: bool,
-}
-
-impl fmt::Display for TrustedMaaEnclave {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{{mrsigner {}", self.mrsigner.to_hex())?;
-        if let Some(m) = self.mrenclave {
-            write!(f, ", mrenclave {}", m.to_hex())?;
-        }
-        if let Some(p) = self.isvprodid {
-            write!(f, ", isvprodid {p}")?;
-        }
-        if let Some(s) = self.min_isvsvn {
-            write!(f, ", isvsvn >= {s}")?;
-        }
-        let debug = if self.debug_allowed {
-            "debug allowed"
-        } else {
-            "production only"
-        };
-        write!(f, ", {debug}}}")
-    }
-}
+use crate::claims::TcbStatus;
 
 /// The MAA enclaves seen in the signing certificates recorded in
 /// `crates/attestation/tests/data` (see its PROVENANCE.md): the shared West US instance's
@@ -117,9 +81,9 @@ pub enum SignerCheck {
     )]
     PlatformNotAllowed {
         /// The session's platform keys.
-        allowed: Vec<PlatformKeyId>,
+        allowed: Vec<KeyHash>,
         /// The key that signed the evidence.
-        actual: PlatformKeyId,
+        actual: KeyHash,
     },
     /// Hardware evidence that DCAP was not asked to verify.
     #[error("DCAP: expected verified evidence, actual not verified (no collateral source)")]
@@ -194,7 +158,7 @@ fn hex_or_none(v: &Option<[u8; 32]>) -> String {
 pub fn judge(
     report: &SignerReport,
     trusted: &[TrustedMaaEnclave],
-    allowed_platforms: &[PlatformKeyId],
+    allowed_platforms: &[KeyHash],
 ) -> Result<(), SignerRefused> {
     let fail = |check: SignerCheck| {
         Err(SignerRefused {

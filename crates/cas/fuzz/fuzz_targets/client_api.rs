@@ -8,11 +8,11 @@
 
 use std::sync::{Arc, OnceLock};
 
+use custos_ids::KeyHash;
 use bytes::Bytes;
 use custos_cas::api::ClientApi;
 use custos_cas::config::Limits;
 use custos_cas::http::Peer;
-use custos_cas::identity::ClientId;
 use custos_cas::metrics::Metrics;
 use custos_cas::seal::{MasterKey, Sealer};
 use custos_cas::store::Store;
@@ -64,8 +64,8 @@ fuzz_target!(|data: &[u8]| {
         [Method::GET, Method::POST, Method::PUT, Method::DELETE][usize::from(*m % 4)].clone();
     let client = match who % 3 {
         0 => None,
-        1 => Some(ClientId::from_bytes([1; 32])),
-        _ => Some(ClientId::from_bytes([2; 32])),
+        1 => Some(KeyHash::from_bytes([1; 32])),
+        _ => Some(KeyHash::from_bytes([2; 32])),
     };
     let split = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
     let (path, body) = rest.split_at(split);

@@ -15,14 +15,14 @@ use std::sync::{Arc, OnceLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use custos_ids::{KeyHash, MrEnclave};
 use bytes::Bytes;
-use custos_attestation::{MrEnclave, PlatformKey, SimReport};
+use custos_attestation::{PlatformKey, SimReport};
 use custos_cas::api::ClientApi;
 use custos_cas::config::{Config, Limits};
 use custos_cas::enclave::EnclaveApi;
 use custos_cas::enclave::nonce::NonceKey;
 use custos_cas::http::Peer;
-use custos_cas::identity::ClientId;
 use custos_cas::metrics::Metrics;
 use custos_cas::seal::{MasterKey, Sealer};
 use custos_cas::store::Store;
@@ -39,7 +39,7 @@ struct World {
     api: Arc<EnclaveApi>,
     platform: PlatformKey,
     /// A P-256 point (x ‖ y) and the identity of a certificate for it.
-    key: ([u8; 64], ClientId),
+    key: ([u8; 64], KeyHash),
     _dir: tempfile::TempDir,
 }
 
@@ -84,7 +84,7 @@ fn world() -> &'static World {
         );
         let owner = Peer {
             addr: "127.0.0.1:9".parse().unwrap(),
-            client: Some(ClientId::from_bytes([1; 32])),
+            client: Some(KeyHash::from_bytes([1; 32])),
         };
         let m = hex::encode(MRENCLAVE);
         let sessions = [
@@ -129,13 +129,13 @@ fn world() -> &'static World {
             runtime,
             api,
             platform,
-            key: (point, ClientId::of_certificate(cert.der()).unwrap()),
+            key: (point, KeyHash::of_certificate(cert.der()).unwrap()),
             _dir: dir,
         }
     })
 }
 
-fn post(w: &World, path: &str, body: Vec<u8>, client: ClientId) -> (StatusCode, serde_json::Value) {
+fn post(w: &World, path: &str, body: Vec<u8>, client: KeyHash) -> (StatusCode, serde_json::Value) {
     let request = Request::builder()
         .method(Method::POST)
         .uri(path)
@@ -174,7 +174,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let w = world();
     let (point, key_id) = w.key;
-    let other = ClientId::from_bytes([7; 32]);
+    let other = KeyHash::from_bytes([7; 32]);
     match op % 3 {
         0 => {
             post(w, "/v1/enclave/challenge", rest.to_vec(), key_id);

@@ -3,7 +3,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::ThreadId;
 
-use custos_attestation::claims::{EvidenceKind, MrEnclave};
+use custos_attestation::claims::EvidenceKind;
+use custos_ids::MrEnclave;
 
 use super::*;
 use crate::attest::{Evidence, EvidenceError};

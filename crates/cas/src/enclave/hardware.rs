@@ -24,9 +24,9 @@ use custos_attestation::dcap::{
 use custos_attestation::maa::signers::DcapCheck;
 use custos_attestation::sim::SimQuoteVerifier;
 use custos_attestation::{
-    Claims, EvidenceKind, PlatformKeyId, PlatformPublicKey, TrustedPlatforms, UnixTime, Verifiers,
-    VerifyError,
+    Claims, EvidenceKind, PlatformPublicKey, TrustedPlatforms, UnixTime, Verifiers, VerifyError,
 };
+use custos_ids::KeyHash;
 use custos_policy::AttestationPolicy;
 
 use super::SetupError;
@@ -229,17 +229,13 @@ impl HardwareVerifier {
                 e => Unverified::Verify(e),
             })?;
         // The session may narrow the platform keys the CAS trusts, never widen them.
-        let allowed: Vec<PlatformKeyId> = policy
-            .trusted_platform_keys
-            .iter()
-            .map(|k| PlatformKeyId(*k.as_bytes()))
-            .collect();
+        let allowed = &policy.trusted_platform_keys;
         if let Some(platform) = claims.platform()
             && !allowed.is_empty()
             && !allowed.contains(platform)
         {
             return Err(Unverified::PlatformNotAllowed {
-                allowed,
+                allowed: allowed.clone(),
                 actual: *platform,
             });
         }
@@ -261,7 +257,7 @@ async fn trusted_platforms(
 ) -> Result<TrustedPlatforms, SetupError> {
     let mut trusted = TrustedPlatforms::none();
     for entry in entries {
-        let id = match entry.trim().parse::<PlatformKeyId>() {
+        let id = match entry.trim().parse::<KeyHash>() {
             Ok(id) => id,
             Err(_) => {
                 let pem = read(Path::new(entry.trim()))?;

@@ -26,12 +26,13 @@ use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::digest;
 use custos_attestation::maa::signers::{SignerReport, check_signer_trusting, embedded_evidence};
-use custos_attestation::maa::trust::{TrustedMaaEnclave, judge};
+use custos_attestation::maa::trust::judge;
 use custos_attestation::maa::{
     MaaConfig, MaaExpectations, MaaKeySet, MaaTokenVerifier, RuntimeDataType,
 };
-use custos_attestation::{Claims, EvidenceKind, PlatformKeyId, UnixTime};
+use custos_attestation::{Claims, EvidenceKind, UnixTime};
 use custos_azure::{HttpOptions, MaaClient, MaaEvidence, RuntimeData, Trust};
+use custos_ids::TrustedMaaEnclave;
 use custos_policy::AttestationPolicy;
 use rustls_pki_types::CertificateDer;
 
@@ -124,7 +125,7 @@ impl MaaVerifier {
         };
         let verified = verifier.verify(&token, &expectations, now)?;
         let trusted: Cow<'_, [TrustedMaaEnclave]> = match &policy.trusted_maa_enclaves {
-            Some(list) => Cow::Owned(list.iter().map(trusted_enclave).collect()),
+            Some(list) => Cow::Borrowed(list.as_slice()),
             None if self.self_check.enabled => Cow::Borrowed(&self.self_check.trusted),
             None => return Ok(verified.claims),
         };
@@ -256,12 +257,7 @@ fn check_signer(
     let report = signers.get(kid).ok_or_else(|| MaaFailure::NotExamined {
         kid: kid.to_owned(),
     })?;
-    let allowed: Vec<PlatformKeyId> = policy
-        .trusted_platform_keys
-        .iter()
-        .map(|k| PlatformKeyId(*k.as_bytes()))
-        .collect();
-    Ok(judge(report, trusted, &allowed)?)
+    Ok(judge(report, trusted, &policy.trusted_platform_keys)?)
 }
 
 /// The self-check's findings on every signing key: its embedded evidence, the binding, and
@@ -301,19 +297,6 @@ async fn examine(
         out.insert(key.kid().to_owned(), report);
     }
     out
-}
-
-/// A session's `trusted_maa_enclaves` entry as the self-check takes it.
-fn trusted_enclave(t: &custos_policy::TrustedMaaEnclave) -> TrustedMaaEnclave {
-    TrustedMaaEnclave {
-        mrsigner: custos_attestation::MrSigner(*t.mrsigner.as_bytes()),
-        mrenclave: t
-            .mrenclave
-            .map(|m| custos_attestation::MrEnclave(*m.as_bytes())),
-        isvprodid: t.isvprodid,
-        min_isvsvn: t.min_isvsvn,
-        debug_allowed: t.debug_allowed,
-    }
 }
 
 #[cfg(test)]

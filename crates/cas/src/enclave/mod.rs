@@ -41,6 +41,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use custos_attestation::{Claims, EvidenceKind, UnixTime};
+use custos_ids::KeyHash;
+use custos_ids::jwk::{JwkError, P256Members};
 use custos_policy::{
     AttestationMode, MAX_NAME_LEN, MAX_SESSION_DEPTH, ServiceName, Session, SessionName,
 };
@@ -58,7 +60,6 @@ use crate::audit::{AuditAction, AuditEvent, EnclaveFacts, Outcome};
 use crate::config::{Config, EnclaveSettings};
 use crate::http::{BodyError, HttpsListener, Peer, json_response, read_body};
 use crate::http_error::HttpError;
-use crate::identity::ClientId;
 use crate::metrics::Metrics;
 use crate::parsed::ParsedSessions;
 use crate::ratelimit::RateLimiter;
@@ -761,33 +762,16 @@ fn rate_limited(wait: Duration, message: String) -> HttpError {
     .retry_after(secs)
 }
 
-/// DER prefix of a P-256 SubjectPublicKeyInfo with an uncompressed point.
-const P256_SPKI_PREFIX: [u8; 27] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
-    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04,
-];
-
 /// The identity (SHA-256 of the SubjectPublicKeyInfo) of a P-256 JWK: what the TLS client
-/// certificate carrying the same key has as [`ClientId`].
-fn jwk_key_id(jwk: &custos_protocol::enclave::Jwk) -> Result<ClientId, String> {
-    use base64::Engine as _;
-    if jwk.kty != "EC" || jwk.crv != "P-256" {
-        return Err(format!(
-            "expected kty EC and crv P-256, actual kty {:?} and crv {:?}",
-            jwk.kty, jwk.crv
-        ));
-    }
-    let coordinate = |name: &str, text: &str| {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(text)
-            .ok()
-            .filter(|b| b.len() == 32)
-            .ok_or_else(|| format!("expected {name} as 32 bytes in base64url"))
-    };
-    let mut spki = P256_SPKI_PREFIX.to_vec();
-    spki.extend(coordinate("x", &jwk.x)?);
-    spki.extend(coordinate("y", &jwk.y)?);
-    Ok(ClientId::of_spki(&spki))
+/// certificate carrying the same key has as [`KeyHash`].
+fn jwk_key_id(jwk: &custos_protocol::enclave::Jwk) -> Result<KeyHash, JwkError> {
+    let spki = custos_ids::jwk::p256_spki_of(P256Members {
+        kty: &jwk.kty,
+        crv: &jwk.crv,
+        x: &jwk.x,
+        y: &jwk.y,
+    })?;
+    Ok(KeyHash::of_spki(&spki))
 }
 
 fn unknown_config_id(config_id: &str) -> HttpError {

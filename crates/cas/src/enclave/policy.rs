@@ -11,7 +11,6 @@
 use custos_attestation::policy::{
     IdentityPolicy, IgnoredAdvisories, ServicePolicy, SignerPolicy, Toleration, Tolerations,
 };
-use custos_attestation::{MrEnclave, MrSigner, PlatformKeyId};
 use custos_policy::{AttestationPolicy, Service, Tolerance};
 
 /// The service's attestation policy under its session's `security.attestation`.
@@ -19,7 +18,7 @@ pub fn service_policy(attestation: &AttestationPolicy, service: &Service) -> Ser
     let mut identities = Vec::new();
     for alternative in &service.attestation {
         let signer = alternative.signer.map(|s| SignerPolicy {
-            mrsigner: MrSigner(*s.mrsigner.as_bytes()),
+            mrsigner: s.mrsigner,
             isvprodid: Some(s.isvprodid),
             min_isvsvn: s.min_isvsvn,
             max_isvsvn: s.max_isvsvn,
@@ -32,7 +31,7 @@ pub fn service_policy(attestation: &AttestationPolicy, service: &Service) -> Ser
         }
         for m in &alternative.mrenclaves {
             identities.push(IdentityPolicy {
-                mrenclave: Some(MrEnclave(*m.as_bytes())),
+                mrenclave: Some(*m),
                 signer,
             });
         }
@@ -40,11 +39,7 @@ pub fn service_policy(attestation: &AttestationPolicy, service: &Service) -> Ser
     ServicePolicy {
         identities,
         tolerations: tolerations(attestation),
-        platforms: service
-            .platforms
-            .iter()
-            .map(|p| PlatformKeyId(*p.as_bytes()))
-            .collect(),
+        platforms: service.platforms.clone(),
     }
 }
 

@@ -2,12 +2,13 @@
 //! one reason of the 403 `attestation_denied` (its `Display`, which names the check with
 //! expected and actual values).
 
+use custos_attestation::VerifyError;
 use custos_attestation::claims::UnknownEvidenceKind;
 use custos_attestation::dcap::DcapError;
 use custos_attestation::maa::MaaError;
 use custos_attestation::maa::trust::SignerRefused;
-use custos_attestation::{PlatformKeyId, VerifyError};
 use custos_azure::MaaClientError;
+use custos_ids::KeyHash;
 
 /// Why `mode: hardware` or `mode: maa` did not verify the evidence.
 #[derive(Debug, thiserror::Error)]
@@ -38,9 +39,9 @@ pub enum Unverified {
     )]
     PlatformNotAllowed {
         /// The session's `trusted_platform_keys`.
-        allowed: Vec<PlatformKeyId>,
+        allowed: Vec<KeyHash>,
         /// The key that signed the evidence.
-        actual: PlatformKeyId,
+        actual: KeyHash,
     },
     /// MAA did not vouch for the evidence, or its token was not believed.
     #[error("maa: {0}")]

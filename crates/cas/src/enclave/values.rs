@@ -16,6 +16,7 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use custos_ids::pem;
 use custos_policy::placeholder::{Format, Unresolved};
 use custos_policy::{Generation, Secret, SecretKind, SecretSource, Service, Session};
 use rustls_pki_types::pem::PemObject;
@@ -23,7 +24,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
-use crate::secrets::{SecretValue, SecretValues, check_export, pem};
+use crate::secrets::{SecretValue, SecretValues, check_export};
 use crate::store::ReadTx;
 
 /// Why a secret has no value for this attestation. Never holds a value.
@@ -143,16 +144,16 @@ impl Value {
             SecretValue::Ascii { value } => Self::Text(Zeroizing::new(value.clone())),
             SecretValue::Binary { value } => Self::Bytes(Zeroizing::new(value.clone())),
             SecretValue::PrivateKey { pkcs8, .. } => {
-                Self::PrivateKey(Zeroizing::new(pem("PRIVATE KEY", pkcs8)))
+                Self::PrivateKey(pem::encode_secret("PRIVATE KEY", pkcs8))
             }
             SecretValue::Certificate {
                 der, chain, pkcs8, ..
             } => Self::Certificate {
                 chain: std::iter::once(der)
                     .chain(chain)
-                    .map(|c| pem("CERTIFICATE", c))
+                    .map(|c| pem::encode("CERTIFICATE", c))
                     .collect(),
-                key: Some(Zeroizing::new(pem("PRIVATE KEY", pkcs8))),
+                key: Some(pem::encode_secret("PRIVATE KEY", pkcs8)),
             },
         }
     }
@@ -211,7 +212,7 @@ impl Value {
 pub fn certificates_pem(pem_text: &[u8]) -> Vec<String> {
     CertificateDer::pem_slice_iter(pem_text)
         .filter_map(Result::ok)
-        .map(|c| pem("CERTIFICATE", &c))
+        .map(|c| pem::encode("CERTIFICATE", &c))
         .collect()
 }
 
@@ -224,7 +225,7 @@ pub fn private_key_pem(pem_text: &[u8]) -> Option<Zeroizing<String>> {
         PrivateKeyDer::Sec1(k) => ("EC PRIVATE KEY", k.secret_sec1_der()),
         _ => return None,
     };
-    Some(Zeroizing::new(pem(label, der)))
+    Some(pem::encode_secret(label, der))
 }
 
 /// A resolved secret: its kind and value.

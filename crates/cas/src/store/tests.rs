@@ -11,7 +11,7 @@ fn record(name: &str, text: &str) -> SessionRecord {
         name: name.into(),
         hash: "00".repeat(32),
         text: text.into(),
-        creator: ClientId::from_bytes([1; 32]),
+        creator: KeyHash::from_bytes([1; 32]),
         created_ms: 1,
         updated_ms: 1,
         revision: 1,

@@ -2,14 +2,14 @@
 
 use std::collections::BTreeSet;
 
+use custos_ids::{KeyHash, MrEnclave, MrSigner, TrustedMaaEnclave};
+
 use super::reader::{Field, shorten};
 use super::{Decoder, values};
 use crate::diagnostic::Problem;
-use crate::ids::PublicKeyHash;
-use crate::ids::{MrEnclave, MrSigner};
 use crate::model::{
     AccessPolicy, AttestationMode, AttestationPolicy, DEFAULT_MIN_RSA_SIGNING_KEY_SIZE,
-    IgnoredAdvisories, Principal, Security, Tolerance, TrustedMaaEnclave,
+    IgnoredAdvisories, Principal, Security, Tolerance,
 };
 use crate::suggest;
 
@@ -417,15 +417,12 @@ impl Decoder<'_> {
     }
 
     /// A list of public-key hashes (64 hex digits each).
-    pub(super) fn key_hashes(&mut self, f: Field<'_, '_>) -> Option<Vec<PublicKeyHash>> {
+    pub(super) fn key_hashes(&mut self, f: Field<'_, '_>) -> Option<Vec<KeyHash>> {
         let items = self.r.list(f, "public-key hashes (64 hex digits)")?;
         let mut keys = Vec::with_capacity(items.len());
         let mut ok = true;
         for item in &items {
-            match self
-                .r
-                .parsed::<PublicKeyHash>(item.field(), "a public-key hash")
-            {
+            match self.r.parsed::<KeyHash>(item.field(), "a public-key hash") {
                 Some(k) => keys.push(k),
                 None => ok = false,
             }

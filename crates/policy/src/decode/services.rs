@@ -2,10 +2,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use custos_ids::{MrEnclave, MrSigner};
+
 use super::reader::{Field, Item, Unsupported, shorten};
 use super::{Decoder, values};
 use crate::diagnostic::{Position, Problem};
-use crate::ids::{MrEnclave, MrSigner};
 use crate::model::{AttestationMode, EnclavePolicy, Image, InjectionFile, Service, SignerPolicy};
 use crate::names::{ImageName, ServiceName};
 use crate::suggest;

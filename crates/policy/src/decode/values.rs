@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
+use custos_ids::KeyHash;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-use crate::hash;
-use crate::ids::PublicKeyHash;
 use crate::model::Certificate;
 
 /// `https://host[:port][/path]`, returned without a trailing `/`.
@@ -199,16 +198,10 @@ pub(crate) fn certificates(pem: &str) -> Result<Vec<Certificate>, String> {
 }
 
 fn certificate(der: &[u8]) -> Result<Certificate, String> {
-    let (rest, cert) = x509_parser::parse_x509_certificate(der)
-        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
-    if !rest.is_empty() {
-        return Err("not an X.509 certificate: trailing bytes after it".into());
-    }
-    let spki = cert.tbs_certificate.subject_pki.raw;
-    let digest = hash::sha256(spki);
+    let public_key_hash = KeyHash::of_certificate(der).map_err(|e| e.to_string())?;
     Ok(Certificate {
         der: der.to_vec(),
-        public_key_hash: PublicKeyHash::from_bytes(digest),
+        public_key_hash,
     })
 }
 
