@@ -11,27 +11,26 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use custos_ids::{KeyHash, spki_of_certificate};
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
-use rustls::ClientConfig;
-use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-
 use custos_protocol::client::{
     ATTEST_PATH as CAS_ATTEST_PATH, AUDIT_PATH, AuditPage, CasEvidence, HEALTH_PATH, Health,
     PublicValues, SESSIONS_PATH, SessionList, SessionWritten, StoredSession, VERSION_PATH, Version,
     session_path,
 };
 use custos_protocol::{ErrorBody, ErrorDetail};
-use serde::de::DeserializeOwned;
-
 use custos_tls::PinMismatch;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use crate::identity::ClientIdentity;
 
-/// Why a request failed before an HTTP answer arrived.
+/// Why a call to the CAS failed: before an answer (connection, TLS, HTTP), or by the answer
+/// (the CAS's refusal, or an answer that is not the API's).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The TCP connection failed.
