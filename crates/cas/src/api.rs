@@ -60,6 +60,24 @@ fn caller_event(action: AuditAction, outcome: Outcome, session: &str, peer: &Pee
     event
 }
 
+/// Writes a session version — its record, its generated values (sealed with that record's
+/// revision and hash) and the audit event of who wrote it — into one transaction.
+fn write_version(
+    tx: &mut WriteTx<'_>,
+    record: SessionRecord,
+    values: &SecretValues,
+    action: AuditAction,
+    peer: &Peer,
+) {
+    let mut event = caller_event(action, Outcome::Allowed, &record.name, peer);
+    event.time_ms = record.updated_ms;
+    event.hash = Some(record.hash.clone());
+    let name = record.name.clone();
+    tx.put_session(record);
+    tx.put_secrets(&name, values.to_bytes());
+    tx.append_audit(event);
+}
+
 fn parse_stored(record: &SessionRecord) -> Result<Session, HttpError> {
     custos_policy::parse(&record.name, &record.text).map_err(|d| unparsable(record, d.len()))
 }
@@ -356,7 +374,7 @@ impl ClientApi {
                 let values = secrets::materialize(&session, None, &prepared, &TxImports(tx))
                     .map_err(secret_error)?;
                 let now = crate::audit::now_ms();
-                tx.put_session(SessionRecord {
+                let record = SessionRecord {
                     name: name.clone(),
                     hash: hash.clone(),
                     text,
@@ -364,13 +382,8 @@ impl ClientApi {
                     created_ms: now,
                     updated_ms: now,
                     revision: 1,
-                });
-                tx.put_secrets(&name, values.to_bytes());
-                let mut event =
-                    caller_event(AuditAction::SessionCreate, Outcome::Allowed, &name, &peer);
-                event.time_ms = now;
-                event.hash = Some(hash.clone());
-                tx.append_audit(event);
+                };
+                write_version(tx, record, &values, AuditAction::SessionCreate, &peer);
                 Ok::<_, HttpError>((name, hash))
             })
             .await;
@@ -452,7 +465,7 @@ impl ClientApi {
                     secrets::materialize(&session, previous.as_ref(), &prepared, &TxImports(tx))
                         .map_err(secret_error)?;
                 let now = crate::audit::now_ms();
-                tx.put_session(SessionRecord {
+                let record = SessionRecord {
                     name: name.clone(),
                     hash: hash.clone(),
                     text,
@@ -460,13 +473,8 @@ impl ClientApi {
                     created_ms: current.created_ms,
                     updated_ms: now,
                     revision: current.revision + 1,
-                });
-                tx.put_secrets(&name, values.to_bytes());
-                let mut event =
-                    caller_event(AuditAction::SessionUpdate, Outcome::Allowed, &name, &peer);
-                event.time_ms = now;
-                event.hash = Some(hash.clone());
-                tx.append_audit(event);
+                };
+                write_version(tx, record, &values, AuditAction::SessionUpdate, &peer);
                 Ok::<_, HttpError>((name, hash))
             })
             .await?;

@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{code, err, out, start_cas, start_cas_with};
+use common::{attest_simulated_cas, code, err, out, start_cas, start_cas_with, strs};
 
 fn sample(file: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -105,25 +105,7 @@ fn attest_then_create_update_read_verify_the_sample() {
         "{}",
         err(&o)
     );
-    // A simulated CAS's MRENCLAVE is the hash of its executable.
-    let measured =
-        custos_attestation::sim::measure_executable(&custos_e2e::bin("custos-cas")).unwrap();
-    let o = custos(
-        &alice,
-        &[
-            "cas",
-            "attest",
-            &addr,
-            "--only-for-testing-trust-any",
-            "--only-for-testing-debug",
-            "--only-for-testing-ignore-signer",
-            "-G",
-            "-C",
-            "-S",
-            "--mrenclave",
-            &measured.to_hex(),
-        ],
-    );
+    let o = custos(&alice, &strs(&attest_simulated_cas(&addr)));
     assert_eq!(code(&o), 0, "{}", err(&o));
     assert!(out(&o).contains("SIMULATED"));
     let list = out(&custos(&alice, &["cas", "list"]));

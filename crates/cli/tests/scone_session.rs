@@ -11,7 +11,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{err, out, start_cas};
+use common::{attest_simulated_cas, err, out, start_cas, strs};
 
 fn custos(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_custos"))
@@ -48,24 +48,7 @@ fn create_with_a_predecessor_updates_and_expiring_certificates_warn() {
     let cas = start_cas(&dir.path().join("cas"));
     let addr = cas.addr.clone();
     let me = dir.path().join("me.json");
-    let measured =
-        custos_attestation::sim::measure_executable(&custos_e2e::bin("custos-cas")).unwrap();
-    let o = custos(
-        &me,
-        &[
-            "cas",
-            "attest",
-            &addr,
-            "--only-for-testing-trust-any",
-            "--only-for-testing-debug",
-            "--only-for-testing-ignore-signer",
-            "-G",
-            "-C",
-            "-S",
-            "--mrenclave",
-            &measured.to_hex(),
-        ],
-    );
+    let o = custos(&me, &strs(&attest_simulated_cas(&addr)));
     assert!(o.status.success(), "{}", err(&o));
     let file = |name: &str, text: &str| {
         let path = dir.path().join(name);

@@ -34,6 +34,34 @@ pub fn start_cas_with(dir: &Path, flags: &[&str]) -> RunningCas {
     }
 }
 
+/// `custos cas attest ADDR` with the flags that admit a simulated CAS (debug, simulated
+/// platform, any signer, any TCB status) and its MRENCLAVE — for a simulated CAS, the hash of
+/// its executable.
+pub fn attest_simulated_cas(addr: &str) -> Vec<String> {
+    let measured =
+        custos_attestation::sim::measure_executable(&custos_e2e::bin("custos-cas")).unwrap();
+    [
+        "cas",
+        "attest",
+        addr,
+        "--only-for-testing-trust-any",
+        "--only-for-testing-debug",
+        "--only-for-testing-ignore-signer",
+        "-G",
+        "-C",
+        "-S",
+        "--mrenclave",
+        &measured.to_hex(),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// `args` as the `&str`s a command line is built from.
+pub fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 pub fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
