@@ -77,10 +77,9 @@ pub(crate) struct PccsOptions {
     pccs_ca: Option<PathBuf>,
 }
 
+/// Local DCAP verification: where the collateral comes from, the root and the time.
 #[derive(Debug, Args)]
-pub(crate) struct VerifyQuoteArgs {
-    /// The quote or OE report (binary).
-    file: PathBuf,
+pub(crate) struct DcapArgs {
     #[command(flatten)]
     collateral: CollateralArgs,
     #[command(flatten)]
@@ -91,6 +90,14 @@ pub(crate) struct VerifyQuoteArgs {
     /// Verify as of this time (Unix seconds) instead of now.
     #[arg(long, value_name = "UNIX_SECONDS")]
     at: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyQuoteArgs {
+    /// The quote or OE report (binary).
+    file: PathBuf,
+    #[command(flatten)]
+    dcap: DcapArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -133,15 +140,7 @@ pub(crate) struct MaaSignersArgs {
     /// The instance's JWKS (`GET {url}/certs`), or one PEM certificate.
     jwks_file: PathBuf,
     #[command(flatten)]
-    collateral: CollateralArgs,
-    #[command(flatten)]
-    pccs_options: PccsOptions,
-    /// Trust this root CA (DER or PEM) instead of Intel's production SGX Root CA.
-    #[arg(long, value_name = "DER")]
-    root_ca: Option<PathBuf>,
-    /// Verify as of this time (Unix seconds) instead of now.
-    #[arg(long, value_name = "UNIX_SECONDS")]
-    at: Option<u64>,
+    dcap: DcapArgs,
 }
 
 #[derive(Debug, Args)]
@@ -335,11 +334,11 @@ fn verify_quote(args: VerifyQuoteArgs) -> Result<(), Failure> {
     let bytes = read(&args.file)?;
     let parsed = ParsedEvidence::parse(&bytes)
         .map_err(|e| Failure::Input(format!("{}: {e}", args.file.display())))?;
-    let root = root_ca(args.root_ca.as_deref())?;
-    let now = time(args.at);
+    let root = root_ca(args.dcap.root_ca.as_deref())?;
+    let now = time(args.dcap.at);
     let kind = parsed.kind();
-    let collateral =
-        Collateral::from_args(&args.collateral, &args.pccs_options)?.ok_or_else(|| {
+    let collateral = Collateral::from_args(&args.dcap.collateral, &args.dcap.pccs_options)?
+        .ok_or_else(|| {
             Failure::Input("either --collateral JSON or --pccs URL is required".into())
         })?;
     let source = collateral.source_for(&bytes, now)?;
@@ -463,9 +462,9 @@ fn signing_keys(path: &Path) -> Result<MaaKeySet, Failure> {
 
 fn maa_signers(args: MaaSignersArgs) -> Result<(), Failure> {
     let keys = signing_keys(&args.jwks_file)?;
-    let now = time(args.at);
-    let root = root_ca(args.root_ca.as_deref())?;
-    let collateral = Collateral::from_args(&args.collateral, &args.pccs_options)?;
+    let now = time(args.dcap.at);
+    let root = root_ca(args.dcap.root_ca.as_deref())?;
+    let collateral = Collateral::from_args(&args.dcap.collateral, &args.dcap.pccs_options)?;
     let mut problems = Vec::new();
     let mut enclave_keys = 0;
     for (kid, key) in keys.entries() {
