@@ -99,6 +99,52 @@ pub struct Delivery {
     pub pwd: String,
     /// Files to write before starting.
     pub files: Vec<DeliveredFile>,
+    /// Present when the service keeps its secrets fresh (the session's `services[].refresh`):
+    /// `custos-run` then supervises the program instead of `exec`ing it. Absent (and not
+    /// written) otherwise, so a delivery without it reads as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<Refresh>,
+}
+
+/// How `custos-run` keeps a supervised service's secrets fresh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refresh {
+    /// Seconds between re-attestations (SIGHUP to `custos-run` also triggers one).
+    pub interval_secs: u64,
+    /// What the program is told when its delivered files changed.
+    pub on_change: OnChange,
+    /// The signal sent for [`OnChange::Signal`]: `SIGHUP`, `SIGUSR1` or `SIGUSR2`.
+    pub signal: String,
+    /// Seconds between SIGTERM and SIGKILL when the program is restarted or stopped.
+    pub grace_secs: u64,
+    /// What happens when a re-attestation is denied.
+    pub on_denial: OnDenial,
+}
+
+/// What the program is told when a refresh changed its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnChange {
+    /// Changed files are rewritten and the program gets [`Refresh::signal`]; a changed
+    /// environment, argument list or working directory waits for the next start.
+    Signal,
+    /// The program is restarted gracefully (SIGTERM, grace period, SIGKILL) with the new
+    /// delivery — the only way a new environment reaches it.
+    Restart,
+    /// Changed files are rewritten; the program is not told (it watches them itself).
+    None,
+}
+
+/// What happens when the CAS denies a re-attestation (e.g. the session no longer admits this
+/// enclave).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDenial {
+    /// The program keeps running with what it has; `custos-run` retries and logs the denial.
+    Keep,
+    /// The program is stopped (gracefully) and `custos-run` exits 1 with the denial.
+    Stop,
 }
 
 /// One injected file.
@@ -129,6 +175,7 @@ impl fmt::Debug for Delivery {
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("pwd", &self.pwd)
             .field("files", &self.files)
+            .field("refresh", &self.refresh)
             .finish()
     }
 }
@@ -158,11 +205,36 @@ mod tests {
                 content: b"hunter2".to_vec(),
                 mode: 0o600,
             }],
+            refresh: None,
         };
         let debug = format!("{delivery:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(debug.contains("AKV_SECRET") && debug.contains("/tls/flask.key"));
         assert!(debug.contains("600"));
+    }
+
+    #[test]
+    fn refresh_is_written_only_when_the_service_asks_for_it() {
+        let without: Delivery =
+            serde_json::from_str(r#"{"argv":[],"env":{},"pwd":"","files":[]}"#).unwrap();
+        assert_eq!(without.refresh, None);
+        assert_eq!(
+            serde_json::to_string(&without).unwrap(),
+            r#"{"argv":[],"env":{},"pwd":"","files":[]}"#
+        );
+        let text = r#"{"argv":[],"env":{},"pwd":"","files":[],"refresh":{"interval_secs":600,"on_change":"signal","signal":"SIGHUP","grace_secs":10,"on_denial":"keep"}}"#;
+        let with: Delivery = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            with.refresh,
+            Some(Refresh {
+                interval_secs: 600,
+                on_change: OnChange::Signal,
+                signal: "SIGHUP".into(),
+                grace_secs: 10,
+                on_denial: OnDenial::Keep,
+            })
+        );
+        assert_eq!(serde_json::to_string(&with).unwrap(), text);
     }
 
     #[test]

@@ -86,6 +86,7 @@ pub fn delivery(
         env,
         pwd: service.pwd.clone().unwrap_or_default(),
         files,
+        refresh: None,
     };
     if failures.is_empty() {
         Ok(delivery)
