@@ -36,6 +36,14 @@ pub fn resolve_program(program: &OsStr) -> Result<PathBuf, RunError> {
 /// `program` is the file that was measured; the policy's `argv[0]` becomes its `argv[0]`,
 /// and an empty policy command keeps the command line given to `custos-run`.
 pub fn exec_attested(program: &Path, delivery: &Delivery, given_args: &[OsString]) -> RunError {
+    exec_error(
+        program,
+        attested_command(program, delivery, given_args).exec(),
+    )
+}
+
+/// The command that starts `program` as the policy says (see [`exec_attested`]).
+pub fn attested_command(program: &Path, delivery: &Delivery, given_args: &[OsString]) -> Command {
     let mut command = Command::new(program);
     match delivery.argv.split_first() {
         Some((arg0, rest)) => {
@@ -49,7 +57,7 @@ pub fn exec_attested(program: &Path, delivery: &Delivery, given_args: &[OsString
     if !delivery.pwd.is_empty() {
         command.current_dir(&delivery.pwd);
     }
-    exec_error(program, command.exec())
+    command
 }
 
 /// Replaces this process with `program args` unchanged (no config id: no attestation).

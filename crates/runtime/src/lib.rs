@@ -19,6 +19,7 @@ pub mod evidence;
 pub mod files;
 pub mod identity;
 pub mod launch;
+pub mod refresh;
 pub mod supervise;
 
 use std::path::PathBuf;

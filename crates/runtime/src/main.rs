@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use custos_runtime::RunError;
 use custos_runtime::config::RunConfig;
+use custos_runtime::refresh::{self, Service};
 use custos_runtime::{files, launch};
 
 /// Start a program inside the TEE with the secrets its policy grants — after attestation.
@@ -13,7 +14,10 @@ use custos_runtime::{files, launch};
 /// With CUSTOS_CONFIG_ID (or SCONE_CONFIG_ID) = <session>/<service>, custos-run attests to the
 /// CAS at CUSTOS_CAS_ADDR and, once allowed, writes the policy's files, replaces the
 /// environment, takes arguments and working directory from the policy, and execs PROGRAM.
-/// Without a config id it execs PROGRAM unchanged, with no secrets.
+/// Without a config id it execs PROGRAM unchanged, with no secrets. When the session asks for
+/// fresh secrets (`services[].refresh`), custos-run stays as PROGRAM's parent instead: it
+/// forwards signals, reaps children, re-attests every interval and on SIGHUP, rewrites changed
+/// files and tells PROGRAM as the session says, and exits with PROGRAM's status.
 ///
 /// Environment (each CUSTOS_X also read as SCONE_X):
 ///   CUSTOS_CONFIG_ID        <session name>/<service name>, e.g. my-ns/demo/rest-api
@@ -41,21 +45,26 @@ struct Args {
 fn main() -> ExitCode {
     let Args { command } = Args::parse();
     let (program, args) = command.split_first().expect("clap requires PROGRAM");
-    let error = match RunConfig::from_env() {
-        Err(error) => RunError::from(error),
+    let outcome = match RunConfig::from_env() {
+        Err(error) => Err(RunError::from(error)),
         Ok(config) => match config.config_id.clone() {
             None => {
                 eprintln!(
                     "custos-run: no CUSTOS_CONFIG_ID: starting {} without attestation (no secrets)",
                     program.to_string_lossy()
                 );
-                launch::exec_unchanged(program, args)
+                Err(launch::exec_unchanged(program, args))
             }
-            Some(config_id) => attest_and_exec(&config, &config_id, program, args),
+            Some(config_id) => attest_and_start(&config, &config_id, program, args),
         },
     };
-    report(&error);
-    ExitCode::from(error.exit_code())
+    match outcome {
+        Ok(program_status) => ExitCode::from(program_status),
+        Err(error) => {
+            report(&error);
+            ExitCode::from(error.exit_code())
+        }
+    }
 }
 
 fn report(error: &RunError) {
@@ -67,38 +76,44 @@ fn report(error: &RunError) {
     }
 }
 
-/// Attests, then execs; returns only the reason it could not.
-fn attest_and_exec(
+/// Attests, then execs the program — or, for a supervised service, runs it as a child and
+/// returns its exit status. Returns an error only when the program could not be started or
+/// supervision had to stop it.
+fn attest_and_start(
     config: &RunConfig,
     config_id: &str,
     program: &OsString,
     args: &[OsString],
-) -> RunError {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+) -> Result<u8, RunError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => return RunError::Local(format!("tokio runtime: {e}")),
-    };
-    let path = match launch::resolve_program(program) {
-        Ok(path) => path,
-        Err(error) => return error,
-    };
-    match runtime.block_on(custos_runtime::attest::attest(config, config_id, &path)) {
-        Ok(delivery) => {
-            drop(runtime);
-            if let Err(error) = files::write_files(&delivery.files, &config.private_dirs) {
-                return error;
-            }
-            eprintln!(
-                "custos-run: {config_id} attested; starting {} with {} variables and {} files from the CAS",
-                path.display(),
-                delivery.env.len(),
-                delivery.files.len()
-            );
-            launch::exec_attested(&path, &delivery, args)
+        .map_err(|e| RunError::Local(format!("tokio runtime: {e}")))?;
+    let path = launch::resolve_program(program)?;
+    let delivery = runtime.block_on(custos_runtime::attest::attest(config, config_id, &path))?;
+    files::write_files(&delivery.files, &config.private_dirs)?;
+    eprintln!(
+        "custos-run: {config_id} attested; starting {} with {} variables and {} files from the CAS{}",
+        path.display(),
+        delivery.env.len(),
+        delivery.files.len(),
+        match &delivery.refresh {
+            Some(refresh) => format!(
+                ", supervised (re-attesting every {} s, on change: {:?})",
+                refresh.interval_secs, refresh.on_change
+            ),
+            None => String::new(),
         }
-        Err(error) => error,
+    );
+    if delivery.refresh.is_none() {
+        drop(runtime);
+        return Err(launch::exec_attested(&path, &delivery, args));
     }
+    let service = Service {
+        config,
+        config_id,
+        program: &path,
+        given_args: args,
+    };
+    runtime.block_on(refresh::supervise(&service, delivery))
 }

@@ -1,0 +1,245 @@
+//! Secrets that stay fresh without restarting the app (`services[].refresh`): `custos-run`
+//! supervises the sample, re-attests every second, and the sample follows a secret rotated
+//! in Key Vault — same process, no failed request — and keeps serving while the CAS is down.
+//! Supervision itself: signals are forwarded and the program's status is custos-run's.
+
+use std::time::{Duration, Instant};
+
+use custos_e2e::{
+    CasClientExt, START_TIMEOUT, World, bin, measurement, run_command, sample_vars, set_secret,
+    template, with_local_paths,
+};
+
+const FIRST: &str = "a13f688c788626380ae1209e31e664891fc19dcdd0cfa29c27ca7e6e16b83a95";
+
+/// The sample's session, its secret delivered as a file (`AKV_SECRET_FILE`, which the sample
+/// reads again on SIGHUP) and its service supervised with `refresh`.
+fn supervised_sample(world: &World, refresh: &str) -> (String, String, String) {
+    let mut vars = sample_vars(world.emulator(), "fresh");
+    vars.insert("PYTHON_SESSION_NAME".into(), "rest-api".into());
+    let namespace = template("namespace.template.yml", &vars);
+    let dir = world.dir.path();
+    let secret_file = dir.join("akv-secret");
+    let session = with_local_paths(&template("session.template.yml", &vars), dir)
+        .replace(
+            "      AKV_SECRET: $$SCONE::MY_AKV_SECRET$$\n",
+            &format!("      AKV_SECRET_FILE: {}\n", secret_file.display()),
+        )
+        .replace("    pwd: /\n", &format!("    pwd: /\n    refresh: {refresh}\n"))
+        .replace(
+            "    injection_files:\n",
+            &format!(
+                "    injection_files:\n      - path: {}\n        content: $$SCONE::MY_AKV_SECRET$$\n",
+                secret_file.display()
+            ),
+        );
+    assert!(session.contains("refresh:") && session.contains("AKV_SECRET_FILE"));
+    (namespace, session, vars["AKV_SECRET_NAME"].clone())
+}
+
+fn listen_address(line: &str) -> std::net::SocketAddr {
+    line.split("listening on https://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A client of the sample trusting the vault's CA chain (the emulator's CA issued it).
+fn client(world: &World, addr: std::net::SocketAddr) -> reqwest::Client {
+    let ca = std::fs::read(world.emulator().var("REQUESTS_CA_BUNDLE")).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&ca).unwrap())
+        .resolve("rest-api.scone.sample", addr)
+        .build()
+        .unwrap()
+}
+
+async fn secret(client: &reqwest::Client, port: u16) -> Result<String, String> {
+    let url = format!("https://rest-api.scone.sample:{port}/secret");
+    let response = client.get(url).send().await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("status {}", response.status()));
+    }
+    let body: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
+    Ok(body["secret"].as_str().unwrap_or_default().to_owned())
+}
+
+#[test]
+fn a_secret_rotated_in_key_vault_reaches_the_running_sample_and_a_cas_outage_leaves_it_serving() {
+    let mut world = World::start(true, &["--azure-cache-ttl", "1"]);
+    let (namespace, session, secret_name) = supervised_sample(&world, "{interval: 1 second}");
+    world.create(&namespace);
+    world.create(&session);
+    let vars = world.runtime_vars("fresh/rest-api/rest-api");
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let sample = bin("rest-api-sample");
+    let mut app = world.spawn(
+        "custos-run rest-api-sample (supervised)",
+        &mut run_command(&vars, &[sample.to_str().unwrap()]),
+    );
+    let addr = listen_address(
+        &app.wait_for("listening on https://", START_TIMEOUT)
+            .unwrap(),
+    );
+    let client = client(&world, addr);
+    assert_eq!(
+        world.block_on(secret(&client, addr.port())),
+        Ok(FIRST.to_owned())
+    );
+
+    // Rotate in the vault while a client asks again and again: every answer succeeds, and the
+    // new value arrives within interval + cache TTL (+ margin), from the same process.
+    let rotated = "rotated-5be07c91d2a4";
+    world.block_on(set_secret(world.emulator(), &secret_name, rotated));
+    let rotated_at = Instant::now();
+    let (answers, failures) = world.block_on(async {
+        let (mut answers, mut failures) = (0, Vec::new());
+        loop {
+            match secret(&client, addr.port()).await {
+                Ok(value) if value == rotated => break (answers + 1, failures),
+                Ok(_) => answers += 1,
+                Err(e) => failures.push(e),
+            }
+            assert!(
+                rotated_at.elapsed() < Duration::from_secs(20),
+                "the rotated secret did not arrive within 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    assert!(
+        failures.is_empty(),
+        "failed requests during the rotation: {failures:?}"
+    );
+    eprintln!(
+        "rotation reached the app after {:?} ({answers} answers, none failed)",
+        rotated_at.elapsed()
+    );
+    let log = app.logs();
+    assert_eq!(
+        log.matches("listening on https://").count(),
+        1,
+        "the sample was not restarted: {log}"
+    );
+    assert!(log.contains("file(s) rewritten"), "{log}");
+
+    // The CAS goes away: the app keeps serving what it has, custos-run says why and retries.
+    world.cas.process.stop(Duration::from_secs(5));
+    app.wait_for(
+        "re-attestation failed, the program keeps what it has",
+        START_TIMEOUT,
+    )
+    .unwrap();
+    assert_eq!(
+        world.block_on(secret(&client, addr.port())),
+        Ok(rotated.to_owned())
+    );
+    assert!(app.try_wait().is_none(), "custos-run is still running");
+
+    let logs = format!("{}{}", world.service_logs(), app.logs());
+    assert!(
+        !logs.contains(rotated) && !logs.contains(FIRST),
+        "a secret reached a log"
+    );
+}
+
+/// A session without Azure whose service (`sh -c SCRIPT`) is supervised with `refresh`, with
+/// `VALUE` in its environment.
+fn supervised_shell(
+    name: &str,
+    script: &str,
+    refresh: &str,
+    value: &str,
+    predecessor: Option<&str>,
+) -> String {
+    let sh = custos_runtime::launch::resolve_program(std::ffi::OsStr::new("sh")).unwrap();
+    let predecessor = predecessor
+        .map(|hash| format!("predecessor: {hash}\n"))
+        .unwrap_or_default();
+    format!(
+        r#"
+name: {name}
+version: "0.3"
+{predecessor}security: {{ attestation: {{ mode: hardware, tolerate: [debug-mode] }} }}
+services:
+  - name: app
+    command: ["sh", "-c", {script:?}]
+    environment: {{ VALUE: {value} }}
+    mrenclaves: ["{mrenclave}"]
+    refresh: {refresh}
+"#,
+        mrenclave = measurement(&sh),
+    )
+}
+
+fn start_shell(world: &World, session: &str) -> custos_harness::Process {
+    let vars = world.runtime_vars(&format!("{session}/app"));
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut app = world.spawn(
+        "custos-run sh (supervised)",
+        &mut run_command(&vars, &["sh"]),
+    );
+    app.wait_for("supervised", START_TIMEOUT).unwrap();
+    app
+}
+
+#[test]
+fn signals_reach_the_program_and_its_status_is_custos_runs() {
+    let world = World::start(false, &[]);
+    world.create(&supervised_shell(
+        "signals",
+        "trap 'exit 5' TERM; echo started >&2; while :; do sleep 0.05; done",
+        "{interval: 1 hour}",
+        "one",
+        None,
+    ));
+    let mut app = start_shell(&world, "signals");
+    app.wait_for("started", START_TIMEOUT).unwrap(); // the trap is set
+    app.stop(Duration::from_secs(5)); // SIGTERM to custos-run, forwarded to the program
+    let status = app.try_wait().expect("custos-run ended");
+    assert_eq!(status.code(), Some(5), "{}", app.logs());
+}
+
+#[test]
+fn a_changed_environment_restarts_the_program_with_on_change_restart_and_waits_otherwise() {
+    let world = World::start(false, &[]);
+    let script =
+        "echo \"value=$VALUE pid=$$\" >&2; trap 'exit 0' TERM; while :; do sleep 0.05; done";
+    for (on_change, restarts) in [("restart", true), ("signal", false)] {
+        let refresh = format!("{{interval: 1 second, on_change: {on_change}, grace: 5 seconds}}");
+        let name = format!("on-change-{on_change}");
+        let hash = world.create(&supervised_shell(&name, script, &refresh, "one", None));
+        let mut app = start_shell(&world, &name);
+        app.wait_for("value=one", START_TIMEOUT).unwrap();
+        let changed = supervised_shell(&name, script, &refresh, "two", Some(&hash));
+        world
+            .block_on(
+                world
+                    .cas
+                    .client(&world.owner)
+                    .update_session(&name, &changed),
+            )
+            .unwrap();
+        if restarts {
+            app.wait_for("value=two", START_TIMEOUT).unwrap();
+            let log = app.logs();
+            assert!(
+                log.contains("on_change restart: restarting the program"),
+                "{log}"
+            );
+        } else {
+            app.wait_for("wait for the next start", START_TIMEOUT)
+                .unwrap();
+            assert!(!app.logs().contains("value=two"), "{}", app.logs());
+        }
+        app.stop(Duration::from_secs(5));
+        assert_eq!(
+            app.try_wait().and_then(|s| s.code()),
+            Some(0),
+            "{}",
+            app.logs()
+        );
+    }
+}
