@@ -243,3 +243,51 @@ fn a_changed_environment_restarts_the_program_with_on_change_restart_and_waits_o
         );
     }
 }
+
+#[test]
+fn a_denied_re_attestation_keeps_or_stops_the_program_as_on_denial_says() {
+    let world = World::start(false, &[]);
+    let script = "echo started >&2; trap 'exit 0' TERM; while :; do sleep 0.05; done";
+    for on_denial in ["keep", "stop"] {
+        let name = format!("on-denial-{on_denial}");
+        let refresh = format!("{{interval: 1 second, on_denial: {on_denial}}}");
+        let hash = world.create(&supervised_shell(&name, script, &refresh, "one", None));
+        let mut app = start_shell(&world, &name);
+        app.wait_for("started", START_TIMEOUT).unwrap();
+        // The session stops admitting this program's measurement.
+        let other = "00".repeat(32);
+        let sh = measurement(
+            &custos_runtime::launch::resolve_program(std::ffi::OsStr::new("sh")).unwrap(),
+        );
+        let denying =
+            supervised_shell(&name, script, &refresh, "one", Some(&hash)).replace(&sh, &other);
+        world
+            .block_on(
+                world
+                    .cas
+                    .client(&world.owner)
+                    .update_session(&name, &denying),
+            )
+            .unwrap();
+        if on_denial == "stop" {
+            let status = app.wait(START_TIMEOUT).expect("custos-run exits");
+            assert_eq!(status.code(), Some(1), "{}", app.logs());
+            let log = app.logs();
+            assert!(
+                log.contains("on_denial is stop: stopping the program")
+                    && log.contains("mrenclave")
+                    && log.contains(&other),
+                "{log}"
+            );
+        } else {
+            app.wait_for(
+                "re-attestation failed, the program keeps what it has",
+                START_TIMEOUT,
+            )
+            .unwrap();
+            assert!(app.logs().contains("denied"), "{}", app.logs());
+            assert!(app.try_wait().is_none(), "the program keeps running");
+            app.stop(Duration::from_secs(5));
+        }
+    }
+}
