@@ -375,6 +375,9 @@ pub struct Service {
     pub attestation: Vec<EnclavePolicy>,
     /// If non-empty: the platform keys the service may run on.
     pub platforms: Vec<KeyHash>,
+    /// `refresh` (a Custos extension): keep the delivered secrets fresh by re-attesting on an
+    /// interval. Absent: the runtime starts the program once with what it received.
+    pub refresh: Option<Refresh>,
 }
 
 impl fmt::Debug for Service {
@@ -388,9 +391,68 @@ impl fmt::Debug for Service {
             .field("pwd", &self.pwd)
             .field("attestation", &self.attestation)
             .field("platforms", &self.platforms)
+            .field("refresh", &self.refresh)
             .finish()
     }
 }
+
+/// How a service keeps its secrets fresh (`services[].refresh`): `custos-run` supervises the
+/// program and re-attests every `interval` (`docs/session-language.md` § `services`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refresh {
+    /// Time between re-attestations; at least one second.
+    pub interval: Duration,
+    /// What the program is told when its delivery changed. Default [`OnChange::Signal`].
+    pub on_change: OnChange,
+    /// The signal sent with [`OnChange::Signal`]. Default [`RefreshSignal::Sighup`]; only
+    /// written in a session together with `on_change: signal`.
+    pub signal: RefreshSignal,
+    /// Time between SIGTERM and SIGKILL when the program is restarted or stopped. Default
+    /// [`DEFAULT_REFRESH_GRACE`], at most [`MAX_REFRESH_GRACE`].
+    pub grace: Duration,
+    /// What happens when a re-attestation is denied. Default [`OnDenial::Keep`].
+    pub on_denial: OnDenial,
+}
+
+/// Default [`Refresh::grace`].
+pub const DEFAULT_REFRESH_GRACE: Duration = Duration::from_secs(10);
+/// Largest [`Refresh::grace`]: a longer wait would let a stopped program linger with
+/// secrets it may no longer be entitled to.
+pub const MAX_REFRESH_GRACE: Duration = Duration::from_secs(3600);
+
+keyword_enum!(
+    /// `refresh.on_change`: what the program is told when a refresh changed its delivery.
+    OnChange {
+        /// Changed files are rewritten and the program gets [`Refresh::signal`].
+        Signal = "signal",
+        /// The program is restarted gracefully with the new delivery.
+        Restart = "restart",
+        /// Changed files are rewritten; the program is not told.
+        None = "none",
+    }
+);
+
+keyword_enum!(
+    /// `refresh.signal`: the signal that tells a program its files changed.
+    RefreshSignal {
+        /// SIGHUP (the default).
+        Sighup = "SIGHUP",
+        /// SIGUSR1.
+        Sigusr1 = "SIGUSR1",
+        /// SIGUSR2.
+        Sigusr2 = "SIGUSR2",
+    }
+);
+
+keyword_enum!(
+    /// `refresh.on_denial`: what happens when the CAS denies a re-attestation.
+    OnDenial {
+        /// The program keeps running with what it has; the runtime retries.
+        Keep = "keep",
+        /// The program is stopped gracefully.
+        Stop = "stop",
+    }
+);
 
 /// One admitted kind of enclave. Every condition given must hold; at least one is given.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use custos_policy::placeholder::{self, RenderError, Unresolved};
 use custos_policy::{Service, Session};
-use custos_protocol::enclave::{DeliveredFile, Delivery};
+use custos_protocol::enclave::{self, DeliveredFile, Delivery};
 
 use super::values::Resolved;
 
@@ -86,12 +86,31 @@ pub fn delivery(
         env,
         pwd: service.pwd.clone().unwrap_or_default(),
         files,
-        refresh: None,
+        refresh: service.refresh.as_ref().map(refresh),
     };
     if failures.is_empty() {
         Ok(delivery)
     } else {
         Err(failures)
+    }
+}
+
+/// The session's `refresh`, as `custos-run` reads it (whole seconds: the policy's durations
+/// are whole seconds).
+fn refresh(policy: &custos_policy::Refresh) -> enclave::Refresh {
+    enclave::Refresh {
+        interval_secs: policy.interval.as_secs(),
+        on_change: match policy.on_change {
+            custos_policy::OnChange::Signal => enclave::OnChange::Signal,
+            custos_policy::OnChange::Restart => enclave::OnChange::Restart,
+            custos_policy::OnChange::None => enclave::OnChange::None,
+        },
+        signal: policy.signal.as_str().to_owned(),
+        grace_secs: policy.grace.as_secs(),
+        on_denial: match policy.on_denial {
+            custos_policy::OnDenial::Keep => enclave::OnDenial::Keep,
+            custos_policy::OnDenial::Stop => enclave::OnDenial::Stop,
+        },
     }
 }
 
@@ -153,5 +172,60 @@ images:
             "command[2]: `$$SCONE::PW$$` at byte 0: no secret of that name"
         );
         assert_eq!(text.len(), 4, "{text:?}");
+    }
+
+    #[test]
+    fn a_service_with_refresh_delivers_it_and_one_without_does_not() {
+        let session = custos_policy::parse(
+            "s.yml",
+            r#"
+name: ns/app
+version: "0.3"
+security: { attestation: { mode: none } }
+services:
+  - name: fresh
+    command: app
+    refresh:
+      interval: 10 minutes
+      on_change: signal
+      signal: SIGUSR1
+      grace: 30 seconds
+      on_denial: stop
+  - name: restarted
+    command: app
+    refresh: { interval: 1 hour, on_change: restart }
+  - name: plain
+    command: app
+"#,
+        )
+        .unwrap();
+        let values = BTreeMap::new();
+        let deliver = |name: &str| {
+            delivery(&session, session.service(name).unwrap(), &values)
+                .unwrap()
+                .refresh
+                .clone()
+        };
+        assert_eq!(
+            deliver("fresh"),
+            Some(enclave::Refresh {
+                interval_secs: 600,
+                on_change: enclave::OnChange::Signal,
+                signal: "SIGUSR1".into(),
+                grace_secs: 30,
+                on_denial: enclave::OnDenial::Stop,
+            })
+        );
+        assert_eq!(
+            deliver("restarted"),
+            Some(enclave::Refresh {
+                interval_secs: 3600,
+                on_change: enclave::OnChange::Restart,
+                signal: "SIGHUP".into(),
+                grace_secs: 10,
+                on_denial: enclave::OnDenial::Keep,
+            })
+        );
+        assert_eq!(deliver("plain"), None);
     }
 }

@@ -4,6 +4,7 @@
 //! (names and kinds), so every reference and placeholder can be checked where it is written.
 
 mod reader;
+mod refresh;
 mod secrets;
 mod security;
 mod services;

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::time::Duration;
 
 use crate::diagnostic::{FieldPath, Position, Problem, Sink};
 use crate::suggest;
@@ -271,6 +272,17 @@ impl Reader {
                         shorten(text)
                     ),
                 );
+                None
+            }
+        }
+    }
+
+    /// A duration in the session syntax (`10 minutes`, `59d`; see [`super::values::duration`]).
+    pub(crate) fn duration(&mut self, f: Field<'_, '_>) -> Option<Duration> {
+        match super::values::duration(self.text(f)?) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.invalid(f, e);
                 None
             }
         }

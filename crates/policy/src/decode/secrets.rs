@@ -462,18 +462,11 @@ impl<'n> Decoder<'n> {
             }
         }
         let valid_for = match fields.get("valid_for") {
-            Some(item) => match self.r.text(item.field()).map(values::duration) {
-                Some(Ok(d)) => Some(d),
-                Some(Err(e)) => {
-                    self.r.invalid(item.field(), e);
-                    ok = false;
-                    None
-                }
-                None => {
-                    ok = false;
-                    None
-                }
-            },
+            Some(item) => {
+                let d = self.r.duration(item.field());
+                ok &= d.is_some();
+                d
+            }
             None => None,
         };
         let endpoint = match fields.get("endpoint") {

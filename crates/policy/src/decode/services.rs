@@ -25,6 +25,7 @@ const SERVICE_KEYS: &[&str] = &[
     "mrenclaves",
     "attestation",
     "platforms",
+    "refresh",
 ];
 const SERVICE_UNSUPPORTED: Unsupported = &[
     (
@@ -297,6 +298,15 @@ impl<'n> Decoder<'n> {
         };
         ok &= platforms.is_some();
 
+        let refresh = match fields.get("refresh") {
+            Some(i) => {
+                let r = self.refresh(i.field());
+                ok &= r.is_some();
+                r
+            }
+            None => None,
+        };
+
         if !ok {
             return None;
         }
@@ -308,6 +318,7 @@ impl<'n> Decoder<'n> {
             pwd,
             attestation: attestation?,
             platforms: platforms?,
+            refresh,
         })
     }
 
