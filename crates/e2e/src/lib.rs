@@ -352,6 +352,33 @@ impl World {
     }
 }
 
+/// The vault's certificate `flask` (PEM chain) and its key, read as the vault's owner.
+pub fn vault_certificate(world: &World) -> (String, String) {
+    let emulator = world.emulator();
+    let ca = std::fs::read(emulator.var("REQUESTS_CA_BUNDLE")).unwrap();
+    let http = custos_azure::HttpOptions::trusting_only_pem(&ca).unwrap();
+    let credential = custos_azure::AzureCredential::new(
+        custos_azure::CredentialSpec::ClientSecret {
+            tenant_id: emulator.var("AZURE_TENANT_ID").into(),
+            client_id: emulator.var("AZURE_CLIENT_ID").into(),
+            secret: emulator.var("AZURE_CLIENT_SECRET").into(),
+        },
+        &custos_azure::CredentialOptions {
+            authority_host: emulator.var("AZURE_AUTHORITY_HOST").into(),
+            http: http.clone(),
+        },
+    )
+    .unwrap();
+    let vault = custos_azure::KeyVault::new(emulator.var("AKV_VAULT"), &credential, &http).unwrap();
+    let cert = world
+        .block_on(vault.get_certificate(emulator.var("AKV_CERT_SECRET_NAME"), None))
+        .unwrap();
+    (
+        cert.chain_pem,
+        secrecy::ExposeSecret::expose_secret(&cert.key_pem).to_owned(),
+    )
+}
+
 /// The sample's session with its TLS files under `dir/tls` instead of `/tls` and the app
 /// listening on a port the kernel picks, so tests run side by side and without root. Only
 /// paths and the listen address change; every secret, placeholder and policy stays.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use custos_e2e::{
     CasClientExt, START_TIMEOUT, World, bin, measurement, run_command, sample_vars, set_secret,
-    template, with_local_paths,
+    template, vault_certificate, with_local_paths,
 };
 
 const FIRST: &str = "a13f688c788626380ae1209e31e664891fc19dcdd0cfa29c27ca7e6e16b83a95";
@@ -46,11 +46,11 @@ fn listen_address(line: &str) -> std::net::SocketAddr {
         .unwrap()
 }
 
-/// A client of the sample trusting the vault's CA chain (the emulator's CA issued it).
+/// A client of the sample trusting the certificate chain the vault holds for it.
 fn client(world: &World, addr: std::net::SocketAddr) -> reqwest::Client {
-    let ca = std::fs::read(world.emulator().var("REQUESTS_CA_BUNDLE")).unwrap();
+    let (chain, _) = vault_certificate(world);
     reqwest::Client::builder()
-        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&ca).unwrap())
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(chain.as_bytes()).unwrap())
         .resolve("rest-api.scone.sample", addr)
         .build()
         .unwrap()

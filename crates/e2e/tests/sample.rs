@@ -9,7 +9,8 @@
 use std::path::Path;
 
 use custos_e2e::{
-    START_TIMEOUT, World, bin, run, run_command, sample_vars, stderr, template, with_local_paths,
+    START_TIMEOUT, World, bin, run, run_command, sample_vars, stderr, template, vault_certificate,
+    with_local_paths,
 };
 
 fn sample_sessions(world: &World, session_name: &str) -> (String, String) {
@@ -18,33 +19,6 @@ fn sample_sessions(world: &World, session_name: &str) -> (String, String) {
     let namespace = template("namespace.template.yml", &vars);
     let session = with_local_paths(&template("session.template.yml", &vars), world.dir.path());
     (namespace, session)
-}
-
-/// The vault's certificate `flask` (PEM chain) and its key, read as the vault's owner.
-fn vault_certificate(world: &World) -> (String, String) {
-    let emulator = world.emulator();
-    let ca = std::fs::read(emulator.var("REQUESTS_CA_BUNDLE")).unwrap();
-    let http = custos_azure::HttpOptions::trusting_only_pem(&ca).unwrap();
-    let credential = custos_azure::AzureCredential::new(
-        custos_azure::CredentialSpec::ClientSecret {
-            tenant_id: emulator.var("AZURE_TENANT_ID").into(),
-            client_id: emulator.var("AZURE_CLIENT_ID").into(),
-            secret: emulator.var("AZURE_CLIENT_SECRET").into(),
-        },
-        &custos_azure::CredentialOptions {
-            authority_host: emulator.var("AZURE_AUTHORITY_HOST").into(),
-            http: http.clone(),
-        },
-    )
-    .unwrap();
-    let vault = custos_azure::KeyVault::new(emulator.var("AKV_VAULT"), &credential, &http).unwrap();
-    let cert = world
-        .block_on(vault.get_certificate(emulator.var("AKV_CERT_SECRET_NAME"), None))
-        .unwrap();
-    (
-        cert.chain_pem,
-        secrecy::ExposeSecret::expose_secret(&cert.key_pem).to_owned(),
-    )
 }
 
 /// `GET https://rest-api.scone.sample:PORT/secret`, the name resolved to `addr`, trusting only
