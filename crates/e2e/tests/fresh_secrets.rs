@@ -291,3 +291,33 @@ fn a_denied_re_attestation_keeps_or_stops_the_program_as_on_denial_says() {
         }
     }
 }
+
+/// In a container `custos-run` is PID 1: orphans become its children, and it must reap them.
+/// Run as PID 1 of a new PID namespace (`unshare --pid --fork --mount-proc`, as root), the
+/// program leaves orphans behind and then counts the zombies it can see.
+#[test]
+fn as_pid_1_of_a_pid_namespace_it_reaps_the_orphans_left_behind() {
+    let world = World::start(false, &[]);
+    let script = "for i in 1 2 3; do (sleep 0.1 &); done; sleep 1; \
+                  echo \"zombies=$(grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l) pid1=$(cat /proc/1/comm)\" >&2";
+    world.create(&supervised_shell(
+        "reaper",
+        script,
+        "{interval: 1 hour}",
+        "one",
+        None,
+    ));
+    let vars = world.runtime_vars("reaper/app");
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(bin("custos-run"))
+        .args(["--", "sh"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())));
+    let output = command.output().expect("unshare runs");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    assert!(log.contains("zombies=0 pid1=custos-run"), "{log}");
+}
