@@ -164,7 +164,7 @@ fn invalid_sessions_print_every_problem_with_its_place() {
         format!(
             "{f}:5:11: secrets[0].kind: unknown secret kind `asci`; did you mean `ascii`? (expected one of: ascii, binary, private-key, x509, x509-ca, aad-token)\n\
              {f}:8:18: services[0].mrenclaves[0]: `00` is not an MRENCLAVE: expected 64 hexadecimal digits, found 2 characters\n\
-             {f}:9:5: services[0].enviroment: unknown key `enviroment`; did you mean `environment`? (expected one of: name, image_name, command, environment, pwd, mrenclaves, attestation, platforms)\n"
+             {f}:9:5: services[0].enviroment: unknown key `enviroment`; did you mean `environment`? (expected one of: name, image_name, command, environment, pwd, mrenclaves, attestation, platforms, refresh)\n"
         )
     );
 }

@@ -125,6 +125,12 @@ services:
           isvprodid: 7
           isvsvn: 3
     platforms: ["{platform}"]
+    refresh:
+      interval: 15 minutes
+      on_change: signal
+      signal: SIGUSR1
+      grace: 30 seconds
+      on_denial: stop
   - name: worker
     command: /usr/bin/worker --name 'the worker' "$$SCONE::PASSWORD$$"
     mrenclaves: "{M1}"
@@ -319,6 +325,16 @@ fn every_feature_decodes() {
     assert_eq!((signer.isvprodid, signer.min_isvsvn), (7, 3));
     assert!(api.attestation[1].mrenclaves.is_empty());
     assert_eq!(api.platforms.len(), 1);
+    assert_eq!(
+        api.refresh,
+        Some(Refresh {
+            interval: Duration::from_secs(15 * 60),
+            on_change: OnChange::Signal,
+            signal: RefreshSignal::Sigusr1,
+            grace: Duration::from_secs(30),
+            on_denial: OnDenial::Stop,
+        })
+    );
 
     let worker = s.service("worker").unwrap();
     assert_eq!(
@@ -332,6 +348,7 @@ fn every_feature_decodes() {
     );
     assert_eq!(worker.attestation[0].mrenclaves[0].to_string(), M1);
     assert!(worker.environment.is_empty());
+    assert_eq!(worker.refresh, None);
 
     // Images.
     let files = &s.image("api-image").unwrap().injection_files;

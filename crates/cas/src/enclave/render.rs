@@ -121,14 +121,18 @@ mod tests {
     use super::*;
     use crate::enclave::values::Value;
 
+    /// A session without attestation whose other sections are `sections`.
+    fn session(sections: &str) -> Session {
+        let text = format!(
+            "name: ns/app\nversion: \"0.3\"\nsecurity: {{ attestation: {{ mode: none }} }}\n{sections}"
+        );
+        custos_policy::parse("s.yml", &text).unwrap()
+    }
+
     #[test]
     fn placeholders_are_rendered_in_argv_env_and_files_with_their_modes() {
-        let session = custos_policy::parse(
-            "s.yml",
+        let session = session(
             r#"
-name: ns/app
-version: "0.3"
-security: { attestation: { mode: none } }
 secrets:
   - { name: PW, kind: ascii, value: "two words" }
 services:
@@ -143,8 +147,7 @@ images:
       - { path: /etc/app/pw, content: "pw=$$SCONE::PW$$" }
       - { path: /etc/app/public, content: "no secret", permission: "0644" }
 "#,
-        )
-        .unwrap();
+        );
         let mut values = BTreeMap::new();
         values.insert(
             "PW".to_owned(),
@@ -176,12 +179,8 @@ images:
 
     #[test]
     fn a_service_with_refresh_delivers_it_and_one_without_does_not() {
-        let session = custos_policy::parse(
-            "s.yml",
+        let session = session(
             r#"
-name: ns/app
-version: "0.3"
-security: { attestation: { mode: none } }
 services:
   - name: fresh
     command: app
@@ -197,8 +196,7 @@ services:
   - name: plain
     command: app
 "#,
-        )
-        .unwrap();
+        );
         let values = BTreeMap::new();
         let deliver = |name: &str| {
             delivery(&session, session.service(name).unwrap(), &values)

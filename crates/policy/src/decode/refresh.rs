@@ -1,7 +1,7 @@
 //! `services[].refresh`, a Custos extension: how `custos-run` keeps a service's secrets fresh.
 
 use super::Decoder;
-use super::reader::Field;
+use super::reader::{Field, Fields};
 use crate::diagnostic::Problem;
 use crate::model::{
     DEFAULT_REFRESH_GRACE, MAX_REFRESH_GRACE, OnChange, OnDenial, Refresh, RefreshSignal,
@@ -23,15 +23,13 @@ impl Decoder<'_> {
             .and_then(|i| self.r.duration(i.field()));
         ok &= interval.is_some();
 
-        let on_change = match fields.get("on_change") {
-            Some(i) => self.r.keyword(
-                i.field(),
-                "on_change",
-                OnChange::from_keyword,
-                OnChange::KEYWORDS,
-            ),
-            None => Some(OnChange::Signal),
-        };
+        let on_change = self.keyword_or(
+            &fields,
+            "on_change",
+            OnChange::from_keyword,
+            OnChange::KEYWORDS,
+            OnChange::Signal,
+        );
         ok &= on_change.is_some();
 
         let signal = match fields.get("signal") {
@@ -79,15 +77,13 @@ impl Decoder<'_> {
         };
         ok &= grace.is_some();
 
-        let on_denial = match fields.get("on_denial") {
-            Some(i) => self.r.keyword(
-                i.field(),
-                "on_denial",
-                OnDenial::from_keyword,
-                OnDenial::KEYWORDS,
-            ),
-            None => Some(OnDenial::Keep),
-        };
+        let on_denial = self.keyword_or(
+            &fields,
+            "on_denial",
+            OnDenial::from_keyword,
+            OnDenial::KEYWORDS,
+            OnDenial::Keep,
+        );
         ok &= on_denial.is_some();
 
         if !ok {
@@ -100,6 +96,21 @@ impl Decoder<'_> {
             grace: grace?,
             on_denial: on_denial?,
         })
+    }
+
+    /// The keyword at `key`, or `default` when the key is absent.
+    fn keyword_or<T>(
+        &mut self,
+        fields: &Fields<'_>,
+        key: &str,
+        from_keyword: fn(&str) -> Option<T>,
+        keywords: &'static [&'static str],
+        default: T,
+    ) -> Option<T> {
+        match fields.get(key) {
+            Some(i) => self.r.keyword(i.field(), key, from_keyword, keywords),
+            None => Some(default),
+        }
     }
 }
 
