@@ -98,8 +98,9 @@ impl CasClientExt for Cas {
     }
 }
 
-/// Sets a Key Vault secret's value at the emulator (a new version), as the vault's owner would.
-pub async fn set_secret(emulator: &Emulator, name: &str, value: &str) {
+/// HTTP trusting the emulator's CA, and the credential of the demo's app registration, which
+/// owns the vault.
+fn vault_owner(emulator: &Emulator) -> (custos_azure::HttpOptions, custos_azure::AzureCredential) {
     let ca = std::fs::read(emulator.var("REQUESTS_CA_BUNDLE")).expect("the emulator's CA");
     let http = custos_azure::HttpOptions::trusting_only_pem(&ca).expect("CA");
     let credential = custos_azure::AzureCredential::new(
@@ -114,6 +115,12 @@ pub async fn set_secret(emulator: &Emulator, name: &str, value: &str) {
         },
     )
     .expect("credential");
+    (http, credential)
+}
+
+/// Sets a Key Vault secret's value at the emulator (a new version), as the vault's owner would.
+pub async fn set_secret(emulator: &Emulator, name: &str, value: &str) {
+    let (http, credential) = vault_owner(emulator);
     let token = credential
         .token(custos_azure::KEY_VAULT_SCOPE)
         .await
@@ -355,20 +362,7 @@ impl World {
 /// The vault's certificate `flask` (PEM chain) and its key, read as the vault's owner.
 pub fn vault_certificate(world: &World) -> (String, String) {
     let emulator = world.emulator();
-    let ca = std::fs::read(emulator.var("REQUESTS_CA_BUNDLE")).unwrap();
-    let http = custos_azure::HttpOptions::trusting_only_pem(&ca).unwrap();
-    let credential = custos_azure::AzureCredential::new(
-        custos_azure::CredentialSpec::ClientSecret {
-            tenant_id: emulator.var("AZURE_TENANT_ID").into(),
-            client_id: emulator.var("AZURE_CLIENT_ID").into(),
-            secret: emulator.var("AZURE_CLIENT_SECRET").into(),
-        },
-        &custos_azure::CredentialOptions {
-            authority_host: emulator.var("AZURE_AUTHORITY_HOST").into(),
-            http: http.clone(),
-        },
-    )
-    .unwrap();
+    let (http, credential) = vault_owner(emulator);
     let vault = custos_azure::KeyVault::new(emulator.var("AKV_VAULT"), &credential, &http).unwrap();
     let cert = world
         .block_on(vault.get_certificate(emulator.var("AKV_CERT_SECRET_NAME"), None))

@@ -174,6 +174,13 @@ services:
     )
 }
 
+/// Replaces the session `name` by `text` as its owner.
+fn update(world: &World, name: &str, text: &str) {
+    world
+        .block_on(world.cas.client(&world.owner).update_session(name, text))
+        .unwrap();
+}
+
 fn start_shell(world: &World, session: &str) -> custos_harness::Process {
     let vars = world.runtime_vars(&format!("{session}/app"));
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -214,14 +221,7 @@ fn a_changed_environment_restarts_the_program_with_on_change_restart_and_waits_o
         let mut app = start_shell(&world, &name);
         app.wait_for("value=one", START_TIMEOUT).unwrap();
         let changed = supervised_shell(&name, script, &refresh, "two", Some(&hash));
-        world
-            .block_on(
-                world
-                    .cas
-                    .client(&world.owner)
-                    .update_session(&name, &changed),
-            )
-            .unwrap();
+        update(&world, &name, &changed);
         if restarts {
             app.wait_for("value=two", START_TIMEOUT).unwrap();
             let log = app.logs();
@@ -261,14 +261,7 @@ fn a_denied_re_attestation_keeps_or_stops_the_program_as_on_denial_says() {
         );
         let denying =
             supervised_shell(&name, script, &refresh, "one", Some(&hash)).replace(&sh, &other);
-        world
-            .block_on(
-                world
-                    .cas
-                    .client(&world.owner)
-                    .update_session(&name, &denying),
-            )
-            .unwrap();
+        update(&world, &name, &denying);
         if on_denial == "stop" {
             let status = app.wait(START_TIMEOUT).expect("custos-run exits");
             assert_eq!(status.code(), Some(1), "{}", app.logs());
