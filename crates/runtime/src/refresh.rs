@@ -55,7 +55,8 @@ pub async fn supervise(service: &Service<'_>, delivery: Delivery) -> Result<u8, 
         .refresh
         .clone()
         .ok_or_else(|| RunError::Local("supervise: the delivery asks for no refresh".into()))?;
-    let signal = signal_named(&refresh.signal)?;
+    // Fail before starting anything if the signal cannot be sent.
+    signal_named(&refresh.signal)?;
     let mut signals = Signals::install().map_err(|e| local("signal handlers", e))?;
     let mut child = start(service, &delivery)?;
     let mut current = delivery;
@@ -89,7 +90,7 @@ pub async fn supervise(service: &Service<'_>, delivery: Delivery) -> Result<u8, 
                         if let Some(settings) = &fresh.refresh {
                             refresh = settings.clone();
                         }
-                        child = apply(service, &refresh, signal_named(&refresh.signal).unwrap_or(signal), child, &mut signals, &current, &fresh).await?;
+                        child = apply(service, &refresh, child, &mut signals, &current, &fresh).await?;
                         current = fresh;
                         next = Instant::now() + secs(refresh.interval_secs);
                     }
@@ -114,7 +115,6 @@ pub async fn supervise(service: &Service<'_>, delivery: Delivery) -> Result<u8, 
 async fn apply(
     service: &Service<'_>,
     refresh: &Refresh,
-    signal: Signal,
     child: Child,
     signals: &mut Signals,
     current: &Delivery,
@@ -148,7 +148,9 @@ async fn apply(
             return start(service, fresh);
         }
         OnChange::Signal if !owned.is_empty() => {
-            if let Err(e) = child.signal(signal) {
+            let sent = signal_named(&refresh.signal)
+                .and_then(|signal| child.signal(signal).map_err(|e| local("signal", e)));
+            if let Err(e) = sent {
                 eprintln!(
                     "custos-run: cannot send {} to the program: {e}",
                     refresh.signal

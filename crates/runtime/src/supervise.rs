@@ -165,24 +165,3 @@ async fn first_forwarded(signals: &mut [(Signal, tokio::signal::unix::Signal)]) 
     })
     .await
 }
-
-/// Runs the program until it ends, forwarding signals and reaping children; `on_refresh` is
-/// called for SIGHUP. Returns how the program ended.
-pub async fn until_exit(
-    child: &Child,
-    signals: &mut Signals,
-    mut on_refresh: impl FnMut(),
-) -> Exit {
-    loop {
-        if let Some(exit) = child.reap() {
-            return exit;
-        }
-        match signals.next().await {
-            Received::Forward(signal) => {
-                let _ = child.signal(signal);
-            }
-            Received::Refresh => on_refresh(),
-            Received::ChildChanged => {}
-        }
-    }
-}

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use custos_runtime::supervise::{Child, Exit, Signals, until_exit};
+use custos_runtime::supervise::{Child, Exit, Received, Signals};
 use rustix::process::Signal;
 
 fn sh(script: &str) -> Command {
@@ -95,4 +95,21 @@ fn the_program_s_end_signals_and_orphans_are_handled_like_a_pid_1() {
         );
         assert!(started.elapsed() < Duration::from_secs(2));
     });
+}
+
+/// Runs the program until it ends, forwarding signals and reaping children; `on_refresh` is
+/// called for SIGHUP. Returns how the program ended.
+async fn until_exit(child: &Child, signals: &mut Signals, mut on_refresh: impl FnMut()) -> Exit {
+    loop {
+        if let Some(exit) = child.reap() {
+            return exit;
+        }
+        match signals.next().await {
+            Received::Forward(signal) => {
+                let _ = child.signal(signal);
+            }
+            Received::Refresh => on_refresh(),
+            Received::ChildChanged => {}
+        }
+    }
 }
