@@ -316,6 +316,7 @@ enum Operation<'a> {
     Versions(Kind, &'a str),
     Policy(&'a str),
     SetSecret(&'a str),
+    ImportCertificate(&'a str),
 }
 
 impl Operation<'_> {
@@ -328,6 +329,7 @@ impl Operation<'_> {
                 "certificates list"
             }
             Operation::Get(Kind::Certificate, ..) | Operation::Policy(_) => "certificates get",
+            Operation::ImportCertificate(_) => "certificates import",
         }
     }
 }
@@ -346,6 +348,7 @@ fn parse_operation<'a>(method: &Method, path: &'a str) -> Result<Operation<'a>, 
         (&Method::GET, Kind::Certificate, [name, "policy"]) => Operation::Policy(name),
         (&Method::GET, _, [name, version]) => Operation::Get(kind, name, Some(version)),
         (&Method::PUT, Kind::Secret, [name]) => Operation::SetSecret(name),
+        (&Method::POST, Kind::Certificate, [name, "import"]) => Operation::ImportCertificate(name),
         _ => return Err(unknown_path(method, path)),
     };
     let name = match &op {
@@ -353,7 +356,8 @@ fn parse_operation<'a>(method: &Method, path: &'a str) -> Result<Operation<'a>, 
         Operation::Get(_, n, _)
         | Operation::Versions(_, n)
         | Operation::Policy(n)
-        | Operation::SetSecret(n) => Some(*n),
+        | Operation::SetSecret(n)
+        | Operation::ImportCertificate(n) => Some(*n),
     };
     if let Some(name) = name
         && !is_object_name(name)
@@ -363,6 +367,76 @@ fn parse_operation<'a>(method: &Method, path: &'a str) -> Result<Operation<'a>, 
         )));
     }
     Ok(op)
+}
+
+/// Import Certificate (`POST /certificates/{name}/import`): a new version of `name` from
+/// PEM text (key and chain), as a vault owner rotates a certificate. The emulator imports
+/// PEM only; a PFX is refused with a message saying so.
+fn import_certificate(
+    vault: &Vault,
+    base: &str,
+    name: &str,
+    body: &[u8],
+    now: u64,
+) -> Result<Value, KvError> {
+    #[derive(Deserialize)]
+    struct Import {
+        value: Option<String>,
+        policy: Option<ImportPolicy>,
+    }
+    #[derive(Deserialize)]
+    struct ImportPolicy {
+        secret_props: Option<SecretProps>,
+    }
+    #[derive(Deserialize)]
+    struct SecretProps {
+        #[serde(rename = "contentType")]
+        content_type: Option<SecretContentType>,
+    }
+    let request: Import = serde_json::from_slice(body).map_err(|e| {
+        KvError::bad_parameter(format!(
+            "The request body is not valid JSON for a certificate import: {e}"
+        ))
+    })?;
+    let value = request
+        .value
+        .ok_or_else(|| KvError::bad_parameter("Property 'value' is required."))?;
+    if !value.trim_start().starts_with("-----BEGIN") {
+        return Err(KvError::bad_parameter(
+            "The emulator imports PEM certificates only (the key and the chain as PEM text in 'value'); a base64 PFX is not supported.",
+        ));
+    }
+    let cert = CertificateWithKey::from_pem(&value).map_err(|e| {
+        KvError::bad_parameter(format!("The certificate could not be imported: {e}"))
+    })?;
+    let mut store = vault.store.write().expect("vault lock");
+    let existing = store.certificates.get(&name.to_ascii_lowercase());
+    let stored_name = existing.map_or(name.to_owned(), |c| c.name.clone());
+    // As Key Vault: the secret's format is the import's policy, else the certificate's.
+    let content_type = request
+        .policy
+        .and_then(|p| p.secret_props)
+        .and_then(|p| p.content_type)
+        .or_else(|| {
+            existing
+                .and_then(|c| c.versions.last())
+                .map(|v| v.content_type)
+        })
+        .unwrap_or_default();
+    let validity_months = existing
+        .and_then(|c| c.versions.last())
+        .map_or(12, |v| v.validity_months);
+    store
+        .put_certificate(&stored_name, cert, content_type, validity_months, now)
+        .map_err(|e| {
+            KvError::bad_parameter(format!("The certificate could not be imported: {e}"))
+        })?;
+    let entry = &store.certificates[&stored_name.to_ascii_lowercase()];
+    Ok(certificate_bundle(
+        base,
+        &entry.name,
+        entry.versions.last().expect("just stored"),
+    ))
 }
 
 fn unknown_path(method: &Method, path: &str) -> KvError {
@@ -441,9 +515,13 @@ async fn serve(shared: &Shared, request: Request) -> Result<Response, KvError> {
     authorize(vault, &claims, op.permission())?;
 
     let body = match op {
-        Operation::SetSecret(_) => axum::body::to_bytes(request.into_body(), MAX_BODY)
-            .await
-            .map_err(|_| KvError::bad_parameter("The request body is too large or unreadable."))?,
+        Operation::SetSecret(_) | Operation::ImportCertificate(_) => {
+            axum::body::to_bytes(request.into_body(), MAX_BODY)
+                .await
+                .map_err(|_| {
+                    KvError::bad_parameter("The request body is too large or unreadable.")
+                })?
+        }
         _ => Default::default(),
     };
     let now = now();
@@ -600,6 +678,7 @@ async fn serve(shared: &Shared, request: Request) -> Result<Response, KvError> {
             }
             secret_bundle(base, &stored_name, &version, true)
         }
+        Operation::ImportCertificate(name) => import_certificate(vault, base, name, &body, now)?,
     };
     Ok(http::json(StatusCode::OK, &result))
 }

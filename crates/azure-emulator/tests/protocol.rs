@@ -277,6 +277,92 @@ async fn keyvault_serves_secrets_and_certificates_with_real_shapes() {
 }
 
 #[tokio::test]
+async fn importing_a_certificate_makes_its_new_version_current() {
+    let (running, secret, http) = start_demo().await;
+    let bearer = secret_token(&running, &http, &secret).await;
+    let vault = &running.urls().vault;
+    let cer = |body: &Value| body["cer"].as_str().unwrap().to_owned();
+    let get = || async {
+        let response = http
+            .get(format!("{vault}/certificates/flask?api-version=7.4"))
+            .bearer_auth(&bearer)
+            .send()
+            .await
+            .unwrap();
+        response.json::<Value>().await.unwrap()
+    };
+    let before = get().await;
+    let import = |body: Value| {
+        http.post(format!("{vault}/certificates/flask/import?api-version=7.4"))
+            .bearer_auth(&bearer)
+            .json(&body)
+            .send()
+    };
+
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["rest-api.scone.sample".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let pem = format!("{}{}", key.serialize_pem(), cert.pem());
+    let response = import(serde_json::json!({ "value": pem })).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let imported: Value = response.json().await.unwrap();
+    let after = get().await;
+    assert_eq!(cer(&after), cer(&imported));
+    assert_ne!(
+        cer(&after),
+        cer(&before),
+        "the import is the current version"
+    );
+    assert_ne!(after["id"], before["id"]);
+    // The key travels with it, in the format of the certificate's policy.
+    let sid = after["sid"].as_str().unwrap();
+    let bundle: Value = http
+        .get(format!("{sid}?api-version=7.4"))
+        .bearer_auth(&bearer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        bundle["contentType"],
+        before["policy"]["secret_props"]["contentType"]
+    );
+    assert!(
+        bundle["value"]
+            .as_str()
+            .unwrap()
+            .contains(&key.serialize_pem().lines().nth(1).unwrap().to_owned())
+    );
+
+    for (body, expected) in [
+        (serde_json::json!({}), "Property 'value' is required."),
+        (
+            serde_json::json!({ "value": "TUlJQ..." }),
+            "The emulator imports PEM certificates only",
+        ),
+        (
+            serde_json::json!({ "value": cert.pem() }),
+            "The certificate could not be imported",
+        ),
+    ] {
+        let response = import(body).await.unwrap();
+        assert_eq!(response.status(), 400);
+        let error: Value = response.json().await.unwrap();
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(expected), "{message}");
+    }
+    assert_eq!(
+        cer(&get().await),
+        cer(&after),
+        "a refused import changes nothing"
+    );
+}
+
+#[tokio::test]
 async fn faults_answer_429_with_retry_after_then_stop() {
     let (running, secret, http) = start_demo().await;
     let token = secret_token(&running, &http, &secret).await;

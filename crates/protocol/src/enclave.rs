@@ -120,6 +120,12 @@ pub struct Refresh {
     pub grace_secs: u64,
     /// What happens when a re-attestation is denied.
     pub on_denial: OnDenial,
+    /// When delivered values stop being valid, by secret name, in seconds since the Unix
+    /// epoch: an `aad-token`'s expiry, a certificate's notAfter (the earliest of its chain).
+    /// `custos-run` re-attests before the earliest of them, not only every interval.
+    /// Values that do not expire are not listed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub expires: BTreeMap<String, u64>,
 }
 
 /// What the program is told when a refresh changed its delivery.
@@ -232,9 +238,20 @@ mod tests {
                 signal: "SIGHUP".into(),
                 grace_secs: 10,
                 on_denial: OnDenial::Keep,
+                expires: BTreeMap::new(),
             })
         );
         assert_eq!(serde_json::to_string(&with).unwrap(), text);
+        let expiring = text.replace(
+            r#""on_denial":"keep"}"#,
+            r#""on_denial":"keep","expires":{"TOKEN":1800000000}}"#,
+        );
+        let read: Delivery = serde_json::from_str(&expiring).unwrap();
+        assert_eq!(
+            read.refresh.as_ref().unwrap().expires,
+            BTreeMap::from([("TOKEN".to_owned(), 1_800_000_000)])
+        );
+        assert_eq!(serde_json::to_string(&read).unwrap(), expiring);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! When the delivery carries [`Refresh`] (the session's `services[].refresh`), `custos-run`
 //! starts the program as its child ([`crate::supervise`]) and re-attests every interval and on
 //! SIGHUP — each time a whole new attestation: a fresh nonce, a fresh ephemeral key, fresh
-//! evidence; nothing of the first one is reused. What changed is applied:
+//! evidence; nothing of the first one is reused. When the delivery says a value expires (an
+//! Entra ID token, a certificate), it re-attests sooner: once two thirds of the time that value
+//! had left have passed. What changed is applied:
 //!
 //! - changed files are rewritten atomically ([`crate::files`]), then the program is told as
 //!   `on_change` says (a signal, a graceful restart, or nothing);
@@ -19,7 +21,7 @@ use std::ffi::OsString;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use custos_protocol::enclave::{DeliveredFile, Delivery, OnChange, OnDenial, Refresh};
 use rustix::process::Signal;
@@ -61,7 +63,7 @@ pub async fn supervise(service: &Service<'_>, delivery: Delivery) -> Result<u8, 
     let mut child = start(service, &delivery)?;
     let mut current = delivery;
     let mut failures = 0u32;
-    let mut next = Instant::now() + secs(refresh.interval_secs);
+    let mut next = Instant::now() + next_attestation(&refresh, SystemTime::now());
     let mut pending: Option<Attestation<'_>> = None;
     loop {
         if let Some(exit) = child.reap() {
@@ -92,7 +94,7 @@ pub async fn supervise(service: &Service<'_>, delivery: Delivery) -> Result<u8, 
                         }
                         child = apply(service, &refresh, child, &mut signals, &current, &fresh).await?;
                         current = fresh;
-                        next = Instant::now() + secs(refresh.interval_secs);
+                        next = Instant::now() + next_attestation(&refresh, SystemTime::now());
                     }
                     Err(denied @ RunError::Denied { .. }) if refresh.on_denial == OnDenial::Stop => {
                         eprintln!("custos-run: re-attestation denied and on_denial is stop: stopping the program");
@@ -101,7 +103,7 @@ pub async fn supervise(service: &Service<'_>, delivery: Delivery) -> Result<u8, 
                     }
                     Err(error) => {
                         failures += 1;
-                        let wait = retry_after(failures, secs(refresh.interval_secs));
+                        let wait = retry_after(failures, next_attestation(&refresh, SystemTime::now()));
                         eprintln!("custos-run: re-attestation failed, the program keeps what it has; retrying in {} s: {error}", wait.as_secs());
                         next = Instant::now() + wait;
                     }
@@ -196,6 +198,38 @@ pub fn signal_named(name: &str) -> Result<Signal, RunError> {
     }
 }
 
+/// The shortest wait before a re-attestation, so a value about to expire is not asked for
+/// in a busy loop.
+const MIN_WAIT: Duration = Duration::from_secs(1);
+
+/// How long to wait, as of `now`, before re-attesting: the interval, or less when two thirds
+/// of the time a delivered value has left will have passed sooner — the last third is left
+/// for retries should the CAS be unreachable then. A value that has already expired does not
+/// hurry it (re-attesting sooner would not change it); `custos-run` says so.
+fn next_attestation(refresh: &Refresh, now: SystemTime) -> Duration {
+    let now_secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let interval = secs(refresh.interval_secs);
+    let mut wait = interval;
+    for (secret, &at) in &refresh.expires {
+        match at.checked_sub(now_secs).filter(|left| *left > 0) {
+            Some(left) => wait = wait.min(secs(left) * 2 / 3),
+            None => eprintln!(
+                "custos-run: the delivered value of {secret} has expired (at {at}, now {now_secs}); re-attesting every interval until the CAS delivers a valid one"
+            ),
+        }
+    }
+    if wait < interval {
+        eprintln!(
+            "custos-run: re-attesting in {} s, before a delivered value expires",
+            wait.max(MIN_WAIT).as_secs()
+        );
+    }
+    wait.max(MIN_WAIT)
+}
+
 /// Backoff after `failures` failed re-attestations in a row: 2 s, 4 s, 8 s, … at most `cap`.
 fn retry_after(failures: u32, cap: Duration) -> Duration {
     FIRST_RETRY
@@ -257,6 +291,33 @@ mod tests {
         let waits: Vec<u64> = (1..=6).map(|n| retry_after(n, cap).as_secs()).collect();
         assert_eq!(waits, [2, 4, 8, 16, 30, 30]);
         assert_eq!(retry_after(u32::MAX, cap), cap);
+    }
+
+    #[test]
+    fn an_expiring_value_brings_the_next_attestation_forward() {
+        let at = |unix: u64| SystemTime::UNIX_EPOCH + secs(unix);
+        let mut refresh = Refresh {
+            interval_secs: 600,
+            on_change: OnChange::Signal,
+            signal: "SIGHUP".into(),
+            grace_secs: 10,
+            on_denial: OnDenial::Keep,
+            expires: Default::default(),
+        };
+        assert_eq!(next_attestation(&refresh, at(1000)), secs(600));
+        refresh.expires.insert("TOKEN".into(), 1090);
+        refresh.expires.insert("TLS".into(), 1000 + 3600);
+        assert_eq!(
+            next_attestation(&refresh, at(1000)),
+            secs(60),
+            "2/3 of 90 s"
+        );
+        assert_eq!(next_attestation(&refresh, at(1089)), MIN_WAIT);
+        // Already expired: it cannot hurry the next attestation (TLS is an hour away).
+        assert_eq!(next_attestation(&refresh, at(2000)), secs(600));
+        refresh.expires.clear();
+        refresh.expires.insert("TLS".into(), 1000 + 3600);
+        assert_eq!(next_attestation(&refresh, at(1000)), secs(600));
     }
 
     #[test]

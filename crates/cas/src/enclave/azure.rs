@@ -5,8 +5,10 @@
 //! the credential's material enters the key only as a SHA-256 — so their token caches and
 //! connections are reused across attestations; a changed session credential makes a new one.
 //! Values read from Key Vault, and tokens, are reused for `azure.cache_ttl_secs` (tokens
-//! also no longer than until five minutes before they expire): a secret rotated in Key Vault
-//! reaches the first start after that. Errors name the secret, the vault, the object and
+//! also for no more than half of the lifetime they had left when fetched): a secret rotated
+//! in Key Vault reaches the first attestation after that. The half matters to supervised
+//! services: `custos-run` re-attests when two thirds of what it was given have passed, so it
+//! always finds a token the CAS fetched after the one it holds. Errors name the secret, the vault, the object and
 //! Azure's answer, never a value.
 
 use std::collections::HashMap;
@@ -23,6 +25,7 @@ use custos_policy::{
     SecretKind, SecretSource, Session,
 };
 use secrecy::ExposeSecret;
+use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use super::SetupError;
@@ -32,8 +35,6 @@ use crate::store::Store;
 
 /// Entries a cache keeps before expired ones are dropped (and, if that is not enough, all).
 const CACHE_MAX: usize = 4096;
-/// Tokens are not reused closer than this to their expiry.
-const TOKEN_MARGIN: Duration = Duration::from_secs(300);
 
 type CredentialKey = [u8; 32];
 
@@ -45,7 +46,7 @@ pub struct Azure {
     credentials: Mutex<HashMap<CredentialKey, AzureCredential>>,
     vaults: Mutex<HashMap<(String, CredentialKey), Arc<KeyVault>>>,
     values: Mutex<HashMap<ValueKey, (Instant, Value)>>,
-    tokens: Mutex<HashMap<(CredentialKey, String), (Instant, Value)>>,
+    tokens: Mutex<HashMap<(CredentialKey, String), (Instant, (Value, OffsetDateTime))>>,
 }
 
 impl std::fmt::Debug for Azure {
@@ -120,11 +121,9 @@ impl Azure {
         match &secret.source {
             SecretSource::Generated(Generation::AadToken(request)) => {
                 let (key, credential) = self.credential(session, name, request, store)?;
-                let value = self.token(name, key, &credential, &request.scope).await?;
-                Ok(Resolved {
-                    kind: SecretKind::AadToken,
-                    value,
-                })
+                let (value, expires_at) =
+                    self.token(name, key, &credential, &request.scope).await?;
+                Ok(Resolved::expiring(SecretKind::AadToken, value, expires_at))
             }
             SecretSource::ImportAkv(import) => {
                 let kind = secret.kind.unwrap_or(SecretKind::Ascii);
@@ -143,7 +142,7 @@ impl Azure {
                 let (key, credential) =
                     self.credential(session, import.token.as_str(), request, store)?;
                 let value = self.key_vault(name, kind, import, key, &credential).await?;
-                Ok(Resolved { kind, value })
+                Ok(Resolved::new(kind, value))
             }
             _ => Err(ValueError::invalid(
                 name,
@@ -246,10 +245,10 @@ impl Azure {
         key: CredentialKey,
         credential: &AzureCredential,
         scope: &str,
-    ) -> Result<Value, ValueError> {
+    ) -> Result<(Value, OffsetDateTime), ValueError> {
         let cache_key = (key, scope.to_owned());
-        if let Some(value) = fresh(&self.tokens, &cache_key) {
-            return Ok(value);
+        if let Some(token) = fresh(&self.tokens, &cache_key) {
+            return Ok(token);
         }
         let token = credential
             .token(scope)
@@ -259,13 +258,14 @@ impl Azure {
                 reason: e.to_string(),
             })?;
         let value = Value::Text(Zeroizing::new(token.token.expose_secret().to_owned()));
-        let until_expiry = token
+        let half_life = token
             .expires_on
             .duration_since(SystemTime::now())
             .unwrap_or_default()
-            .saturating_sub(TOKEN_MARGIN);
-        remember(&self.tokens, cache_key, self.ttl.min(until_expiry), &value);
-        Ok(value)
+            / 2;
+        let fetched = (value, OffsetDateTime::from(token.expires_on));
+        remember(&self.tokens, cache_key, self.ttl.min(half_life), &fetched);
+        Ok(fetched)
     }
 
     async fn key_vault(
@@ -354,21 +354,21 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// A cached value that has not expired.
-fn fresh<K: std::hash::Hash + Eq>(
-    cache: &Mutex<HashMap<K, (Instant, Value)>>,
+fn fresh<K: std::hash::Hash + Eq, V: Clone>(
+    cache: &Mutex<HashMap<K, (Instant, V)>>,
     key: &K,
-) -> Option<Value> {
+) -> Option<V> {
     let cache = lock(cache);
     let (until, value) = cache.get(key)?;
     (Instant::now() < *until).then(|| value.clone())
 }
 
 /// Keeps `value` for `ttl` (not at all when it is zero).
-fn remember<K: std::hash::Hash + Eq>(
-    cache: &Mutex<HashMap<K, (Instant, Value)>>,
+fn remember<K: std::hash::Hash + Eq, V: Clone>(
+    cache: &Mutex<HashMap<K, (Instant, V)>>,
     key: K,
     ttl: Duration,
-    value: &Value,
+    value: &V,
 ) {
     if ttl.is_zero() {
         return;

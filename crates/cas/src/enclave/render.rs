@@ -86,7 +86,7 @@ pub fn delivery(
         env,
         pwd: service.pwd.clone().unwrap_or_default(),
         files,
-        refresh: service.refresh.as_ref().map(refresh),
+        refresh: service.refresh.as_ref().map(|r| refresh(r, values)),
     };
     if failures.is_empty() {
         Ok(delivery)
@@ -96,8 +96,11 @@ pub fn delivery(
 }
 
 /// The session's `refresh`, as `custos-run` reads it (whole seconds: the policy's durations
-/// are whole seconds).
-fn refresh(policy: &custos_policy::Refresh) -> enclave::Refresh {
+/// are whole seconds), with when each delivered value that expires does.
+fn refresh(
+    policy: &custos_policy::Refresh,
+    values: &BTreeMap<String, Resolved>,
+) -> enclave::Refresh {
     enclave::Refresh {
         interval_secs: policy.interval.as_secs(),
         on_change: match policy.on_change {
@@ -111,6 +114,13 @@ fn refresh(policy: &custos_policy::Refresh) -> enclave::Refresh {
             custos_policy::OnDenial::Keep => enclave::OnDenial::Keep,
             custos_policy::OnDenial::Stop => enclave::OnDenial::Stop,
         },
+        expires: values
+            .iter()
+            .filter_map(|(name, resolved)| {
+                let at = resolved.expires_at?.unix_timestamp().max(0);
+                Some((name.clone(), at as u64))
+            })
+            .collect(),
     }
 }
 
@@ -151,10 +161,10 @@ images:
         let mut values = BTreeMap::new();
         values.insert(
             "PW".to_owned(),
-            Resolved {
-                kind: custos_policy::SecretKind::Ascii,
-                value: Value::Text(Zeroizing::new("two words".into())),
-            },
+            Resolved::new(
+                custos_policy::SecretKind::Ascii,
+                Value::Text(Zeroizing::new("two words".into())),
+            ),
         );
         let d = delivery(&session, &session.services[0], &values).unwrap();
         assert_eq!(
@@ -212,6 +222,7 @@ services:
                 signal: "SIGUSR1".into(),
                 grace_secs: 30,
                 on_denial: enclave::OnDenial::Stop,
+                expires: BTreeMap::new(),
             })
         );
         assert_eq!(
@@ -222,8 +233,61 @@ services:
                 signal: "SIGHUP".into(),
                 grace_secs: 10,
                 on_denial: enclave::OnDenial::Keep,
+                expires: BTreeMap::new(),
             })
         );
         assert_eq!(deliver("plain"), None);
+    }
+
+    #[test]
+    fn a_refreshed_delivery_says_when_its_expiring_values_expire() {
+        let session = session(
+            r#"
+secrets:
+  - { name: TOKEN, kind: ascii, value: t }
+  - { name: TLS, kind: ascii, value: c }
+  - { name: PW, kind: ascii, value: p }
+services:
+  - name: fresh
+    command: app $$SCONE::TOKEN$$ $$SCONE::TLS$$ $$SCONE::PW$$
+    refresh: { interval: 1 hour }
+"#,
+        );
+        let token_expiry = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["a".into()]).unwrap();
+        params.not_after = time::OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let text = |s: &str| Value::Text(Zeroizing::new(s.into()));
+        use custos_policy::SecretKind;
+        let values = BTreeMap::from([
+            (
+                "TOKEN".to_owned(),
+                Resolved::expiring(SecretKind::AadToken, text("t"), token_expiry),
+            ),
+            (
+                "TLS".to_owned(),
+                Resolved::new(
+                    SecretKind::X509,
+                    Value::Certificate {
+                        chain: vec![cert.pem()],
+                        key: None,
+                    },
+                ),
+            ),
+            ("PW".to_owned(), Resolved::new(SecretKind::Ascii, text("p"))),
+        ]);
+        let refresh = delivery(&session, &session.services[0], &values)
+            .unwrap()
+            .refresh
+            .clone()
+            .unwrap();
+        assert_eq!(
+            refresh.expires,
+            BTreeMap::from([
+                ("TLS".to_owned(), 1_900_000_000),
+                ("TOKEN".to_owned(), 1_800_000_000)
+            ])
+        );
     }
 }

@@ -228,13 +228,44 @@ pub fn private_key_pem(pem_text: &[u8]) -> Option<Zeroizing<String>> {
     Some(pem::encode_secret(label, der))
 }
 
-/// A resolved secret: its kind and value.
+/// A resolved secret: its kind, value and when the value stops being valid.
 #[derive(Debug)]
 pub struct Resolved {
     /// The kind (the exporter's, for an import that states none).
     pub kind: SecretKind,
     /// The value.
     pub value: Value,
+    /// When the value stops being valid, if it does: a token's expiry, a certificate's
+    /// notAfter (the earliest of its chain).
+    pub expires_at: Option<time::OffsetDateTime>,
+}
+
+impl Resolved {
+    /// `value` as `kind`; a certificate's expiry is read from it.
+    pub fn new(kind: SecretKind, value: Value) -> Self {
+        let expires_at = match &value {
+            Value::Certificate { chain, .. } => chain
+                .iter()
+                .flat_map(|pem| CertificateDer::pem_slice_iter(pem.as_bytes()))
+                .filter_map(|der| crate::secrets::not_after(der.ok()?.as_ref()))
+                .min(),
+            _ => None,
+        };
+        Self {
+            kind,
+            value,
+            expires_at,
+        }
+    }
+
+    /// A value that stops being valid at `expires_at` (an Entra ID token).
+    pub fn expiring(kind: SecretKind, value: Value, expires_at: time::OffsetDateTime) -> Self {
+        Self {
+            kind,
+            value,
+            expires_at: Some(expires_at),
+        }
+    }
 }
 
 /// The names of the secrets `service` refers to: in its command, environment and its
@@ -309,10 +340,8 @@ pub fn local_value(
         ),
         SecretSource::Value(text) => {
             let kind = kind.unwrap_or(SecretKind::Ascii);
-            Ok(Resolved {
-                kind,
-                value: Value::from_session_value(name, kind, text.expose_secret())?,
-            })
+            let value = Value::from_session_value(name, kind, text.expose_secret())?;
+            Ok(Resolved::new(kind, value))
         }
         SecretSource::Generated(_) => {
             if stored.is_none() {
@@ -325,10 +354,7 @@ pub fn local_value(
                     ValueError::invalid(name, "the CAS holds no generated value for it")
                 })?;
             refuse_expired(name, value, time::OffsetDateTime::now_utc())?;
-            Ok(Resolved {
-                kind: value.kind(),
-                value: Value::from_stored(value),
-            })
+            Ok(Resolved::new(value.kind(), Value::from_stored(value)))
         }
         SecretSource::Import(import) => {
             let from = import.session.as_str();
