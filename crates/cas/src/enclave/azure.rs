@@ -37,6 +37,8 @@ use crate::store::Store;
 const CACHE_MAX: usize = 4096;
 
 type CredentialKey = [u8; 32];
+/// A token and when it expires.
+type Token = (Value, OffsetDateTime);
 
 /// Azure access for sessions.
 pub struct Azure {
@@ -46,7 +48,7 @@ pub struct Azure {
     credentials: Mutex<HashMap<CredentialKey, AzureCredential>>,
     vaults: Mutex<HashMap<(String, CredentialKey), Arc<KeyVault>>>,
     values: Mutex<HashMap<ValueKey, (Instant, Value)>>,
-    tokens: Mutex<HashMap<(CredentialKey, String), (Instant, (Value, OffsetDateTime))>>,
+    tokens: Mutex<HashMap<(CredentialKey, String), (Instant, Token)>>,
 }
 
 impl std::fmt::Debug for Azure {
@@ -245,7 +247,7 @@ impl Azure {
         key: CredentialKey,
         credential: &AzureCredential,
         scope: &str,
-    ) -> Result<(Value, OffsetDateTime), ValueError> {
+    ) -> Result<Token, ValueError> {
         let cache_key = (key, scope.to_owned());
         if let Some(token) = fresh(&self.tokens, &cache_key) {
             return Ok(token);
