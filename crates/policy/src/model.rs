@@ -573,7 +573,7 @@ pub const DEFAULT_SECRET_SIZE: u32 = 20;
 /// Largest `size` of a generated secret.
 pub const MAX_SECRET_SIZE: u32 = 65536;
 /// A generated certificate whose validity ends within this time draws a warning at
-/// create and update (SCONE renews certificates; Custos does not yet).
+/// create and update: a program holding it must attest again to get the renewed one.
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// What a generated certificate contains.
@@ -596,6 +596,10 @@ pub struct CertificateRequest {
     pub valid_for: Option<Duration>,
     /// What it is for. Default both server and client.
     pub endpoint: Endpoint,
+    /// `renew_key: true` (a Custos extension): a renewal gives the certificate a new key
+    /// instead of certifying the same one again. Only without `private_key` (the key is then
+    /// the certificate's own).
+    pub renew_key: bool,
 }
 
 /// How the CAS gets an Entra ID token.

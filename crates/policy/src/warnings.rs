@@ -6,9 +6,9 @@ use crate::model::{EXPIRY_WARNING, Generation, SecretSource, Session};
 
 /// The session's warnings, one line each, in secret order.
 ///
-/// A generated certificate whose `valid_for` ends within 30 days ([`EXPIRY_WARNING`]): SCONE
-/// renews generated certificates before they expire, Custos does not yet, and the CAS refuses
-/// to deliver an expired one.
+/// A generated certificate whose `valid_for` ends within 30 days ([`EXPIRY_WARNING`]): the CAS
+/// renews it at an attestation once half of its validity has passed, but a program holds the
+/// certificate it started with until it attests again.
 pub fn warnings(session: &Session) -> Vec<String> {
     session
         .secrets
@@ -22,7 +22,7 @@ pub fn warnings(session: &Session) -> Vec<String> {
             let valid_for = request.valid_for?;
             (valid_for <= EXPIRY_WARNING).then(|| {
                 format!(
-                    "secret {}: `valid_for` {} ends within 30 days of generation; Custos does not renew generated certificates (SCONE does), and once it expires the CAS refuses to deliver it until the session is updated",
+                    "secret {}: `valid_for` {} ends within 30 days of generation; the CAS renews the certificate when a service attests after half of that time, and a running program gets the renewed one only when it attests again (`refresh`)",
                     secret.name,
                     describe(valid_for.as_secs())
                 )

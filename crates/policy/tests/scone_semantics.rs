@@ -93,12 +93,32 @@ fn certificates_ending_within_30_days_draw_a_warning() {
     assert_eq!(
         with(", valid_for: 7 days"),
         [
-            "secret C: `valid_for` 7 days ends within 30 days of generation; Custos does not renew generated certificates (SCONE does), and once it expires the CAS refuses to deliver it until the session is updated"
+            "secret C: `valid_for` 7 days ends within 30 days of generation; the CAS renews the certificate when a service attests after half of that time, and a running program gets the renewed one only when it attests again (`refresh`)"
         ]
     );
     assert_eq!(with(", valid_for: 30 days").len(), 1);
     assert!(with(", valid_for: 31 days").is_empty());
     assert!(with("").is_empty());
+}
+
+/// `renew_key` of a generated certificate (a Custos extension; its refusals are corpus
+/// files 78–81): false unless stated.
+fn renew_key(spec: &str) -> bool {
+    let s = session(&format!(
+        "secrets:\n  - {{name: CA, kind: x509-ca{spec}}}\n"
+    ));
+    match &s.secrets[0].source {
+        SecretSource::Generated(Generation::X509Ca(request)) => request.renew_key,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn renew_key_is_false_unless_a_certificate_without_private_key_says_true() {
+    assert!(!renew_key(""));
+    assert!(!renew_key(", renew_key: false"));
+    assert!(renew_key(", renew_key: true"));
+    assert!(renew_key(", valid_for: 90 days, renew_key: true"));
 }
 
 #[test]

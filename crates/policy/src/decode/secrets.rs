@@ -34,6 +34,7 @@ const SECRET_KEYS: &[&str] = &[
     "san",
     "valid_for",
     "endpoint",
+    "renew_key",
     "tenant_id",
     "client_id",
     "application_secret",
@@ -54,6 +55,7 @@ const GENERATION_FIELDS: &[(&str, &[SecretKind])] = {
         ("san", &[X509, X509Ca]),
         ("valid_for", &[X509, X509Ca]),
         ("endpoint", &[X509, X509Ca]),
+        ("renew_key", &[X509, X509Ca]),
         ("tenant_id", &[AadToken]),
         ("client_id", &[AadToken]),
         ("application_secret", &[AadToken]),
@@ -484,6 +486,29 @@ impl<'n> Decoder<'n> {
                 }),
             None => Endpoint::Any,
         };
+        let renew_key = match fields.get("renew_key") {
+            Some(item) => {
+                let f = item.field();
+                let renew_key = self.r.boolean(f);
+                // A key named by `private_key` belongs to that secret (other certificates or
+                // tokens may use it too): renewing it here would change it under them.
+                if renew_key == Some(true)
+                    && let Some(key) = &private_key
+                {
+                    self.r.report(
+                        f.key_or_value_at(),
+                        f.path,
+                        Problem::Conflict,
+                        format!(
+                            "`renew_key: true` gives the certificate a new key when it is renewed, but its key belongs to the secret `{key}` (`private_key`): only a certificate whose key the CAS makes for it (an x509-ca without `private_key`) can renew its key"
+                        ),
+                    );
+                }
+                ok &= renew_key.is_some();
+                renew_key.unwrap_or(false)
+            }
+            None => false,
+        };
         ok.then_some(CertificateRequest {
             private_key,
             issuer,
@@ -492,6 +517,7 @@ impl<'n> Decoder<'n> {
             ip,
             valid_for,
             endpoint,
+            renew_key,
         })
     }
 
