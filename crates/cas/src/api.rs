@@ -933,7 +933,8 @@ fn secret_error(e: secrets::SecretError) -> HttpError {
 }
 
 /// Imports resolved against the write transaction.
-struct TxImports<'t, 'a>(&'t WriteTx<'a>);
+/// Imports as a write transaction sees them (create, update and renewal).
+pub(crate) struct TxImports<'t, 'a>(pub(crate) &'t WriteTx<'a>);
 
 impl ImportResolver for TxImports<'_, '_> {
     fn resolve(

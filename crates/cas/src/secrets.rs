@@ -409,6 +409,7 @@ pub fn materialize(
         }
     }
     let rng = aws_lc_rs::rand::SystemRandom::new();
+    let now = time::OffsetDateTime::now_utc();
     for secret in &session.secrets {
         let name = secret.name.as_str();
         let previous_value = previous.and_then(|p| p.values.get(name));
@@ -471,7 +472,7 @@ pub fn materialize(
             }
             let before = previous.and_then(|p| p.values.get(secret.name.as_str()));
             let value = issue(
-                secret, request, ca, &out, &imported, prepared, before, previous,
+                secret, request, ca, &out, &imported, prepared, before, previous, now,
             )?;
             out.values.insert(secret.name.as_str().to_owned(), value);
         }
@@ -538,8 +539,8 @@ fn key_of(
     }
 }
 
-/// Issues the certificate of `secret`, or keeps the previous one when the secret says
-/// `migrate: true` and its key and issuer did not change.
+/// Issues the certificate of `secret` as of `now`, or keeps the previous one when the secret
+/// says `migrate: true` and its key and issuer did not change.
 #[allow(clippy::too_many_arguments)]
 fn issue(
     secret: &Secret,
@@ -550,6 +551,7 @@ fn issue(
     prepared: &PreparedKeys,
     before: Option<&SecretValue>,
     previous: Option<&SecretValues>,
+    now: time::OffsetDateTime,
 ) -> Result<SecretValue, SecretError> {
     let name = secret.name.as_str();
     let generate_error = |e: rcgen::Error| SecretError::Generate {
@@ -592,7 +594,7 @@ fn issue(
         return Ok(kept.clone());
     }
     let key = KeyPair::try_from(pkcs8.as_slice()).map_err(generate_error)?;
-    let params = certificate_params(name, request, ca).map_err(generate_error)?;
+    let params = certificate_params(name, request, ca, now).map_err(generate_error)?;
     let (cert, chain) = match &request.issuer {
         None => (
             params.self_signed(&key).map_err(generate_error)?,
@@ -665,10 +667,21 @@ pub(crate) fn no_expiry() -> time::OffsetDateTime {
     time::OffsetDateTime::from_unix_timestamp(253_402_300_799).expect("a valid date")
 }
 
+/// How far before it is made a certificate's notBefore lies: a minute, so a peer whose clock
+/// is slightly behind accepts it at once — but at most a tenth of `valid_for`, so that the
+/// half of its validity after which the CAS renews it ([`renew`]) ends after it was made
+/// (with a minute back, a certificate valid for 90 seconds would be due when made).
+fn backdating(valid_for: Option<Duration>) -> Duration {
+    const MINUTE: Duration = Duration::from_secs(60);
+    valid_for.map_or(MINUTE, |v| (v / 10).min(MINUTE))
+}
+
+/// The certificate `request` describes, made at `now`.
 fn certificate_params(
     name: &str,
     request: &CertificateRequest,
     ca: bool,
+    now: time::OffsetDateTime,
 ) -> Result<CertificateParams, rcgen::Error> {
     let mut params = CertificateParams::new(request.dns.clone())?;
     params
@@ -683,9 +696,7 @@ fn certificate_params(
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
     params.distinguished_name = dn;
-    let now = time::OffsetDateTime::now_utc();
-    // A minute back, so a peer whose clock is slightly behind accepts it at once.
-    params.not_before = now - Duration::from_secs(60);
+    params.not_before = now - backdating(request.valid_for);
     // Beyond 9999-12-31 (or beyond what the clock type holds) is "no expiry" as well.
     params.not_after = request
         .valid_for
@@ -776,6 +787,8 @@ mod b64_list {
             .collect()
     }
 }
+
+pub mod renew;
 
 #[cfg(test)]
 mod tests;

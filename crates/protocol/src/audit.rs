@@ -22,6 +22,9 @@ pub enum AuditAction {
     /// `POST /v1/enclave/attest`: a service attested (allowed: it received its
     /// configuration; denied: every failed check is in `reasons`).
     EnclaveAttest,
+    /// The CAS renewed a generated certificate of the session (`secret` names it): due at an
+    /// attestation, or re-issued because its issuer was renewed.
+    SecretRenew,
 }
 
 impl AuditAction {
@@ -33,6 +36,7 @@ impl AuditAction {
             Self::SessionRead => "session-read",
             Self::AuditRead => "audit-read",
             Self::EnclaveAttest => "enclave-attest",
+            Self::SecretRenew => "secret-renew",
         }
     }
 }
@@ -103,6 +107,9 @@ pub struct AuditEvent {
     /// For attestations: the service of the session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// For renewals: the secret renewed (its name, never its value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
     /// For attestations: what the verified evidence showed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enclave: Option<EnclaveFacts>,
@@ -122,6 +129,7 @@ impl AuditEvent {
             peer: None,
             hash: None,
             service: None,
+            secret: None,
             enclave: None,
             outcome,
         }

@@ -30,6 +30,7 @@ pub mod nonce;
 pub mod policy;
 pub mod rejections;
 pub mod render;
+pub mod renewal;
 pub mod unverified;
 pub mod values;
 
@@ -586,7 +587,7 @@ impl EnclaveApi {
             }
         }
 
-        // Allowed: the values it refers to, rendered.
+        // Allowed: the values it refers to, renewed where due, rendered.
         let delivery = match self.deliver(&session, service).await {
             Ok(delivery) => delivery,
             Err(error) => {
@@ -633,13 +634,20 @@ impl EnclaveApi {
 
     async fn deliver(
         &self,
-        session: &Session,
+        session: &Arc<Session>,
         service: &custos_policy::Service,
     ) -> Result<Delivery, HttpError> {
         let names = values::referenced(session, service);
+        let not_renewed = renewal::renew_due(
+            &self.store,
+            session,
+            &names,
+            time::OffsetDateTime::now_utc(),
+        )
+        .await;
         let (mut resolved, pending) = {
             let read = self.store.read().map_err(store_error)?;
-            values::resolve_local(session, &names, &read).map_err(value_error)?
+            values::resolve_local(session, &names, &read, &not_renewed).map_err(value_error)?
         };
         for item in pending {
             let value = self

@@ -24,6 +24,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
+use super::renewal::NotRenewed;
 use crate::secrets::{SecretValue, SecretValues, check_export};
 use crate::store::ReadTx;
 
@@ -299,11 +300,13 @@ pub struct AzurePending<'s> {
 }
 
 /// Resolves the secrets of `session` named in `names` that live in the CAS: generated,
-/// literal and imported ones. Returns them, and the ones that need Azure.
+/// literal and imported ones. Returns them, and the ones that need Azure. `not_renewed` says
+/// why due certificates were not renewed, for the refusal of an expired one.
 pub fn resolve_local<'s>(
     session: &'s Session,
     names: &BTreeSet<String>,
     read: &ReadTx<'_>,
+    not_renewed: &NotRenewed,
 ) -> Result<(BTreeMap<String, Resolved>, Vec<AzurePending<'s>>), ValueError> {
     let mut stored: Option<SecretValues> = None;
     let mut out = BTreeMap::new();
@@ -317,7 +320,7 @@ pub fn resolve_local<'s>(
                 pending.push(AzurePending { secret });
             }
             _ => {
-                let resolved = local_value(session, secret, read, &mut stored)?;
+                let resolved = generated_or_local(session, secret, read, &mut stored, not_renewed)?;
                 out.insert(name.clone(), resolved);
             }
         }
@@ -331,6 +334,17 @@ pub fn local_value(
     secret: &Secret,
     read: &ReadTx<'_>,
     stored: &mut Option<SecretValues>,
+) -> Result<Resolved, ValueError> {
+    generated_or_local(session, secret, read, stored, &NotRenewed::default())
+}
+
+/// [`local_value`], knowing why due certificates of `session` were not renewed.
+fn generated_or_local(
+    session: &Session,
+    secret: &Secret,
+    read: &ReadTx<'_>,
+    stored: &mut Option<SecretValues>,
+    not_renewed: &NotRenewed,
 ) -> Result<Resolved, ValueError> {
     let name = secret.name.as_str();
     let kind = secret.kind;
@@ -353,7 +367,12 @@ pub fn local_value(
                 .ok_or_else(|| {
                     ValueError::invalid(name, "the CAS holds no generated value for it")
                 })?;
-            refuse_expired(name, value, time::OffsetDateTime::now_utc())?;
+            refuse_expired(
+                name,
+                value,
+                time::OffsetDateTime::now_utc(),
+                not_renewed.why(name),
+            )?;
             Ok(Resolved::new(value.kind(), Value::from_stored(value)))
         }
         SecretSource::Import(import) => {
@@ -392,13 +411,16 @@ pub fn local_value(
     }
 }
 
-/// Refuses a generated certificate (or one of its issuers) whose notAfter has passed: SCONE
-/// renews such certificates, Custos does not yet, and an expired one must never be
-/// delivered silently.
+/// Refuses a generated certificate (or one of its issuers) whose notAfter has passed. The
+/// CAS renews a certificate before delivering it once half of its validity has passed
+/// (`super::renewal`), so this is the last line of defence: the renewal failed (`not_renewed`
+/// says why), or was not the attested session's to make (an issuer or a value imported from
+/// another session). An expired certificate is never delivered silently.
 fn refuse_expired(
     name: &str,
     value: &SecretValue,
     now: time::OffsetDateTime,
+    not_renewed: Option<&str>,
 ) -> Result<(), ValueError> {
     let SecretValue::Certificate { der, chain, .. } = value else {
         return Ok(());
@@ -412,10 +434,14 @@ fn refuse_expired(
             } else {
                 format!("its issuer certificate {i} (1 = the direct issuer)")
             };
+            let why = match not_renewed {
+                Some(reason) => format!("renewing it failed: {reason}"),
+                None => "it was not renewed: the CAS renews a generated certificate when a service of its own session that refers to it attests".to_owned(),
+            };
             return Err(ValueError::invalid(
                 name,
                 format!(
-                    "{which} expired: notAfter {}, now {}; Custos does not renew certificates yet: update the session to generate a new one",
+                    "{which} expired: notAfter {}, now {}; {why}",
                     crate::secrets::utc(not_after),
                     crate::secrets::utc(now)
                 ),
@@ -530,13 +556,25 @@ mod tests {
             chain: Vec::new(),
             pkcs8: key.serialize_der(),
         };
-        let error = refuse_expired("TLS", &value, now).unwrap_err().to_string();
+        let why = "session ns/app changed while the service attested: expected hash 1f, found 2e";
+        let error = refuse_expired("TLS", &value, now, Some(why))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             error,
-            "secret TLS: the generated certificate expired: notAfter 2027-01-15T07:00:00Z, now 2027-01-15T08:00:00Z; Custos does not renew certificates yet: update the session to generate a new one"
+            format!(
+                "secret TLS: the generated certificate expired: notAfter 2027-01-15T07:00:00Z, now 2027-01-15T08:00:00Z; renewing it failed: {why}"
+            )
+        );
+        let error = refuse_expired("TLS", &value, now, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.ends_with("; it was not renewed: the CAS renews a generated certificate when a service of its own session that refers to it attests"),
+            "{error}"
         );
         let earlier = now - std::time::Duration::from_secs(7000);
-        assert!(refuse_expired("TLS", &value, earlier).is_ok());
+        assert!(refuse_expired("TLS", &value, earlier, Some(why)).is_ok());
     }
 
     #[test]
