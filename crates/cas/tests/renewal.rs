@@ -23,7 +23,7 @@ use rustls_pki_types::pem::PemObject;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// Long enough that the steps after a renewal (more attestations, a restart) end before the
-/// renewed certificate is due in turn (half of 30 s, less the 3 s it is backdated: 13.5 s).
+/// renewed certificate is due in turn (half of 20 s, less the 2 s it is backdated: 9 s).
 const APP: &str = r#"name: ns/app
 version: "0.3"
 security: { attestation: { mode: none } }
@@ -35,7 +35,7 @@ secrets:
     private_key: KEY
     issuer: CA
     dns: [app.example]
-    valid_for: 30 seconds
+    valid_for: 20 seconds
     endpoint: server
 services:
   - name: app
@@ -47,7 +47,7 @@ const ROTATING: &str = r#"name: ns/rotating
 version: "0.3"
 security: { attestation: { mode: none } }
 secrets:
-  - { name: CA, kind: x509-ca, common_name: Rotating CA, valid_for: 30 seconds, renew_key: true }
+  - { name: CA, kind: x509-ca, common_name: Rotating CA, valid_for: 20 seconds, renew_key: true }
   - { name: KEY, kind: private-key }
   - { name: TLS, kind: x509, private_key: KEY, issuer: CA, dns: [rotating.example] }
 services:
