@@ -10,10 +10,11 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{CasProcess, create, get};
+use common::{CasProcess, create, get, update};
 use custos_client::ClientIdentity;
+use custos_protocol::ErrorBody;
 use custos_protocol::audit::AuditAction;
-use custos_protocol::client::AuditPage;
+use custos_protocol::client::{AuditPage, StoredSession};
 use custos_protocol::enclave::{
     AttestRequest, ChallengeResponse, Delivery, EvidenceBytes, Jwk, RuntimeData,
 };
@@ -106,8 +107,8 @@ impl Runtime {
         (status, response.bytes().await.unwrap().to_vec())
     }
 
-    /// Challenge, attest: the delivered certificate and chain of `config_id`.
-    async fn certificate(&self, config_id: &str) -> Delivered {
+    /// Challenge, attest: the answer's status and body.
+    async fn attest(&self, config_id: &str) -> (StatusCode, Vec<u8>) {
         let (status, body) = self
             .post(
                 "/v1/enclave/challenge",
@@ -131,7 +132,12 @@ impl Runtime {
             },
             runtime_data,
         };
-        let (status, body) = self.post("/v1/enclave/attest", &request).await;
+        self.post("/v1/enclave/attest", &request).await
+    }
+
+    /// Challenge, attest: the delivered certificate and chain of `config_id`.
+    async fn certificate(&self, config_id: &str) -> Delivered {
+        let (status, body) = self.attest(config_id).await;
         assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
         let delivery: Delivery = serde_json::from_slice(&body).unwrap();
         let ders = |pem: &str| -> Vec<Vec<u8>> {
@@ -299,5 +305,84 @@ async fn a_certificate_past_half_its_validity_is_renewed_once_and_stays_renewed(
     assert!(
         unix_now() < half(&b.leaf),
         "the steps after the renewal took {elapsed:?}: longer than half of B's validity"
+    );
+}
+
+const EXPORTING_CA: &str = "name: ns/ca
+version: \"0.3\"
+secrets:
+  - { name: CA, kind: x509-ca, export: [ns/app] }
+";
+
+/// Its certificate's issuer is imported: renewing it needs the import to still be allowed.
+const IMPORTING: &str = r#"name: ns/app
+version: "0.3"
+security: { attestation: { mode: none } }
+secrets:
+  - { name: CA, import: { session: ns/ca } }
+  - { name: KEY, kind: private-key }
+  - { name: TLS, kind: x509, private_key: KEY, issuer: CA, valid_for: 6 seconds }
+services:
+  - name: app
+    environment: { CERT: $$SCONE::TLS$$, CHAIN: $$SCONE::TLS:chain$$ }
+"#;
+
+async fn sleep_until(unix: f64) {
+    tokio::time::sleep(Duration::from_secs_f64((unix - unix_now()).max(0.0))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_renewal_delivers_a_valid_certificate_and_refuses_an_expired_one_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let cas = CasProcess::start(&dir.path().join("data"), &[]);
+    let owner = ClientIdentity::generate("owner").unwrap();
+    let client = cas.client(Some(&owner));
+    for text in ["name: ns\nversion: \"0.3\"\n", EXPORTING_CA, IMPORTING] {
+        let r = create(&client, text).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json());
+    }
+    let runtime = Runtime::new(&cas);
+    let a = runtime.certificate("ns/app/app").await;
+    // The exporter stops exporting its CA: the certificate it issued cannot be renewed.
+    let hash = common::answer::<StoredSession>(&get(&client, "/v1/sessions/ns/ca").await).hash;
+    let text = format!(
+        "name: ns/ca\nversion: \"0.3\"\npredecessor: {hash}\nsecrets:\n  - {{ name: CA, kind: x509-ca }}\n"
+    );
+    let r = update(&client, "ns/ca", &text).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
+
+    sleep_until(half(&a.leaf) + 0.5).await;
+    assert!(
+        unix_now() < not_after(&a.leaf) as f64,
+        "the test ran too slowly"
+    );
+    assert_eq!(
+        runtime.certificate("ns/app/app").await,
+        a,
+        "due, not renewed, still valid: delivered"
+    );
+
+    sleep_until(not_after(&a.leaf) as f64 + 1.5).await;
+    let (status, body) = runtime.attest("ns/app/app").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    let error = serde_json::from_slice::<ErrorBody>(&body).unwrap().error;
+    assert_eq!(error.code, "secret_error");
+    eprintln!("refused: {}", error.message);
+    assert!(
+        error
+            .message
+            .starts_with("secret TLS: the generated certificate expired: notAfter ")
+            && error.message.contains(
+                "; renewing it failed: secret CA: cannot import CA from session ns/ca: session ns/ca does not export CA to session ns/app"
+            ),
+        "{}",
+        error.message
+    );
+    assert!(renewals(&cas, &owner, "ns/app").await.is_empty());
+    assert!(
+        cas.log()
+            .contains("generated certificates due for renewal were not renewed"),
+        "{}",
+        cas.log()
     );
 }
