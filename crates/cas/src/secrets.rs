@@ -676,6 +676,16 @@ fn backdating(valid_for: Option<Duration>) -> Duration {
     valid_for.map_or(MINUTE, |v| (v / 10).min(MINUTE))
 }
 
+/// `time`, or the next whole second if it is not one.
+fn whole_second_up(time: time::OffsetDateTime) -> Option<time::OffsetDateTime> {
+    if time.nanosecond() == 0 {
+        return Some(time);
+    }
+    time.replace_nanosecond(0)
+        .ok()?
+        .checked_add(time::Duration::SECOND)
+}
+
 /// The certificate `request` describes, made at `now`.
 fn certificate_params(
     name: &str,
@@ -697,11 +707,13 @@ fn certificate_params(
     dn.push(DnType::CommonName, common_name);
     params.distinguished_name = dn;
     params.not_before = now - backdating(request.valid_for);
-    // Beyond 9999-12-31 (or beyond what the clock type holds) is "no expiry" as well.
+    // Beyond 9999-12-31 (or beyond what the clock type holds) is "no expiry" as well. Rounded
+    // up: a certificate holds whole seconds, and truncating could end a short one at once.
     params.not_after = request
         .valid_for
         .and_then(|d| time::Duration::try_from(d).ok())
         .and_then(|d| now.checked_add(d))
+        .and_then(whole_second_up)
         .map_or_else(no_expiry, |t| t.min(no_expiry()));
     let mut serial = [0u8; 16];
     aws_lc_rs::rand::fill(&mut serial).map_err(|_| rcgen::Error::RingUnspecified)?;

@@ -30,7 +30,7 @@ fn hash(o: &Output) -> String {
         .to_owned()
 }
 
-const WARNING: &str = "warning: secret TLS: `valid_for` 7 days ends within 30 days of generation; Custos does not renew generated certificates (SCONE does), and once it expires the CAS refuses to deliver it until the session is updated\n";
+const WARNING: &str = "warning: secret TLS: `valid_for` 7 days ends within 30 days of generation; the CAS renews the certificate when a service attests after half of that time, and a running program gets the renewed one only when it attests again (`refresh`)\n";
 
 fn session(valid_for: &str, predecessor: Option<&str>) -> String {
     let mut text = format!(

@@ -292,3 +292,41 @@ secrets:
     let sans = named.subject_alternative_name().unwrap().unwrap();
     assert_eq!(sans.value.general_names.len(), 2, "dns: and ip: entries");
 }
+
+#[test]
+fn a_certificate_is_backdated_a_tenth_of_valid_for_at_most_a_minute_and_ends_on_a_whole_second() {
+    let s = session(
+        r#"
+name: ns/dates
+version: "0.3"
+secrets:
+  - { name: SHORT, kind: x509-ca, valid_for: 20 seconds }
+  - { name: LONG, kind: x509-ca, valid_for: 90 days }
+  - { name: FOREVER, kind: x509-ca }
+"#,
+    );
+    let made = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+        + time::Duration::milliseconds(300);
+    let dates = |name: &str| {
+        let Some(SecretSource::Generated(Generation::X509Ca(request))) =
+            s.secret(name).map(|s| &s.source)
+        else {
+            panic!("{name}")
+        };
+        let params = certificate_params(name, request, true, made).unwrap();
+        (
+            params.not_before.unix_timestamp_nanos() - made.unix_timestamp_nanos(),
+            params.not_after.unix_timestamp_nanos() - made.unix_timestamp_nanos(),
+        )
+    };
+    const S: i128 = 1_000_000_000;
+    // Half of 22 s after notBefore is 9 s after it was made, not before.
+    assert_eq!(dates("SHORT"), (-2 * S, 20 * S + 7 * S / 10));
+    assert_eq!(dates("LONG"), (-60 * S, 90 * 86_400 * S + 7 * S / 10));
+    let (before, after) = dates("FOREVER");
+    assert_eq!(before, -60 * S);
+    assert_eq!(
+        made.unix_timestamp_nanos() + after,
+        no_expiry().unix_timestamp_nanos()
+    );
+}
