@@ -34,6 +34,17 @@ pub struct Postgres {
     dir: PathBuf,
     bin: PathBuf,
     port: u16,
+    options: Options,
+}
+
+/// How a cluster is set up.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Serve TLS with this certificate chain and key (PEM); connections may still be plain.
+    pub tls: Option<(String, String)>,
+    /// Require this password of [`USER`] over TCP (SCRAM-SHA-256) instead of trusting
+    /// loopback connections.
+    pub password: Option<String>,
 }
 
 /// The directory holding `initdb` and `postgres`: `CUSTOS_PG_BINDIR`, else the newest
@@ -82,6 +93,11 @@ pub fn require(test: &str, log_dir: &Path) -> Option<Postgres> {
 impl Postgres {
     /// Makes a cluster and starts its server, its log in `log_dir`.
     pub fn start(log_dir: &Path) -> Result<Self, String> {
+        Self::start_with(log_dir, Options::default())
+    }
+
+    /// [`Postgres::start`] set up as `options` say.
+    pub fn start_with(log_dir: &Path, options: Options) -> Result<Self, String> {
         let bin = binaries()?;
         let dir = cluster_dir()?;
         let mut server = Self {
@@ -89,8 +105,10 @@ impl Postgres {
             dir,
             bin,
             port: 0,
+            options,
         };
         server.initdb()?;
+        server.write_tls_files()?;
         let mut last_error = String::new();
         for _ in 0..PORT_ATTEMPTS {
             server.port = free_port()?;
@@ -114,9 +132,19 @@ impl Postgres {
         self.port
     }
 
-    /// A connection URL for `database` as the cluster's superuser.
+    /// A connection URL for `database` as the cluster's superuser (with its password, if
+    /// it has one).
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://{USER}@127.0.0.1:{}/{database}", self.port)
+        let password = self
+            .options
+            .password
+            .as_ref()
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default();
+        format!(
+            "postgres://{USER}{password}@127.0.0.1:{}/{database}",
+            self.port
+        )
     }
 
     /// The server process (to kill it, as a crash would).
@@ -126,8 +154,11 @@ impl Postgres {
 
     /// Runs `psql` with `sql` against `database`; its output (unaligned, tuples only).
     pub fn psql(&self, database: &str, sql: &str) -> Result<String, String> {
-        let output = self
-            .command("psql")
+        let mut command = self.command("psql");
+        if let Some(password) = &self.options.password {
+            command.env("PGPASSWORD", password);
+        }
+        let output = command
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", USER])
             .args(["-d", database, "-v", "ON_ERROR_STOP=1", "-Atc", sql])
             .stdin(Stdio::null())
@@ -166,11 +197,28 @@ impl Postgres {
     }
 
     fn initdb(&self) -> Result<(), String> {
-        let output = self
-            .command("initdb")
-            .arg("-D")
-            .arg(self.dir.join("data"))
-            .args(["-U", USER, "-A", "trust", "-E", "UTF8", "--no-sync"])
+        let mut command = self.command("initdb");
+        command.arg("-D").arg(self.dir.join("data")).args([
+            "-U",
+            USER,
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--auth-local=trust",
+        ]);
+        match &self.options.password {
+            Some(password) => {
+                let file = self.dir.join("password");
+                self.write_owned(&file, password.as_bytes())?;
+                command
+                    .arg("--auth-host=scram-sha-256")
+                    .arg(format!("--pwfile={}", file.display()));
+            }
+            None => {
+                command.arg("--auth-host=trust");
+            }
+        }
+        let output = command
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("initdb: {e}"))?;
@@ -184,6 +232,26 @@ impl Postgres {
         }
     }
 
+    /// Writes the TLS certificate and key where the server reads them, as its owner.
+    fn write_tls_files(&self) -> Result<(), String> {
+        if let Some((cert, key)) = &self.options.tls {
+            self.write_owned(&self.dir.join("server.crt"), cert.as_bytes())?;
+            self.write_owned(&self.dir.join("server.key"), key.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// `content` in `path`, mode 0600, owned by whoever runs PostgreSQL.
+    fn write_owned(&self, path: &Path, content: &[u8]) -> Result<(), String> {
+        let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+        fs::write(path, content).map_err(fail)?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(fail)?;
+        if is_root() {
+            std::os::unix::fs::chown(path, Some(UNPRIVILEGED), Some(UNPRIVILEGED)).map_err(fail)?;
+        }
+        Ok(())
+    }
+
     fn spawn(&self, log_dir: &Path) -> Result<Process, String> {
         let mut command = self.command("postgres");
         command
@@ -192,6 +260,20 @@ impl Postgres {
             .args(["-p", &self.port.to_string()])
             .args(["-c", "listen_addresses=127.0.0.1"])
             .args(["-c", "unix_socket_directories="]);
+        if self.options.tls.is_some() {
+            command
+                .args(["-c", "ssl=on"])
+                .arg("-c")
+                .arg(format!(
+                    "ssl_cert_file={}",
+                    self.dir.join("server.crt").display()
+                ))
+                .arg("-c")
+                .arg(format!(
+                    "ssl_key_file={}",
+                    self.dir.join("server.key").display()
+                ));
+        }
         let mut process = Process::spawn("postgres", &mut command, log_dir)?;
         match process.wait_for("ready to accept connections", START_TIMEOUT) {
             Ok(_) => Ok(process),
