@@ -8,8 +8,7 @@
 //! also no longer than until five minutes before they expire, when the credential's own
 //! cache fetches a new one): a secret rotated in Key Vault reaches the first attestation
 //! after that, and a supervised service re-attesting in its token's last minutes gets a new
-//! token. Errors name the secret, the vault, the object and
-//! Azure's answer, never a value.
+//! token. Errors name the secret, the vault, the object and Azure's answer, never a value.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -35,11 +34,11 @@ use crate::store::Store;
 
 /// Entries a cache keeps before expired ones are dropped (and, if that is not enough, all).
 const CACHE_MAX: usize = 4096;
-
-type CredentialKey = [u8; 32];
 /// Tokens are not reused closer than this to their expiry (the credential's cache renews
 /// them then too).
 const TOKEN_MARGIN: Duration = Duration::from_secs(300);
+
+type CredentialKey = [u8; 32];
 /// A token and when it expires.
 type Token = (Value, OffsetDateTime);
 
