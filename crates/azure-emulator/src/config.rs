@@ -430,6 +430,12 @@ impl Config {
             field,
             problem,
         };
+        if self.entra.token_lifetime_secs == 0 {
+            return Err(invalid(
+                "entra.token_lifetime_secs".into(),
+                "must be at least 1 (a token that is expired when issued is useless)".into(),
+            ));
+        }
         let mut tenant_ids = Vec::new();
         for (t, tenant) in self.entra.tenants.iter().enumerate() {
             if !is_tenant_id(&tenant.id) {

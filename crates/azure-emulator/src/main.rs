@@ -49,6 +49,10 @@ struct Args {
     /// The MAA enclave's MRSIGNER in that quote (64 hex digits).
     #[arg(long, value_name = "HEX")]
     maa_mrsigner: Option<String>,
+    /// Lifetime of the Entra ID access tokens it issues, in seconds (overrides the file;
+    /// Entra ID's is about an hour). Short lifetimes test what happens as tokens expire.
+    #[arg(long, value_name = "SECS")]
+    token_lifetime: Option<u64>,
     /// Once all three endpoints accept, write them, the CA file and the `export` variables to
     /// this file as JSON (atomically, mode 0600; removed at start-up). See docs/azure.md.
     #[arg(long, value_name = "FILE")]
@@ -80,6 +84,9 @@ fn run(args: Args) -> Result<(), Failure> {
     }
     if let Some(port) = args.entra_port {
         config.entra.port = port;
+    }
+    if let Some(secs) = args.token_lifetime {
+        config.entra.token_lifetime_secs = secs;
     }
     if let Some(port) = args.keyvault_port {
         config.keyvault.port = port;

@@ -22,6 +22,7 @@
 //! [`PRUNE_CHUNK`] per transaction, so a batch stays fast; sequence numbers are never reused.
 
 mod integrity;
+pub mod postgres;
 
 use std::collections::HashMap;
 use std::fmt;

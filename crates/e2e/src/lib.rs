@@ -141,6 +141,30 @@ pub async fn set_secret(emulator: &Emulator, name: &str, value: &str) {
     assert!(response.status().is_success(), "{:?}", response.status());
 }
 
+/// Imports `pem` (a private key and its certificate chain) as the new current version of the
+/// Key Vault certificate `name` at the emulator, as the vault's owner rotates a certificate.
+pub async fn import_certificate(emulator: &Emulator, name: &str, pem: &str) {
+    let (http, credential) = vault_owner(emulator);
+    let token = credential
+        .token(custos_azure::KEY_VAULT_SCOPE)
+        .await
+        .expect("a token");
+    let url = format!(
+        "{}certificates/{name}/import?api-version=7.4",
+        emulator.var("AKV_VAULT")
+    );
+    let response = http
+        .reqwest_client()
+        .expect("client")
+        .post(url)
+        .bearer_auth(secrecy::ExposeSecret::expose_secret(&token.token))
+        .json(&serde_json::json!({ "value": pem }))
+        .send()
+        .await
+        .expect("POST certificate import");
+    assert!(response.status().is_success(), "{:?}", response.status());
+}
+
 /// A started service, or a panic with why it did not start (its log included).
 fn started<T>(service: Result<T, String>) -> T {
     service.unwrap_or_else(|e| panic!("{e}"))

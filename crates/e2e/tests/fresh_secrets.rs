@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use custos_e2e::{
-    CasClientExt, START_TIMEOUT, World, bin, measurement, run_command, sample_vars, set_secret,
-    template, vault_certificate, with_local_paths,
+    CasClientExt, START_TIMEOUT, World, bin, import_certificate, measurement, run_command,
+    sample_vars, set_secret, template, vault_certificate, with_local_paths,
 };
 
 const FIRST: &str = "a13f688c788626380ae1209e31e664891fc19dcdd0cfa29c27ca7e6e16b83a95";
@@ -143,6 +143,183 @@ fn a_secret_rotated_in_key_vault_reaches_the_running_sample_and_a_cas_outage_lea
         !logs.contains(rotated) && !logs.contains(FIRST),
         "a secret reached a log"
     );
+}
+
+/// Starts the supervised sample of `session` (created with `namespace`); returns custos-run
+/// and the sample's address.
+fn start_sample(
+    world: &World,
+    namespace: &str,
+    session: &str,
+) -> (custos_harness::Process, std::net::SocketAddr) {
+    world.create(namespace);
+    world.create(session);
+    let vars = world.runtime_vars("fresh/rest-api/rest-api");
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let sample = bin("rest-api-sample");
+    let mut app = world.spawn(
+        "custos-run rest-api-sample (supervised)",
+        &mut run_command(&vars, &[sample.to_str().unwrap()]),
+    );
+    let addr = listen_address(
+        &app.wait_for("listening on https://", START_TIMEOUT)
+            .unwrap(),
+    );
+    (app, addr)
+}
+
+#[test]
+fn a_certificate_rotated_in_key_vault_is_served_by_the_running_sample_from_its_next_handshake() {
+    let world = World::start(true, &["--azure-cache-ttl", "1"]);
+    let (namespace, session, _) = supervised_sample(&world, "{interval: 1 second}");
+    let (app, addr) = start_sample(&world, &namespace, &session);
+    let (old_chain, _) = vault_certificate(&world);
+
+    // The vault's owner rotates the certificate: a new key and certificate for the same name.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let new_leaf = rcgen::CertificateParams::new(vec!["rest-api.scone.sample".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    // A client trusting both, on a new connection for every request, sees which one is served.
+    let client = reqwest::Client::builder()
+        .tls_certs_only(
+            reqwest::Certificate::from_pem_bundle(
+                format!("{old_chain}{}", new_leaf.pem()).as_bytes(),
+            )
+            .unwrap(),
+        )
+        .resolve("rest-api.scone.sample", addr)
+        .pool_max_idle_per_host(0)
+        .tls_info(true)
+        .build()
+        .unwrap();
+    let served = || async {
+        let response = client
+            .get(format!(
+                "https://rest-api.scone.sample:{}/secret",
+                addr.port()
+            ))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("status {}", response.status()));
+        }
+        Ok(response
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|info| info.peer_certificate())
+            .expect("TLS info")
+            .to_vec())
+    };
+    let first = world.block_on(served()).unwrap();
+    assert_ne!(first, new_leaf.der().to_vec());
+
+    world.block_on(import_certificate(
+        world.emulator(),
+        world.emulator().var("AKV_CERT_SECRET_NAME"),
+        &format!("{}{}", key.serialize_pem(), new_leaf.pem()),
+    ));
+    let rotated_at = Instant::now();
+    let (answers, failures) = world.block_on(async {
+        let (mut answers, mut failures) = (0, Vec::new());
+        loop {
+            match served().await {
+                Ok(leaf) if leaf == new_leaf.der().to_vec() => break (answers + 1, failures),
+                Ok(_) => answers += 1,
+                Err(e) => failures.push(e),
+            }
+            assert!(
+                rotated_at.elapsed() < Duration::from_secs(20),
+                "the rotated certificate was not served within 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    assert!(
+        failures.is_empty(),
+        "failed requests during the rotation: {failures:?}"
+    );
+    eprintln!(
+        "the rotated certificate was served after {:?} ({answers} answers, none failed)",
+        rotated_at.elapsed()
+    );
+    let log = app.logs();
+    assert_eq!(
+        log.matches("listening on https://").count(),
+        1,
+        "the sample was not restarted: {log}"
+    );
+    assert!(log.contains("certificate reloaded"), "{log}");
+}
+
+/// The `exp` claim of a JWT (not verified: the test only reads when it says it expires).
+fn jwt_expiry(jwt: &str) -> u64 {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1).expect("a JWT");
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["exp"].as_u64().expect("exp")
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn an_entra_token_file_is_replaced_before_the_token_expires() {
+    // Tokens live 9 s; the interval is an hour: only the delivered expiry can bring the
+    // re-attestations forward.
+    let world = World::start_with(
+        true,
+        &["--azure-cache-ttl", "60"],
+        &["--token-lifetime", "9"],
+    );
+    let (namespace, session, _) = supervised_sample(&world, "{interval: 1 hour}");
+    let token_file = world.dir.path().join("aad-token");
+    let session = session.replace(
+        "    injection_files:\n",
+        &format!(
+            "    injection_files:\n      - path: {}\n        content: $$SCONE::AAD_TOKEN$$\n",
+            token_file.display()
+        ),
+    );
+    let (app, _) = start_sample(&world, &namespace, &session);
+    let read = || std::fs::read_to_string(&token_file).unwrap();
+    let mut token = read();
+    for round in 0..2 {
+        let expiry = jwt_expiry(&token);
+        let fresh = loop {
+            let now = unix_now();
+            assert!(
+                now < expiry,
+                "round {round}: the token expired at {expiry} (now {now}) and was not replaced: {}",
+                app.logs()
+            );
+            let current = read();
+            if current != token {
+                break current;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(
+            jwt_expiry(&fresh) > expiry,
+            "round {round}: the new token expires later"
+        );
+        token = fresh;
+    }
+    let log = app.logs();
+    assert!(log.contains("before a delivered value expires"), "{log}");
+    assert_eq!(log.matches("listening on https://").count(), 1, "{log}");
+    assert!(!log.contains(&token), "a token reached the log");
 }
 
 /// A session without Azure whose service (`sh -c SCRIPT`) is supervised with `refresh`, with

@@ -7,12 +7,15 @@
 //!   a log line, within deadlines, and killed when dropped.
 //! - [`services`]: starting a LAS, the Azure emulator and a CAS on loopback ports the kernel
 //!   picks, and the sample's variables, written once.
+//! - [`postgres`]: a real PostgreSQL server in a cluster of its own, for the tests and
+//!   benchmarks of the replicated CAS.
 //!
 //! Users: `custos demo`, the end-to-end tests and benchmarks (`custos-e2e`), the CAS's process
 //! tests and its throughput benchmark.
 
 #![warn(missing_docs)]
 
+pub mod postgres;
 pub mod process;
 pub mod ready;
 pub mod services;

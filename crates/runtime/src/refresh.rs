@@ -4,8 +4,8 @@
 //! starts the program as its child ([`crate::supervise`]) and re-attests every interval and on
 //! SIGHUP — each time a whole new attestation: a fresh nonce, a fresh ephemeral key, fresh
 //! evidence; nothing of the first one is reused. When the delivery says a value expires (an
-//! Entra ID token, a certificate), it re-attests sooner: once two thirds of the time that value
-//! had left have passed. What changed is applied:
+//! Entra ID token, a certificate), it re-attests before that: see [`next_attestation`]. What
+//! changed is applied:
 //!
 //! - changed files are rewritten atomically ([`crate::files`]), then the program is told as
 //!   `on_change` says (a signal, a graceful restart, or nothing);
@@ -201,11 +201,16 @@ pub fn signal_named(name: &str) -> Result<Signal, RunError> {
 /// The shortest wait before a re-attestation, so a value about to expire is not asked for
 /// in a busy loop.
 const MIN_WAIT: Duration = Duration::from_secs(1);
+/// How long before a value's expiry `custos-run` re-attests, at most. Entra ID tokens are
+/// renewed by the CAS's credential only in their last five minutes: re-attesting earlier
+/// would bring back the same token.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(240);
 
-/// How long to wait, as of `now`, before re-attesting: the interval, or less when two thirds
-/// of the time a delivered value has left will have passed sooner — the last third is left
-/// for retries should the CAS be unreachable then. A value that has already expired does not
-/// hurry it (re-attesting sooner would not change it); `custos-run` says so.
+/// How long to wait, as of `now`, before re-attesting: the interval, or less when a delivered
+/// value expires sooner — then until a third of its remaining time, at most
+/// [`EXPIRY_MARGIN`], is left, for retries should the CAS be unreachable then. A value that
+/// has already expired does not hurry it (re-attesting sooner would not change it);
+/// `custos-run` says so.
 fn next_attestation(refresh: &Refresh, now: SystemTime) -> Duration {
     let now_secs = now
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -215,7 +220,10 @@ fn next_attestation(refresh: &Refresh, now: SystemTime) -> Duration {
     let mut wait = interval;
     for (secret, &at) in &refresh.expires {
         match at.checked_sub(now_secs).filter(|left| *left > 0) {
-            Some(left) => wait = wait.min(secs(left) * 2 / 3),
+            Some(left) => {
+                let left = secs(left);
+                wait = wait.min(left - (left / 3).min(EXPIRY_MARGIN));
+            }
             None => eprintln!(
                 "custos-run: the delivered value of {secret} has expired (at {at}, now {now_secs}); re-attesting every interval until the CAS delivers a valid one"
             ),
@@ -310,7 +318,7 @@ mod tests {
         assert_eq!(
             next_attestation(&refresh, at(1000)),
             secs(60),
-            "2/3 of 90 s"
+            "until a third of 90 s is left"
         );
         assert_eq!(next_attestation(&refresh, at(1089)), MIN_WAIT);
         // Already expired: it cannot hurry the next attestation (TLS is an hour away).
@@ -318,6 +326,11 @@ mod tests {
         refresh.expires.clear();
         refresh.expires.insert("TLS".into(), 1000 + 3600);
         assert_eq!(next_attestation(&refresh, at(1000)), secs(600));
+        // An hour-long token: re-attest in its last four minutes, when Entra ID's client
+        // hands out a new one.
+        refresh.interval_secs = 86_400;
+        refresh.expires.insert("TOKEN".into(), 1000 + 3600);
+        assert_eq!(next_attestation(&refresh, at(1000)), secs(3600 - 240));
     }
 
     #[test]

@@ -5,11 +5,10 @@
 //! the credential's material enters the key only as a SHA-256 — so their token caches and
 //! connections are reused across attestations; a changed session credential makes a new one.
 //! Values read from Key Vault, and tokens, are reused for `azure.cache_ttl_secs` (tokens
-//! also for no more than half of the lifetime they had left when fetched): a secret rotated
-//! in Key Vault reaches the first attestation after that. The half matters to supervised
-//! services: `custos-run` re-attests when two thirds of what it was given have passed, so it
-//! always finds a token the CAS fetched after the one it holds. Errors name the secret, the vault, the object and
-//! Azure's answer, never a value.
+//! also no longer than until five minutes before they expire, when the credential's own
+//! cache fetches a new one): a secret rotated in Key Vault reaches the first attestation
+//! after that, and a supervised service re-attesting in its token's last minutes gets a new
+//! token. Errors name the secret, the vault, the object and Azure's answer, never a value.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -35,6 +34,9 @@ use crate::store::Store;
 
 /// Entries a cache keeps before expired ones are dropped (and, if that is not enough, all).
 const CACHE_MAX: usize = 4096;
+/// Tokens are not reused closer than this to their expiry (the credential's cache renews
+/// them then too).
+const TOKEN_MARGIN: Duration = Duration::from_secs(300);
 
 type CredentialKey = [u8; 32];
 /// A token and when it expires.
@@ -260,13 +262,18 @@ impl Azure {
                 reason: e.to_string(),
             })?;
         let value = Value::Text(Zeroizing::new(token.token.expose_secret().to_owned()));
-        let half_life = token
+        let until_margin = token
             .expires_on
             .duration_since(SystemTime::now())
             .unwrap_or_default()
-            / 2;
+            .saturating_sub(TOKEN_MARGIN);
         let fetched = (value, OffsetDateTime::from(token.expires_on));
-        remember(&self.tokens, cache_key, self.ttl.min(half_life), &fetched);
+        remember(
+            &self.tokens,
+            cache_key,
+            self.ttl.min(until_margin),
+            &fetched,
+        );
         Ok(fetched)
     }
 

@@ -1,0 +1,117 @@
+//! Connections to a real PostgreSQL server (Debian's package, started by the harness): TLS
+//! verified against the configured CA, SCRAM bound to the TLS channel, plain connections only
+//! to loopback, and a database that is down failing fast. Errors never show the password.
+
+use std::time::{Duration, Instant};
+
+use custos_cas::store::postgres::{Connector, PgError, PgSettings};
+use custos_harness::postgres::{self as server, Options, Postgres};
+
+const PASSWORD: &str = "pw-5d1e0c7a";
+
+/// A CA and a certificate it issued for 127.0.0.1, as PEM: (CA, chain, key).
+fn pki() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut server = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    server.subject_alt_names = vec![rcgen::SanType::IpAddress([127, 0, 0, 1].into())];
+    let cert = server.signed_by(&key, &issuer).unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+fn settings(url: String, ca: Option<&std::path::Path>) -> PgSettings {
+    PgSettings {
+        url,
+        ca_files: ca.map(|p| vec![p.to_owned()]).unwrap_or_default(),
+    }
+}
+
+fn connect(settings: &PgSettings) -> Result<postgres::Client, PgError> {
+    Connector::new(settings)?.connect()
+}
+
+#[test]
+fn tls_is_verified_bound_to_scram_and_required_beyond_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    if server::binaries().is_err() {
+        // Says loudly that it skips (and fails in CI).
+        assert!(server::require(module_path!(), dir.path()).is_none());
+        return;
+    }
+    let (ca, chain, key) = pki();
+    let mut db = Postgres::start_with(
+        dir.path(),
+        Options {
+            tls: Some((chain, key)),
+            password: Some(PASSWORD.into()),
+        },
+    )
+    .unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+
+    // Verified TLS, and SCRAM-SHA-256-PLUS bound to it (the server refuses otherwise).
+    let url = format!("{}?channel_binding=require", db.url("postgres"));
+    let mut client = connect(&settings(url.clone(), Some(&ca_file))).unwrap();
+    let row = client
+        .query_one(
+            "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
+            &[],
+        )
+        .unwrap();
+    assert!(row.get::<_, bool>(0), "the connection is TLS");
+
+    // Another CA: the handshake fails, naming the certificate.
+    let other = dir.path().join("other.pem");
+    std::fs::write(&other, pki().0).unwrap();
+    let error = connect(&settings(url.clone(), Some(&other)))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("certificate"), "{error}");
+    assert!(!error.contains(PASSWORD), "{error}");
+
+    // TLS needs a CA; plain is for loopback only.
+    let error = Connector::new(&settings(url.clone(), None))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("needs the CA"), "{error}");
+    let remote = format!("postgres://custos:{PASSWORD}@db.example:5432/postgres?sslmode=disable");
+    let error = Connector::new(&settings(remote, None))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        "store.postgres: sslmode=disable is accepted for loopback hosts only; db.example would see the store's traffic in clear"
+    );
+    let plain = format!("{}?sslmode=disable", db.url("postgres"));
+    let mut client = connect(&settings(plain.clone(), None)).unwrap();
+    let row = client
+        .query_one(
+            "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
+            &[],
+        )
+        .unwrap();
+    assert!(!row.get::<_, bool>(0));
+    let connector = Connector::new(&settings(plain, None)).unwrap();
+    assert!(!format!("{connector:?}").contains(PASSWORD));
+
+    // Down: connecting fails within the connect timeout, not after TCP's minutes.
+    db.stop();
+    let started = Instant::now();
+    let error = connector.connect().err().unwrap().to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        error.starts_with("store.postgres: cannot connect to 127.0.0.1:"),
+        "{error}"
+    );
+    assert!(!error.contains(PASSWORD), "{error}");
+}
