@@ -227,6 +227,10 @@ async fn a_certificate_past_half_its_validity_is_renewed_once_and_stays_renewed(
         let r = create(&client, text).await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json());
     }
+    let stored = |client: custos_client::CasClient| async move {
+        common::answer::<StoredSession>(&get(&client, "/v1/sessions/ns/app").await)
+    };
+    let before = stored(client.clone()).await;
     let runtime = Runtime::new(&cas);
     let a = runtime.certificate("ns/app/app").await;
     let rotating_a = runtime.certificate("ns/rotating/app").await;
@@ -271,6 +275,12 @@ async fn a_certificate_past_half_its_validity_is_renewed_once_and_stays_renewed(
     assert!(not_after(&b.leaf) > not_after(&a.leaf));
     assert_eq!(runtime.certificate("ns/app/app").await, b, "still B");
     assert_eq!(renewals(&cas, &owner, "ns/app").await, ["TLS"]);
+    let after = stored(client.clone()).await;
+    assert_eq!(
+        (after.hash, after.revision),
+        (before.hash, before.revision),
+        "the policy did not change"
+    );
 
     // `renew_key: true` on the CA: a new CA key; the certificate it issued keeps its key.
     let rotating_b = runtime.certificate("ns/rotating/app").await;
