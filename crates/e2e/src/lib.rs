@@ -120,49 +120,44 @@ fn vault_owner(emulator: &Emulator) -> (custos_azure::HttpOptions, custos_azure:
 
 /// Sets a Key Vault secret's value at the emulator (a new version), as the vault's owner would.
 pub async fn set_secret(emulator: &Emulator, name: &str, value: &str) {
-    let (http, credential) = vault_owner(emulator);
-    let token = credential
-        .token(custos_azure::KEY_VAULT_SCOPE)
-        .await
-        .expect("a token");
-    let url = format!(
-        "{}secrets/{name}?api-version=7.4",
-        emulator.var("AKV_VAULT")
-    );
-    let response = http
-        .reqwest_client()
-        .expect("client")
-        .put(url)
-        .bearer_auth(secrecy::ExposeSecret::expose_secret(&token.token))
-        .json(&serde_json::json!({ "value": value }))
-        .send()
-        .await
-        .expect("PUT secret");
-    assert!(response.status().is_success(), "{:?}", response.status());
+    as_vault_owner(
+        emulator,
+        reqwest::Method::PUT,
+        &format!("secrets/{name}"),
+        value,
+    )
+    .await;
 }
 
 /// Imports `pem` (a private key and its certificate chain) as the new current version of the
 /// Key Vault certificate `name` at the emulator, as the vault's owner rotates a certificate.
 pub async fn import_certificate(emulator: &Emulator, name: &str, pem: &str) {
+    let path = format!("certificates/{name}/import");
+    as_vault_owner(emulator, reqwest::Method::POST, &path, pem).await;
+}
+
+/// Sends `{"value": value}` to the vault's `path` as its owner; panics unless it succeeds.
+async fn as_vault_owner(emulator: &Emulator, method: reqwest::Method, path: &str, value: &str) {
     let (http, credential) = vault_owner(emulator);
     let token = credential
         .token(custos_azure::KEY_VAULT_SCOPE)
         .await
         .expect("a token");
-    let url = format!(
-        "{}certificates/{name}/import?api-version=7.4",
-        emulator.var("AKV_VAULT")
-    );
+    let url = format!("{}{path}?api-version=7.4", emulator.var("AKV_VAULT"));
     let response = http
         .reqwest_client()
         .expect("client")
-        .post(url)
+        .request(method.clone(), url)
         .bearer_auth(secrecy::ExposeSecret::expose_secret(&token.token))
-        .json(&serde_json::json!({ "value": pem }))
+        .json(&serde_json::json!({ "value": value }))
         .send()
         .await
-        .expect("POST certificate import");
-    assert!(response.status().is_success(), "{:?}", response.status());
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    assert!(
+        response.status().is_success(),
+        "{method} {path}: {:?}",
+        response.status()
+    );
 }
 
 /// A started service, or a panic with why it did not start (its log included).
