@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -154,34 +153,8 @@ impl Answer {
 
 impl Runtime {
     fn new(cas: &CasProcess, source: &str) -> Self {
-        let identity = ClientIdentity::generate("runtime").unwrap();
-        let spki = custos_ids::spki_of_certificate(&identity.certificate).unwrap();
-        let (x, y) = custos_ids::jwk::p256_coordinates(custos_ids::spki::p256_point(spki).unwrap());
-        let jwk = Jwk {
-            kty: custos_ids::jwk::KTY_EC.into(),
-            crv: custos_ids::jwk::CRV_P256.into(),
-            x,
-            y,
-        };
-        let pin = cas.key_hash;
-        let tls = rustls::ClientConfig::builder_with_provider(custos_tls::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(custos_tls::pinned_server_verifier(pin))
-            .with_client_auth_cert(vec![identity.certificate.clone()], identity.key.clone_key())
-            .unwrap();
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .local_address(Some(source.parse::<IpAddr>().unwrap()))
-            .timeout(Duration::from_secs(20))
-            .build()
-            .unwrap();
-        Self {
-            http,
-            base: format!("https://{}", cas.enclave_addr),
-            jwk,
-        }
+        let (http, base, jwk) = common::enclave_client(cas, source);
+        Self { http, base, jwk }
     }
 
     async fn post(&self, path: &str, body: Vec<u8>) -> Answer {

@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{CasProcess, create, get, update};
@@ -66,33 +65,8 @@ struct Runtime {
 
 impl Runtime {
     fn new(cas: &CasProcess) -> Self {
-        let identity = ClientIdentity::generate("runtime").unwrap();
-        let spki = custos_ids::spki_of_certificate(&identity.certificate).unwrap();
-        let (x, y) = custos_ids::jwk::p256_coordinates(custos_ids::spki::p256_point(spki).unwrap());
-        let jwk = Jwk {
-            kty: custos_ids::jwk::KTY_EC.into(),
-            crv: custos_ids::jwk::CRV_P256.into(),
-            x,
-            y,
-        };
-        let tls = rustls::ClientConfig::builder_with_provider(custos_tls::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(custos_tls::pinned_server_verifier(cas.key_hash))
-            .with_client_auth_cert(vec![identity.certificate.clone()], identity.key.clone_key())
-            .unwrap();
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .local_address(Some("127.0.0.1".parse::<IpAddr>().unwrap()))
-            .timeout(Duration::from_secs(20))
-            .build()
-            .unwrap();
-        Self {
-            http,
-            base: format!("https://{}", cas.enclave_addr),
-            jwk,
-        }
+        let (http, base, jwk) = common::enclave_client(cas, "127.0.0.1");
+        Self { http, base, jwk }
     }
 
     async fn post<T: serde::Serialize>(&self, path: &str, body: &T) -> (StatusCode, Vec<u8>) {

@@ -93,3 +93,34 @@ pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// An enclave API client of `cas` from `source` whose client certificate holds a fresh P-256
+/// key, and that key as the JWK its runtime data name: what a runtime brings to an attestation.
+pub fn enclave_client(
+    cas: &CasProcess,
+    source: &str,
+) -> (reqwest::Client, String, custos_protocol::enclave::Jwk) {
+    let identity = ClientIdentity::generate("runtime").unwrap();
+    let spki = custos_ids::spki_of_certificate(&identity.certificate).unwrap();
+    let (x, y) = custos_ids::jwk::p256_coordinates(custos_ids::spki::p256_point(spki).unwrap());
+    let jwk = custos_protocol::enclave::Jwk {
+        kty: custos_ids::jwk::KTY_EC.into(),
+        crv: custos_ids::jwk::CRV_P256.into(),
+        x,
+        y,
+    };
+    let tls = rustls::ClientConfig::builder_with_provider(custos_tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(custos_tls::pinned_server_verifier(cas.key_hash))
+        .with_client_auth_cert(vec![identity.certificate.clone()], identity.key.clone_key())
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .local_address(Some(source.parse::<std::net::IpAddr>().unwrap()))
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    (http, format!("https://{}", cas.enclave_addr), jwk)
+}
