@@ -370,7 +370,10 @@ impl Demo {
         let mut details = Vec::new();
         if self.fresh {
             // The default (60 s) would make the rotation wait up to a minute in the CAS.
-            flags.extend(["--azure-cache-ttl".to_owned(), fresh::CACHE_TTL_SECS.to_string()]);
+            flags.extend([
+                "--azure-cache-ttl".to_owned(),
+                fresh::CACHE_TTL_SECS.to_string(),
+            ]);
             details.push(format!(
                 "--azure-cache-ttl {} (--fresh: Key Vault values are reused for {} s)",
                 fresh::CACHE_TTL_SECS,

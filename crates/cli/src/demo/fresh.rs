@@ -54,7 +54,9 @@ impl Demo {
         let mut details = vec![
             "the sample's session, and in its service:".to_owned(),
             "  refresh: {interval: 1 second}   (on change: SIGHUP, the app reloads)".to_owned(),
-            format!("  AKV_SECRET_FILE: {SECRET_FILE}   (instead of AKV_SECRET; injected from MY_AKV_SECRET)"),
+            format!(
+                "  AKV_SECRET_FILE: {SECRET_FILE}   (instead of AKV_SECRET; injected from MY_AKV_SECRET)"
+            ),
         ];
         details.extend(run_captured(command, "custos session update")?);
         Ok(((), details))
@@ -210,9 +212,7 @@ impl Tally {
             Ok(value) if value == previous => false,
             Ok(value) => {
                 let hash = fingerprint(&value);
-                self.note_failure(&format!(
-                    "an answer with another value (SHA-256 {hash})"
-                ));
+                self.note_failure(&format!("an answer with another value (SHA-256 {hash})"));
                 false
             }
             Err(e) => {
@@ -306,7 +306,10 @@ mod tests {
     #[test]
     fn the_fresh_session_supervises_the_service_and_delivers_the_secret_as_a_file() {
         let text = fresh_session(SESSION_TEMPLATE).unwrap();
-        assert!(text.contains("    refresh: {interval: 1 second}\n"), "{text}");
+        assert!(
+            text.contains("    refresh: {interval: 1 second}\n"),
+            "{text}"
+        );
         assert!(text.contains(&format!("      AKV_SECRET_FILE: {SECRET_FILE}\n")));
         assert!(text.contains(&format!(
             "      - path: {SECRET_FILE}\n        content: $$SCONE::MY_AKV_SECRET$$\n"
@@ -317,6 +320,9 @@ mod tests {
     #[test]
     fn a_template_without_the_expected_lines_is_refused_naming_the_line() {
         let error = fresh_session("name: x\n").unwrap_err();
-        assert!(error.contains("AKV_SECRET: $$SCONE::MY_AKV_SECRET$$"), "{error}");
+        assert!(
+            error.contains("AKV_SECRET: $$SCONE::MY_AKV_SECRET$$"),
+            "{error}"
+        );
     }
 }
