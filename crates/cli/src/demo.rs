@@ -7,7 +7,10 @@
 //! start it through `custos-run` (attested: Key Vault's secret and certificate are injected),
 //! and call `https://rest-api.scone.sample:4996/secret` trusting the certificate from the vault.
 //! Every process is real, every connection is TLS; each step says what it does and how long it
-//! took, and a failure names the step and shows the failing process's log.
+//! took, and a failure names the step and shows the failing process's log. With `--fresh` it
+//! goes on beyond the sample: the app supervised, its secret rotated while it serves ([`fresh`]).
+
+mod fresh;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -51,6 +54,12 @@ const BINARIES: [&str; 5] = [
 /// it through custos-run, and calls its /secret endpoint as the sample's README does with curl.
 /// Needs the Custos binaries next to this `custos` (scripts/demo builds them), write access to
 /// /tls (where the session injects the app's certificate) and a free port 4996.
+///
+/// With --fresh it then shows secrets kept fresh (services[].refresh, a Custos extension):
+/// the session is updated so custos-run supervises the app and re-attests every second, with
+/// the secret as a file the app reads again on SIGHUP; the secret is rotated in the Key Vault
+/// while a client calls /secret, and the demo prints after how long the app served the new
+/// value, that it is the same process, and how many requests were made and failed (0).
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct DemoArgs {
@@ -63,6 +72,11 @@ pub struct DemoArgs {
     /// Directory holding the Custos binaries [default: the directory of this `custos`].
     #[arg(long, value_name = "DIR")]
     bin_dir: Option<PathBuf>,
+    /// Then rotate the secret in the Key Vault while the app, supervised by custos-run
+    /// (refresh every second; the CAS's Key Vault cache TTL 1 s), keeps serving: prints when
+    /// the new value arrived, the app's PID before and after, and the requests (none failed).
+    #[arg(long)]
+    fresh: bool,
 }
 
 /// Runs the demo; 0 when the app served the vault's secret, 1 when a step failed.
@@ -122,12 +136,26 @@ struct Demo {
     /// The variables of the sample's README, as exported in its shell.
     env: BTreeMap<String, String>,
     step: usize,
+    /// `--fresh`: the rotation steps after the sample's flow.
+    fresh: bool,
 }
 
 /// What the vault holds for the app, read with the app owner's credentials.
 struct VaultView {
     chain_pem: String,
     secret: secrecy::SecretString,
+}
+
+/// The sample's app registration, which owns the vault: what makes its credential.
+struct VaultOwner {
+    spec: custos_azure::CredentialSpec,
+    options: custos_azure::CredentialOptions,
+}
+
+impl VaultOwner {
+    fn credential(self) -> Result<custos_azure::AzureCredential, String> {
+        custos_azure::AzureCredential::new(self.spec, &self.options).map_err(|e| e.to_string())
+    }
 }
 
 impl Demo {
@@ -157,6 +185,7 @@ impl Demo {
             custos,
             env: BTreeMap::new(),
             step: 0,
+            fresh: args.fresh,
         })
     }
 
@@ -259,10 +288,14 @@ impl Demo {
             "Fetch the certificate flask from the Key Vault and compare it with the app's",
             |demo| demo.vault_certificate(),
         )?;
-        self.step(
+        let answer = self.step(
             "curl https://rest-api.scone.sample:4996/secret --resolve rest-api.scone.sample:4996:127.0.0.1",
             |demo| demo.call_app(&vault_cert),
-        )
+        )?;
+        if self.fresh {
+            self.walk_fresh(&vault_cert)?;
+        }
+        Ok(answer)
     }
 
     fn preflight(&self) -> Result<Vec<String>, String> {
@@ -333,15 +366,28 @@ impl Demo {
             "--tls-name",
             "localhost,127.0.0.1",
         ];
-        let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+        let mut flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+        let mut details = Vec::new();
+        if self.fresh {
+            // The default (60 s) would make the rotation wait up to a minute in the CAS.
+            flags.extend([
+                "--azure-cache-ttl".to_owned(),
+                fresh::CACHE_TTL_SECS.to_string(),
+            ]);
+            details.push(format!(
+                "--azure-cache-ttl {} (--fresh: Key Vault values are reused for {} s)",
+                fresh::CACHE_TTL_SECS,
+                fresh::CACHE_TTL_SECS
+            ));
+        }
         let cas = self.launcher.cas(&self.work.join("cas"), &flags)?;
-        let details = vec![
+        details.extend([
             format!(
                 "client API https://{}, enclave API https://{}",
                 cas.addr, cas.enclave_addr
             ),
             format!("TLS key hash {}", cas.key_hash),
-        ];
+        ]);
         self.cas = Some(cas);
         Ok(((), details))
     }
@@ -450,11 +496,9 @@ impl Demo {
         Ok(((), details))
     }
 
-    /// Reads the certificate and the secret from the vault as the app's owner would, and checks
-    /// that the app serves that certificate.
-    fn vault_certificate(&mut self) -> StepResult<VaultView> {
-        let vault = &self.env["AKV_VAULT"];
-        let name = &self.env["AKV_CERT_SECRET_NAME"];
+    /// HTTP trusting the local Azure's CA, and the credential of the sample's app
+    /// registration, which owns the vault.
+    fn vault_owner(&self) -> Result<(custos_azure::HttpOptions, VaultOwner), String> {
         let azure = self.azure()?;
         let ca = azure.get("SSL_CERT_FILE")?;
         let ca_pem = fs::read(ca).map_err(|e| format!("{ca}: {e}"))?;
@@ -473,11 +517,19 @@ impl Demo {
             authority_host: azure.get("AZURE_AUTHORITY_HOST")?.to_owned(),
             http: http.clone(),
         };
+        Ok((http, VaultOwner { spec, options }))
+    }
+
+    /// Reads the certificate and the secret from the vault as the app's owner would, and checks
+    /// that the app serves that certificate.
+    fn vault_certificate(&mut self) -> StepResult<VaultView> {
+        let vault = &self.env["AKV_VAULT"];
+        let name = &self.env["AKV_CERT_SECRET_NAME"];
+        let (http, owner) = self.vault_owner()?;
         let runtime = tokio_runtime()?;
         let secret_name = &self.env["AKV_SECRET_NAME"];
         let view = runtime.block_on(async {
-            let credential =
-                custos_azure::AzureCredential::new(spec, &options).map_err(|e| e.to_string())?;
+            let credential = owner.credential()?;
             let vault = custos_azure::KeyVault::new(vault, &credential, &http)
                 .map_err(|e| e.to_string())?;
             let certificate = vault
@@ -518,16 +570,9 @@ impl Demo {
     /// name against the vault's certificate.
     fn call_app(&mut self, vault: &VaultView) -> StepResult<String> {
         let runtime = tokio_runtime()?;
+        let client = app_client(vault)?;
         let body = runtime.block_on(async {
-            let root = reqwest::Certificate::from_pem(vault.chain_pem.as_bytes())
-                .map_err(|e| format!("the vault's certificate: {e}"))?;
-            let client = reqwest::Client::builder()
-                .tls_certs_only([root])
-                .resolve(APP_HOST, SocketAddr::from(([127, 0, 0, 1], APP_PORT)))
-                .no_proxy()
-                .build()
-                .map_err(|e| e.to_string())?;
-            let url = format!("https://{APP_HOST}:{APP_PORT}/secret");
+            let url = app_secret_url();
             let response = client
                 .get(&url)
                 .send()
@@ -581,6 +626,23 @@ impl Demo {
             println!("Stopped {} processes.", processes.len());
         }
     }
+}
+
+/// A client of the app as `curl --resolve` is: its name resolved to loopback, its certificate
+/// verified by name against the vault's certificate.
+fn app_client(vault: &VaultView) -> Result<reqwest::Client, String> {
+    let root = reqwest::Certificate::from_pem(vault.chain_pem.as_bytes())
+        .map_err(|e| format!("the vault's certificate: {e}"))?;
+    reqwest::Client::builder()
+        .tls_certs_only([root])
+        .resolve(APP_HOST, SocketAddr::from(([127, 0, 0, 1], APP_PORT)))
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+fn app_secret_url() -> String {
+    format!("https://{APP_HOST}:{APP_PORT}/secret")
 }
 
 /// The sample's `$RANDOM$RANDOM$RANDOM`.

@@ -1,0 +1,328 @@
+//! `custos demo --fresh`: after the sample's flow, secrets kept fresh (`services[].refresh`, a
+//! Custos extension). The session is updated so `custos-run` supervises the app and re-attests
+//! every second, the secret delivered as a file the app reads again on SIGHUP; the app is
+//! started again that way; then the secret is rotated in the Key Vault while a client keeps
+//! calling `/secret`, and the demo shows when the new value arrived, that the app is the same
+//! process, and that no request failed. Values are shown only as SHA-256 prefixes.
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use secrecy::ExposeSecret;
+
+use super::{
+    Demo, SESSION_TEMPLATE, STOP_GRACE, StepResult, VaultView, app_client, app_secret_url,
+    run_captured, tokio_runtime, write_file,
+};
+
+/// The CAS's Key Vault cache TTL with `--fresh`, in seconds.
+pub(super) const CACHE_TTL_SECS: u64 = 1;
+/// Where the session puts the Key Vault secret for the app (next to its certificate).
+const SECRET_FILE: &str = "/tls/akv-secret";
+/// How often the client calls `/secret` during the rotation.
+const POLL: Duration = Duration::from_millis(20);
+/// How long the new value may take to reach the app: the interval (1 s) plus the cache TTL
+/// (1 s) is the expected worst case; the rest is room for a loaded machine.
+const ROTATION_LIMIT: Duration = Duration::from_secs(30);
+/// Requests after the new value arrived, each of which must carry it.
+const REQUESTS_AFTER: u32 = 10;
+
+impl Demo {
+    /// The steps after the sample's flow.
+    pub(super) fn walk_fresh(&mut self, vault: &VaultView) -> Result<(), super::Failure> {
+        self.step(
+            "Ask for fresh secrets: custos session update --use-env session-fresh.template.yml",
+            |demo| demo.update_session_fresh(),
+        )?;
+        self.step(
+            "Start the app again through custos-run, now supervised (re-attests every second)",
+            |demo| demo.run_supervised(),
+        )?;
+        self.step(
+            "Rotate the secret in the Key Vault while a client calls /secret every 20 ms",
+            |demo| demo.rotate_secret(vault),
+        )
+    }
+
+    /// The sample's session with `refresh` and the secret as a file, as the session update.
+    fn update_session_fresh(&mut self) -> StepResult<()> {
+        let text = fresh_session(SESSION_TEMPLATE)?;
+        let path = self.work.join("templates/session-fresh.template.yml");
+        write_file(&path, &text)?;
+        let mut command = self.with_sample_env(std::process::Command::new(&self.custos));
+        command.args(["session", "update", "--use-env"]).arg(&path);
+        let mut details = vec![
+            "the sample's session, and in its service:".to_owned(),
+            "  refresh: {interval: 1 second}   (on change: SIGHUP, the app reloads)".to_owned(),
+            format!(
+                "  AKV_SECRET_FILE: {SECRET_FILE}   (instead of AKV_SECRET; injected from MY_AKV_SECRET)"
+            ),
+        ];
+        details.extend(run_captured(command, "custos session update")?);
+        Ok(((), details))
+    }
+
+    fn run_supervised(&mut self) -> StepResult<()> {
+        if let Some(mut app) = self.app.take() {
+            app.stop(STOP_GRACE);
+        }
+        let ((), mut details) = self.run_attested()?;
+        let runtime_pid = self.app.as_ref().ok_or("the app is not running")?.id();
+        let app_pid = self.app_pid()?;
+        details.push(format!(
+            "rest-api-sample is pid {app_pid}, the child of custos-run (pid {runtime_pid})"
+        ));
+        Ok(((), details))
+    }
+
+    /// The PID of the app, custos-run's one child.
+    fn app_pid(&self) -> Result<u32, String> {
+        let runtime = self.app.as_ref().ok_or("the app is not running")?.id();
+        let path = format!("/proc/{runtime}/task/{runtime}/children");
+        let children = fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        match children.split_whitespace().collect::<Vec<_>>()[..] {
+            [pid] => pid.parse().map_err(|e| format!("{path}: {e}")),
+            ref other => Err(format!(
+                "custos-run (pid {runtime}) has {} children, expected 1",
+                other.len()
+            )),
+        }
+    }
+
+    fn rotate_secret(&mut self, vault: &VaultView) -> StepResult<()> {
+        let pid_before = self.app_pid()?;
+        let secret_name = self.env["AKV_SECRET_NAME"].clone();
+        let old = vault.secret.expose_secret().to_owned();
+        let new = new_secret_value();
+        let (http, owner) = self.vault_owner()?;
+        let client = app_client(vault)?;
+        let vault_url = self.env["AKV_VAULT"].clone();
+        let mut details = Vec::new();
+        let runtime = tokio_runtime()?;
+        let (arrived_after, tally) = runtime.block_on(async {
+            if served_secret(&client).await? != old {
+                return Err(format!(
+                    "before the rotation the app does not serve the vault's {secret_name}"
+                ));
+            }
+            details.push(format!(
+                "before: the app serves {secret_name} with SHA-256 {} (pid {pid_before})",
+                fingerprint(&old)
+            ));
+            let credential = owner.credential()?;
+            set_secret(&http, &credential, &vault_url, &secret_name, &new).await?;
+            let rotated = Instant::now();
+            details.push(format!(
+                "set a new version of {secret_name} in the Key Vault: SHA-256 {}",
+                fingerprint(&new)
+            ));
+            let mut tally = Tally::default();
+            let arrived_after = loop {
+                if tally.ask(&client, &new, &old).await {
+                    break rotated.elapsed();
+                }
+                if rotated.elapsed() > ROTATION_LIMIT {
+                    return Err(format!(
+                        "the new value did not reach the app within {ROTATION_LIMIT:?} ({})",
+                        tally.summary()
+                    ));
+                }
+                tokio::time::sleep(POLL).await;
+            };
+            // It stays: no answer goes back to the old value.
+            for _ in 0..REQUESTS_AFTER {
+                tokio::time::sleep(POLL).await;
+                if !tally.ask(&client, &new, "").await {
+                    tally.note_failure("an answer after the new value had the old one");
+                }
+            }
+            Ok((arrived_after, tally))
+        })?;
+        let pid_after = self.app_pid()?;
+        if pid_after != pid_before {
+            return Err(format!(
+                "the app was restarted: pid {pid_before} before the rotation, {pid_after} after"
+            ));
+        }
+        if let Some(failure) = &tally.first_failure {
+            return Err(format!("{}; first: {failure}", tally.summary()));
+        }
+        details.push(format!(
+            "the app served the new value (SHA-256 {}) {} ms after the rotation",
+            fingerprint(&new),
+            arrived_after.as_millis()
+        ));
+        details.push(format!(
+            "same process: pid {pid_after}; {}",
+            tally.summary()
+        ));
+        Ok(((), details))
+    }
+}
+
+/// The sample's session template, its service supervised every second with its secret as a
+/// file; fails if the template no longer has the lines this changes.
+fn fresh_session(template: &str) -> Result<String, String> {
+    let changes = [
+        (
+            "      AKV_SECRET: $$SCONE::MY_AKV_SECRET$$\n",
+            format!(
+                "      # Custos (--fresh): the secret as a file, read again on SIGHUP.\n      AKV_SECRET_FILE: {SECRET_FILE}\n"
+            ),
+        ),
+        (
+            "    pwd: /\n",
+            "    pwd: /\n    # Custos (--fresh): re-attest every second; changed files are rewritten\n    # and the app gets SIGHUP.\n    refresh: {interval: 1 second}\n".to_owned(),
+        ),
+        (
+            "    injection_files:\n",
+            format!(
+                "    injection_files:\n      - path: {SECRET_FILE}\n        content: $$SCONE::MY_AKV_SECRET$$\n"
+            ),
+        ),
+    ];
+    let mut text = template.to_owned();
+    for (line, replacement) in changes {
+        if text.matches(line).count() != 1 {
+            return Err(format!(
+                "session.template.yml: expected the line {:?} once",
+                line.trim()
+            ));
+        }
+        text = text.replacen(line, &replacement, 1);
+    }
+    Ok(text)
+}
+
+/// Requests made during the rotation, and the ones that failed.
+#[derive(Default)]
+struct Tally {
+    requests: u32,
+    failed: u32,
+    first_failure: Option<String>,
+}
+
+impl Tally {
+    /// One request: whether it carried `wanted`. An error, or a value that is neither
+    /// `wanted` nor `previous`, is a failure (named without the value).
+    async fn ask(&mut self, client: &reqwest::Client, wanted: &str, previous: &str) -> bool {
+        self.requests += 1;
+        match served_secret(client).await {
+            Ok(value) if value == wanted => true,
+            Ok(value) if value == previous => false,
+            Ok(value) => {
+                let hash = fingerprint(&value);
+                self.note_failure(&format!("an answer with another value (SHA-256 {hash})"));
+                false
+            }
+            Err(e) => {
+                self.note_failure(&e);
+                false
+            }
+        }
+    }
+
+    fn note_failure(&mut self, why: &str) {
+        self.failed += 1;
+        self.first_failure.get_or_insert_with(|| why.to_owned());
+    }
+
+    fn summary(&self) -> String {
+        format!("{} requests, {} failed", self.requests, self.failed)
+    }
+}
+
+/// The secret in the app's answer to `GET /secret`.
+async fn served_secret(client: &reqwest::Client) -> Result<String, String> {
+    let url = app_secret_url();
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("{url}: HTTP {status}"));
+    }
+    let json: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|e| format!("{url}: the answer is not JSON: {e}"))?;
+    json["secret"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{url}: the answer has no secret"))
+}
+
+/// Sets a new version of the vault's secret `name`, as its owner does (`az keyvault secret
+/// set`; Key Vault's Set Secret).
+async fn set_secret(
+    http: &custos_azure::HttpOptions,
+    credential: &custos_azure::AzureCredential,
+    vault: &str,
+    name: &str,
+    value: &str,
+) -> Result<(), String> {
+    let vault = custos_azure::vault_url(vault).map_err(|e| e.to_string())?;
+    let token = credential
+        .token(custos_azure::KEY_VAULT_SCOPE)
+        .await
+        .map_err(|e| format!("a Key Vault token: {e}"))?;
+    let url = format!("{vault}secrets/{name}?api-version=7.4");
+    let response = http
+        .reqwest_client()
+        .map_err(|e| e.to_string())?
+        .put(&url)
+        .bearer_auth(token.token.expose_secret())
+        .json(&serde_json::json!({ "value": value }))
+        .send()
+        .await
+        .map_err(|e| format!("PUT {url}: {e}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("PUT {url}: HTTP {status}"));
+    }
+    Ok(())
+}
+
+/// A new secret in the sample's form: 32 random bytes, hex.
+fn new_secret_value() -> String {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system RNG works");
+    hex::encode(bytes)
+}
+
+/// The first 16 hex digits of a value's SHA-256: enough to tell values apart, nothing of the
+/// value itself.
+fn fingerprint(value: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value.as_bytes());
+    hex::encode(&digest.as_ref()[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fresh_session_supervises_the_service_and_delivers_the_secret_as_a_file() {
+        let text = fresh_session(SESSION_TEMPLATE).unwrap();
+        assert!(
+            text.contains("    refresh: {interval: 1 second}\n"),
+            "{text}"
+        );
+        assert!(text.contains(&format!("      AKV_SECRET_FILE: {SECRET_FILE}\n")));
+        assert!(text.contains(&format!(
+            "      - path: {SECRET_FILE}\n        content: $$SCONE::MY_AKV_SECRET$$\n"
+        )));
+        assert!(!text.contains("AKV_SECRET: "), "{text}");
+    }
+
+    #[test]
+    fn a_template_without_the_expected_lines_is_refused_naming_the_line() {
+        let error = fresh_session("name: x\n").unwrap_err();
+        assert!(
+            error.contains("AKV_SECRET: $$SCONE::MY_AKV_SECRET$$"),
+            "{error}"
+        );
+    }
+}
