@@ -22,8 +22,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use custos_e2e::{
-    CasClientExt, START_TIMEOUT, World, bin, measurement, run_command, sample_vars, set_secret,
-    template, vault_certificate, with_local_paths,
+    CasClientExt, START_TIMEOUT, World, measurement, run_command, sample_vars, set_secret,
+    start_supervised_sample, supervised_sample, vault_certificate,
 };
 use custos_harness::Process;
 
@@ -84,46 +84,6 @@ fn children(pid: u32) -> Vec<u32> {
 
 // ---------------------------------------------------------------------------------------------
 // 1. Rotation latency
-
-/// The sample's session, its secret delivered as a file (`AKV_SECRET_FILE`, read again on
-/// SIGHUP) and its service supervised every [`INTERVAL`]. Returns the namespace, the session
-/// and the Key Vault secret's name.
-fn supervised_sample(world: &World) -> (String, String, String) {
-    let mut vars = sample_vars(world.emulator(), "fresh");
-    vars.insert("PYTHON_SESSION_NAME".into(), "rest-api".into());
-    let namespace = template("namespace.template.yml", &vars);
-    let dir = world.dir.path();
-    let secret_file = dir.join("akv-secret");
-    let session = with_local_paths(&template("session.template.yml", &vars), dir)
-        .replace(
-            "      AKV_SECRET: $$SCONE::MY_AKV_SECRET$$\n",
-            &format!("      AKV_SECRET_FILE: {}\n", secret_file.display()),
-        )
-        .replace(
-            "    pwd: /\n",
-            &format!(
-                "    pwd: /\n    refresh: {{interval: {} second}}\n",
-                INTERVAL.as_secs()
-            ),
-        )
-        .replace(
-            "    injection_files:\n",
-            &format!(
-                "    injection_files:\n      - path: {}\n        content: $$SCONE::MY_AKV_SECRET$$\n",
-                secret_file.display()
-            ),
-        );
-    assert!(session.contains("refresh:") && session.contains("AKV_SECRET_FILE"));
-    (namespace, session, vars["AKV_SECRET_NAME"].clone())
-}
-
-fn listen_address(line: &str) -> std::net::SocketAddr {
-    line.split("listening on https://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-}
 
 /// `GET /secret` trusting the certificate chain the vault holds for the sample.
 struct SecretClient {
@@ -206,21 +166,10 @@ fn vault_read_period(ttl: Duration) -> Duration {
 /// The rotation latencies with the CAS's Key Vault cache TTL `ttl`; returns the failed requests.
 fn rotation_latency(ttl: Duration, rotations: u64) -> usize {
     let world = World::start(true, &["--azure-cache-ttl", &ttl.as_secs().to_string()]);
-    let (namespace, session, secret_name) = supervised_sample(&world);
-    world.create(&namespace);
-    world.create(&session);
-    let vars = world.runtime_vars("fresh/rest-api/rest-api");
-    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let sample = bin("rest-api-sample");
-    let mut app = Supervised(world.spawn(
-        "custos-run rest-api-sample (supervised)",
-        &mut run_command(&vars, &[sample.to_str().unwrap()]),
-    ));
-    let addr = listen_address(
-        &app.0
-            .wait_for("listening on https://", START_TIMEOUT)
-            .unwrap(),
-    );
+    let refresh = format!("{{interval: {} second}}", INTERVAL.as_secs());
+    let (namespace, session, secret_name) = supervised_sample(&world, &refresh);
+    let (app, addr) = start_supervised_sample(&world, &namespace, &session);
+    let app = Supervised(app);
     let app_pid = children(app.0.id());
     assert_eq!(app_pid.len(), 1, "custos-run has one child: {app_pid:?}");
     let client = SecretClient::new(&world, addr);

@@ -409,3 +409,61 @@ pub fn with_local_paths(session: &str, dir: &Path) -> String {
             ),
         )
 }
+
+/// The sample's session with its secret delivered as a file (`AKV_SECRET_FILE`, which the
+/// sample reads again on SIGHUP) and its service supervised with `refresh` (the YAML of
+/// `services[].refresh`), in namespace `fresh`. Returns the namespace, the session and the Key
+/// Vault secret's name.
+pub fn supervised_sample(world: &World, refresh: &str) -> (String, String, String) {
+    let mut vars = sample_vars(world.emulator(), "fresh");
+    vars.insert("PYTHON_SESSION_NAME".into(), "rest-api".into());
+    let namespace = template("namespace.template.yml", &vars);
+    let dir = world.dir.path();
+    let secret_file = dir.join("akv-secret");
+    let session = with_local_paths(&template("session.template.yml", &vars), dir)
+        .replace(
+            "      AKV_SECRET: $$SCONE::MY_AKV_SECRET$$\n",
+            &format!("      AKV_SECRET_FILE: {}\n", secret_file.display()),
+        )
+        .replace("    pwd: /\n", &format!("    pwd: /\n    refresh: {refresh}\n"))
+        .replace(
+            "    injection_files:\n",
+            &format!(
+                "    injection_files:\n      - path: {}\n        content: $$SCONE::MY_AKV_SECRET$$\n",
+                secret_file.display()
+            ),
+        );
+    assert!(session.contains("refresh:") && session.contains("AKV_SECRET_FILE"));
+    (namespace, session, vars["AKV_SECRET_NAME"].clone())
+}
+
+/// Creates `namespace` and `session` (from [`supervised_sample`]) and starts the sample under
+/// `custos-run`; returns custos-run and the address the sample listens on.
+pub fn start_supervised_sample(
+    world: &World,
+    namespace: &str,
+    session: &str,
+) -> (Process, std::net::SocketAddr) {
+    world.create(namespace);
+    world.create(session);
+    let vars = world.runtime_vars("fresh/rest-api/rest-api");
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let sample = bin("rest-api-sample");
+    let mut app = world.spawn(
+        "custos-run rest-api-sample (supervised)",
+        &mut run_command(&vars, &[sample.to_str().expect("a UTF-8 path")]),
+    );
+    let line = app
+        .wait_for("listening on https://", START_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    (app, listen_address(&line))
+}
+
+/// The address in the sample's `listening on https://ADDRESS` line.
+pub fn listen_address(line: &str) -> std::net::SocketAddr {
+    line.split("listening on https://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}

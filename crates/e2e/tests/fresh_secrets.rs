@@ -7,44 +7,10 @@ use std::time::{Duration, Instant};
 
 use custos_e2e::{
     CasClientExt, START_TIMEOUT, World, bin, import_certificate, measurement, run_command,
-    sample_vars, set_secret, template, vault_certificate, with_local_paths,
+    set_secret, start_supervised_sample, supervised_sample, vault_certificate,
 };
 
 const FIRST: &str = "a13f688c788626380ae1209e31e664891fc19dcdd0cfa29c27ca7e6e16b83a95";
-
-/// The sample's session, its secret delivered as a file (`AKV_SECRET_FILE`, which the sample
-/// reads again on SIGHUP) and its service supervised with `refresh`.
-fn supervised_sample(world: &World, refresh: &str) -> (String, String, String) {
-    let mut vars = sample_vars(world.emulator(), "fresh");
-    vars.insert("PYTHON_SESSION_NAME".into(), "rest-api".into());
-    let namespace = template("namespace.template.yml", &vars);
-    let dir = world.dir.path();
-    let secret_file = dir.join("akv-secret");
-    let session = with_local_paths(&template("session.template.yml", &vars), dir)
-        .replace(
-            "      AKV_SECRET: $$SCONE::MY_AKV_SECRET$$\n",
-            &format!("      AKV_SECRET_FILE: {}\n", secret_file.display()),
-        )
-        .replace("    pwd: /\n", &format!("    pwd: /\n    refresh: {refresh}\n"))
-        .replace(
-            "    injection_files:\n",
-            &format!(
-                "    injection_files:\n      - path: {}\n        content: $$SCONE::MY_AKV_SECRET$$\n",
-                secret_file.display()
-            ),
-        );
-    assert!(session.contains("refresh:") && session.contains("AKV_SECRET_FILE"));
-    (namespace, session, vars["AKV_SECRET_NAME"].clone())
-}
-
-fn listen_address(line: &str) -> std::net::SocketAddr {
-    line.split("listening on https://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 /// A client of the sample trusting the certificate chain the vault holds for it.
 fn client(world: &World, addr: std::net::SocketAddr) -> reqwest::Client {
@@ -70,7 +36,7 @@ async fn secret(client: &reqwest::Client, port: u16) -> Result<String, String> {
 fn a_secret_rotated_in_key_vault_reaches_the_running_sample_and_a_cas_outage_leaves_it_serving() {
     let mut world = World::start(true, &["--azure-cache-ttl", "1"]);
     let (namespace, session, secret_name) = supervised_sample(&world, "{interval: 1 second}");
-    let (mut app, addr) = start_sample(&world, &namespace, &session);
+    let (mut app, addr) = start_supervised_sample(&world, &namespace, &session);
     let client = client(&world, addr);
     assert_eq!(
         world.block_on(secret(&client, addr.port())),
@@ -106,34 +72,11 @@ fn a_secret_rotated_in_key_vault_reaches_the_running_sample_and_a_cas_outage_lea
     );
 }
 
-/// Starts the supervised sample of `session` (created with `namespace`); returns custos-run
-/// and the sample's address.
-fn start_sample(
-    world: &World,
-    namespace: &str,
-    session: &str,
-) -> (custos_harness::Process, std::net::SocketAddr) {
-    world.create(namespace);
-    world.create(session);
-    let vars = world.runtime_vars("fresh/rest-api/rest-api");
-    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let sample = bin("rest-api-sample");
-    let mut app = world.spawn(
-        "custos-run rest-api-sample (supervised)",
-        &mut run_command(&vars, &[sample.to_str().unwrap()]),
-    );
-    let addr = listen_address(
-        &app.wait_for("listening on https://", START_TIMEOUT)
-            .unwrap(),
-    );
-    (app, addr)
-}
-
 #[test]
 fn a_certificate_rotated_in_key_vault_is_served_by_the_running_sample_from_its_next_handshake() {
     let world = World::start(true, &["--azure-cache-ttl", "1"]);
     let (namespace, session, _) = supervised_sample(&world, "{interval: 1 second}");
-    let (app, addr) = start_sample(&world, &namespace, &session);
+    let (app, addr) = start_supervised_sample(&world, &namespace, &session);
     let (old_chain, _) = vault_certificate(&world);
 
     // The vault's owner rotates the certificate: a new key and certificate for the same name.
@@ -268,7 +211,7 @@ fn an_entra_token_file_is_replaced_before_the_token_expires() {
             token_file.display()
         ),
     );
-    let (app, _) = start_sample(&world, &namespace, &session);
+    let (app, _) = start_supervised_sample(&world, &namespace, &session);
     let read = || std::fs::read_to_string(&token_file).unwrap();
     let mut token = read();
     for round in 0..2 {
