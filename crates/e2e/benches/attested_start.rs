@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use custos_e2e::{World, bin, measurement, run_command, sample_vars};
+use custos_e2e::{
+    NO_ENCLAVE_RATE_LIMITS, World, bin, cpu_time, measurement, run_command, sample_vars,
+};
 use custos_ids::MrEnclave;
 use custos_runtime::cas::CasClient;
 use custos_runtime::config::{CasTrust, Endpoint};
@@ -123,23 +125,6 @@ fn report_starts(label: &str, times: &[Duration]) {
         ms(percentile(times, 0.99)),
         ms(mean),
     );
-}
-
-/// CPU time (user + system) a process has used so far. `/proc` counts in USER_HZ, which the
-/// Linux ABI fixes at 100 per second.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name: state is the first, utime the 12th.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 /// The processes an attestation costs CPU in, by role.
@@ -261,29 +246,8 @@ fn main() {
             .unwrap_or(0)
     );
 
-    // The runtimes all connect from 127.0.0.1, where in production they would come from many
-    // nodes: the per-address and per-config-id rate limits (docs/enclave-api.md § Limits) are
-    // lifted so that the CAS's work, not its admission control, is measured.
-    let unlimited = "1000000";
-    let cached = World::start(
-        true,
-        &[
-            "--azure-cache-ttl",
-            "3600",
-            "--enclave-challenge-rate",
-            unlimited,
-            "--enclave-challenge-burst",
-            unlimited,
-            "--enclave-attest-rate",
-            unlimited,
-            "--enclave-attest-burst",
-            unlimited,
-            "--enclave-config-id-attest-rate",
-            unlimited,
-            "--enclave-config-id-attest-burst",
-            unlimited,
-        ],
-    );
+    let flags = [&["--azure-cache-ttl", "3600"][..], &NO_ENCLAVE_RATE_LIMITS].concat();
+    let cached = World::start(true, &flags);
     cached.create("name: bench\nversion: \"0.3\"\n");
     cached.create(&session(&cached, "maa", "maa", &true_path));
     cached.create(&session(&cached, "hardware", "hardware", &true_path));

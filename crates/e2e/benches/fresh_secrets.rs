@@ -22,8 +22,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use custos_e2e::{
-    CasClientExt, START_TIMEOUT, World, measurement, run_command, sample_vars, set_secret,
-    start_supervised_sample, supervised_sample, vault_certificate,
+    CasClientExt, NO_ENCLAVE_RATE_LIMITS, START_TIMEOUT, World, cpu_time, measurement, run_command,
+    sample_vars, set_secret, start_supervised_sample, supervised_sample, vault_certificate,
 };
 use custos_harness::Process;
 
@@ -314,23 +314,6 @@ services:
     text
 }
 
-/// CPU time (user + system) a process has used so far. `/proc` counts in clock ticks
-/// (`CLK_TCK`, USER_HZ), which the Linux ABI fixes at 100 per second.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name: state is the first, utime the 12th.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
 /// The CAS's attestations so far by result (`custos_cas_attestations_total`, all modes).
 fn attestations(world: &World) -> (u64, u64) {
     let response = world
@@ -362,25 +345,14 @@ fn attestations(world: &World) -> (u64, u64) {
 
 /// The CAS's cost of `services` supervised services over `window`; returns the failures.
 fn refresh_cost(services: u64, window: Duration) -> usize {
-    // The runtimes all connect from 127.0.0.1, where in production they come from many nodes:
-    // the per-address limits (docs/enclave-api.md § Limits, docs/cas.md § Limits and abuse)
-    // are lifted so a large BENCH_SERVICES measures the CAS's work, not its admission control.
-    let unlimited = "1000000";
-    let world = World::start(
-        true,
-        &[
-            "--max-connections-per-address",
-            "1024",
-            "--enclave-challenge-rate",
-            unlimited,
-            "--enclave-challenge-burst",
-            unlimited,
-            "--enclave-attest-rate",
-            unlimited,
-            "--enclave-attest-burst",
-            unlimited,
-        ],
-    );
+    // Every runtime connects from 127.0.0.1: the per-address limits are lifted (connections
+    // too, docs/cas.md § Limits and abuse) so a large BENCH_SERVICES measures the CAS's work.
+    let flags = [
+        &["--max-connections-per-address", "1024"][..],
+        &NO_ENCLAVE_RATE_LIMITS,
+    ]
+    .concat();
+    let world = World::start(true, &flags);
     let sleep = custos_runtime::launch::resolve_program(std::ffi::OsStr::new("sleep")).unwrap();
     world.create("name: refresh\nversion: \"0.3\"\n");
     world.create(&sleepers_session(&world, services, &sleep));

@@ -467,3 +467,38 @@ pub fn listen_address(line: &str) -> std::net::SocketAddr {
         .and_then(|addr| addr.parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"))
 }
+
+/// CAS flags that lift the enclave API's per-address and per-config-id rate limits
+/// (docs/enclave-api.md § Limits): benchmarks run every runtime from 127.0.0.1, where in
+/// production they come from many nodes, and measure the CAS's work, not its admission control.
+pub const NO_ENCLAVE_RATE_LIMITS: [&str; 12] = [
+    "--enclave-challenge-rate",
+    "1000000",
+    "--enclave-challenge-burst",
+    "1000000",
+    "--enclave-attest-rate",
+    "1000000",
+    "--enclave-attest-burst",
+    "1000000",
+    "--enclave-config-id-attest-rate",
+    "1000000",
+    "--enclave-config-id-attest-burst",
+    "1000000",
+];
+
+/// CPU time (user + system) process `pid` has used so far. `/proc` counts in clock ticks
+/// (`CLK_TCK`, USER_HZ), which the Linux ABI fixes at 100 per second.
+pub fn cpu_time(pid: u32) -> std::time::Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name: state is the first, utime the 12th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    std::time::Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
