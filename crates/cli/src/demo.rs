@@ -57,9 +57,10 @@ const BINARIES: [&str; 5] = [
 ///
 /// With --fresh it then shows secrets kept fresh (services[].refresh, a Custos extension):
 /// the session is updated so custos-run supervises the app and re-attests every second, with
-/// the secret as a file the app reads again on SIGHUP; the secret is rotated in the Key Vault
-/// while a client calls /secret, and the demo prints after how long the app served the new
-/// value, that it is the same process, and how many requests were made and failed (0).
+/// the secret as a file the app reads again on SIGHUP; the secret, then the certificate, is
+/// rotated in the Key Vault while a client calls /secret, and the demo prints after how long
+/// the app served the new value and presented the new certificate, that it is the same
+/// process, and how many requests were made and failed (0).
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct DemoArgs {
@@ -72,9 +73,9 @@ pub struct DemoArgs {
     /// Directory holding the Custos binaries [default: the directory of this `custos`].
     #[arg(long, value_name = "DIR")]
     bin_dir: Option<PathBuf>,
-    /// Then rotate the secret in the Key Vault while the app, supervised by custos-run
-    /// (refresh every second; the CAS's Key Vault cache TTL 1 s), keeps serving: prints when
-    /// the new value arrived, the app's PID before and after, and the requests (none failed).
+    /// Then rotate the secret and the certificate in the Key Vault while the app, supervised
+    /// by custos-run (refresh every second; the CAS's Key Vault cache TTL 1 s), keeps serving:
+    /// prints when each arrived, the app's PID before and after, and the requests (none failed).
     #[arg(long)]
     fresh: bool,
 }

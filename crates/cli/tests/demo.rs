@@ -1,6 +1,7 @@
 //! `custos demo` end to end: the real binaries (LAS, CAS, Azure emulator, custos-run,
 //! rest-api-sample), the sample's templates, real TLS — and no secret in any log; and
-//! `custos demo --fresh`, which then rotates the secret in the Key Vault under the supervised app.
+//! `custos demo --fresh`, which then rotates the secret and the certificate in the Key Vault under
+//! the supervised app.
 //!
 //! The demo uses the sample's fixed port 4996 and writes /tls, like the sample: the tests take
 //! turns ([`DEMO`]) so they never compete for them.
@@ -142,10 +143,10 @@ fn the_demo_runs_the_samples_flow_and_logs_no_secret() {
 }
 
 #[test]
-fn the_demo_with_fresh_rotates_the_secret_under_the_running_app_and_logs_neither_value() {
+fn the_demo_with_fresh_rotates_the_secret_and_the_certificate_under_the_running_app() {
     let _turn = DEMO.lock().unwrap_or_else(|e| e.into_inner());
     let (output, work) = run_demo(&["--fresh"]);
-    let stdout = check_samples_flow(&output, 15);
+    let stdout = check_samples_flow(&output, 16);
     check_no_secret_in_logs(&stdout, work.path());
     assert!(
         stdout.contains("--azure-cache-ttl 1 (--fresh"),
@@ -195,6 +196,31 @@ fn the_demo_with_fresh_rotates_the_secret_under_the_running_app_and_logs_neither
     assert!(tally.ends_with(" requests, 0 failed"), "{stdout}");
     let requests: u32 = tally.split(' ').next().unwrap().parse().unwrap();
     assert!(requests > 10, "{stdout}");
+
+    // Then a new certificate imported into the vault: presented from a later handshake on,
+    // by the same process, with no failed request.
+    let imported = stdout
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("imported a new version of flask into the Key Vault: SHA-256 ")
+        })
+        .unwrap_or_else(|| panic!("no certificate import in:\n{stdout}"));
+    let presented = format!("the app presented the new certificate (SHA-256 {imported}) ");
+    assert!(
+        stdout.lines().any(|l| l.trim().starts_with(&presented)),
+        "no {presented:?} in:\n{stdout}"
+    );
+    let same = stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("same process: pid "))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no second \"same process\" in:\n{stdout}"));
+    assert!(
+        same.starts_with(&format!("{pid_before}; "))
+            && same.ends_with(" requests, 0 failed (each a new TLS connection)"),
+        "{stdout}"
+    );
 
     // custos-run supervised the app and rewrote the secret's file; the new value, known here
     // only by its hash, is in no log and not in the output.

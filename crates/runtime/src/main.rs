@@ -99,8 +99,9 @@ fn attest_and_start(
         delivery.files.len(),
         match &delivery.refresh {
             Some(refresh) => format!(
-                ", supervised (re-attesting every {} s, on change: {:?})",
-                refresh.interval_secs, refresh.on_change
+                ", supervised (re-attesting every {} s, on change: {})",
+                refresh.interval_secs,
+                format!("{:?}", refresh.on_change).to_lowercase()
             ),
             None => String::new(),
         }

@@ -1,18 +1,21 @@
 //! `custos demo --fresh`: after the sample's flow, secrets kept fresh (`services[].refresh`, a
 //! Custos extension). The session is updated so `custos-run` supervises the app and re-attests
 //! every second, the secret delivered as a file the app reads again on SIGHUP; the app is
-//! started again that way; then the secret is rotated in the Key Vault while a client keeps
-//! calling `/secret`, and the demo shows when the new value arrived, that the app is the same
-//! process, and that no request failed. Values are shown only as SHA-256 prefixes.
+//! started again that way; then the secret, and then the certificate, are rotated in the Key
+//! Vault while a client keeps calling `/secret`, and the demo shows when the new value and the
+//! new certificate arrived, that the app is the same process, and that no request failed.
+//! Values are shown only as SHA-256 prefixes.
 
 use std::fs;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
 
 use super::{
-    Demo, SESSION_TEMPLATE, STOP_GRACE, StepResult, VaultView, app_client, app_secret_url,
-    run_captured, tokio_runtime, write_file,
+    APP_HOST, APP_PORT, Demo, SESSION_TEMPLATE, STOP_GRACE, StepResult, VaultView, app_client,
+    app_secret_url, run_captured, tokio_runtime, write_file,
 };
 
 /// The CAS's Key Vault cache TTL with `--fresh`, in seconds.
@@ -41,6 +44,10 @@ impl Demo {
         self.step(
             "Rotate the secret in the Key Vault while a client calls /secret every 20 ms",
             |demo| demo.rotate_secret(vault),
+        )?;
+        self.step(
+            "Rotate the certificate in the Key Vault while a client connects anew every 20 ms",
+            |demo| demo.rotate_certificate(vault),
         )
     }
 
@@ -98,8 +105,7 @@ impl Demo {
         let client = app_client(vault)?;
         let vault_url = self.env["AKV_VAULT"].clone();
         let mut details = Vec::new();
-        let runtime = tokio_runtime()?;
-        let (arrived_after, tally) = runtime.block_on(async {
+        let (arrived_after, tally) = tokio_runtime()?.block_on(async {
             if served_secret(&client).await? != old {
                 return Err(format!(
                     "before the rotation the app does not serve the vault's {secret_name}"
@@ -110,43 +116,26 @@ impl Demo {
                 fingerprint(&old)
             ));
             let credential = owner.credential()?;
-            set_secret(&http, &credential, &vault_url, &secret_name, &new).await?;
+            let path = format!("secrets/{secret_name}");
+            as_vault_owner(
+                &http,
+                &credential,
+                &vault_url,
+                reqwest::Method::PUT,
+                &path,
+                &new,
+            )
+            .await?;
             let rotated = Instant::now();
             details.push(format!(
                 "set a new version of {secret_name} in the Key Vault: SHA-256 {}",
                 fingerprint(&new)
             ));
-            let mut tally = Tally::default();
-            let arrived_after = loop {
-                if tally.ask(&client, &new, &old).await {
-                    break rotated.elapsed();
-                }
-                if rotated.elapsed() > ROTATION_LIMIT {
-                    return Err(format!(
-                        "the new value did not reach the app within {ROTATION_LIMIT:?} ({})",
-                        tally.summary()
-                    ));
-                }
-                tokio::time::sleep(POLL).await;
-            };
-            // It stays: no answer goes back to the old value.
-            for _ in 0..REQUESTS_AFTER {
-                tokio::time::sleep(POLL).await;
-                if !tally.ask(&client, &new, "").await {
-                    tally.note_failure("an answer after the new value had the old one");
-                }
-            }
-            Ok((arrived_after, tally))
+            let describe =
+                |value: &String| format!("another value (SHA-256 {})", fingerprint(value));
+            watch_rotation(rotated, || served_secret(&client), &new, &old, describe).await
         })?;
-        let pid_after = self.app_pid()?;
-        if pid_after != pid_before {
-            return Err(format!(
-                "the app was restarted: pid {pid_before} before the rotation, {pid_after} after"
-            ));
-        }
-        if let Some(failure) = &tally.first_failure {
-            return Err(format!("{}; first: {failure}", tally.summary()));
-        }
+        let pid_after = self.same_app(pid_before, &tally)?;
         details.push(format!(
             "the app served the new value (SHA-256 {}) {} ms after the rotation",
             fingerprint(&new),
@@ -158,6 +147,115 @@ impl Demo {
         ));
         Ok(((), details))
     }
+
+    /// Imports a new certificate for the app into the vault (Key Vault's Import Certificate,
+    /// as `az keyvault certificate import` does) and watches the app's handshakes take it.
+    fn rotate_certificate(&mut self, vault: &VaultView) -> StepResult<()> {
+        let pid_before = self.app_pid()?;
+        let cert_name = self.env["AKV_CERT_SECRET_NAME"].clone();
+        let (new_pem, new_leaf) = new_app_certificate()?;
+        let old_leaf = first_certificate(&vault.chain_pem)?;
+        let client = handshake_client(&format!("{}{new_pem}", vault.chain_pem))?;
+        let (http, owner) = self.vault_owner()?;
+        let vault_url = self.env["AKV_VAULT"].clone();
+        let mut details = Vec::new();
+        let (arrived_after, tally) = tokio_runtime()?.block_on(async {
+            if served_certificate(&client).await? != old_leaf {
+                return Err(format!(
+                    "before the rotation the app does not present the vault's {cert_name}"
+                ));
+            }
+            details.push(format!(
+                "before: the app presents {cert_name} with SHA-256 {} (pid {pid_before})",
+                fingerprint_bytes(&old_leaf)
+            ));
+            let credential = owner.credential()?;
+            let path = format!("certificates/{cert_name}/import");
+            as_vault_owner(
+                &http,
+                &credential,
+                &vault_url,
+                reqwest::Method::POST,
+                &path,
+                &new_pem,
+            )
+            .await?;
+            let rotated = Instant::now();
+            details.push(format!(
+                "imported a new version of {cert_name} into the Key Vault: SHA-256 {}",
+                fingerprint_bytes(&new_leaf)
+            ));
+            let describe = |leaf: &Vec<u8>| {
+                format!("another certificate (SHA-256 {})", fingerprint_bytes(leaf))
+            };
+            watch_rotation(
+                rotated,
+                || served_certificate(&client),
+                &new_leaf,
+                &old_leaf,
+                describe,
+            )
+            .await
+        })?;
+        let pid_after = self.same_app(pid_before, &tally)?;
+        details.push(format!(
+            "the app presented the new certificate (SHA-256 {}) {} ms after the import",
+            fingerprint_bytes(&new_leaf),
+            arrived_after.as_millis()
+        ));
+        details.push(format!(
+            "same process: pid {pid_after}; {} (each a new TLS connection)",
+            tally.summary()
+        ));
+        Ok(((), details))
+    }
+
+    /// The app's PID, failing if it is not `before` (the app was restarted) or if a request
+    /// of `tally` failed.
+    fn same_app(&self, before: u32, tally: &Tally) -> Result<u32, String> {
+        let after = self.app_pid()?;
+        if after != before {
+            return Err(format!(
+                "the app was restarted: pid {before} before the rotation, {after} after"
+            ));
+        }
+        if let Some(failure) = &tally.first_failure {
+            return Err(format!("{}; first: {failure}", tally.summary()));
+        }
+        Ok(after)
+    }
+}
+
+/// Asks `probe` every [`POLL`] from `rotated` on until it answers `new` (at most
+/// [`ROTATION_LIMIT`]), then [`REQUESTS_AFTER`] more times, each of which must answer `new`;
+/// returns how long `new` took and what was asked. An error, or an answer that is neither
+/// `old` nor `new` (named by `describe`), counts as a failed request.
+async fn watch_rotation<T: PartialEq, F: Future<Output = Result<T, String>>>(
+    rotated: Instant,
+    probe: impl Fn() -> F,
+    new: &T,
+    old: &T,
+    describe: impl Fn(&T) -> String,
+) -> Result<(Duration, Tally), String> {
+    let mut tally = Tally::default();
+    let arrived_after = loop {
+        if tally.count(probe().await, new, Some(old), &describe) {
+            break rotated.elapsed();
+        }
+        if rotated.elapsed() > ROTATION_LIMIT {
+            return Err(format!(
+                "the new value did not reach the app within {ROTATION_LIMIT:?} ({})",
+                tally.summary()
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    // It stays: no answer goes back to the old value.
+    for _ in 0..REQUESTS_AFTER {
+        tokio::time::sleep(POLL).await;
+        tally.count(probe().await, new, None, &describe);
+    }
+    Ok((arrived_after, tally))
 }
 
 /// The sample's session template, its service supervised every second with its secret as a
@@ -203,16 +301,21 @@ struct Tally {
 }
 
 impl Tally {
-    /// One request: whether it carried `wanted`. An error, or a value that is neither
-    /// `wanted` nor `previous`, is a failure (named without the value).
-    async fn ask(&mut self, client: &reqwest::Client, wanted: &str, previous: &str) -> bool {
+    /// One answer: whether it is `wanted`. An error, or an answer that is neither `wanted`
+    /// nor `previous`, is a failure (named by `describe`, which shows no value).
+    fn count<T: PartialEq>(
+        &mut self,
+        answer: Result<T, String>,
+        wanted: &T,
+        previous: Option<&T>,
+        describe: impl Fn(&T) -> String,
+    ) -> bool {
         self.requests += 1;
-        match served_secret(client).await {
-            Ok(value) if value == wanted => true,
-            Ok(value) if value == previous => false,
+        match answer {
+            Ok(value) if value == *wanted => true,
+            Ok(value) if Some(&value) == previous => false,
             Ok(value) => {
-                let hash = fingerprint(&value);
-                self.note_failure(&format!("an answer with another value (SHA-256 {hash})"));
+                self.note_failure(&format!("an answer with {}", describe(&value)));
                 false
             }
             Err(e) => {
@@ -254,13 +357,15 @@ async fn served_secret(client: &reqwest::Client) -> Result<String, String> {
         .ok_or_else(|| format!("{url}: the answer has no secret"))
 }
 
-/// Sets a new version of the vault's secret `name`, as its owner does (`az keyvault secret
-/// set`; Key Vault's Set Secret).
-async fn set_secret(
+/// Sends `{"value": value}` to the vault's `path` as its owner does: Set Secret (`PUT
+/// secrets/NAME`, `az keyvault secret set`) or Import Certificate (`POST
+/// certificates/NAME/import`, `az keyvault certificate import`).
+async fn as_vault_owner(
     http: &custos_azure::HttpOptions,
     credential: &custos_azure::AzureCredential,
     vault: &str,
-    name: &str,
+    method: reqwest::Method,
+    path: &str,
     value: &str,
 ) -> Result<(), String> {
     let vault = custos_azure::vault_url(vault).map_err(|e| e.to_string())?;
@@ -268,21 +373,82 @@ async fn set_secret(
         .token(custos_azure::KEY_VAULT_SCOPE)
         .await
         .map_err(|e| format!("a Key Vault token: {e}"))?;
-    let url = format!("{vault}secrets/{name}?api-version=7.4");
+    let url = format!("{vault}{path}?api-version=7.4");
     let response = http
         .reqwest_client()
         .map_err(|e| e.to_string())?
-        .put(&url)
+        .request(method.clone(), &url)
         .bearer_auth(token.token.expose_secret())
         .json(&serde_json::json!({ "value": value }))
         .send()
         .await
-        .map_err(|e| format!("PUT {url}: {e}"))?;
+        .map_err(|e| format!("{method} {url}: {e}"))?;
     let status = response.status();
     if !status.is_success() {
-        return Err(format!("PUT {url}: HTTP {status}"));
+        return Err(format!("{method} {url}: HTTP {status}"));
     }
     Ok(())
+}
+
+/// A new certificate for the app (self-signed, P-256, for its host name): its key and
+/// certificate as PEM (the Import Certificate `value`), and the certificate's DER.
+fn new_app_certificate() -> Result<(String, Vec<u8>), String> {
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let mut params =
+        rcgen::CertificateParams::new(vec![APP_HOST.to_owned()]).map_err(|e| e.to_string())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, APP_HOST);
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    Ok((
+        format!("{}{}", key.serialize_pem(), cert.pem()),
+        cert.der().to_vec(),
+    ))
+}
+
+/// The first certificate of a PEM chain, DER.
+fn first_certificate(chain_pem: &str) -> Result<Vec<u8>, String> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .next()
+        .ok_or("the vault's certificate holds no PEM certificate")?
+        .map(|c| c.to_vec())
+        .map_err(|e| format!("the vault's certificate: {e}"))
+}
+
+/// A client of the app trusting the certificates in `trusted_pem`, making a new connection
+/// (so a new handshake) for every request and reporting the certificate it was shown.
+fn handshake_client(trusted_pem: &str) -> Result<reqwest::Client, String> {
+    let roots = reqwest::Certificate::from_pem_bundle(trusted_pem.as_bytes())
+        .map_err(|e| format!("the trusted certificates: {e}"))?;
+    reqwest::Client::builder()
+        .tls_certs_only(roots)
+        .resolve(APP_HOST, SocketAddr::from(([127, 0, 0, 1], APP_PORT)))
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .tls_info(true)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// The certificate (DER) the app presented to answer `GET /secret` on a new connection.
+async fn served_certificate(client: &reqwest::Client) -> Result<Vec<u8>, String> {
+    let url = app_secret_url();
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("{url}: HTTP {status}"));
+    }
+    response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate())
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| format!("{url}: no certificate seen"))
 }
 
 /// A new secret in the sample's form: 32 random bytes, hex.
@@ -295,7 +461,11 @@ fn new_secret_value() -> String {
 /// The first 16 hex digits of a value's SHA-256: enough to tell values apart, nothing of the
 /// value itself.
 fn fingerprint(value: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value.as_bytes());
+    fingerprint_bytes(value.as_bytes())
+}
+
+fn fingerprint_bytes(value: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value);
     hex::encode(&digest.as_ref()[..8])
 }
 
