@@ -97,115 +97,106 @@ impl Demo {
     }
 
     fn rotate_secret(&mut self, vault: &VaultView) -> StepResult<()> {
-        let pid_before = self.app_pid()?;
-        let secret_name = self.env["AKV_SECRET_NAME"].clone();
+        let name = self.env["AKV_SECRET_NAME"].clone();
         let old = vault.secret.expose_secret().to_owned();
         let new = new_secret_value();
-        let (http, owner) = self.vault_owner()?;
         let client = app_client(vault)?;
-        let vault_url = self.env["AKV_VAULT"].clone();
-        let mut details = Vec::new();
-        let (arrived_after, tally) = tokio_runtime()?.block_on(async {
-            if served_secret(&client).await? != old {
-                return Err(format!(
-                    "before the rotation the app does not serve the vault's {secret_name}"
-                ));
-            }
-            details.push(format!(
-                "before: the app serves {secret_name} with SHA-256 {} (pid {pid_before})",
-                fingerprint(&old)
-            ));
-            let credential = owner.credential()?;
-            let path = format!("secrets/{secret_name}");
-            as_vault_owner(
-                &http,
-                &credential,
-                &vault_url,
-                reqwest::Method::PUT,
-                &path,
-                &new,
-            )
-            .await?;
-            let rotated = Instant::now();
-            details.push(format!(
-                "set a new version of {secret_name} in the Key Vault: SHA-256 {}",
-                fingerprint(&new)
-            ));
-            let describe =
-                |value: &String| format!("another value (SHA-256 {})", fingerprint(value));
-            watch_rotation(rotated, || served_secret(&client), &new, &old, describe).await
-        })?;
-        let pid_after = self.same_app(pid_before, &tally)?;
-        details.push(format!(
-            "the app served the new value (SHA-256 {}) {} ms after the rotation",
-            fingerprint(&new),
-            arrived_after.as_millis()
-        ));
-        details.push(format!(
-            "same process: pid {pid_after}; {}",
-            tally.summary()
-        ));
-        Ok(((), details))
+        let change = VaultChange {
+            method: reqwest::Method::PUT,
+            path: format!("secrets/{name}"),
+            value: new.clone(),
+        };
+        let wording = Wording {
+            gives: format!("serves {name}"),
+            changed: format!("set a new version of {name} in the Key Vault"),
+            other: "another value",
+            arrived: "served the new value",
+            since: "the rotation",
+            each: "",
+        };
+        let fingerprint = |value: &String| fingerprint(value);
+        self.rotate(change, wording, old, new, fingerprint, || {
+            served_secret(&client)
+        })
     }
 
     /// Imports a new certificate for the app into the vault (Key Vault's Import Certificate,
     /// as `az keyvault certificate import` does) and watches the app's handshakes take it.
     fn rotate_certificate(&mut self, vault: &VaultView) -> StepResult<()> {
-        let pid_before = self.app_pid()?;
-        let cert_name = self.env["AKV_CERT_SECRET_NAME"].clone();
+        let name = self.env["AKV_CERT_SECRET_NAME"].clone();
         let (new_pem, new_leaf) = new_app_certificate()?;
         let old_leaf = first_certificate(&vault.chain_pem)?;
         let client = handshake_client(&format!("{}{new_pem}", vault.chain_pem))?;
+        let change = VaultChange {
+            method: reqwest::Method::POST,
+            path: format!("certificates/{name}/import"),
+            value: new_pem,
+        };
+        let wording = Wording {
+            gives: format!("presents {name}"),
+            changed: format!("imported a new version of {name} into the Key Vault"),
+            other: "another certificate",
+            arrived: "presented the new certificate",
+            since: "the import",
+            each: " (each a new TLS connection)",
+        };
+        let fingerprint = |leaf: &Vec<u8>| fingerprint_bytes(leaf);
+        let probe = || served_certificate(&client);
+        self.rotate(change, wording, old_leaf, new_leaf, fingerprint, probe)
+    }
+
+    /// Checks that the app gives `old`, makes `change` as the vault's owner, and watches the
+    /// same app give `new` with no request failing; says so in `wording`, values only as
+    /// `fingerprint`s.
+    fn rotate<T: PartialEq, F: Future<Output = Result<T, String>>>(
+        &mut self,
+        change: VaultChange,
+        wording: Wording,
+        old: T,
+        new: T,
+        fingerprint: impl Fn(&T) -> String,
+        probe: impl Fn() -> F,
+    ) -> StepResult<()> {
+        let pid_before = self.app_pid()?;
         let (http, owner) = self.vault_owner()?;
         let vault_url = self.env["AKV_VAULT"].clone();
         let mut details = Vec::new();
         let (arrived_after, tally) = tokio_runtime()?.block_on(async {
-            if served_certificate(&client).await? != old_leaf {
+            if probe().await? != old {
                 return Err(format!(
-                    "before the rotation the app does not present the vault's {cert_name}"
+                    "before the rotation the app does not give what the vault holds ({})",
+                    wording.gives
                 ));
             }
             details.push(format!(
-                "before: the app presents {cert_name} with SHA-256 {} (pid {pid_before})",
-                fingerprint_bytes(&old_leaf)
+                "before: the app {} with SHA-256 {} (pid {pid_before})",
+                wording.gives,
+                fingerprint(&old)
             ));
             let credential = owner.credential()?;
-            let path = format!("certificates/{cert_name}/import");
-            as_vault_owner(
-                &http,
-                &credential,
-                &vault_url,
-                reqwest::Method::POST,
-                &path,
-                &new_pem,
-            )
-            .await?;
+            as_vault_owner(&http, &credential, &vault_url, &change).await?;
             let rotated = Instant::now();
             details.push(format!(
-                "imported a new version of {cert_name} into the Key Vault: SHA-256 {}",
-                fingerprint_bytes(&new_leaf)
+                "{}: SHA-256 {}",
+                wording.changed,
+                fingerprint(&new)
             ));
-            let describe = |leaf: &Vec<u8>| {
-                format!("another certificate (SHA-256 {})", fingerprint_bytes(leaf))
-            };
-            watch_rotation(
-                rotated,
-                || served_certificate(&client),
-                &new_leaf,
-                &old_leaf,
-                describe,
-            )
-            .await
+            let describe =
+                |value: &T| format!("{} (SHA-256 {})", wording.other, fingerprint(value));
+            watch_rotation(rotated, probe, &new, &old, describe).await
         })?;
         let pid_after = self.same_app(pid_before, &tally)?;
         details.push(format!(
-            "the app presented the new certificate (SHA-256 {}) {} ms after the import",
-            fingerprint_bytes(&new_leaf),
-            arrived_after.as_millis()
+            "the app {} (SHA-256 {}) {} ms after {}",
+            wording.arrived,
+            fingerprint(&new),
+            arrived_after.as_millis(),
+            wording.since
         ));
         details.push(format!(
-            "same process: pid {pid_after}; {} (each a new TLS connection)",
-            tally.summary()
+            "same process: pid {pid_after}; {}{}",
+            tally.summary(),
+            wording.each
         ));
         Ok(((), details))
     }
@@ -357,17 +348,43 @@ async fn served_secret(client: &reqwest::Client) -> Result<String, String> {
         .ok_or_else(|| format!("{url}: the answer has no secret"))
 }
 
-/// Sends `{"value": value}` to the vault's `path` as its owner does: Set Secret (`PUT
-/// secrets/NAME`, `az keyvault secret set`) or Import Certificate (`POST
-/// certificates/NAME/import`, `az keyvault certificate import`).
+/// How the demo tells one rotation.
+struct Wording {
+    /// What the app gives: `serves sample-secret`, `presents flask`.
+    gives: String,
+    /// What the vault's owner did: `set a new version of sample-secret in the Key Vault`.
+    changed: String,
+    /// An answer that is neither the old nor the new one: `another value`.
+    other: &'static str,
+    /// What the app did once the change reached it: `served the new value`.
+    arrived: &'static str,
+    /// What the delay is counted from: `the rotation`.
+    since: &'static str,
+    /// Said of every request: ` (each a new TLS connection)`, or nothing.
+    each: &'static str,
+}
+
+/// A change the vault's owner makes: Set Secret (`PUT secrets/NAME`, `az keyvault secret
+/// set`) or Import Certificate (`POST certificates/NAME/import`, `az keyvault certificate
+/// import`), both with `{"value": value}`.
+struct VaultChange {
+    method: reqwest::Method,
+    path: String,
+    value: String,
+}
+
+/// Makes `change` at the vault as its owner.
 async fn as_vault_owner(
     http: &custos_azure::HttpOptions,
     credential: &custos_azure::AzureCredential,
     vault: &str,
-    method: reqwest::Method,
-    path: &str,
-    value: &str,
+    change: &VaultChange,
 ) -> Result<(), String> {
+    let VaultChange {
+        method,
+        path,
+        value,
+    } = change;
     let vault = custos_azure::vault_url(vault).map_err(|e| e.to_string())?;
     let token = credential
         .token(custos_azure::KEY_VAULT_SCOPE)
