@@ -328,6 +328,19 @@ impl Tally {
 
 /// The secret in the app's answer to `GET /secret`.
 async fn served_secret(client: &reqwest::Client) -> Result<String, String> {
+    let (url, response) = ask_app(client).await?;
+    let json: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|e| format!("{url}: the answer is not JSON: {e}"))?;
+    json["secret"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{url}: the answer has no secret"))
+}
+
+/// `GET /secret` of the app: its URL and the answer, if it succeeded.
+async fn ask_app(client: &reqwest::Client) -> Result<(String, reqwest::Response), String> {
     let url = app_secret_url();
     let response = client
         .get(&url)
@@ -338,14 +351,7 @@ async fn served_secret(client: &reqwest::Client) -> Result<String, String> {
     if !status.is_success() {
         return Err(format!("{url}: HTTP {status}"));
     }
-    let json: serde_json::Value = response
-        .json()
-        .await
-        .map_err(|e| format!("{url}: the answer is not JSON: {e}"))?;
-    json["secret"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| format!("{url}: the answer has no secret"))
+    Ok((url, response))
 }
 
 /// How the demo tells one rotation.
@@ -450,16 +456,7 @@ fn handshake_client(trusted_pem: &str) -> Result<reqwest::Client, String> {
 
 /// The certificate (DER) the app presented to answer `GET /secret` on a new connection.
 async fn served_certificate(client: &reqwest::Client) -> Result<Vec<u8>, String> {
-    let url = app_secret_url();
-    let response = client
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    let status = response.status();
-    if !status.is_success() {
-        return Err(format!("{url}: HTTP {status}"));
-    }
+    let (url, response) = ask_app(client).await?;
     response
         .extensions()
         .get::<reqwest::tls::TlsInfo>()
