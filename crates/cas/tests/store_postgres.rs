@@ -1,9 +1,12 @@
 //! Connections to a real PostgreSQL server (Debian's package, started by the harness): TLS
 //! verified against the configured CA, SCRAM bound to the TLS channel, plain connections only
-//! to loopback, and a database that is down failing fast. Errors never show the password.
+//! to loopback, and a database that is down failing fast. Errors never show the password. The
+//! schema is migrated once however many replicas start together, and a newer one is used or
+//! refused as it says.
 
 use std::time::{Duration, Instant};
 
+use custos_cas::store::postgres::schema::{self, Migrated};
 use custos_cas::store::postgres::{Connector, PgError, PgSettings};
 use custos_harness::postgres::{self as server, Options, Postgres};
 
@@ -114,4 +117,75 @@ fn tls_is_verified_bound_to_scram_and_required_beyond_loopback() {
         "{error}"
     );
     assert!(!error.contains(PASSWORD), "{error}");
+}
+
+#[test]
+fn replicas_starting_together_migrate_the_schema_once_and_a_newer_one_is_used_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = server::require(module_path!(), dir.path()) else {
+        return;
+    };
+    let connector = Connector::new(&settings(
+        format!("{}?sslmode=disable", db.url("postgres")),
+        None,
+    ))
+    .unwrap();
+    // Three replicas at once: one migrates, the others find it done.
+    let results: Vec<Migrated> = std::thread::scope(|scope| {
+        let starts: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| schema::migrate(&mut connector.connect().unwrap()).unwrap()))
+            .collect();
+        starts.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    let fresh = Migrated {
+        from: 0,
+        to: schema::VERSION,
+    };
+    let done = Migrated {
+        from: schema::VERSION,
+        to: schema::VERSION,
+    };
+    assert_eq!(
+        results.iter().filter(|m| **m == fresh).count(),
+        1,
+        "{results:?}"
+    );
+    assert_eq!(
+        results.iter().filter(|m| **m == done).count(),
+        2,
+        "{results:?}"
+    );
+    let tables = db
+        .psql(
+            "postgres",
+            "select count(*) from pg_tables where tablename like 'custos_%'",
+        )
+        .unwrap();
+    assert_eq!(
+        tables, "6",
+        "custos_schema and the five tables of version 1"
+    );
+
+    // A newer release's additive schema (it still admits this one): used as it is.
+    db.psql(
+        "postgres",
+        "update custos_schema set version = 2, min_reader = 1",
+    )
+    .unwrap();
+    let mut client = connector.connect().unwrap();
+    assert_eq!(
+        schema::migrate(&mut client).unwrap(),
+        Migrated { from: 2, to: 2 }
+    );
+    // One that needs a newer release: refused, naming both versions.
+    db.psql(
+        "postgres",
+        "update custos_schema set version = 3, min_reader = 2",
+    )
+    .unwrap();
+    let error = schema::migrate(&mut client).unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "store.postgres: the database's schema is version 3, which needs Custos schema version 2 or later; this release has version 1: upgrade it"
+    );
 }
