@@ -2,10 +2,11 @@
 //! verified against the configured CA, SCRAM bound to the TLS channel, plain connections only
 //! to loopback, and a database that is down failing fast. Errors never show the password. The
 //! schema is migrated once however many replicas start together, and a newer one is used or
-//! refused as it says.
+//! refused as it says. A nonce redeemed by several replicas at once is redeemed once.
 
 use std::time::{Duration, Instant};
 
+use custos_cas::store::postgres::nonces;
 use custos_cas::store::postgres::schema::{self, Migrated};
 use custos_cas::store::postgres::{Connector, PgError, PgSettings};
 use custos_harness::postgres::{self as server, Options, Postgres};
@@ -187,5 +188,55 @@ fn replicas_starting_together_migrate_the_schema_once_and_a_newer_one_is_used_or
     assert_eq!(
         error,
         "store.postgres: the database's schema is version 3, which needs Custos schema version 2 or later; this release has version 1: upgrade it"
+    );
+}
+
+#[test]
+fn a_nonce_redeemed_by_several_replicas_at_once_is_redeemed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = server::require(module_path!(), dir.path()) else {
+        return;
+    };
+    let connector = Connector::new(&settings(
+        format!("{}?sslmode=disable", db.url("postgres")),
+        None,
+    ))
+    .unwrap();
+    schema::migrate(&mut connector.connect().unwrap()).unwrap();
+    let nonce = [7u8; 32];
+    let expires_at = 1_800_000_000;
+    // Eight replicas (connections) redeem the same nonce together, each from its own thread.
+    let barrier = std::sync::Barrier::new(8);
+    let won: usize = std::thread::scope(|scope| {
+        let redeemers: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut client = connector.connect().unwrap();
+                    barrier.wait();
+                    nonces::redeem(&mut client, &nonce, expires_at).unwrap()
+                })
+            })
+            .collect();
+        redeemers
+            .into_iter()
+            .map(|r| r.join().unwrap())
+            .filter(|won| *won)
+            .count()
+    });
+    assert_eq!(won, 1, "exactly one replica redeems it");
+    let mut client = connector.connect().unwrap();
+    assert!(!nonces::redeem(&mut client, &nonce, expires_at).unwrap());
+    assert!(nonces::redeem(&mut client, &[8u8; 32], expires_at + 60).unwrap());
+
+    // Purged once expired, and only then.
+    assert_eq!(nonces::purge_expired(&mut client, expires_at).unwrap(), 0);
+    assert_eq!(
+        nonces::purge_expired(&mut client, expires_at + 1).unwrap(),
+        1
+    );
+    assert_eq!(
+        db.psql("postgres", "select count(*) from custos_redeemed_nonces")
+            .unwrap(),
+        "1"
     );
 }

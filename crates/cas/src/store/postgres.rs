@@ -6,6 +6,7 @@
 //! configured CAs ([`tls`]). A connection that cannot be made within the connect timeout
 //! fails, so a database that is down makes requests fail fast rather than hang.
 
+pub mod nonces;
 pub mod schema;
 pub mod tls;
 
