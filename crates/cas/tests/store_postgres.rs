@@ -34,6 +34,15 @@ fn settings(url: String, ca: Option<&std::path::Path>) -> PgSettings {
     }
 }
 
+/// A connector to `db` over plain TCP (loopback).
+fn plain_connector(db: &Postgres) -> Connector {
+    Connector::new(&settings(
+        format!("{}?sslmode=disable", db.url("postgres")),
+        None,
+    ))
+    .unwrap()
+}
+
 fn connect(settings: &PgSettings) -> Result<postgres::Client, PgError> {
     Connector::new(settings)?.connect()
 }
@@ -126,11 +135,7 @@ fn replicas_starting_together_migrate_the_schema_once_and_a_newer_one_is_used_or
     let Some(db) = server::require(module_path!(), dir.path()) else {
         return;
     };
-    let connector = Connector::new(&settings(
-        format!("{}?sslmode=disable", db.url("postgres")),
-        None,
-    ))
-    .unwrap();
+    let connector = plain_connector(&db);
     // Three replicas at once: one migrates, the others find it done.
     let results: Vec<Migrated> = std::thread::scope(|scope| {
         let starts: Vec<_> = (0..3)
@@ -197,11 +202,7 @@ fn a_nonce_redeemed_by_several_replicas_at_once_is_redeemed_once() {
     let Some(db) = server::require(module_path!(), dir.path()) else {
         return;
     };
-    let connector = Connector::new(&settings(
-        format!("{}?sslmode=disable", db.url("postgres")),
-        None,
-    ))
-    .unwrap();
+    let connector = plain_connector(&db);
     schema::migrate(&mut connector.connect().unwrap()).unwrap();
     let nonce = [7u8; 32];
     let expires_at = 1_800_000_000;

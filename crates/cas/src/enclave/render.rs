@@ -117,7 +117,7 @@ fn refresh(
         expires: values
             .iter()
             .filter_map(|(name, resolved)| {
-                let at = resolved.expires_at?.unix_timestamp().max(0);
+                let at = resolved.expiry()?.unix_timestamp().max(0);
                 Some((name.clone(), at as u64))
             })
             .collect(),

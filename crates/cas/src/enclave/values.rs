@@ -229,33 +229,24 @@ pub fn private_key_pem(pem_text: &[u8]) -> Option<Zeroizing<String>> {
     Some(pem::encode_secret(label, der))
 }
 
-/// A resolved secret: its kind, value and when the value stops being valid.
+/// A resolved secret: its kind, value and, for a token, when it stops being valid.
 #[derive(Debug)]
 pub struct Resolved {
     /// The kind (the exporter's, for an import that states none).
     pub kind: SecretKind,
     /// The value.
     pub value: Value,
-    /// When the value stops being valid, if it does: a token's expiry, a certificate's
-    /// notAfter (the earliest of its chain).
-    pub expires_at: Option<time::OffsetDateTime>,
+    /// When a token expires (a certificate says it itself: [`Resolved::expiry`]).
+    token_expiry: Option<time::OffsetDateTime>,
 }
 
 impl Resolved {
-    /// `value` as `kind`; a certificate's expiry is read from it.
+    /// `value` as `kind`.
     pub fn new(kind: SecretKind, value: Value) -> Self {
-        let expires_at = match &value {
-            Value::Certificate { chain, .. } => chain
-                .iter()
-                .flat_map(|pem| CertificateDer::pem_slice_iter(pem.as_bytes()))
-                .filter_map(|der| crate::secrets::not_after(der.ok()?.as_ref()))
-                .min(),
-            _ => None,
-        };
         Self {
             kind,
             value,
-            expires_at,
+            token_expiry: None,
         }
     }
 
@@ -264,7 +255,21 @@ impl Resolved {
         Self {
             kind,
             value,
-            expires_at: Some(expires_at),
+            token_expiry: Some(expires_at),
+        }
+    }
+
+    /// When the value stops being valid, if it does: a token's expiry, a certificate's
+    /// notAfter (the earliest of its chain). Parsed only when asked — only supervised
+    /// services are told — not at every delivery.
+    pub fn expiry(&self) -> Option<time::OffsetDateTime> {
+        match &self.value {
+            Value::Certificate { chain, .. } => chain
+                .iter()
+                .flat_map(|pem| CertificateDer::pem_slice_iter(pem.as_bytes()))
+                .filter_map(|der| crate::secrets::not_after(der.ok()?.as_ref()))
+                .min(),
+            _ => self.token_expiry,
         }
     }
 }
