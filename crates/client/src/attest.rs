@@ -13,6 +13,7 @@ use custos_attestation::{UnixTime, Verifier as _};
 use custos_ids::KeyHash;
 use custos_protocol::client::CasEvidence;
 
+use crate::candidates::StartAt;
 use crate::cas::{CasClient, ClientError, ServerTrust};
 
 /// What a caller accepts of a CAS. The `custos` CLI builds it from `custos cas attest`'s flags.
@@ -172,8 +173,10 @@ pub async fn fetch_evidence_from_each(addrs: &str) -> Result<Vec<FetchedEvidence
         addr: addr.to_owned(),
         source: Box::new(source),
     };
-    let client =
-        CasClient::new(addrs, None, ServerTrust::AttestationOnly).map_err(|e| fetch(addrs, e))?;
+    // In the list's order: the first replica's key is the one the others must have.
+    let client = CasClient::new(addrs, None, ServerTrust::AttestationOnly)
+        .map_err(|e| fetch(addrs, e))?
+        .start_at(StartAt::First);
     let (candidates, unresolved) = client.candidates().await;
     if let Some((entry, error)) = unresolved.into_iter().next() {
         return Err(fetch(&entry, error));

@@ -67,4 +67,6 @@ pub use cas::{CasClient, ClientError, Response, ServerTrust};
 pub use connection::{Connection, Timeouts};
 pub use custos_ids::KeyHash;
 pub use failover::Attempt;
+/// The HTTP method and status types of [`CasClient::request`] and [`Response`].
+pub use hyper::{Method, StatusCode};
 pub use identity::{ClientIdentity, IdentityError};
