@@ -36,7 +36,7 @@ fn client(addrs: &[String], key: &SharedKey) -> CasClient {
 #[tokio::test]
 async fn a_refused_connection_moves_the_call_to_the_next_replica() {
     let key = SharedKey::generate();
-    let dead = Replica::refusing("127.0.0.2").await;
+    let dead = Replica::refusing("127.0.1.1").await;
     let live = Replica::start("127.0.0.3", &key, ok(VERSION)).await;
     let cas = client(&[dead.to_string(), live.addr.to_string()], &key);
     let version = cas.version().await.unwrap();
@@ -126,6 +126,14 @@ async fn a_silent_replica_costs_the_handshake_timeout_once() {
         connect: Duration::from_millis(500),
         tls_handshake: Duration::from_millis(300),
     };
+    assert_eq!(
+        Timeouts::default(),
+        Timeouts {
+            connect: Duration::from_secs(2),
+            tls_handshake: Duration::from_secs(5),
+        },
+        "the defaults docs/cli.md states"
+    );
     let cas = client(&[silent.addr.to_string(), live.addr.to_string()], &key).timeouts(timeouts);
     let started = Instant::now();
     cas.version().await.unwrap();
@@ -167,7 +175,7 @@ async fn a_replica_with_another_key_is_refused_not_skipped() {
 #[tokio::test]
 async fn when_every_replica_fails_each_is_named_with_its_reason() {
     let key = SharedKey::generate();
-    let dead = Replica::refusing("127.0.0.2").await;
+    let dead = Replica::refusing("127.0.1.2").await;
     let busy = Replica::start("127.0.0.3", &key, unavailable()).await;
     let cas = client(
         &[
@@ -210,7 +218,7 @@ async fn when_every_replica_fails_each_is_named_with_its_reason() {
 #[tokio::test]
 async fn one_address_keeps_its_own_errors_and_its_503() {
     let key = SharedKey::generate();
-    let dead = Replica::refusing("127.0.0.2").await;
+    let dead = Replica::refusing("127.0.1.3").await;
     let error = client(&[dead.to_string()], &key)
         .version()
         .await

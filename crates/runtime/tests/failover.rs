@@ -43,7 +43,7 @@ fn attest_request() -> AttestRequest {
 #[tokio::test]
 async fn a_refused_connection_or_a_503_moves_the_request_to_the_next_replica() {
     let key = SharedKey::generate();
-    let dead = Replica::refusing("127.0.0.2").await;
+    let dead = Replica::refusing("127.0.1.11").await;
     let busy = Replica::start(
         "127.0.0.3",
         &key,
@@ -60,6 +60,21 @@ async fn a_refused_connection_or_a_503_moves_the_request_to_the_next_replica() {
     // The replica that answered is asked first next time (the attest after a challenge).
     cas.challenge("ns/app/svc").await.unwrap();
     assert_eq!((busy.count(), live.count()), (1, 2));
+}
+
+#[tokio::test]
+async fn a_replica_that_never_finishes_the_handshake_costs_the_connect_timeout() {
+    let key = SharedKey::generate();
+    let silent = Replica::start("127.0.0.5", &key, Behaviour::Silent).await;
+    let live = Replica::start("127.0.0.6", &key, Behaviour::Answer(200, NONCE.into())).await;
+    let cas = client(&[endpoint(silent.addr), endpoint(live.addr)], &key);
+    let started = std::time::Instant::now();
+    cas.challenge("ns/app/svc").await.unwrap();
+    let took = started.elapsed();
+    assert!(took >= custos_runtime::cas::CONNECT_TIMEOUT, "{took:?}");
+    assert!(took < std::time::Duration::from_secs(8), "{took:?}");
+    assert_eq!(custos_runtime::cas::CONNECT_TIMEOUT.as_secs(), 5);
+    assert_eq!(live.count(), 1);
 }
 
 #[tokio::test]
@@ -126,7 +141,7 @@ async fn a_replica_with_another_key_is_refused_not_skipped() {
 #[tokio::test]
 async fn when_every_replica_fails_each_is_named() {
     let key = SharedKey::generate();
-    let dead = Replica::refusing("127.0.0.2").await;
+    let dead = Replica::refusing("127.0.1.12").await;
     let busy = Replica::start(
         "127.0.0.3",
         &key,

@@ -117,7 +117,8 @@ impl Replica {
         Self { addr, requests }
     }
 
-    /// An address on `ip` where nothing listens: connections are refused.
+    /// An address on `ip` where nothing listens: connections are refused. Give each test its
+    /// own `ip` for this, so that no replica of a test running alongside gets the port.
     pub async fn refusing(ip: &str) -> SocketAddr {
         let listener = TcpListener::bind((ip, 0)).await.unwrap();
         listener.local_addr().unwrap()
