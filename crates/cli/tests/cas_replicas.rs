@@ -92,6 +92,14 @@ fn replicas_are_attested_each_pinned_and_used_as_one_cas() {
     );
     assert_eq!(code(&o), 1);
     assert!(err(&o).contains("is not attested"), "{}", err(&o));
+    let reversed = format!("{by_name},{}", cas.addr);
+    let o = custos(&alice, &["cas", "set-default", &reversed]);
+    assert_eq!(
+        (code(&o), out(&o).trim()),
+        (0, format!("default CAS: {reversed}").as_str())
+    );
+    let o = custos(&alice, &["cas", "health"]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
     let o = custos(&alice, &["cas", "set-default", &cas.addr]);
     assert_eq!(
         (code(&o), out(&o).trim()),

@@ -233,6 +233,11 @@ mod tests {
 
     #[test]
     fn recent_failures_are_remembered_and_forgotten() {
+        assert_eq!(
+            FAILED_RECENTLY,
+            Duration::from_secs(30),
+            "as docs/cli.md says"
+        );
         let failures = RecentFailures::default();
         let socket: SocketAddr = "127.0.0.2:8081".parse().unwrap();
         assert!(!failures.contains(socket));

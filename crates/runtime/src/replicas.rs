@@ -158,6 +158,11 @@ mod tests {
 
     #[test]
     fn failures_are_remembered_until_the_replica_answers() {
+        assert_eq!(
+            FAILED_RECENTLY,
+            Duration::from_secs(30),
+            "as docs/cli.md says"
+        );
         let socket: SocketAddr = "127.0.0.9:18765".parse().unwrap();
         assert!(!failed_recently(socket));
         record_failure(socket);

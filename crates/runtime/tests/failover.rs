@@ -78,6 +78,16 @@ async fn a_replica_that_never_finishes_the_handshake_costs_the_connect_timeout()
 }
 
 #[tokio::test]
+async fn a_name_is_steered_to_each_address_it_resolves_to() {
+    let key = SharedKey::generate();
+    let live = Replica::start("127.0.0.1", &key, Behaviour::Answer(200, NONCE.into())).await;
+    let by_name = endpoint(format!("localhost:{}", live.addr.port()));
+    let cas = client(&[by_name], &key);
+    assert_eq!(cas.challenge("ns/app/svc").await.unwrap(), "bm9uY2U");
+    assert_eq!(live.count(), 1);
+}
+
+#[tokio::test]
 async fn a_denial_is_final_and_no_other_replica_is_asked() {
     let key = SharedKey::generate();
     let denying = Replica::start(
