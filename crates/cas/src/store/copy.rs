@@ -69,7 +69,7 @@ pub fn copy(from: &Location, to: &Location, sealer: &Sealer) -> Result<Copied, S
 /// An opened store of either kind, verified.
 enum Opened {
     Embedded { dir: PathBuf, db: ::redb::Database },
-    Postgres(backend::Opened),
+    Postgres(Box<backend::Opened>),
 }
 
 impl Opened {
@@ -103,7 +103,7 @@ impl Opened {
                         state.generation, state.sessions
                     )));
                 }
-                Ok(Self::Postgres(opened))
+                Ok(Self::Postgres(Box::new(opened)))
             }
         }
     }
