@@ -431,3 +431,52 @@ async fn store_copy_round_trip_keeps_every_session_secret_audit_event_and_the_id
         std::fs::read(single.join("cas.crt")).unwrap()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_put_back_in_time_is_refused_by_a_replica_that_saw_later() {
+    let Some((_dir, db)) = cluster(module_path!()) else {
+        return;
+    };
+    let store = open(&db, 1).unwrap();
+    create(&store, "a".into(), hash(1)).await.unwrap();
+    // A consistent copy of every table, as a backup would be ...
+    let tables = [
+        "custos_meta",
+        "custos_sessions",
+        "custos_secrets",
+        "custos_index",
+        "custos_audit",
+    ];
+    let save: Vec<String> = tables
+        .iter()
+        .map(|t| format!("CREATE TABLE saved_{t} AS SELECT * FROM {t};"))
+        .collect();
+    db.psql("postgres", &save.concat()).unwrap();
+    create(&store, "b".into(), hash(2)).await.unwrap();
+    // ... restored while the replica runs.
+    let restore: Vec<String> = tables
+        .iter()
+        .map(|t| format!("DELETE FROM {t}; INSERT INTO {t} SELECT * FROM saved_{t};"))
+        .collect();
+    db.psql("postgres", &restore.concat()).unwrap();
+
+    let error = create(&store, "c".into(), hash(3)).await.unwrap_err();
+    let Outcome2::Store(text) = &error else {
+        panic!("{error:?}");
+    };
+    assert!(
+        text.contains("the store's sealed state is generation 1, but this CAS has seen generation 2: the database was put back in time"),
+        "{text}"
+    );
+    // A replica started now cannot tell: it opens the restored store.
+    let restarted = open(&db, 1).unwrap();
+    let names: Vec<String> = restarted
+        .read()
+        .unwrap()
+        .sessions_with_prefix("")
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["a"]);
+}
