@@ -40,13 +40,23 @@ use crate::secrets::{self, ImportResolver, SecretValue, SecretValues};
 use crate::store::{SessionRecord, Store, StoreError, WriteTx};
 
 impl From<StoreError> for HttpError {
+    /// A database that cannot be reached is `store_unavailable` (retry, maybe at another
+    /// replica); anything else the store refused is `store_error`. Both are 503.
     fn from(e: StoreError) -> Self {
         tracing::error!(error = ?e.to_string(), "store error");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_error",
-            e.to_string(),
-        )
+        match e {
+            StoreError::Unavailable(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                e.to_string(),
+            )
+            .retry_after(1),
+            _ => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_error",
+                e.to_string(),
+            ),
+        }
     }
 }
 

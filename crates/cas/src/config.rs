@@ -79,6 +79,49 @@ pub struct Config {
     pub audit: AuditSettings,
     /// The MAA self-check (`mode: maa`): which MAA enclaves may sign tokens.
     pub maa: MaaSettings,
+    /// Where sessions, secrets and the audit log are kept.
+    pub store: StoreSettings,
+}
+
+/// Where the store is: the embedded file in `data_dir` (one CAS), or a PostgreSQL database
+/// that several CAS replicas share.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// The shared PostgreSQL store (`[store.postgres]`); absent: the embedded store.
+    pub postgres: Option<PostgresSettings>,
+}
+
+/// `[store.postgres]`: the database replicas share.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSettings {
+    /// libpq URL (`postgres://user:password@host:5432/db?sslmode=verify-full`) or key=value
+    /// string. TLS is required unless every host is a loopback address.
+    pub url: String,
+    /// PEM files of the CAs the database's TLS certificate chains to.
+    #[serde(default)]
+    pub ca_files: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for PostgresSettings {
+    /// The URL may hold a password: never shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSettings")
+            .field("url", &"(redacted)")
+            .field("ca_files", &self.ca_files)
+            .finish()
+    }
+}
+
+impl PostgresSettings {
+    /// The connection settings.
+    pub fn settings(&self) -> crate::store::postgres::PgSettings {
+        crate::store::postgres::PgSettings {
+            url: self.url.clone(),
+            ca_files: self.ca_files.clone(),
+        }
+    }
 }
 
 /// Audit retention: the store's writer removes the oldest events beyond either limit.
@@ -488,6 +531,7 @@ impl Default for Config {
             azure: AzureSettings::default(),
             audit: AuditSettings::default(),
             maa: MaaSettings::default(),
+            store: StoreSettings::default(),
         }
     }
 }

@@ -171,12 +171,48 @@ struct Args {
     /// Retries of a failed Azure call.
     #[arg(long, env = "CUSTOS_CAS_AZURE_MAX_RETRIES")]
     azure_max_retries: Option<u32>,
+    /// The store shared by CAS replicas: a PostgreSQL URL
+    /// (`postgres://user:password@db.example:5432/custos?sslmode=verify-full`). Every replica
+    /// needs the same master key (--master-key-file). TLS to the database is required unless
+    /// every host is a loopback address. Default: the embedded store in the data directory.
+    #[arg(long, env = "CUSTOS_CAS_STORE", value_name = "URL")]
+    store: Option<StoreUrl>,
+    /// CA certificate(s) (PEM) the database's TLS certificate chains to (with --store).
+    #[arg(
+        long = "store-ca",
+        env = "CUSTOS_CAS_STORE_CA",
+        value_delimiter = ',',
+        value_name = "FILE"
+    )]
+    store_ca: Vec<std::path::PathBuf>,
     /// Audit events kept at most (0: no count limit).
     #[arg(long, env = "CUSTOS_CAS_AUDIT_MAX_EVENTS")]
     audit_max_events: Option<u64>,
     /// Audit events older than this many days are removed (0: no age limit).
     #[arg(long, env = "CUSTOS_CAS_AUDIT_MAX_AGE_DAYS")]
     audit_max_age_days: Option<u64>,
+}
+
+/// A `--store` URL: it may hold a password, so `Debug` does not show it.
+#[derive(Clone)]
+struct StoreUrl(String);
+
+impl std::str::FromStr for StoreUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let is_postgres =
+            s.starts_with("postgres://") || s.starts_with("postgresql://") || s.contains("host=");
+        if !is_postgres {
+            return Err("expected a PostgreSQL URL (postgres://user:password@host:5432/db?sslmode=verify-full); without --store the CAS uses the embedded store in its data directory".into());
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreUrl(redacted)")
+    }
 }
 
 fn set<T>(slot: &mut T, value: Option<T>) {
@@ -293,6 +329,21 @@ impl Args {
         set(&mut c.azure.max_retries, self.azure_max_retries);
         set(&mut c.audit.max_events, self.audit_max_events);
         set(&mut c.audit.max_age_days, self.audit_max_age_days);
+        if let Some(url) = self.store {
+            c.store.postgres = Some(custos_cas::config::PostgresSettings {
+                url: url.0,
+                ca_files: Vec::new(),
+            });
+        }
+        match &mut c.store.postgres {
+            Some(postgres) => postgres.ca_files.extend(self.store_ca),
+            None if !self.store_ca.is_empty() => {
+                return Err(custos_cas::config::ConfigError::Invalid(
+                    "--store-ca is for the PostgreSQL store: give --store postgres://… too".into(),
+                ));
+            }
+            None => {}
+        }
         c.validate()?;
         Ok(c)
     }

@@ -87,6 +87,12 @@ impl Cas {
             Some(path) => KeyFile::existing(path),
             // A new key only for a new store: a store without its key must not get another one.
             None if config.store_path().exists() => KeyFile::existing(config.master_key_path()),
+            // Replicas must share one key: a generated one would fit no other replica.
+            None if config.store.postgres.is_some() => {
+                return Err(StartError::Config(crate::config::ConfigError::Invalid(
+                    "a replicated store (store.postgres / --store) needs the master key every replica shares: give master_key_file / --master-key-file, the same file for every replica (make one with: (echo 'custos-cas master key v1'; head -c 32 /dev/urandom | base64) > master.key; chmod 600 master.key)".into(),
+                )));
+            }
             None => KeyFile::create_if_missing(config.master_key_path()),
         };
         let master_key = key_provider.master_key()?;
@@ -94,10 +100,14 @@ impl Cas {
         let nonce_key = NonceKey::derive(&master_key)?;
         drop(master_key);
         tracing::info!(master_key = %key_provider.describe(), "master key loaded");
-        let store =
-            Store::open_with_retention(&config.store_path(), sealer, config.audit.retention())?;
+        let retention = config.audit.retention();
+        let store = match &config.store.postgres {
+            Some(postgres) => Store::open_postgres(&postgres.settings(), sealer, retention)?,
+            None => Store::open_with_retention(&config.store_path(), sealer, retention)?,
+        };
         let identity = match (&config.tls.certificate, &config.tls.private_key) {
             (Some(cert), Some(key)) => CasIdentity::load(cert, key)?,
+            _ if store.is_replicated() => CasIdentity::shared(&store, &config.tls.names)?,
             _ => CasIdentity::load_or_generate(&config.data_dir, &config.tls.names)?,
         };
         let evidence: Option<Arc<dyn SelfEvidence>> = match config.evidence {

@@ -1,7 +1,8 @@
 //! The CAS's TLS identity and its server configuration.
 //!
 //! The CAS certificate is generated on first start (self-signed, P-256) and kept in the
-//! data directory, or given by the operator. Clients do not trust it by name: `custos cas
+//! data directory — with a replicated store, sealed in the store, so every replica serves the
+//! same one — or given by the operator. Clients do not trust it by name: `custos cas
 //! attest` pins its key after verifying the CAS's evidence, which binds that key. The same
 //! certificate serves the client API and the enclave API.
 //!
@@ -15,6 +16,9 @@ use std::sync::Arc;
 
 use custos_ids::{KeyHash, spki_of_certificate};
 use rustls::ServerConfig;
+use rustls::pki_types::PrivateKeyDer;
+use rustls::pki_types::pem::PemObject;
+use zeroize::Zeroizing;
 
 /// Why the CAS's TLS identity could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +87,30 @@ impl CasIdentity {
         })
     }
 
+    /// The identity every replica sharing `store` serves: the one the first replica generated
+    /// (with `names`) and stored sealed, as certificate and key PEM.
+    pub fn shared(store: &crate::store::Store, names: &[String]) -> Result<Self, TlsError> {
+        let label = Path::new("store:shared/tls-identity");
+        let pem = store
+            .shared_value("tls-identity", || {
+                let (cert, key) = generate_pem(names)
+                    .map_err(|e| crate::store::StoreError::Seal(e.to_string()))?;
+                let mut both = Zeroizing::new(cert.into_bytes());
+                both.extend_from_slice(key.as_bytes());
+                Ok(both)
+            })
+            .map_err(|e| TlsError::Generate(format!("the identity kept in the store: {e}")))?;
+        let chain = custos_tls::parse_certificates(label, &pem)?;
+        let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+            custos_tls::LoadError::BadPrivateKey {
+                path: label.to_owned(),
+                reason: e.to_string(),
+            }
+        })?;
+        let certified = custos_tls::certified_key(label, chain, label, key)?;
+        Self::from_certified(label, certified)
+    }
+
     /// Loads `dir/cas.crt` and `dir/cas.key`, generating them first (with `names` as DNS
     /// names or IP addresses) when neither exists.
     pub fn load_or_generate(dir: &Path, names: &[String]) -> Result<Self, TlsError> {
@@ -96,6 +124,13 @@ impl CasIdentity {
 }
 
 fn generate(cert_path: &Path, key_path: &Path, names: &[String]) -> Result<(), TlsError> {
+    let (cert, key) = generate_pem(names)?;
+    write_file(key_path, key.as_bytes(), 0o600)?;
+    write_file(cert_path, cert.as_bytes(), 0o644)
+}
+
+/// A new self-signed certificate for `names` and its key, as PEM.
+fn generate_pem(names: &[String]) -> Result<(String, Zeroizing<String>), TlsError> {
     let error = |e: rcgen::Error| TlsError::Generate(e.to_string());
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(error)?;
     let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(error)?;
@@ -106,8 +141,7 @@ fn generate(cert_path: &Path, key_path: &Path, names: &[String]) -> Result<(), T
     params.not_before = now - std::time::Duration::from_secs(3600);
     params.not_after = now + std::time::Duration::from_secs(20 * 365 * 24 * 3600);
     let cert = params.self_signed(&key).map_err(error)?;
-    write_file(key_path, key.serialize_pem().as_bytes(), 0o600)?;
-    write_file(cert_path, cert.pem().as_bytes(), 0o644)
+    Ok((cert.pem(), Zeroizing::new(key.serialize_pem())))
 }
 
 fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<(), TlsError> {

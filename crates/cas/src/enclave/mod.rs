@@ -514,6 +514,13 @@ impl EnclaveApi {
                 return Err(refuse("redeemed_nonces_full", Some(config_id), e));
             }
         }
+        // Replicas sharing the store redeem it once among them (the embedded store: no-op).
+        let expires_ms = self.nonces.expires_ms(verified);
+        match self.store.redeem_nonce(&verified.id(), expires_ms) {
+            Ok(true) => {}
+            Ok(false) => return Err(denied(NonceDenial::Replayed)),
+            Err(e) => return Err(refuse("store_unavailable", Some(config_id), store_error(e))),
+        }
 
         // Redeemed: from here every answer for a known config id is audited.
         let outcome = self
@@ -814,12 +821,7 @@ fn facts(claims: &Claims) -> EnclaveFacts {
 }
 
 fn store_error(e: crate::store::StoreError) -> HttpError {
-    tracing::error!("{e}");
-    HttpError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "store_error",
-        e.to_string(),
-    )
+    HttpError::from(e)
 }
 
 fn value_error(e: values::ValueError) -> HttpError {

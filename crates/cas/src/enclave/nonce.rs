@@ -146,6 +146,16 @@ pub struct Verified {
     random: u64,
 }
 
+impl Verified {
+    /// What identifies the nonce among all issued: issue time and randomness (16 bytes).
+    pub fn id(&self) -> [u8; 16] {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&self.issued_ms.to_be_bytes());
+        id[8..].copy_from_slice(&self.random.to_be_bytes());
+        id
+    }
+}
+
 /// The redeemed nonces, by (issue time, random): ordered by issue time, so expired ones are
 /// dropped with one split.
 #[derive(Debug, Default)]
@@ -241,6 +251,11 @@ impl Nonces {
         }
         redeemed.set.insert((nonce.issued_ms, nonce.random));
         Ok(())
+    }
+
+    /// When `nonce` expires, ms since the Unix epoch.
+    pub fn expires_ms(&self, nonce: Verified) -> u64 {
+        nonce.issued_ms.saturating_add(self.ttl_ms)
     }
 
     /// Nonces remembered as redeemed.

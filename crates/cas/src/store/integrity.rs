@@ -241,11 +241,13 @@ pub(super) struct Known {
     pub current: Current,
     pub since: u64,
     pub prev: Option<(Current, u64)>,
+    /// Learned from another replica's writes: what the entry was before `since` is unknown.
+    pub gap: bool,
 }
 
 /// The in-memory view of every session's current entry, verified at open and updated by
 /// the writer before each commit (so a snapshot older than the commit is checked against
-/// `prev`, one newer against `current`).
+/// `prev`, one newer against `current`) and when catching up with other replicas' commits.
 #[derive(Debug, Default)]
 pub(super) struct Revisions {
     pub map: HashMap<String, Known>,
@@ -253,11 +255,13 @@ pub(super) struct Revisions {
 
 impl Revisions {
     /// The entry session `name` had in the snapshot of generation `generation`.
-    /// `Err` when it changed twice since: the snapshot is too old to check.
+    /// `Err` when it changed twice since, or in a way only another replica knows: the
+    /// snapshot is too old to check.
     pub fn at(&self, name: &str, generation: u64) -> Result<Option<&Current>, ()> {
         match self.map.get(name) {
             None => Ok(None),
             Some(k) if k.since <= generation => Ok(Some(&k.current)),
+            Some(k) if k.gap => Err(()),
             Some(k) => match &k.prev {
                 None => Ok(None),
                 Some((c, since)) if *since <= generation => Ok(Some(c)),

@@ -6,6 +6,7 @@
 //! configured CAs ([`tls`]). A connection that cannot be made within the connect timeout
 //! fails, so a database that is down makes requests fail fast rather than hang.
 
+pub(in crate::store) mod backend;
 pub mod nonces;
 pub mod schema;
 pub mod tls;
@@ -111,6 +112,11 @@ impl Connector {
             config,
             tls: Some(tls::MakeRustlsConnect::new(client)),
         })
+    }
+
+    /// Where the database is (hosts and ports; never the password), for messages.
+    pub fn location(&self) -> String {
+        format!("postgres at {}", hosts(&self.config))
     }
 
     /// A new connection. Blocking: call it from a thread of its own or `block_in_place`.

@@ -1,6 +1,9 @@
+use super::embedded::{AUDIT, AUDIT_BY_SESSION, KEY_CHECK_V1, META, REVISIONS, SECRETS, SESSIONS};
+use super::writer::PRUNE_CHUNK;
 use super::*;
 use crate::audit::{self, AuditAction, Outcome};
 use crate::seal::MasterKey;
+use ::redb::{Database, ReadableDatabase, TableDefinition};
 
 fn sealer(byte: u8) -> Sealer {
     Sealer::new(&MasterKey::from_bytes([byte; 32])).unwrap()
@@ -210,6 +213,15 @@ fn put_back(path: &Path, table: TableDefinition<&str, &[u8]>, key: &str, value: 
     txn.commit().unwrap();
 }
 
+/// The value under `key` in `table` of the closed store at `path`, copied out with redb
+/// directly.
+fn copy_out(path: &Path, table: TableDefinition<&str, &[u8]>, key: &str) -> Vec<u8> {
+    let db = Database::create(path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let value = txn.open_table(table).unwrap().get(key).unwrap().unwrap();
+    value.value().to_vec()
+}
+
 fn assert_refused(err: &StoreError, record: &str) {
     let text = err.to_string();
     assert!(
@@ -228,13 +240,17 @@ async fn an_old_session_value_put_back_is_refused_at_read_and_at_open() {
     let store = Store::open(&path, sealer(1)).unwrap();
     create(&store, "ns", "revision 1").await.unwrap();
     put_secrets(&store, "ns", b"old secret").await;
-    let old = store.read().unwrap().raw_get(SESSIONS, "ns").unwrap();
+    let old = store
+        .read()
+        .unwrap()
+        .raw_get(Record::Session, "ns")
+        .unwrap();
     update(&store, "ns", b"new secret").await;
 
     // Put back while the CAS runs: refused at read (and in a write transaction).
     store
         .write(move |tx| {
-            tx.raw_insert(SESSIONS, "ns", &old);
+            tx.raw_insert(Record::Session, "ns", &old);
             Ok::<_, StoreError>(())
         })
         .await
@@ -266,7 +282,11 @@ async fn an_old_session_value_put_back_in_the_file_is_refused_at_open() {
     let store = Store::open(&path, sealer(1)).unwrap();
     create(&store, "ns", "revision 1").await.unwrap();
     put_secrets(&store, "ns", b"old secret").await;
-    let old = store.read().unwrap().raw_get(SESSIONS, "ns").unwrap();
+    let old = store
+        .read()
+        .unwrap()
+        .raw_get(Record::Session, "ns")
+        .unwrap();
     update(&store, "ns", b"new secret").await;
     store.close();
     put_back(&path, SESSIONS, "ns", &old);
@@ -280,7 +300,11 @@ async fn old_secrets_put_back_are_refused_at_read_and_at_open() {
     let store = Store::open(&path, sealer(1)).unwrap();
     create(&store, "ns", "revision 1").await.unwrap();
     put_secrets(&store, "ns", b"old secret").await;
-    let old = store.read().unwrap().raw_get(SECRETS, "ns").unwrap();
+    let old = store
+        .read()
+        .unwrap()
+        .raw_get(Record::Secrets, "ns")
+        .unwrap();
     update(&store, "ns", b"new secret").await;
     assert_eq!(
         &**store.read().unwrap().secrets("ns").unwrap().unwrap(),
@@ -289,7 +313,7 @@ async fn old_secrets_put_back_are_refused_at_read_and_at_open() {
     let put = old.clone();
     store
         .write(move |tx| {
-            tx.raw_insert(SECRETS, "ns", &put);
+            tx.raw_insert(Record::Secrets, "ns", &put);
             Ok::<_, StoreError>(())
         })
         .await
@@ -309,13 +333,13 @@ async fn rolling_back_a_record_with_its_index_entry_or_removing_it_is_detected_a
     let store = Store::open(&path, sealer(1)).unwrap();
     create(&store, "ns", "revision 1").await.unwrap();
     put_secrets(&store, "ns", b"old secret").await;
-    let read = store.read().unwrap();
-    let (old_session, old_index) = (
-        read.raw_get(SESSIONS, "ns").unwrap(),
-        read.raw_get(REVISIONS, "ns").unwrap(),
+    store.close();
+    let (old_session, old_index, old_secrets) = (
+        copy_out(&path, SESSIONS, "ns"),
+        copy_out(&path, REVISIONS, "ns"),
+        copy_out(&path, SECRETS, "ns"),
     );
-    let old_secrets = read.raw_get(SECRETS, "ns").unwrap();
-    drop(read);
+    let store = Store::open(&path, sealer(1)).unwrap();
     update(&store, "ns", b"new secret").await;
     store.close();
     let pristine = std::fs::read(&path).unwrap();

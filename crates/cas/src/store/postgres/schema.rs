@@ -8,7 +8,11 @@
 //! new replicas side by side for one version; otherwise it refuses, naming both versions.
 //!
 //! Values stay sealed under the master key as in the embedded store: the database sees session
-//! names, revisions, hashes, audit sequence numbers and ciphertext.
+//! names, revisions, hashes, audit sequence numbers and ciphertext. Tables mirror the embedded
+//! store's: `custos_sessions`, `custos_secrets`, `custos_index` (the revision index, with the
+//! generation that last wrote each entry, so replicas catch up with each other's writes),
+//! `custos_audit`, `custos_meta`, plus `custos_redeemed_nonces`. Names sort bytewise
+//! (`COLLATE "C"`), as in the embedded store.
 
 use postgres::Client;
 
@@ -24,24 +28,30 @@ const MIGRATION_LOCK: i64 = 0x6375_7374_6f73;
 const MIGRATIONS: &[(i32, i32, &str)] = &[(
     1,
     1,
-    "
+    r#"
     CREATE TABLE custos_meta (
-        key text PRIMARY KEY,
+        key text COLLATE "C" PRIMARY KEY,
         value bytea NOT NULL
     );
     CREATE TABLE custos_sessions (
-        name text PRIMARY KEY,
-        revision bigint NOT NULL CHECK (revision > 0),
-        hash text NOT NULL,
+        name text COLLATE "C" PRIMARY KEY,
         value bytea NOT NULL
     );
     CREATE TABLE custos_secrets (
-        name text PRIMARY KEY REFERENCES custos_sessions (name) ON DELETE CASCADE,
+        name text COLLATE "C" PRIMARY KEY,
         value bytea NOT NULL
     );
+    CREATE TABLE custos_index (
+        name text COLLATE "C" PRIMARY KEY,
+        revision bigint NOT NULL CHECK (revision > 0),
+        hash text NOT NULL,
+        has_secrets boolean NOT NULL,
+        generation bigint NOT NULL
+    );
+    CREATE INDEX custos_index_by_generation ON custos_index (generation);
     CREATE TABLE custos_audit (
         seq bigint PRIMARY KEY,
-        session text,
+        session text COLLATE "C",
         value bytea NOT NULL
     );
     CREATE INDEX custos_audit_by_session ON custos_audit (session, seq);
@@ -50,7 +60,7 @@ const MIGRATIONS: &[(i32, i32, &str)] = &[(
         expires_at bigint NOT NULL
     );
     CREATE INDEX custos_redeemed_nonces_expiry ON custos_redeemed_nonces (expires_at);
-    ",
+    "#,
 )];
 
 /// What [`migrate`] found and did.
