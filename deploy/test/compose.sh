@@ -2,8 +2,8 @@
 # The images and the sample's flow on docker-compose, sourced by deploy/test.sh (which defines
 # step, pass, fail, skip, check, on_exit, $work, $target; helm.sh's render for the chart check).
 #
-# Containers talk over the project's network by service name (cas, las, azure, the emulator's
-# alias emulator.vault.azure.net); the host
+# Containers talk over the project's network by service name (cas, cas-2, postgres, las, azure,
+# the emulator's alias emulator.vault.azure.net); the host
 # reaches them through ports published on 127.0.0.1 (any free port), as a user would.
 
 compose_tests() {
@@ -13,6 +13,7 @@ compose_tests() {
   here=deploy/compose
   export CUSTOS_IMAGE_TAG=$tag CUSTOS_IMAGE_PREFIX=custos
   export CAS_CLIENT_API_PUBLISH=127.0.0.1: CAS_ENCLAVE_API_PUBLISH=127.0.0.1: API_PUBLISH=127.0.0.1:
+  export CAS2_CLIENT_API_PUBLISH=127.0.0.1: CAS2_ENCLAVE_API_PUBLISH=127.0.0.1:
   if [ -z "${COMPOSE:-}" ]; then
     if docker compose version >/dev/null 2>&1; then COMPOSE="docker compose"; else COMPOSE=docker-compose; fi
   fi
@@ -33,28 +34,41 @@ compose_tests() {
   chart_config_tests
   las_secret_key_tests
 
-  step "compose: up (deploy/compose/up.sh)"
+  step "compose: up (deploy/compose/up.sh): postgres, las, azure emulator, two CAS replicas"
   on_exit "compose down -v --remove-orphans --timeout 2; docker ps -aq --filter label=com.docker.compose.project=$project | xargs -r docker rm -f"
-  local up_env
+  local up_env up_started=$SECONDS
   up_env=$(deploy/compose/up.sh -p "$project")
   eval "$up_env"
-  pass "up.sh: las, azure emulator and cas ready (LAS key $LAS_PLATFORM_KEY_ID)"
-  local cas_port
-  cas_port=$(compose port cas 8081)
+  pass "up.sh: postgres, las, azure emulator, cas and cas-2 ready in $((SECONDS - up_started)) s (LAS key $LAS_PLATFORM_KEY_ID)"
+  local cas_id cas2_id
+  cas_id=$(compose ps -q cas)
+  cas2_id=$(compose ps -q cas-2)
+  check "cas-2 serves the identity cas made (same key hash, from the store)" \
+    grep -q "key_hash=$SCONE_CAS_KEY_HASH" <(docker logs "$cas2_id" 2>&1 | grep 'client API ready')
   check "cas /healthz from the host says simulation" \
-    grep -q '"simulation":true' <(curl -sSk --max-time 5 "https://$cas_port/healthz")
+    grep -q '"simulation":true' <(curl -sSk --max-time 5 "https://$(compose port cas 8081)/healthz")
+  check "cas-2 /healthz from the host answers 200" \
+    test "$(curl -sSk --max-time 5 -o /dev/null -w '%{http_code}' "https://$(compose port cas-2 8081)/healthz")" = 200
+  store_guard_tests
 
-  step "compose: the sample's policies through the CLI container"
+  step "compose: the sample's policies through the CLI container, across the replicas"
   cli cas attest cas --only-for-testing-trust-any --only-for-testing-debug --only-for-testing-ignore-signer >"$work/attest.out"
   check "custos cas attest cas (simulated CAS, testing flags)" grep -q "attested and pinned" "$work/attest.out"
-  check "the CLI pinned the key the CAS logged" grep -q "key_hash=$SCONE_CAS_KEY_HASH" <(cli cas list)
-  export CAS_NAMESPACE=azure-integration-$RANDOM$RANDOM$RANDOM PYTHON_SESSION_NAME=demo SCONE_CAS_ADDR=cas
-  check "custos session create --use-env namespace.template.yml" \
+  cli cas attest cas-2 --only-for-testing-trust-any --only-for-testing-debug --only-for-testing-ignore-signer >"$work/attest-2.out"
+  check "custos cas attest cas-2" grep -q "attested and pinned" "$work/attest-2.out"
+  check "the CLI pinned the key the CAS logged, for both replicas" \
+    test "$(cli cas list | grep -c "key_hash=$SCONE_CAS_KEY_HASH")" -ge 2
+  export CAS_NAMESPACE=azure-integration-$RANDOM$RANDOM$RANDOM PYTHON_SESSION_NAME=demo
+  export SCONE_CAS_ADDR=cas
+  check "custos session create --use-env namespace.template.yml (through cas)" \
     cli session create --use-env /templates/namespace.template.yml
-  cli session create --use-env /templates/session.template.yml >"$work/session.out"
-  check "custos session create --use-env session.template.yml" grep -q "^name: $CAS_NAMESPACE/demo$" "$work/session.out"
+  SCONE_CAS_ADDR=cas-2 cli session create --use-env /templates/session.template.yml >"$work/session.out"
+  check "custos session create --use-env session.template.yml (through cas-2, in the namespace cas made)" \
+    grep -q "^name: $CAS_NAMESPACE/demo$" "$work/session.out"
   local session_hash
   session_hash=$(sed -n 's/^hash: //p' "$work/session.out")
+  check "cas reads the session cas-2 wrote, same hash" \
+    grep -q "^$session_hash" <(SCONE_CAS_ADDR=cas cli session verify --use-env /templates/session.template.yml 2>&1)
 
   step "compose: the app without attestation"
   local status=0
@@ -64,41 +78,123 @@ compose_tests() {
   check "... saying it started without attestation" grep -q "without attestation" "$work/unattested.out"
   check "... and naming the missing certificate" grep -q "/tls/flask.crt" "$work/unattested.out"
 
-  step "compose: the app attested"
-  export SCONE_CONFIG_ID=$CAS_NAMESPACE/$PYTHON_SESSION_NAME/rest-api
+  step "compose: the app attested through cas"
+  export SCONE_CONFIG_ID=$CAS_NAMESPACE/$PYTHON_SESSION_NAME/rest-api SCONE_CAS_ADDR=cas
   attested_app_tests
-  check "no secret value in the CAS's, LAS's or app's log" \
-    bash -c "! { docker logs $(compose ps -q cas); docker logs $(compose ps -q las); docker logs $(compose ps -q api) 2>/dev/null; } 2>&1 | grep -q a13f688c788626380ae1209e31e664891fc19dcdd0cfa29c27ca7e6e16b83a95"
 
-  step "compose: the CAS stopped, a new app cannot start"
-  compose stop cas >/dev/null 2>&1
-  check "the running app keeps serving without the CAS (its secrets came at start)" secret_ok
-  status=0
-  compose run --rm -T api >"$work/no-cas.out" 2>&1 || status=$?
-  cat "$work/no-cas.out"
-  check "app start without the CAS fails" test "$status" -ne 0
-  check "... with an error naming the CAS" grep -q "custos-run: CAS at cas:18765" "$work/no-cas.out"
-  check "... and the app never ran" bash -c "! grep -q 'listening on' '$work/no-cas.out'"
+  step "compose: cas killed in the middle of the flow; the flow completes through cas-2"
+  docker kill "$cas_id" >/dev/null
+  check "cas is down (docker kill)" test "$(docker inspect -f '{{.State.Running}}' "$cas_id")" = false
+  export SCONE_CAS_ADDR=cas-2
+  check "the running app keeps serving (its secrets came at start)" secret_ok
+  PYTHON_SESSION_NAME=after-kill cli session create --use-env /templates/session.template.yml >"$work/after-kill.out"
+  check "a session is created through cas-2 while cas is down" grep -q "^name: $CAS_NAMESPACE/after-kill$" "$work/after-kill.out"
+  export SCONE_CONFIG_ID=$CAS_NAMESPACE/after-kill/rest-api
+  compose up -d --no-deps --force-recreate api >/dev/null 2>&1
+  check "a new attested app starts through cas-2 (custos-run → cas-2 → MAA emulator → Key Vault emulator)" wait_for_app
+  check "... attested under the session made after the kill" grep -q "$SCONE_CONFIG_ID attested" <(docker logs "$(compose ps -q api)" 2>&1)
+  check "... and serves the secret" secret_ok
+  check "no secret value in the replicas', LAS's, app's or database's log" \
+    bash -c "! { docker logs $cas_id; docker logs $cas2_id; docker logs $(compose ps -q las); docker logs $(compose ps -q api); docker logs $(compose ps -q postgres); } 2>&1 | grep -q -e a13f688c788626380ae1209e31e664891fc19dcdd0cfa29c27ca7e6e16b83a95 -e $CUSTOS_STORE_PASSWORD"
 
-  step "compose: the CAS restarted keeps its sessions (volume)"
-  local cas_id
-  cas_id=$(compose ps -q cas)
+  step "compose: cas restarted joins with the same identity and sees what cas-2 wrote"
   compose start cas >/dev/null 2>&1
   local deadline=$((SECONDS + 60))
   until [ "$(docker logs "$cas_id" 2>&1 | grep -c 'client API ready')" -ge 2 ] || [ $SECONDS -ge $deadline ]; do sleep 0.2; done
   check "cas ready again, same key" grep -q "key_hash=$SCONE_CAS_KEY_HASH" <(docker logs "$cas_id" 2>&1 | grep 'client API ready' | tail -n1)
-  check "the session is still there, same hash" \
-    grep -q "^$session_hash" <(cli session verify --use-env /templates/session.template.yml 2>&1)
-  check "the namespace is still there" grep -q "^name: $CAS_NAMESPACE$" <(cli session read "$CAS_NAMESPACE" 2>&1)
-  compose up -d --no-deps --force-recreate api >/dev/null 2>&1
-  check "a new attested app starts after the CAS restart" wait_for_app
-  check "... and serves the secret" secret_ok
+  check "cas reads the session made through cas-2 while it was down" \
+    grep -q "^name: $CAS_NAMESPACE/after-kill$" <(SCONE_CAS_ADDR=cas cli session read "$CAS_NAMESPACE/after-kill" 2>&1)
+
+  step "compose: the database stopped and started again"
+  store_outage_tests
+
+  step "compose: both replicas stopped, a new app cannot start"
+  compose stop cas cas-2 >/dev/null 2>&1
+  status=0
+  compose run --rm -T api >"$work/no-cas.out" 2>&1 || status=$?
+  cat "$work/no-cas.out"
+  check "app start without a CAS fails" test "$status" -ne 0
+  check "... with an error naming the CAS" grep -q "custos-run: CAS at cas-2:18765" "$work/no-cas.out"
+  check "... and the app never ran" bash -c "! grep -q 'listening on' '$work/no-cas.out'"
+}
+
+# The shared store's guards: the database's certificate must name the host the URL names, and a
+# replica with another master key is refused. A replica started by hand on the project's
+# network, as compose starts them, with its own secrets volume.
+store_guard_tests() {
+  local other=custos-cas-other-$$ volume=custos-cas-other-$$ network postgres_name
+  network=$(docker inspect -f '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}}{{end}}' "$(compose ps -q cas)")
+  # The container's own name resolves on the network too, but is not in the certificate.
+  postgres_name=$(docker inspect -f '{{.Name}}' "$(compose ps -q postgres)")
+  postgres_name=${postgres_name#/}
+  on_exit "docker rm -f $other; docker volume rm $volume"
+  mkdir -p "$work/other-key"
+  { echo 'custos-cas master key v1'; openssl rand -base64 32; } >"$work/other-key/master.key"
+  docker cp "$(compose ps -q cas):/etc/custos-cas/secrets/store-ca.pem" "$work/other-key/store-ca.pem"
+  docker volume create "$volume" >/dev/null
+  # other_replica HOST: runs a replica with the other key against the database at HOST until it
+  # exits (60 s at most); its log in $work/other.out, "running exit-code" in $other_status.
+  other_replica() {
+    docker rm -f "$other" >/dev/null 2>&1 || true
+    docker create --name "$other" --network "$network" -v "$volume:/etc/custos-cas/secrets" \
+      -v "$PWD/$here/cas.toml:/etc/custos-cas/cas.toml:ro" \
+      -e CUSTOS_CAS_STORE="postgres://custos:$CUSTOS_STORE_PASSWORD@$1:5432/custos?sslmode=require" \
+      -e CUSTOS_CAS_STORE_CA=/etc/custos-cas/secrets/store-ca.pem -e CUSTOS_CAS_MASTER_KEY_FILE=/etc/custos-cas/secrets/master.key \
+      "custos/cas:$tag" --config /etc/custos-cas/cas.toml >/dev/null
+    tar -C "$work/other-key" --owner=65532 --group=65532 --numeric-owner --mode=0400 -cf - master.key store-ca.pem \
+      | docker cp - "$other:/etc/custos-cas/secrets/"
+    docker start "$other" >/dev/null
+    local deadline=$((SECONDS + 60))
+    until [ "$(docker inspect -f '{{.State.Running}}' "$other")" = false ] || [ $SECONDS -ge $deadline ]; do sleep 0.2; done
+    docker logs "$other" >"$work/other.out" 2>&1
+    tail -n 2 "$work/other.out"
+    other_status=$(docker inspect -f '{{.State.Running}} {{.State.ExitCode}}' "$other")
+  }
+  other_replica "$postgres_name"
+  check "a replica given the database as $postgres_name, a name not in its certificate, does not start (running, exit code: $other_status)" \
+    bash -c "[[ '$other_status' == false* && '$other_status' != 'false 0' ]]"
+  check "... naming the certificate's names as the reason" grep -qiE 'certificate.*(name|NotValidForName)|NotValidForName' "$work/other.out"
+  other_replica postgres
+  check "a replica with another master key is refused at start-up (running, exit code: $other_status)" \
+    bash -c "[[ '$other_status' == false* && '$other_status' != 'false 0' ]]"
+  check "... saying the master key does not open the store, without either key" bash -c \
+    "grep -q 'master key does not open this store' '$work/other.out' && ! grep -qF \"\$(sed -n 2p '$work/other-key/master.key')\" '$work/other.out'"
+}
+
+# The database down and back: /healthz answers 503 (the readiness probe's signal) while it is
+# down, 200 and requests served again once it is back.
+store_outage_tests() {
+  local healthz
+  healthz="https://$(compose port cas-2 8081)/healthz"
+  compose stop postgres >/dev/null 2>&1
+  local code deadline=$((SECONDS + 30))
+  until code=$(curl -sSk --max-time 5 -o "$work/healthz.json" -w '%{http_code}' "$healthz"); [ "$code" = 503 ] || [ $SECONDS -ge $deadline ]; do sleep 0.5; done
+  cat "$work/healthz.json"; echo
+  check "postgres stopped: cas-2 /healthz answers 503" test "$code" = 503
+  check '... {"status":"store unavailable"}' grep -q '"status":"store unavailable"' "$work/healthz.json"
+  local status=0
+  cli session read "$CAS_NAMESPACE" >"$work/outage-read.out" 2>&1 || status=$?
+  cat "$work/outage-read.out"
+  check "... and a request through cas-2 fails with 503 store_unavailable" \
+    bash -c "[ $status -ne 0 ] && grep -q '503 store_unavailable' '$work/outage-read.out'"
+  compose start postgres >/dev/null 2>&1
+  deadline=$((SECONDS + 60))
+  until code=$(curl -sSk --max-time 5 -o /dev/null -w '%{http_code}' "$healthz"); [ "$code" = 200 ] || [ $SECONDS -ge $deadline ]; do sleep 0.5; done
+  check "postgres back: cas-2 /healthz answers 200 again" test "$code" = 200
+  # Connections the replica held across the restart are dead; how many requests fail on them
+  # before one succeeds is reported, and must stay under 5.
+  local attempt ok=0
+  for attempt in 1 2 3 4 5; do
+    if PYTHON_SESSION_NAME=after-outage cli session create --use-env /templates/session.template.yml >"$work/after-outage.out" 2>&1; then ok=1; break; fi
+    cat "$work/after-outage.out"
+  done
+  check "postgres back: a write through cas-2 succeeds (attempt $attempt of 5)" test "$ok" = 1
 }
 
 # The images: what they contain and how they start.
 images_tests() {
   local image size
-  for image in cas las rest-api-sample cli azure-emulator; do
+  for image in cas las rest-api-sample cli azure-emulator postgres; do
     size=$(docker image inspect -f '{{.Size}}' "custos/$image:$tag")
     check "image custos/$image:$tag exists ($((size / 1000000)) MB)" test "$size" -gt 0
   done
@@ -114,6 +210,9 @@ images_tests() {
   check "label = build.sh's REST_API_MRENCLAVE" test \
     "$(docker image inspect -f '{{index .Config.Labels "io.custos.mrenclave"}}' "custos/rest-api-sample:$tag")" = "$REST_API_MRENCLAVE"
   check "no shell in the images" bash -c "! docker run --rm --entrypoint /bin/sh custos/cas:$tag -c true >/dev/null 2>&1"
+  check "postgres image: Debian's PostgreSQL, runs as postgres (uid 65533)" test \
+    "$(docker image inspect -f '{{json .Config.Entrypoint}} {{.Config.User}} {{index .Config.Labels "io.custos.postgresql"}}' "custos/postgres:$tag")" \
+    = "[\"/bin/sh\",\"/usr/local/bin/custos-postgres\"] 65533:65533 $(ls /usr/lib/postgresql | sort -n | tail -n1)"
 }
 
 # The cas chart's rendered cas.toml and generated master key, run in the CAS image as the
