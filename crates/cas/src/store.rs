@@ -343,7 +343,9 @@ impl Store {
             .send(job)
             .await
             .map_err(|_| E::from(StoreError::WriterGone))?;
-        result.await.unwrap_or(Err(E::from(StoreError::WriterGone)))
+        result
+            .await
+            .unwrap_or_else(|_| Err(E::from(StoreError::WriterGone)))
     }
 
     /// Appends `event` to the audit log without waiting for the commit: it is committed with

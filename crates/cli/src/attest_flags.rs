@@ -18,7 +18,11 @@ use custos_ids::{KeyHash, MrEnclave, MrSigner};
 
 #[derive(Debug, Args)]
 pub(crate) struct AttestArgs {
-    /// The CAS address: host name or IP address, with an optional port (default 8081).
+    /// The CAS address: host name or IP address, with an optional port (default 8081). For
+    /// a replicated CAS, its replicas separated by commas (`cas-0,cas-1:8081`); a name that
+    /// resolves to several addresses is a replica at each. Every replica is attested and must
+    /// present the same key (one with another is refused, naming both key hashes); each is
+    /// pinned, and the list becomes the default CAS.
     pub addr: String,
     /// SCONE's deprecated positional MRENCLAVE: the same as --mrenclave.
     #[arg(value_name = "MRENCLAVE", hide = true)]

@@ -5,6 +5,10 @@
 //! configuration. Attesting is `custos_client::attest` (the CAS's evidence binds the key it
 //! presented in this very TLS connection and a fresh nonce); this module turns the flags into
 //! its expectations and prints.
+//!
+//! A replicated CAS is named by its replicas (`a:8081,b:8081`, or a name resolving to several
+//! addresses): each is attested and pinned, all to one key, and calls fail over between them
+//! as `custos_client::failover` says.
 
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,11 +17,12 @@ use clap::Subcommand;
 use custos_attestation::claims::{Claims, EvidenceKind};
 use custos_attestation::policy::{Check, ServicePolicy};
 use custos_client::attest::{self, AttestError, Expectations, HardwareError};
-use custos_client::{CasClient, ClientError, ServerTrust};
+use custos_client::{CasClient, ClientError, Method, ServerTrust, StatusCode};
 use custos_ids::KeyHash;
+use custos_protocol::client::{HEALTH_PATH, Health, VERSION_PATH, Version};
 
 pub(crate) use crate::attest_flags::AttestArgs;
-use crate::config::{CliConfig, PinnedCas, normalize_addr, not_attested};
+use crate::config::{CliConfig, PinnedCas, normalize_addrs};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CasCommand {
@@ -27,12 +32,23 @@ pub(crate) enum CasCommand {
     /// Hardware evidence (an SGX quote) is verified with Intel DCAP: give the CAS's MRENCLAVE
     /// and where collateral comes from (--pccs URL or --collateral JSON).
     Attest(Box<AttestArgs>),
-    /// List the attested CAS instances (the default is marked `*`).
+    /// List the attested CAS instances (the default is marked `*`; each replica of a
+    /// replicated default).
     List,
     /// Make an attested CAS the default.
     SetDefault {
-        /// The CAS address (host[:port], default port 8081).
+        /// The CAS address (host[:port], default port 8081), or its replicas separated by
+        /// commas: each must be attested, all with one key.
         addr: String,
+    },
+    /// Ask the CAS (or one of its replicas) whether it is healthy, and its version.
+    ///
+    /// Exit status 0 when the replica that answered is healthy; 1 when it is not or none
+    /// answered (every replica named with its reason).
+    Health {
+        /// The CAS (host[:port]) or its replicas separated by commas; default: the default CAS.
+        #[arg(long, env = "CUSTOS_CAS_ADDR")]
+        cas: Option<String>,
     },
 }
 
@@ -41,6 +57,7 @@ pub(crate) fn run(command: CasCommand) -> ExitCode {
         CasCommand::Attest(args) => attest(args),
         CasCommand::List => list(),
         CasCommand::SetDefault { addr } => set_default(&addr),
+        CasCommand::Health { cas } => health(cas.as_deref()),
     }
 }
 
@@ -63,32 +80,40 @@ fn attest(args: Box<AttestArgs>) -> ExitCode {
     if let Err(usage) = args.check() {
         return fail(2, [usage]);
     }
-    let addr = match normalize_addr(&args.addr) {
+    let addrs = match normalize_addrs(&args.addr) {
         Ok(a) => a,
         Err(e) => return fail(2, [e]),
     };
+    let list = addrs.join(",");
     let mut config = match CliConfig::load() {
         Ok(c) => c,
         Err(e) => return fail(2, [e]),
     };
-    let fetched = match runtime().block_on(attest::fetch_evidence(&addr)) {
+    let fetched = match runtime().block_on(attest::fetch_evidence_from_each(&list)) {
         Ok(fetched) => fetched,
-        Err(e) => return fail(1, attest_error_lines(&e)),
+        Err(e) => return fail(1, attest_error_lines(&e, args.cas_key_hash.is_some())),
     };
     // Hardware evidence names no identity of its own the flags could accept: ask for one
     // before verifying (Custos has no built-in CAS signer).
-    if fetched.kind() == Some(EvidenceKind::SgxQuote) && !args.names_an_identity() {
+    if fetched
+        .iter()
+        .any(|f| f.kind() == Some(EvidenceKind::SgxQuote))
+        && !args.names_an_identity()
+    {
         return fail(
             1,
             [format!(
-                "CAS {addr}: give the CAS's MRENCLAVE with --mrenclave, or its signer with --mrsigner, --isvprodid and --isvsvn (Custos has no built-in CAS signer; for testing only: --only-for-testing-trust-any)"
+                "CAS {list}: give the CAS's MRENCLAVE with --mrenclave, or its signer with --mrsigner, --isvprodid and --isvsvn (Custos has no built-in CAS signer; for testing only: --only-for-testing-trust-any)"
             )],
         );
     }
-    let cas = match fetched.verify(&FlagExpectations(&args)) {
-        Ok(cas) => cas,
+    let replicas = match attest::verify_replicas(fetched, &FlagExpectations(&args)) {
+        Ok(replicas) => replicas,
         Err(AttestError::Unverifiable { reason, .. }) => return fail(2, [reason]),
-        Err(e) => return fail(1, attest_error_lines(&e)),
+        Err(e) => return fail(1, attest_error_lines(&e, args.cas_key_hash.is_some())),
+    };
+    let Some(cas) = replicas.first() else {
+        return fail(1, [format!("CAS {list}: no replica to attest")]);
     };
     let claims = &cas.claims;
     let kind = claims.evidence();
@@ -103,11 +128,17 @@ fn attest(args: Box<AttestArgs>) -> ExitCode {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     };
-    config.pin(&addr, pinned);
-    if let Err(e) = config.save() {
+    for addr in &addrs {
+        config.pin(addr, pinned.clone());
+    }
+    if let Err(e) = config.set_default(&addrs).and_then(|()| config.save()) {
         return fail(2, [e]);
     }
-    println!("CAS {addr} attested and pinned (default CAS)");
+    println!("CAS {list} attested and pinned (default CAS)");
+    if replicas.len() > 1 {
+        let names: Vec<&str> = replicas.iter().map(|r| r.addr.as_str()).collect();
+        println!("replicas: {} (each attested, one key)", names.join(", "));
+    }
     println!("key hash: {}", cas.key_hash);
     println!("mrenclave: {}", claims.mrenclave());
     let note = match (simulated, claims.debug()) {
@@ -159,8 +190,9 @@ impl Expectations for FlagExpectations<'_> {
 }
 
 /// A refused attestation as lines, each naming the CAS, with the flag that would accept what
-/// a check refused.
-fn attest_error_lines(error: &AttestError) -> Vec<String> {
+/// a check refused. Without `-c` (`pinned_by_flag`), an expected key hash is another
+/// replica's.
+fn attest_error_lines(error: &AttestError, pinned_by_flag: bool) -> Vec<String> {
     match error {
         AttestError::Fetch { addr, source } => {
             let mut lines = error_lines(source);
@@ -171,8 +203,15 @@ fn attest_error_lines(error: &AttestError) -> Vec<String> {
             addr,
             expected,
             actual,
-        } => vec![format!(
+        } if pinned_by_flag => vec![format!(
             "CAS {addr}: key hash (-c): expected {expected}, actual {actual}"
+        )],
+        AttestError::KeyHash {
+            addr,
+            expected,
+            actual,
+        } => vec![format!(
+            "CAS {addr}: key hash: expected {expected} (the first replica's), actual {actual}: replicas of one CAS serve one key; this one is not a replica of it"
         )],
         AttestError::SimulationRefused { .. } => vec![format!(
             "{error}: accept it only for testing, with --only-for-testing-trust-any"
@@ -201,8 +240,12 @@ fn list() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(2, [e]),
     };
+    let default: Vec<&str> = config
+        .default_cas()
+        .map(|list| list.split(',').collect())
+        .unwrap_or_default();
     for (addr, cas) in config.all_pinned() {
-        let mark = if config.default_cas() == Some(addr.as_str()) {
+        let mark = if default.contains(&addr.as_str()) {
             "*"
         } else {
             " "
@@ -221,7 +264,7 @@ fn list() -> ExitCode {
 }
 
 fn set_default(addr: &str) -> ExitCode {
-    let addr = match normalize_addr(addr) {
+    let addrs = match normalize_addrs(addr) {
         Ok(a) => a,
         Err(e) => return fail(2, [e]),
     };
@@ -229,42 +272,95 @@ fn set_default(addr: &str) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(2, [e]),
     };
-    if let Err(e) = config.set_default(&addr) {
+    if let Err(e) = config.set_default(&addrs) {
         return fail(1, [e]);
     }
     match config.save() {
         Ok(()) => {
-            println!("default CAS: {addr}");
+            println!("default CAS: {}", addrs.join(","));
             ExitCode::SUCCESS
         }
         Err(e) => fail(2, [e]),
     }
 }
 
-/// A client of the pinned CAS `addr` (or the default CAS), with the user's identity.
+fn health(cas: Option<&str>) -> ExitCode {
+    let client = match pinned_client(cas) {
+        Ok(client) => client,
+        Err((code, e)) => return fail(code, [e]),
+    };
+    runtime().block_on(async {
+        // A replica answering 503 (an unreadable store) is failed over like any call; the
+        // answer printed is from the replica that gave it.
+        let answer = match client.request(Method::GET, HEALTH_PATH, None).await {
+            Ok(answer) => answer,
+            Err(e) => return fail(1, error_lines(&e)),
+        };
+        let health: Health = match serde_json::from_slice(&answer.body) {
+            Ok(health) => health,
+            Err(_) => {
+                let error = answer.decode::<Health>(StatusCode::OK).err();
+                return fail(1, error.map(|e| error_lines(&e)).unwrap_or_default());
+            }
+        };
+        let healthy = answer.status == StatusCode::OK;
+        println!("CAS {}: {}", answer.addr, health.status);
+        for warning in &health.warnings {
+            println!("warning: {warning}");
+        }
+        match client.request(Method::GET, VERSION_PATH, None).await {
+            Ok(answer) => match answer.decode::<Version>(StatusCode::OK) {
+                Ok(v) => println!(
+                    "version: {} {} (API {}) at {}",
+                    v.name, v.version, v.api, answer.addr
+                ),
+                Err(e) => return fail(1, error_lines(&e)),
+            },
+            Err(e) => return fail(1, error_lines(&e)),
+        }
+        if healthy {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }
+    })
+}
+
+/// A client of the pinned CAS `addr` — one address or the replicas of one CAS — or of the
+/// default CAS, with the user's identity.
 pub(crate) fn pinned_client(addr: Option<&str>) -> Result<CasClient, (u8, String)> {
     let mut config = CliConfig::load().map_err(|e| (2, e))?;
-    let addr = match addr {
-        Some(a) => normalize_addr(a).map_err(|e| (2, e))?,
+    let list = match addr {
+        Some(a) => a.to_owned(),
         None => config.default_cas().map(str::to_owned).ok_or((
             1,
             "no CAS attested yet: run `custos cas attest ADDR` first".to_owned(),
         ))?,
     };
-    let pin = config
-        .pinned(&addr)
-        .ok_or_else(|| (1, not_attested(&addr)))?
-        .key_hash;
+    let addrs = normalize_addrs(&list).map_err(|e| (2, e))?;
+    let pin = config.pinned_key(&addrs).map_err(|e| (1, e))?;
     let identity = config.identity().map_err(|e| (2, e))?;
-    CasClient::new(&addr, Some(&identity), ServerTrust::Pinned(pin)).map_err(|e| (1, e.to_string()))
+    CasClient::new(&addrs.join(","), Some(&identity), ServerTrust::Pinned(pin))
+        .map_err(|e| (1, e.to_string()))
 }
 
 /// A failed call to the CAS as lines: the error (for a refusal, `STATUS code: message`), then
 /// each of the CAS's reasons.
 pub(crate) fn error_lines(error: &ClientError) -> Vec<String> {
-    let mut lines = vec![error.to_string()];
-    if let ClientError::Refused { error, .. } = error {
-        lines.extend(error.reasons.iter().cloned());
+    match error {
+        ClientError::AllFailed { attempts } => {
+            let mut lines = vec![format!(
+                "no CAS replica could serve the request ({} tried):",
+                attempts.len()
+            )];
+            lines.extend(attempts.iter().map(|a| format!("  {a}")));
+            lines
+        }
+        ClientError::Refused { error: detail, .. } => {
+            let mut lines = vec![error.to_string()];
+            lines.extend(detail.reasons.iter().cloned());
+            lines
+        }
+        other => vec![other.to_string()],
     }
-    lines
 }

@@ -156,18 +156,63 @@ impl CliConfig {
         self.stored.default_cas.as_deref()
     }
 
-    /// Makes `addr` the default; it must be pinned.
-    pub fn set_default(&mut self, addr: &str) -> Result<(), String> {
-        if !self.stored.cas.contains_key(addr) {
-            return Err(not_attested(addr));
-        }
-        self.stored.default_cas = Some(addr.to_owned());
+    /// Makes the replicas `addrs` the default; each must be pinned, to one key.
+    pub fn set_default(&mut self, addrs: &[String]) -> Result<(), String> {
+        self.pinned_key(addrs)?;
+        self.stored.default_cas = Some(addrs.join(","));
         Ok(())
+    }
+
+    /// The key the replicas `addrs` are pinned to: each must be pinned, all to the same key
+    /// (replicas of one CAS serve one key; anything else is a mix-up to refuse, not to pick
+    /// from).
+    pub fn pinned_key(&self, addrs: &[String]) -> Result<KeyHash, String> {
+        let list = addrs.join(",");
+        let mut first: Option<(&str, KeyHash)> = None;
+        for addr in addrs {
+            let key = self
+                .pinned(addr)
+                .ok_or_else(|| not_attested_in(addr, &list))?
+                .key_hash;
+            match first {
+                None => first = Some((addr, key)),
+                Some((first_addr, first_key)) if first_key != key => {
+                    return Err(format!(
+                        "CAS {addr}: pinned key hash {key}, expected {first_key} as pinned for {first_addr}: replicas of one CAS serve one key; attest them together: `custos cas attest {list}`"
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        first
+            .map(|(_, key)| key)
+            .ok_or_else(|| "empty CAS address list".to_owned())
     }
 }
 
-pub(crate) fn not_attested(addr: &str) -> String {
-    format!("CAS {addr} is not attested: run `custos cas attest {addr}` first")
+/// `addr` is not pinned; `list` is what to attest.
+fn not_attested_in(addr: &str, list: &str) -> String {
+    format!("CAS {addr} is not attested: run `custos cas attest {list}` first")
+}
+
+/// `host[:port]`, or replicas as `host[:port],host[:port],...` → each `host:port` (port 8081
+/// when none is given), in the order given; an empty or repeated entry is refused.
+pub(crate) fn normalize_addrs(list: &str) -> Result<Vec<String>, String> {
+    let mut addrs: Vec<String> = Vec::new();
+    for entry in list.split(',') {
+        let addr = normalize_addr(entry).map_err(|e| {
+            if list.contains(',') {
+                format!("CAS address list {list:?}: {e}")
+            } else {
+                e
+            }
+        })?;
+        if addrs.contains(&addr) {
+            return Err(format!("CAS address list {list:?}: {addr} is listed twice"));
+        }
+        addrs.push(addr);
+    }
+    Ok(addrs)
 }
 
 /// `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address → `host:port`, port 8081
@@ -201,7 +246,22 @@ pub(crate) fn normalize_addr(addr: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::normalize_addr;
+    use super::{normalize_addr, normalize_addrs};
+
+    #[test]
+    fn lists_are_replicas_each_normalized_in_order() {
+        assert_eq!(normalize_addrs("cas").unwrap(), ["cas:8081"]);
+        assert_eq!(
+            normalize_addrs("a, 10.0.0.2:9000,[::1]").unwrap(),
+            ["a:8081", "10.0.0.2:9000", "[::1]:8081"]
+        );
+        let error = normalize_addrs("a,,b").unwrap_err();
+        assert_eq!(error, "CAS address list \"a,,b\": empty CAS address");
+        let error = normalize_addrs("a,a:8081").unwrap_err();
+        assert!(error.ends_with("a:8081 is listed twice"), "{error}");
+        let error = normalize_addrs("a,host:port").unwrap_err();
+        assert!(error.ends_with("host:port: not host[:port]"), "{error}");
+    }
 
     #[test]
     fn addresses_get_the_default_port() {

@@ -13,6 +13,7 @@ use custos_attestation::{UnixTime, Verifier as _};
 use custos_ids::KeyHash;
 use custos_protocol::client::CasEvidence;
 
+use crate::candidates::StartAt;
 use crate::cas::{CasClient, ClientError, ServerTrust};
 
 /// What a caller accepts of a CAS. The `custos` CLI builds it from `custos cas attest`'s flags.
@@ -144,7 +145,8 @@ pub struct FetchedEvidence {
     pub answer: CasEvidence,
 }
 
-/// Fetches the evidence of the CAS at `addr` (`host:port`) over a fresh nonce.
+/// Fetches the evidence of the CAS at `addr` (`host:port`; of a list, from the first replica
+/// that answers) over a fresh nonce.
 pub async fn fetch_evidence(addr: &str) -> Result<FetchedEvidence, AttestError> {
     let fetch = |source| AttestError::Fetch {
         addr: addr.to_owned(),
@@ -154,13 +156,96 @@ pub async fn fetch_evidence(addr: &str) -> Result<FetchedEvidence, AttestError> 
     aws_lc_rs::rand::fill(&mut nonce)
         .map_err(|_| fetch(ClientError::Identity("the random generator failed".into())))?;
     let client = CasClient::new(addr, None, ServerTrust::AttestationOnly).map_err(fetch)?;
-    let (answer, server_spki) = client.evidence(&nonce).await.map_err(fetch)?;
+    let (answer, server_spki, answered) = client.evidence_from(&nonce).await.map_err(fetch)?;
     Ok(FetchedEvidence {
-        addr: addr.to_owned(),
+        addr: answered,
         nonce,
         server_spki,
         answer,
     })
+}
+
+/// Fetches the evidence of every replica `addrs` names (`host:port[,host:port...]`; a name
+/// that resolves to several addresses, from each of them), each over its own fresh nonce. All
+/// must answer: a replica that cannot be attested is not one to pin.
+pub async fn fetch_evidence_from_each(addrs: &str) -> Result<Vec<FetchedEvidence>, AttestError> {
+    let fetch = |addr: &str, source| AttestError::Fetch {
+        addr: addr.to_owned(),
+        source: Box::new(source),
+    };
+    // In the list's order: the first replica's key is the one the others must have.
+    let client = CasClient::new(addrs, None, ServerTrust::AttestationOnly)
+        .map_err(|e| fetch(addrs, e))?
+        .start_at(StartAt::First);
+    let (candidates, unresolved) = client.candidates().await;
+    if let Some((entry, error)) = unresolved.into_iter().next() {
+        return Err(fetch(&entry, error));
+    }
+    let mut fetched = Vec::with_capacity(candidates.len());
+    for candidate in candidates {
+        let addr = candidate.to_string();
+        let mut nonce = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| {
+            fetch(
+                &addr,
+                ClientError::Identity("the random generator failed".into()),
+            )
+        })?;
+        let (answer, server_spki) = client
+            .only(candidate)
+            .evidence(&nonce)
+            .await
+            .map_err(|e| fetch(&addr, e))?;
+        fetched.push(FetchedEvidence {
+            addr,
+            nonce,
+            server_spki,
+            answer,
+        });
+    }
+    Ok(fetched)
+}
+
+/// Verifies the evidence of each replica of one CAS: the first as `expectations` want, every
+/// other also with the first one's key — replicas share one key, and one with another is
+/// refused with [`AttestError::KeyHash`] (expected: the first's).
+pub fn verify_replicas(
+    fetched: Vec<FetchedEvidence>,
+    expectations: &dyn Expectations,
+) -> Result<Vec<AttestedCas>, AttestError> {
+    let mut attested: Vec<AttestedCas> = Vec::with_capacity(fetched.len());
+    for evidence in fetched {
+        let cas = match attested.first() {
+            None => evidence.verify(expectations)?,
+            Some(first) => evidence.verify(&SameKey {
+                key_hash: first.key_hash,
+                inner: expectations,
+            })?,
+        };
+        attested.push(cas);
+    }
+    Ok(attested)
+}
+
+/// `inner`'s expectations, and this key.
+struct SameKey<'a> {
+    key_hash: KeyHash,
+    inner: &'a dyn Expectations,
+}
+
+impl Expectations for SameKey<'_> {
+    fn key_hash(&self) -> Option<KeyHash> {
+        Some(self.key_hash)
+    }
+    fn accepts_simulation(&self) -> bool {
+        self.inner.accepts_simulation()
+    }
+    fn verify_sgx_quote(&self, quote: &[u8], runtime_data: &[u8]) -> Result<Claims, HardwareError> {
+        self.inner.verify_sgx_quote(quote, runtime_data)
+    }
+    fn policy(&self, claims: &Claims) -> Result<ServicePolicy, String> {
+        self.inner.policy(claims)
+    }
 }
 
 /// Attests the CAS at `addr`: [`fetch_evidence`], then [`FetchedEvidence::verify`].

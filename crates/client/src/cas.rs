@@ -1,5 +1,7 @@
 //! A client of one CAS's client API (`docs/cas.md` § The client API): typed calls on the
-//! `custos_protocol::client` types, and raw requests for whatever else.
+//! `custos_protocol::client` types, and raw requests for whatever else. The CAS may be several
+//! replicas serving one key: a call goes to one of them and moves on by the rules of
+//! [`crate::failover`].
 //!
 //! The server is trusted by pin — the SHA-256 of its certificate's public key, learnt by
 //! attesting it — never by a name or a CA, so an IP address works as well as a host name.
@@ -10,30 +12,31 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use custos_ids::{KeyHash, spki_of_certificate};
+use custos_ids::KeyHash;
 use custos_protocol::client::{
     ATTEST_PATH as CAS_ATTEST_PATH, AUDIT_PATH, AuditPage, CasEvidence, HEALTH_PATH, Health,
     PublicValues, SESSIONS_PATH, SessionList, SessionWritten, StoredSession, VERSION_PATH, Version,
     session_path,
 };
 use custos_protocol::{ErrorBody, ErrorDetail};
-use custos_tls::PinMismatch;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, StatusCode};
 use rustls::ClientConfig;
-use rustls::pki_types::ServerName;
 use serde::de::DeserializeOwned;
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use crate::candidates::{Candidate, RecentFailures, StartAt, split_list};
+use crate::connection::Timeouts;
+use crate::failover::Attempt;
 use crate::identity::ClientIdentity;
 
 /// Why a call to the CAS failed: before an answer (connection, TLS, HTTP), or by the answer
 /// (the CAS's refusal, or an answer that is not the API's).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The TCP connection failed.
+    /// The address list is unusable.
+    #[error("{0}")]
+    Address(String),
+    /// The TCP connection failed (or the address did not resolve).
     #[error("cannot connect to {addr}: {source}")]
     Connect {
         /// The address.
@@ -81,6 +84,27 @@ pub enum ClientError {
         error: ErrorDetail,
         /// The `Retry-After` header, if any.
         retry_after: Option<String>,
+    },
+    /// The connection failed after a request that changes state was sent: the CAS may have
+    /// processed it, so it was not sent to another replica.
+    #[error(
+        "{addr}: the connection failed after the {method} {path} request was sent ({reason}); the CAS may have processed it, so it was not retried at another replica: check whether it took effect before retrying"
+    )]
+    Interrupted {
+        /// The replica.
+        addr: String,
+        /// The request's method.
+        method: Method,
+        /// The request's path.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
+    /// Every replica failed: each with its reason, in the order they were tried.
+    #[error("no CAS replica could serve the request ({} tried): {}", attempts.len(), attempts.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    AllFailed {
+        /// Each replica tried, and why it failed.
+        attempts: Vec<Attempt>,
     },
     /// The CAS answered something that is not the API's answer.
     #[error("{addr}: unexpected answer (HTTP {status}): {reason}")]
@@ -161,28 +185,39 @@ impl Response {
     }
 }
 
-/// A client of one CAS.
+/// A client of one CAS: one address, or the replicas of one CAS (a list, or a name that
+/// resolves to several addresses), all trusted the same way.
 #[derive(Clone)]
 pub struct CasClient {
-    addr: String,
+    entries: Vec<String>,
+    /// A client of this one candidate only (attesting each replica), instead of `entries`.
+    only: Option<Candidate>,
     connector: TlsConnector,
+    start_at: StartAt,
+    timeouts: Timeouts,
+    failures: RecentFailures,
 }
 
 impl std::fmt::Debug for CasClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CasClient")
-            .field("addr", &self.addr)
+            .field("addr", &self.addr())
+            .field("start_at", &self.start_at)
+            .field("timeouts", &self.timeouts)
             .finish()
     }
 }
 
 impl CasClient {
-    /// A client of the CAS at `addr` (`host:port`), presenting `identity` if given.
+    /// A client of the CAS at `addr` — `host:port`, or the replicas of one CAS as
+    /// `host:port,host:port,...` (a name that resolves to several addresses makes each a
+    /// replica) — presenting `identity` if given.
     pub fn new(
         addr: &str,
         identity: Option<&ClientIdentity>,
         trust: ServerTrust,
     ) -> Result<Self, ClientError> {
+        let entries = split_list(addr).map_err(ClientError::Address)?;
         let provider = custos_tls::provider();
         let verifier = match trust {
             ServerTrust::Pinned(pin) => custos_tls::pinned_server_verifier(pin),
@@ -201,59 +236,69 @@ impl CasClient {
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Self {
-            addr: addr.to_owned(),
+            entries,
+            only: None,
             connector: TlsConnector::from(Arc::new(config)),
+            start_at: StartAt::default(),
+            timeouts: Timeouts::default(),
+            failures: RecentFailures::default(),
         })
     }
 
-    /// The address.
-    pub fn addr(&self) -> &str {
-        &self.addr
+    /// The same client, starting its calls where `start_at` says.
+    #[must_use]
+    pub fn start_at(mut self, start_at: StartAt) -> Self {
+        self.start_at = start_at;
+        self
     }
 
-    /// Opens a connection (HTTP/1.1, kept alive).
-    pub async fn connect(&self) -> Result<Connection, ClientError> {
-        let tcp = TcpStream::connect(&self.addr)
-            .await
-            .map_err(|source| ClientError::Connect {
-                addr: self.addr.clone(),
-                source,
-            })?;
-        let _ = tcp.set_nodelay(true);
-        // The name is not checked (the verifier pins the key); it only fills SNI.
-        let host = self
-            .addr
-            .rsplit_once(':')
-            .map_or(self.addr.as_str(), |(h, _)| h)
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let name = ServerName::try_from(host.to_owned())
-            .unwrap_or_else(|_| ServerName::try_from("custos-cas").expect("valid DNS name"));
-        let tls = self
-            .connector
-            .connect(name, tcp)
-            .await
-            .map_err(|source| tls_error(&self.addr, source))?;
-        let server_spki = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .and_then(|c| spki_of_certificate(c).ok())
-            .map(<[u8]>::to_vec)
-            .unwrap_or_default();
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| ClientError::Http {
-                addr: self.addr.clone(),
-                reason: e.to_string(),
-            })?;
-        tokio::spawn(connection);
-        Ok(Connection {
-            addr: self.addr.clone(),
-            sender,
-            server_spki,
-        })
+    /// The same client, with other connection timeouts.
+    #[must_use]
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// The same client, bound to `candidate` alone (no failover).
+    #[must_use]
+    pub fn only(&self, candidate: Candidate) -> Self {
+        Self {
+            only: Some(candidate),
+            ..self.clone()
+        }
+    }
+
+    /// The address, or the replicas' addresses separated by commas.
+    pub fn addr(&self) -> String {
+        match &self.only {
+            Some(candidate) => candidate.to_string(),
+            None => self.entries.join(","),
+        }
+    }
+
+    /// The list's entries (`host:port`).
+    pub fn entries(&self) -> &[String] {
+        &self.entries
+    }
+
+    pub(crate) fn only_candidate(&self) -> Option<&Candidate> {
+        self.only.as_ref()
+    }
+
+    pub(crate) fn start_at_setting(&self) -> StartAt {
+        self.start_at
+    }
+
+    pub(crate) fn timeouts_setting(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    pub(crate) fn recent_failures(&self) -> &RecentFailures {
+        &self.failures
+    }
+
+    pub(crate) fn connector(&self) -> &TlsConnector {
+        &self.connector
     }
 
     /// `POST /v1/sessions`: creates the session `yaml` describes.
@@ -315,10 +360,19 @@ impl CasClient {
     /// `GET /v1/attest?nonce=`: the CAS's evidence over `nonce`, and the SubjectPublicKeyInfo
     /// of the certificate of the connection it came on (what the evidence must bind).
     pub async fn evidence(&self, nonce: &[u8]) -> Result<(CasEvidence, Vec<u8>), ClientError> {
+        let (evidence, spki, _) = self.evidence_from(nonce).await?;
+        Ok((evidence, spki))
+    }
+
+    /// [`CasClient::evidence`], and the replica that answered.
+    pub(crate) async fn evidence_from(
+        &self,
+        nonce: &[u8],
+    ) -> Result<(CasEvidence, Vec<u8>, String), ClientError> {
         let path = format!("{CAS_ATTEST_PATH}?nonce={}", hex::encode(nonce));
         let response = self.request(Method::GET, &path, None).await?;
         let evidence = response.decode(StatusCode::OK)?;
-        Ok((evidence, response.server_spki))
+        Ok((evidence, response.server_spki, response.addr))
     }
 
     /// `GET /v1/version`.
@@ -333,7 +387,8 @@ impl CasClient {
             .await
     }
 
-    /// One request on a new connection, its answer decoded when it is `expected`.
+    /// One request (on a new connection, failed over by [`crate::failover`]'s rules), its
+    /// answer decoded when it is `expected`.
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -344,94 +399,9 @@ impl CasClient {
         let body = body.map(|text| text.as_bytes().to_vec());
         self.request(method, path, body).await?.decode(expected)
     }
-
-    /// One request on a new connection.
-    pub async fn request(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<Response, ClientError> {
-        self.connect().await?.send(method, path, body).await
-    }
-}
-
-/// An open connection to the CAS.
-#[derive(Debug)]
-pub struct Connection {
-    addr: String,
-    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-    server_spki: Vec<u8>,
-}
-
-impl Connection {
-    /// Sends one request and reads the whole answer.
-    pub async fn send(
-        &mut self,
-        method: Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<Response, ClientError> {
-        let http = |reason: String| ClientError::Http {
-            addr: self.addr.clone(),
-            reason,
-        };
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(hyper::header::HOST, self.addr.as_str());
-        if body.is_some() {
-            request = request.header(hyper::header::CONTENT_TYPE, "application/yaml");
-        }
-        let request = request
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| http(e.to_string()))?;
-        self.sender.ready().await.map_err(|e| http(e.to_string()))?;
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .map_err(|e| http(e.to_string()))?;
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(hyper::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| http(e.to_string()))?
-            .to_bytes();
-        Ok(Response {
-            addr: self.addr.clone(),
-            status,
-            body,
-            server_spki: self.server_spki.clone(),
-            retry_after,
-        })
-    }
 }
 
 /// `text` encoded for a URL query.
 fn query_value(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
-}
-
-/// The handshake's failure: [`ClientError::PinMismatch`] when the pinned-key verifier refused
-/// the server's key, else [`ClientError::Tls`].
-fn tls_error(addr: &str, source: std::io::Error) -> ClientError {
-    let mismatch = PinMismatch::of_handshake(&source).map(|m| (m.expected, m.actual));
-    match mismatch {
-        Some((expected, actual)) => ClientError::PinMismatch {
-            addr: addr.to_owned(),
-            expected,
-            actual,
-        },
-        None => ClientError::Tls {
-            addr: addr.to_owned(),
-            source,
-        },
-    }
 }

@@ -4,6 +4,9 @@
 //! - [`CasClient`]: the CAS's client API (`docs/cas.md` § The client API) over mutual TLS —
 //!   sessions, public values, the audit log, version and health as the `custos_protocol`
 //!   types; refusals as [`ClientError::Refused`] with the CAS's code, message and reasons.
+//!   The CAS may be several replicas serving one key (`a:8081,b:8081`, or a name resolving to
+//!   several addresses): a call moves to another replica only when the one it asked did not
+//!   process it ([`failover`]).
 //! - [`ClientIdentity`]: the key and self-signed certificate the client presents; the CAS knows
 //!   the client by its key hash ([`ClientIdentity::id`]).
 //! - [`attest`]: "attest this CAS" — fetch its evidence, check it binds the CAS's TLS key and
@@ -53,9 +56,17 @@
 #![warn(missing_docs)]
 
 pub mod attest;
+pub mod candidates;
 mod cas;
+mod connection;
+pub mod failover;
 mod identity;
 
-pub use cas::{CasClient, ClientError, Connection, Response, ServerTrust};
+pub use candidates::{Candidate, StartAt};
+pub use cas::{CasClient, ClientError, Response, ServerTrust};
+pub use connection::{Connection, Timeouts};
 pub use custos_ids::KeyHash;
+pub use failover::Attempt;
+/// The HTTP method and status types of [`CasClient::request`] and [`Response`].
+pub use hyper::{Method, StatusCode};
 pub use identity::{ClientIdentity, IdentityError};

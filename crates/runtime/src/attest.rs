@@ -44,16 +44,15 @@ pub async fn attest(
         path: program.to_path_buf(),
         reason: format!("cannot measure: {e}"),
     })?;
-    let cas_addr =
-        config
-            .cas
-            .as_ref()
-            .ok_or(RunError::Config(crate::config::ConfigError::Missing {
-                name: "CUSTOS_CAS_ADDR",
-                why: "a config id needs the CAS that holds its session (host[:18765])",
-            }))?;
+    if config.cas.is_empty() {
+        return Err(RunError::Config(crate::config::ConfigError::Missing {
+            name: "CUSTOS_CAS_ADDR",
+            why: "a config id needs the CAS that holds its session (host[:18765])",
+        }));
+    }
     let key = EphemeralKey::generate()?;
-    let cas = CasClient::new(cas_addr, &config.cas_trust, &key, source.is_simulation())?;
+    let cas =
+        CasClient::with_replicas(&config.cas, &config.cas_trust, &key, source.is_simulation())?;
     let request = request(&cas, &key, &source, config_id, &measurement).await?;
     cas.attest(&request).await
 }

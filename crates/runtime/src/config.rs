@@ -94,6 +94,20 @@ impl fmt::Display for Endpoint {
     }
 }
 
+/// `host[:port]` entries separated by commas, each with [`DEFAULT_CAS_PORT`] when it has
+/// none; `None` if one is empty, malformed or repeated.
+fn parse_replicas(text: &str) -> Option<Vec<Endpoint>> {
+    let mut replicas: Vec<Endpoint> = Vec::new();
+    for entry in text.split(',') {
+        let endpoint = Endpoint::parse(entry, DEFAULT_CAS_PORT)?;
+        if replicas.contains(&endpoint) {
+            return None;
+        }
+        replicas.push(endpoint);
+    }
+    Some(replicas)
+}
+
 /// Where evidence comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -121,8 +135,8 @@ pub enum CasTrust {
 pub struct RunConfig {
     /// `<session>/<service>`; `None`: start the program unattested.
     pub config_id: Option<String>,
-    /// The CAS's enclave API.
-    pub cas: Option<Endpoint>,
+    /// The CAS's enclave API: one address, or the replicas of one CAS (empty: not set).
+    pub cas: Vec<Endpoint>,
     /// The node's LAS.
     pub las: Endpoint,
     /// Evidence source.
@@ -156,11 +170,13 @@ impl RunConfig {
 
         let config_id = get("CONFIG_ID").map(|(_, v)| v.trim().to_owned());
         let cas = match get("CAS_ADDR") {
-            Some(var) => Some(
-                Endpoint::parse(&var.1, DEFAULT_CAS_PORT)
-                    .ok_or_else(|| invalid(var, "host[:port], e.g. cas:18765 or 10.0.0.4"))?,
-            ),
-            None => None,
+            Some(var) => parse_replicas(&var.1).ok_or_else(|| {
+                invalid(
+                    var,
+                    "host[:port], or the replicas of one CAS separated by commas, e.g. cas:18765, 10.0.0.4 or cas-0:18765,cas-1:18765",
+                )
+            })?,
+            None => Vec::new(),
         };
         let las = match get("LAS_ADDR") {
             Some(var) => Endpoint::parse(&var.1, DEFAULT_LAS_PORT)
@@ -215,7 +231,7 @@ impl RunConfig {
                 expected: "<session name>/<service name>, e.g. my-namespace/demo/rest-api",
             });
         }
-        if config_id.is_some() && cas.is_none() {
+        if config_id.is_some() && cas.is_empty() {
             return Err(ConfigError::Missing {
                 name: "CUSTOS_CAS_ADDR",
                 why: "a config id needs the CAS that holds its session (host[:18765])",
@@ -272,7 +288,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.config_id.as_deref(), Some("ns/demo/rest-api"));
-        assert_eq!(config.cas.unwrap().to_string(), "cas.local:9000");
+        assert_eq!(config.cas, [Endpoint::parse("cas.local:9000", 0).unwrap()]);
         assert_eq!(config.las.to_string(), "10.0.0.5:18766");
         assert_eq!(config.mode, Mode::Simulation);
     }
@@ -288,6 +304,22 @@ mod tests {
         assert_eq!(parse("cas:http"), None);
         assert_eq!(parse(""), None);
         assert_eq!(parse("bad host"), None);
+    }
+
+    #[test]
+    fn the_cas_may_be_its_replicas_separated_by_commas() {
+        let parsed = config(&[("CUSTOS_CAS_ADDR", "cas-0, 10.0.0.5:9000,[::1]")]).unwrap();
+        let shown: Vec<String> = parsed.cas.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["cas-0:18765", "10.0.0.5:9000", "[::1]:18765"]);
+        for bad in ["a,,b", "a,", "a,a:18765", "a,b c"] {
+            let error = config(&[("SCONE_CAS_ADDR", bad)]).unwrap_err().to_string();
+            assert!(
+                error.starts_with(&format!(
+                    "SCONE_CAS_ADDR={bad:?}: host[:port], or the replicas"
+                )),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod files;
 pub mod identity;
 pub mod launch;
 pub mod refresh;
+pub mod replicas;
 pub mod supervise;
 
 use std::path::PathBuf;
@@ -47,6 +48,14 @@ pub enum RunError {
         addr: String,
         /// What failed.
         reason: String,
+    },
+    /// No replica of the CAS could serve a request: each with its reason, in the order tried.
+    #[error("no CAS replica could serve {path} ({} tried): {}", attempts.len(), attempts.join("; "))]
+    CasReplicas {
+        /// The request's path.
+        path: String,
+        /// Each replica's failure (`CAS at ADDR: reason`).
+        attempts: Vec<String>,
     },
     /// The CAS denied the attestation.
     #[error("the CAS denied attestation of {config_id}: {}", detail.message)]

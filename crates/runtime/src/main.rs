@@ -21,7 +21,13 @@ use custos_runtime::{files, launch};
 ///
 /// Environment (each CUSTOS_X also read as SCONE_X):
 ///   CUSTOS_CONFIG_ID        <session name>/<service name>, e.g. my-ns/demo/rest-api
-///   CUSTOS_CAS_ADDR         the CAS's enclave API, host[:18765]
+///   CUSTOS_CAS_ADDR         the CAS's enclave API, host[:18765]; for a replicated CAS,
+///                           its replicas separated by commas (cas-0,cas-1:18765), or a
+///                           name resolving to each. An attestation starts at a random
+///                           replica and moves to the next on a connection failure
+///                           (5 s to connect) or a 503 — never on a denial, another
+///                           refusal, an untrusted certificate, or an attest whose
+///                           connection failed after it was sent
 ///   CUSTOS_LAS_ADDR         the node's LAS, host[:18766] (default 127.0.0.1:18766)
 ///   CUSTOS_MODE             hw (Gramine /dev/attestation), sim (LAS), auto (default)
 ///   CUSTOS_CAS_CA           PEM CA file that issued the CAS certificate, or
@@ -69,10 +75,18 @@ fn main() -> ExitCode {
 
 fn report(error: &RunError) {
     eprintln!("custos-run: {error}");
-    if let RunError::Denied { detail, .. } = error {
-        for reason in &detail.reasons {
-            eprintln!("custos-run:   - {reason}");
+    match error {
+        RunError::Denied { detail, .. } => {
+            for reason in &detail.reasons {
+                eprintln!("custos-run:   - {reason}");
+            }
         }
+        RunError::CasReplicas { attempts, .. } => {
+            for attempt in attempts {
+                eprintln!("custos-run:   - {attempt}");
+            }
+        }
+        _ => {}
     }
 }
 

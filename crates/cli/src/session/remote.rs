@@ -20,6 +20,13 @@ pub(crate) struct UploadArgs {
     #[arg(short = 'e', long = "env", value_name = "VAR=VALUE", value_parser = crate::session::variable)]
     variables: Vec<(String, String)>,
     /// The CAS (host[:port]); default: the CAS last attested or set with `custos cas set-default`.
+    ///
+    /// A replicated CAS: its replicas separated by commas (`a:8081,b:8081`), or a name that
+    /// resolves to several addresses; each must be attested with one key (`custos cas attest
+    /// a,b`). A request starts at a random replica and goes to the next when it cannot connect
+    /// (2 s TCP, 5 s TLS) or gets 503 — never after a denial or another 4xx, nor after a
+    /// create or update was sent and its connection failed (it may have been applied: the
+    /// error says so). When every replica fails, each is named with its reason.
     #[arg(long, env = "CUSTOS_CAS_ADDR")]
     cas: Option<String>,
     /// The session file, or `-` for standard input.
@@ -28,7 +35,7 @@ pub(crate) struct UploadArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ReadArgs {
-    /// The CAS (host[:port]); default: the default CAS.
+    /// The CAS (host[:port]), or its replicas separated by commas; default: the default CAS.
     #[arg(long, env = "CUSTOS_CAS_ADDR")]
     cas: Option<String>,
     /// The session's name.

@@ -409,23 +409,32 @@ pub(in crate::store) struct PgWriter {
 impl PgWriter {
     /// Begins a batch: a transaction holding the lock of the state row.
     pub(in crate::store) fn begin(&mut self) -> Result<Box<dyn Transaction + '_>, StoreError> {
-        if self.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
-            self.conn = None;
-            self.conn = Some(Conn::connect(&self.connector)?);
-        }
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(StoreError::WriterGone);
-        };
-        let locked = conn.batch("BEGIN").and_then(|()| {
-            conn.query(
-                "SELECT value FROM custos_meta WHERE key = 'state' FOR UPDATE",
-                &[],
-            )
-        });
-        if let Err(e) = locked {
-            // A failed connection is made again at the next batch.
-            self.conn = None;
-            return Err(e);
+        // A connection the server ended while it sat idle (a restart) fails at its first
+        // statement: then one new connection is tried.
+        let mut fresh = false;
+        loop {
+            if self.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+                self.conn = None;
+                self.conn = Some(Conn::connect(&self.connector)?);
+                fresh = true;
+            }
+            let conn = self.conn.as_mut().ok_or(StoreError::WriterGone)?;
+            let locked = conn.batch("BEGIN").and_then(|()| {
+                conn.query(
+                    "SELECT value FROM custos_meta WHERE key = 'state' FOR UPDATE",
+                    &[],
+                )
+            });
+            match locked {
+                Ok(_) => break,
+                Err(e) => {
+                    // A failed connection is made again.
+                    self.conn = None;
+                    if fresh || !matches!(e, StoreError::Unavailable(_)) {
+                        return Err(e);
+                    }
+                }
+            }
         }
         Ok(Box::new(PgWriteTx {
             tables: PgTables {
@@ -532,6 +541,10 @@ struct Pooled<'a> {
     conn: Option<Conn>,
     /// In a transaction that dropping must end.
     in_transaction: bool,
+    /// Broken: closed when dropped, not returned.
+    discard: bool,
+    /// Taken from the idle connections (rather than made now).
+    reused: bool,
 }
 
 impl std::ops::Deref for Pooled<'_> {
@@ -551,16 +564,39 @@ impl std::ops::DerefMut for Pooled<'_> {
     }
 }
 
+impl Pooled<'_> {
+    /// After an error: a closed connection is not returned to the pool.
+    fn check(&mut self) {
+        if self.client.is_closed() {
+            self.discard = true;
+        }
+    }
+}
+
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
-        if let Some(mut conn) = self.conn.take() {
-            let ended = !self.in_transaction || blocking(|| conn.batch("COMMIT")).is_ok();
-            if ended && !conn.client.is_closed() {
-                lock(&self.reader.idle).push(conn);
-            }
+        if let Some(conn) = self.conn.take() {
+            let (in_transaction, discard) = (self.in_transaction, self.discard);
+            let idle = &self.reader.idle;
+            // Ending the transaction and closing a connection both block (the client's
+            // drop runs its own runtime): never on an async worker.
+            blocking(move || {
+                let mut conn = conn;
+                let ended = !in_transaction || conn.batch("COMMIT").is_ok();
+                if ended && !discard && !conn.client.is_closed() {
+                    lock(idle).push(conn);
+                }
+            });
         }
         *lock(&self.reader.busy) -= 1;
         self.reader.returned.notify_one();
+    }
+}
+
+impl Drop for PgReader {
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut *lock(&self.idle));
+        blocking(move || drop(idle));
     }
 }
 
@@ -597,8 +633,11 @@ impl PgReader {
             reader: self,
             conn: None,
             in_transaction: false,
+            discard: false,
+            reused: false,
         };
         let idle = lock(&self.idle).pop();
+        pooled.reused = idle.is_some();
         pooled.conn = Some(match idle {
             Some(conn) => conn,
             None => blocking(|| Conn::connect(&self.connector))?,
@@ -606,37 +645,53 @@ impl PgReader {
         Ok(pooled)
     }
 
+    /// Runs `f` on a pooled connection. When the connection sat idle and turns out lost
+    /// (the server restarted), every idle connection is dropped and `f` runs once more on a
+    /// new one: a restart costs no request.
+    fn run<'a, T>(
+        &'a self,
+        mut f: impl FnMut(&mut Pooled<'a>) -> Result<T, StoreError>,
+    ) -> Result<(Pooled<'a>, T), StoreError> {
+        loop {
+            let mut pooled = self.get()?;
+            match f(&mut pooled) {
+                Ok(out) => return Ok((pooled, out)),
+                Err(e) => {
+                    pooled.check();
+                    if !(pooled.reused && matches!(e, StoreError::Unavailable(_))) {
+                        return Err(e);
+                    }
+                    pooled.discard = true;
+                    let idle = std::mem::take(&mut *lock(&self.idle));
+                    blocking(move || drop(idle));
+                }
+            }
+        }
+    }
+
     /// A read snapshot, and the sealed state it holds (read in the same round trip as the
     /// snapshot begins, so every read can be checked against the state it belongs to).
     pub(in crate::store) fn snapshot(&self) -> Result<(Box<dyn Tables + '_>, Vec<u8>), StoreError> {
-        let mut pooled = self.get()?;
-        let begun = blocking(|| {
-            let messages = pooled
-                .client
-                .simple_query(
-                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
-                     SELECT encode(value, 'hex') FROM custos_meta WHERE key = 'state'",
-                )
-                .map_err(|e| pg_error("begin a read", &e))?;
-            let hex = messages.iter().find_map(|m| match m {
-                postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-                _ => None,
-            });
-            let hex = hex.ok_or_else(|| {
-                StoreError::Integrity("the store's sealed state is missing".into())
-            })?;
-            hex_decode(&hex)
-        });
-        pooled.in_transaction = true;
-        let state = match begun {
-            Ok(state) => state,
-            Err(e) => {
-                if pooled.client.is_closed() {
-                    pooled.conn = None;
-                }
-                return Err(e);
-            }
-        };
+        let (pooled, state) = self.run(|pooled| {
+            pooled.in_transaction = true;
+            blocking(|| {
+                let messages = pooled
+                    .client
+                    .simple_query(
+                        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+                         SELECT encode(value, 'hex') FROM custos_meta WHERE key = 'state'",
+                    )
+                    .map_err(|e| pg_error("begin a read", &e))?;
+                let hex = messages.iter().find_map(|m| match m {
+                    postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                    _ => None,
+                });
+                let hex = hex.ok_or_else(|| {
+                    StoreError::Integrity("the store's sealed state is missing".into())
+                })?;
+                hex_decode(&hex)
+            })
+        })?;
         let tables = Box::new(PgTables {
             conn: RefCell::new(pooled),
         });
@@ -651,24 +706,23 @@ impl PgReader {
         expires_ms: u64,
     ) -> Result<bool, StoreError> {
         let expires_at = to_i64(expires_ms.div_ceil(1000), "nonce expiry")?;
-        let mut pooled = self.get()?;
         let now_ms = crate::audit::now_ms();
         let purge =
             now_ms.saturating_sub(self.last_purge_ms.load(Ordering::Relaxed)) >= PURGE_EVERY_MS;
-        let result = blocking(|| {
-            if purge {
-                self.last_purge_ms.store(now_ms, Ordering::Relaxed);
-                let now = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
-                nonces::purge_expired(&mut pooled.client, now)?;
-            }
-            nonces::redeem(&mut pooled.client, nonce, expires_at)
-        });
-        result.map_err(|e| {
-            if pooled.client.is_closed() {
-                pooled.conn = None;
-            }
-            unavailable(e)
-        })
+        let (_, redeemed) = self.run(|pooled| {
+            blocking(|| {
+                if purge {
+                    let now = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
+                    nonces::purge_expired(&mut pooled.client, now)?;
+                }
+                nonces::redeem(&mut pooled.client, nonce, expires_at)
+            })
+            .map_err(unavailable)
+        })?;
+        if purge {
+            self.last_purge_ms.store(now_ms, Ordering::Relaxed);
+        }
+        Ok(redeemed)
     }
 
     /// The value every replica shares under `name`: the first one stored, or `create`'s.
@@ -680,9 +734,11 @@ impl PgReader {
     ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         let key = format!("shared/{name}");
         let address = format!("meta/{key}");
-        let mut pooled = self.get()?;
-        let stored = blocking(|| {
-            optional_value(&pooled.query("SELECT value FROM custos_meta WHERE key = $1", &[&key])?)
+        let (mut pooled, stored) = self.run(|pooled| {
+            blocking(|| {
+                let rows = pooled.query("SELECT value FROM custos_meta WHERE key = $1", &[&key])?;
+                optional_value(&rows)
+            })
         })?;
         if let Some(sealed) = stored {
             return Ok(sealer.open(&address, &sealed)?);
