@@ -55,6 +55,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   IFS= read -r password <"$file" || [ -n "$password" ] || fail "POSTGRES_PASSWORD_FILE $file: expected a password on its first line, got an empty file"
   [ ${#password} -ge 16 ] || fail "POSTGRES_PASSWORD_FILE $file: expected a password of at least 16 characters, got ${#password}"
   # The password goes into SQL between dollar quotes: it must not contain the quote.
+  # shellcheck disable=SC2016  # the literal quote tag, not an expansion
   case $password in
     *'$custos_pw$'*) fail "POSTGRES_PASSWORD_FILE $file: the password contains \$custos_pw\$, which cannot be quoted" ;;
   esac
