@@ -83,9 +83,15 @@ if [ -z "$(compose ps -q postgres)" ] || [ -z "$(compose ps -q cas)" ] || [ -z "
 fi
 cas_id=$(compose ps -q cas)
 postgres_id=$(compose ps -q postgres)
-if password=$(read_file "$cas_id" /etc/custos-cas/secrets/master.key >/dev/null && read_file "$postgres_id" /etc/postgresql/tls/password) \
-  && [ -n "$password" ]; then
+has_key=no
+read_file "$cas_id" /etc/custos-cas/secrets/master.key >/dev/null && has_key=yes
+password=$(read_file "$postgres_id" /etc/postgresql/tls/password || true)
+if [ "$has_key" = yes ] && [ -n "$password" ]; then
   say "secrets: kept from an earlier run (volumes $(volume_of "$cas_id" /etc/custos-cas/secrets), $(volume_of "$postgres_id" /etc/postgresql/tls))"
+elif [ "$has_key" = yes ] || [ -n "$password" ]; then
+  # Making new ones would replace a master key that may seal a store: never.
+  say "secrets: expected both the master key (volume $(volume_of "$cas_id" /etc/custos-cas/secrets)) and the database password (volume $(volume_of "$postgres_id" /etc/postgresql/tls)) or neither, found only the $([ "$has_key" = yes ] && echo "master key" || echo "password"); restore the missing one, or remove both volumes (docker-compose down -v) to start afresh"
+  exit 1
 else
   secrets=$(mktemp -d)
   trap 'rm -rf "$secrets"' EXIT
