@@ -18,6 +18,8 @@ use custos_serve::daemon::{self, Failure};
     about = "The Custos CAS: sessions, secrets, attestation"
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// TOML configuration file.
     #[arg(long, env = "CUSTOS_CAS_CONFIG")]
     config: Option<PathBuf>,
@@ -193,6 +195,110 @@ struct Args {
     audit_max_age_days: Option<u64>,
 }
 
+/// Work besides serving.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// The store, with the CAS stopped.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum StoreCommand {
+    /// Copies a whole store to a new one: from a data directory's embedded store to a
+    /// PostgreSQL database (to run several replicas), or back. Sealed values are copied as
+    /// they are, with the audit log and the TLS identity (clients keep their pin); both ends
+    /// are verified under the master key. Stop the CAS (every replica) first.
+    ///
+    /// Example: custos-cas store copy --from /var/lib/custos-cas
+    /// --to 'postgres://custos@db:5432/custos?sslmode=verify-full' --store-ca db-ca.pem
+    /// --master-key-file /var/lib/custos-cas/master.key
+    Copy(CopyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CopyArgs {
+    /// The store to copy: a CAS data directory, or a PostgreSQL URL.
+    #[arg(long, value_name = "DIR|URL")]
+    from: StoreLocation,
+    /// Where the copy goes: a new data directory (or one without a store), or a PostgreSQL
+    /// database without a store (or with an empty one).
+    #[arg(long, value_name = "DIR|URL")]
+    to: StoreLocation,
+    /// The master key both stores are sealed under.
+    #[arg(long, env = "CUSTOS_CAS_MASTER_KEY_FILE")]
+    master_key_file: PathBuf,
+    /// CA certificate(s) (PEM) of a PostgreSQL end's TLS certificate.
+    #[arg(long = "store-ca", value_delimiter = ',', value_name = "FILE")]
+    store_ca: Vec<PathBuf>,
+}
+
+/// A data directory or a PostgreSQL URL (whose password `Debug` does not show).
+#[derive(Clone)]
+enum StoreLocation {
+    Dir(PathBuf),
+    Postgres(StoreUrl),
+}
+
+impl std::str::FromStr for StoreLocation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.parse::<StoreUrl>() {
+            Ok(url) => Ok(Self::Postgres(url)),
+            Err(_) => Ok(Self::Dir(PathBuf::from(s))),
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Dir(dir) => write!(f, "Dir({})", dir.display()),
+            Self::Postgres(url) => url.fmt(f),
+        }
+    }
+}
+
+impl StoreLocation {
+    fn location(self, ca_files: &[PathBuf]) -> custos_cas::store::copy::Location {
+        use custos_cas::store::copy::Location;
+        match self {
+            Self::Dir(dir) => Location::Embedded(dir),
+            Self::Postgres(url) => Location::Postgres(custos_cas::store::postgres::PgSettings {
+                url: url.0,
+                ca_files: ca_files.to_vec(),
+            }),
+        }
+    }
+}
+
+fn store_copy(args: CopyArgs) -> Result<(), Failure> {
+    use custos_cas::seal::{KeyFile, KeyProvider as _, Sealer};
+    let key = KeyFile::existing(&args.master_key_file)
+        .master_key()
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let sealer = Sealer::new(&key).map_err(|e| e.to_string())?;
+    drop(key);
+    let (from, to) = (
+        args.from.location(&args.store_ca),
+        args.to.location(&args.store_ca),
+    );
+    let copied = custos_cas::store::copy::copy(&from, &to, &sealer)
+        .map_err(|e| format!("store copy from {from} to {to}: {e}"))?;
+    println!(
+        "copied {} sessions ({} with secret values), {} audit events{} from {from} to {to}; the copy verifies under the master key",
+        copied.sessions,
+        copied.secrets,
+        copied.audit_events,
+        if copied.tls_identity {
+            " and the TLS identity"
+        } else {
+            ""
+        },
+    );
+    Ok(())
+}
+
 /// A `--store` URL: it may hold a password, so `Debug` does not show it.
 #[derive(Clone)]
 struct StoreUrl(String);
@@ -354,6 +460,9 @@ fn main() -> ExitCode {
 }
 
 fn run(mut args: Args) -> Result<(), Failure> {
+    if let Some(Command::Store(StoreCommand::Copy(copy))) = args.command.take() {
+        return store_copy(copy);
+    }
     let ready_file = args.ready_file.take();
     // A ready file from an earlier run must not announce this one.
     if let Some(path) = &ready_file {

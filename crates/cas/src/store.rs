@@ -21,6 +21,7 @@
 //! [`writer::PRUNE_CHUNK`] per transaction, so a batch stays fast; sequence numbers are never
 //! reused.
 
+pub mod copy;
 mod embedded;
 mod integrity;
 pub mod postgres;

@@ -92,7 +92,7 @@ impl CasIdentity {
     pub fn shared(store: &crate::store::Store, names: &[String]) -> Result<Self, TlsError> {
         let label = Path::new("store:shared/tls-identity");
         let pem = store
-            .shared_value("tls-identity", || {
+            .shared_value(crate::store::copy::TLS_IDENTITY, || {
                 let (cert, key) = generate_pem(names)
                     .map_err(|e| crate::store::StoreError::Seal(e.to_string()))?;
                 let mut both = Zeroizing::new(cert.into_bytes());

@@ -327,3 +327,107 @@ async fn a_database_that_goes_down_fails_calls_fast_and_they_recover() {
         .collect();
     assert_eq!(names, ["after", "before"]);
 }
+
+/// Everything a store holds, opened: sessions, secret values and audit events.
+fn contents(store: &Store) -> (Vec<SessionRecord>, Vec<Vec<u8>>, Vec<String>) {
+    let read = store.read().unwrap();
+    let sessions = read.sessions_with_prefix("").unwrap();
+    let secrets = sessions
+        .iter()
+        .filter_map(|s| read.secrets(&s.name).unwrap().map(|v| v.to_vec()))
+        .collect();
+    let audit = read
+        .audit(0, 10_000)
+        .unwrap()
+        .into_iter()
+        .map(|e| format!("{} {:?}", e.seq, e.event.session))
+        .collect();
+    (sessions, secrets, audit)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_copy_round_trip_keeps_every_session_secret_audit_event_and_the_identity() {
+    use custos_cas::store::copy::{Location, copy};
+    let Some((dir, db)) = cluster(module_path!()) else {
+        return;
+    };
+    let sealer = || Sealer::new(&MasterKey::from_bytes([1; 32])).unwrap();
+    let single = dir.path().join("single");
+    std::fs::create_dir_all(&single).unwrap();
+    let store = Store::open(&single.join("cas.redb"), sealer()).unwrap();
+    for i in 0..30 {
+        create(&store, format!("app-{i}"), hash(i)).await.unwrap();
+    }
+    update(&store, "app-3", hash(3), hash(33)).await.unwrap();
+    let before = contents(&store);
+    store.close();
+    std::fs::write(
+        single.join("cas.crt"),
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    std::fs::write(
+        single.join("cas.key"),
+        "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+
+    // Into PostgreSQL: replicas open it and hold the same, audit numbering included.
+    let copied = copy(
+        &Location::Embedded(single.clone()),
+        &Location::Postgres(settings(&db)),
+        &sealer(),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            copied.sessions,
+            copied.secrets,
+            copied.audit_events,
+            copied.tls_identity
+        ),
+        (30, 30, 30, true)
+    );
+    let replica = open(&db, 1).unwrap();
+    assert_eq!(contents(&replica), before);
+    // It goes on from there: the next write is numbered after the copied audit events.
+    create(&replica, "after-copy".into(), hash(99))
+        .await
+        .unwrap();
+    let last = replica.read().unwrap().audit(30, 10).unwrap();
+    assert_eq!(last.iter().map(|e| e.seq).collect::<Vec<_>>(), [31]);
+    let identity = replica
+        .shared_value("tls-identity", || panic!("the copied identity is there"))
+        .unwrap();
+    assert!(String::from_utf8_lossy(&identity).contains("MIGH"));
+
+    // A store is not copied over another one.
+    let refused = copy(
+        &Location::Embedded(single.clone()),
+        &Location::Postgres(settings(&db)),
+        &sealer(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(refused.contains("it holds a store already"), "{refused}");
+
+    // And back into a new data directory, identity files included.
+    let back = dir.path().join("back");
+    copy(
+        &Location::Postgres(settings(&db)),
+        &Location::Embedded(back.clone()),
+        &sealer(),
+    )
+    .unwrap();
+    let expected = contents(&replica);
+    let store = Store::open(&back.join("cas.redb"), sealer()).unwrap();
+    assert_eq!(contents(&store), expected);
+    assert_eq!(
+        std::fs::read(back.join("cas.key")).unwrap(),
+        std::fs::read(single.join("cas.key")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(back.join("cas.crt")).unwrap(),
+        std::fs::read(single.join("cas.crt")).unwrap()
+    );
+}

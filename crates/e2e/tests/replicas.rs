@@ -370,3 +370,68 @@ fn a_database_restart_fails_requests_fast_and_they_recover() {
     let names: Vec<String> = list.sessions.into_iter().collect();
     assert_eq!(names, ["after", "before"]);
 }
+
+#[test]
+fn a_single_cas_moves_to_replicas_with_store_copy_and_clients_keep_their_pin() {
+    let Some(mut world) = Replicas::start(module_path!(), 0) else {
+        return;
+    };
+    let key_file = world.dir.path().join("master.key").display().to_string();
+    let single_dir = world.dir.path().join("single");
+    let mut single = world
+        .launcher
+        .cas(
+            &single_dir,
+            &["--master-key-file".to_owned(), key_file.clone()],
+        )
+        .unwrap();
+    let pin: KeyHash = single.key_hash.parse().unwrap();
+    let client =
+        CasClient::new(&single.addr, Some(&world.owner), ServerTrust::Pinned(pin)).unwrap();
+    world
+        .runtime
+        .block_on(client.create_session("name: moved\nversion: \"0.3\"\n"))
+        .unwrap();
+    single.process.stop(Duration::from_secs(10));
+
+    let url = format!("{}?sslmode=disable", world.db.url("postgres"));
+    let output = std::process::Command::new(custos_e2e::bin("custos-cas"))
+        .env_remove("CUSTOS_CAS_MASTER_KEY_FILE")
+        .args(["store", "copy", "--from"])
+        .arg(&single_dir)
+        .args(["--to", &url, "--master-key-file", &key_file])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let said = stdout(&output);
+    assert!(
+        said.starts_with(
+            "copied 1 sessions (1 with secret values), 1 audit events and the TLS identity from"
+        ),
+        "{said}"
+    );
+    assert!(!said.contains(&url), "the URL is not printed");
+
+    for i in 0..2 {
+        let cas = world.start_replica(i);
+        assert_eq!(
+            cas.key_hash, single.key_hash,
+            "the same identity: the pin holds"
+        );
+        world.cas.push(cas);
+    }
+    // The client of the single CAS, pinned as before, reads the session at either replica.
+    for i in 0..2 {
+        let client = CasClient::new(
+            &world.cas[i].addr,
+            Some(&world.owner),
+            ServerTrust::Pinned(pin),
+        )
+        .unwrap();
+        let session = world
+            .runtime
+            .block_on(client.read_session("moved"))
+            .unwrap();
+        assert_eq!(session.name, "moved");
+    }
+}

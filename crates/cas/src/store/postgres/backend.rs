@@ -725,6 +725,24 @@ impl PgReader {
         Ok(redeemed)
     }
 
+    /// The value stored under `name` for every replica, if any.
+    pub(in crate::store) fn stored_shared_value(
+        &self,
+        sealer: &Sealer,
+        name: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let key = format!("shared/{name}");
+        let (_, stored) = self.run(|pooled| {
+            blocking(|| {
+                let rows = pooled.query("SELECT value FROM custos_meta WHERE key = $1", &[&key])?;
+                optional_value(&rows)
+            })
+        })?;
+        stored
+            .map(|sealed| Ok(sealer.open(&format!("meta/{key}"), &sealed)?))
+            .transpose()
+    }
+
     /// The value every replica shares under `name`: the first one stored, or `create`'s.
     pub(in crate::store) fn shared_value(
         &self,
