@@ -4,8 +4,10 @@
 #               combinations, validate every manifest with kubernetes-validate --strict, check
 #               what they say, and check that bad values fail with a clear message;
 #   2. images:  deploy/images/build.sh (no registry: docker import);
-#   3. compose: the sample's flow across containers (deploy/compose), and the cas chart's
-#               rendered configuration and master key run in the CAS image.
+#   3. compose: the sample's flow across containers (deploy/compose): two CAS replicas sharing
+#               PostgreSQL, one killed in the middle of the flow; the store's guards and a
+#               database outage; and the cas chart's rendered configuration and master key run
+#               in the CAS image.
 #
 #   deploy/test.sh [helm|compose]...        (default: both; compose builds the images)
 #
@@ -58,7 +60,7 @@ trap "exit 130" INT TERM
 
 # Tools each part needs, named up front rather than failing halfway.
 need=(python3)
-[[ " ${parts[*]} " == *" compose "* ]] && need+=(docker curl openssl)
+[[ " ${parts[*]} " == *" compose "* ]] && need+=(docker curl openssl tar)
 for tool in "${need[@]}"; do
   command -v "$tool" >/dev/null || { echo "test.sh: $tool is required (${parts[*]})" >&2; exit 2; }
 done

@@ -7,6 +7,9 @@ else: no shell, no package manager. Entries are sorted, dated 1970 and owned by 
 so the same inputs give the same bytes, and no root rights are needed to set ownership.
 
     mkrootfs.py --bin target/release/custos-cas --dir /var/lib/custos-cas=0700:65532 > rootfs.tar
+
+Programs from the host's packages keep their paths (--exe, --tree): the PostgreSQL image
+copies Debian's binaries, their libraries and their share directory as they are installed.
 """
 
 import argparse
@@ -103,6 +106,23 @@ def parse_dir(spec):
     return path, int(mode, 8), int(uid or 0)
 
 
+def parse_exe(spec):
+    """`SOURCE[=/path]` (default: the same path as on the host)."""
+    source, _, path = spec.partition("=")
+    path = path or source
+    if not source.startswith("/") or not path.startswith("/"):
+        raise argparse.ArgumentTypeError(f"{spec!r}: expected /SOURCE[=/path]")
+    return source, path
+
+
+def parse_user(spec):
+    """`NAME=UID` (the group gets the same name and id)."""
+    name, _, uid = spec.partition("=")
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]*", name) or not uid.isdigit():
+        raise argparse.ArgumentTypeError(f"{spec!r}: expected NAME=UID")
+    return name, int(uid)
+
+
 def parse_file(spec):
     """`SOURCE=/path`."""
     source, _, path = spec.partition("=")
@@ -116,6 +136,15 @@ def main():
     parser.add_argument("--bin", action="append", default=[], help="executable for /usr/local/bin")
     parser.add_argument("--file", action="append", default=[], type=parse_file, help="SOURCE=/path (0644)")
     parser.add_argument("--dir", action="append", default=[], type=parse_dir, help="/path=MODE[:UID]")
+    parser.add_argument(
+        "--exe", action="append", default=[], type=parse_exe,
+        help="/SOURCE[=/path]: an executable or shared object and the libraries ldd lists for it",
+    )
+    parser.add_argument(
+        "--tree", action="append", default=[], type=parse_file,
+        help="SOURCE=/path: a directory, copied whole (symlinks followed)",
+    )
+    parser.add_argument("--user", action="append", default=[], type=parse_user, help="NAME=UID: an extra user")
     args = parser.parse_args()
 
     rootfs = Rootfs()
@@ -123,11 +152,25 @@ def main():
     for binary in args.bin:
         rootfs.copy(binary, "/usr/local/bin/" + os.path.basename(binary), 0o755)
         libraries.update(shared_libraries(binary))
+    for source, path in args.exe:
+        rootfs.copy(source, path, 0o755)
+        libraries.update(shared_libraries(source))
+    for source, path in args.tree:
+        if not os.path.isdir(source):
+            fail(f"{source}: not a directory")
+        for directory, _, files in os.walk(source, followlinks=True):
+            for name in files:
+                host = os.path.join(directory, name)
+                rootfs.copy(host, os.path.join(path, os.path.relpath(host, source)))
     for library in sorted(libraries):
         rootfs.copy(library, library, 0o755)
 
-    rootfs.file("/etc/passwd", ETC_PASSWD.encode())
-    rootfs.file("/etc/group", ETC_GROUP.encode())
+    passwd, group = ETC_PASSWD, ETC_GROUP
+    for name, uid in args.user:
+        passwd += f"{name}:x:{uid}:{uid}:{name}:/nonexistent:/sbin/nologin\n"
+        group += f"{name}:x:{uid}:\n"
+    rootfs.file("/etc/passwd", passwd.encode())
+    rootfs.file("/etc/group", group.encode())
     rootfs.file("/etc/nsswitch.conf", ETC_NSSWITCH.encode())
     bundle = next((path for path in CA_BUNDLES if os.path.isfile(path)), None)
     if bundle is None:

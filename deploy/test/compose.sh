@@ -2,8 +2,8 @@
 # The images and the sample's flow on docker-compose, sourced by deploy/test.sh (which defines
 # step, pass, fail, skip, check, on_exit, $work, $target; helm.sh's render for the chart check).
 #
-# Containers talk over the project's network by service name (cas, las, azure, the emulator's
-# alias emulator.vault.azure.net); the host
+# Containers talk over the project's network by service name (cas, cas-2, postgres, las, azure,
+# the emulator's alias emulator.vault.azure.net); the host
 # reaches them through ports published on 127.0.0.1 (any free port), as a user would.
 
 compose_tests() {
@@ -13,6 +13,7 @@ compose_tests() {
   here=deploy/compose
   export CUSTOS_IMAGE_TAG=$tag CUSTOS_IMAGE_PREFIX=custos
   export CAS_CLIENT_API_PUBLISH=127.0.0.1: CAS_ENCLAVE_API_PUBLISH=127.0.0.1: API_PUBLISH=127.0.0.1:
+  export CAS2_CLIENT_API_PUBLISH=127.0.0.1: CAS2_ENCLAVE_API_PUBLISH=127.0.0.1:
   if [ -z "${COMPOSE:-}" ]; then
     if docker compose version >/dev/null 2>&1; then COMPOSE="docker compose"; else COMPOSE=docker-compose; fi
   fi
@@ -33,28 +34,48 @@ compose_tests() {
   chart_config_tests
   las_secret_key_tests
 
-  step "compose: up (deploy/compose/up.sh)"
+  step "compose: up (deploy/compose/up.sh): postgres, las, azure emulator, two CAS replicas"
   on_exit "compose down -v --remove-orphans --timeout 2; docker ps -aq --filter label=com.docker.compose.project=$project | xargs -r docker rm -f"
-  local up_env
+  local up_env up_started=$SECONDS
   up_env=$(deploy/compose/up.sh -p "$project")
   eval "$up_env"
-  pass "up.sh: las, azure emulator and cas ready (LAS key $LAS_PLATFORM_KEY_ID)"
-  local cas_port
-  cas_port=$(compose port cas 8081)
+  pass "up.sh: postgres, las, azure emulator, cas and cas-2 ready in $((SECONDS - up_started)) s (LAS key $LAS_PLATFORM_KEY_ID)"
+  local cas_id cas2_id
+  cas_id=$(compose ps -q cas)
+  cas2_id=$(compose ps -q cas-2)
+  check "cas-2 serves the identity cas made (same key hash, from the store)" \
+    grep -q "key_hash=$SCONE_CAS_KEY_HASH" <(docker logs "$cas2_id" 2>&1 | grep 'client API ready')
   check "cas /healthz from the host says simulation" \
-    grep -q '"simulation":true' <(curl -sSk --max-time 5 "https://$cas_port/healthz")
+    grep -q '"simulation":true' <(curl -sSk --max-time 5 "https://$(compose port cas 8081)/healthz")
+  check "cas-2 /healthz from the host answers 200" \
+    test "$(curl -sSk --max-time 5 -o /dev/null -w '%{http_code}' "https://$(compose port cas-2 8081)/healthz")" = 200
+  local again
+  again=$(deploy/compose/up.sh -p "$project" 2>"$work/up-again.err")
+  cat "$work/up-again.err"
+  check "up.sh again: the secrets kept from the first run" grep -q "secrets: kept from an earlier run" "$work/up-again.err"
+  check "... the same password and the same CAS key" bash -c "grep -qx 'export CUSTOS_STORE_PASSWORD=$CUSTOS_STORE_PASSWORD' <<<'$again' && grep -qx 'export SCONE_CAS_KEY_HASH=$SCONE_CAS_KEY_HASH' <<<'$again'"
+  store_guard_tests
+  chart_replica_tests
 
-  step "compose: the sample's policies through the CLI container"
-  cli cas attest cas --only-for-testing-trust-any --only-for-testing-debug --only-for-testing-ignore-signer >"$work/attest.out"
-  check "custos cas attest cas (simulated CAS, testing flags)" grep -q "attested and pinned" "$work/attest.out"
-  check "the CLI pinned the key the CAS logged" grep -q "key_hash=$SCONE_CAS_KEY_HASH" <(cli cas list)
-  export CAS_NAMESPACE=azure-integration-$RANDOM$RANDOM$RANDOM PYTHON_SESSION_NAME=demo SCONE_CAS_ADDR=cas
-  check "custos session create --use-env namespace.template.yml" \
-    cli session create --use-env /templates/namespace.template.yml
-  cli session create --use-env /templates/session.template.yml >"$work/session.out"
-  check "custos session create --use-env session.template.yml" grep -q "^name: $CAS_NAMESPACE/demo$" "$work/session.out"
+  step "compose: the sample's policies through the CLI container, across the replicas"
+  # The replicas as one CAS: attested and pinned together, the list becomes the CLI's default
+  # CAS; custos-run gets the list too (SCONE_CAS_ADDR). --cas NAME sends a request to one.
+  local replicas=cas,cas-2
+  cli cas attest "$replicas" --only-for-testing-trust-any --only-for-testing-debug --only-for-testing-ignore-signer >"$work/attest.out"
+  cat "$work/attest.out"
+  check "custos cas attest cas,cas-2 (simulated CAS, testing flags): both attested, one key" grep -q "attested and pinned" "$work/attest.out"
+  check "the CLI pinned the key the CAS logged, for both replicas" \
+    test "$(cli cas list | grep -c "key_hash=$SCONE_CAS_KEY_HASH")" -ge 2
+  export CAS_NAMESPACE=azure-integration-$RANDOM$RANDOM$RANDOM PYTHON_SESSION_NAME=demo SCONE_CAS_ADDR=$replicas
+  check "custos session create --cas cas --use-env namespace.template.yml" \
+    cli session create --cas cas --use-env /templates/namespace.template.yml
+  cli session create --cas cas-2 --use-env /templates/session.template.yml >"$work/session.out"
+  check "custos session create --cas cas-2 --use-env session.template.yml (in the namespace cas made)" \
+    grep -q "^name: $CAS_NAMESPACE/demo$" "$work/session.out"
   local session_hash
   session_hash=$(sed -n 's/^hash: //p' "$work/session.out")
+  check "cas reads the session cas-2 wrote, same hash" \
+    grep -q "^$session_hash" <(cli session verify --cas cas --use-env /templates/session.template.yml 2>&1)
 
   step "compose: the app without attestation"
   local status=0
@@ -64,41 +85,132 @@ compose_tests() {
   check "... saying it started without attestation" grep -q "without attestation" "$work/unattested.out"
   check "... and naming the missing certificate" grep -q "/tls/flask.crt" "$work/unattested.out"
 
-  step "compose: the app attested"
+  step "compose: the app attested (SCONE_CAS_ADDR=$replicas)"
   export SCONE_CONFIG_ID=$CAS_NAMESPACE/$PYTHON_SESSION_NAME/rest-api
   attested_app_tests
-  check "no secret value in the CAS's, LAS's or app's log" \
-    bash -c "! { docker logs $(compose ps -q cas); docker logs $(compose ps -q las); docker logs $(compose ps -q api) 2>/dev/null; } 2>&1 | grep -q a13f688c788626380ae1209e31e664891fc19dcdd0cfa29c27ca7e6e16b83a95"
 
-  step "compose: the CAS stopped, a new app cannot start"
-  compose stop cas >/dev/null 2>&1
-  check "the running app keeps serving without the CAS (its secrets came at start)" secret_ok
-  status=0
-  compose run --rm -T api >"$work/no-cas.out" 2>&1 || status=$?
-  cat "$work/no-cas.out"
-  check "app start without the CAS fails" test "$status" -ne 0
-  check "... with an error naming the CAS" grep -q "custos-run: CAS at cas:18765" "$work/no-cas.out"
-  check "... and the app never ran" bash -c "! grep -q 'listening on' '$work/no-cas.out'"
+  step "compose: cas killed in the middle of the flow; the flow completes through cas-2"
+  docker kill "$cas_id" >/dev/null
+  check "cas is down (docker kill)" test "$(docker inspect -f '{{.State.Running}}' "$cas_id")" = false
+  check "the running app keeps serving (its secrets came at start)" secret_ok
+  check "custos cas health (the default CAS, $replicas) answers through cas-2" cli cas health
+  PYTHON_SESSION_NAME=after-kill cli session create --use-env /templates/session.template.yml >"$work/after-kill.out"
+  check "custos session create (the default CAS, $replicas) creates a session while cas is down" \
+    grep -q "^name: $CAS_NAMESPACE/after-kill$" "$work/after-kill.out"
+  export SCONE_CONFIG_ID=$CAS_NAMESPACE/after-kill/rest-api
+  compose up -d --no-deps --force-recreate api >/dev/null 2>&1
+  check "a new attested app starts with SCONE_CAS_ADDR=$replicas while cas is down (custos-run → cas-2 → MAA emulator → Key Vault emulator)" wait_for_app
+  check "... attested under the session made after the kill" grep -q "$SCONE_CONFIG_ID attested" <(docker logs "$(compose ps -q api)" 2>&1)
+  check "... and serves the secret" secret_ok
+  check "no secret value in the replicas', LAS's, app's or database's log" \
+    bash -c "! { docker logs $cas_id; docker logs $cas2_id; docker logs $(compose ps -q las); docker logs $(compose ps -q api); docker logs $(compose ps -q postgres); } 2>&1 | grep -q -e a13f688c788626380ae1209e31e664891fc19dcdd0cfa29c27ca7e6e16b83a95 -e $CUSTOS_STORE_PASSWORD"
 
-  step "compose: the CAS restarted keeps its sessions (volume)"
-  local cas_id
-  cas_id=$(compose ps -q cas)
+  step "compose: cas restarted joins with the same identity and sees what cas-2 wrote"
   compose start cas >/dev/null 2>&1
   local deadline=$((SECONDS + 60))
   until [ "$(docker logs "$cas_id" 2>&1 | grep -c 'client API ready')" -ge 2 ] || [ $SECONDS -ge $deadline ]; do sleep 0.2; done
   check "cas ready again, same key" grep -q "key_hash=$SCONE_CAS_KEY_HASH" <(docker logs "$cas_id" 2>&1 | grep 'client API ready' | tail -n1)
-  check "the session is still there, same hash" \
-    grep -q "^$session_hash" <(cli session verify --use-env /templates/session.template.yml 2>&1)
-  check "the namespace is still there" grep -q "^name: $CAS_NAMESPACE$" <(cli session read "$CAS_NAMESPACE" 2>&1)
-  compose up -d --no-deps --force-recreate api >/dev/null 2>&1
-  check "a new attested app starts after the CAS restart" wait_for_app
-  check "... and serves the secret" secret_ok
+  check "cas reads the session made through cas-2 while it was down" \
+    grep -q "^name: $CAS_NAMESPACE/after-kill$" <(cli session read --cas cas "$CAS_NAMESPACE/after-kill" 2>&1)
+
+  step "compose: the database stopped and started again"
+  store_outage_tests
+
+  step "compose: both replicas stopped, a new app cannot start"
+  compose stop cas cas-2 >/dev/null 2>&1
+  status=0
+  compose run --rm -T api >"$work/no-cas.out" 2>&1 || status=$?
+  cat "$work/no-cas.out"
+  check "app start without a CAS fails" test "$status" -ne 0
+  check "... naming both replicas" bash -c "grep -q 'CAS at cas:18765' '$work/no-cas.out' && grep -q 'CAS at cas-2:18765' '$work/no-cas.out'"
+  check "... and the app never ran" bash -c "! grep -q 'listening on' '$work/no-cas.out'"
+}
+
+# The shared store's guards: the database's certificate must name the host the URL names, and a
+# replica with another master key is refused. A replica started by hand on the project's
+# network, as compose starts them, with its own secrets volume.
+store_guard_tests() {
+  local other=custos-cas-other-$$ volume=custos-cas-other-$$ network postgres_name
+  network=$(docker inspect -f '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}}{{end}}' "$(compose ps -q cas)")
+  # The container's own name resolves on the network too, but is not in the certificate.
+  postgres_name=$(docker inspect -f '{{.Name}}' "$(compose ps -q postgres)")
+  postgres_name=${postgres_name#/}
+  on_exit "docker rm -f $other; docker volume rm $volume"
+  mkdir -p "$work/other-key"
+  { echo 'custos-cas master key v1'; openssl rand -base64 32; } >"$work/other-key/master.key"
+  docker cp "$(compose ps -q cas):/etc/custos-cas/secrets/store-ca.pem" "$work/other-key/store-ca.pem"
+  docker volume create "$volume" >/dev/null
+  # other_replica HOST [SSLMODE]: runs a replica with the other key against the database at
+  # HOST until it exits (60 s at most); its log in $work/other.out, "running exit-code" in
+  # $other_status.
+  other_replica() {
+    docker rm -f "$other" >/dev/null 2>&1 || true
+    docker create --name "$other" --network "$network" -v "$volume:/etc/custos-cas/secrets" \
+      -v "$PWD/$here/cas.toml:/etc/custos-cas/cas.toml:ro" \
+      -e CUSTOS_CAS_STORE="postgres://custos:$CUSTOS_STORE_PASSWORD@$1:5432/custos?sslmode=${2:-require}" \
+      -e CUSTOS_CAS_STORE_CA=/etc/custos-cas/secrets/store-ca.pem -e CUSTOS_CAS_MASTER_KEY_FILE=/etc/custos-cas/secrets/master.key \
+      "custos/cas:$tag" --config /etc/custos-cas/cas.toml >/dev/null
+    tar -C "$work/other-key" --owner=65532 --group=65532 --numeric-owner --mode=0400 -cf - master.key store-ca.pem \
+      | docker cp - "$other:/etc/custos-cas/secrets/"
+    docker start "$other" >/dev/null
+    local deadline=$((SECONDS + 60))
+    until [ "$(docker inspect -f '{{.State.Running}}' "$other")" = false ] || [ $SECONDS -ge $deadline ]; do sleep 0.2; done
+    docker logs "$other" >"$work/other.out" 2>&1
+    tail -n 2 "$work/other.out"
+    other_status=$(docker inspect -f '{{.State.Running}} {{.State.ExitCode}}' "$other")
+  }
+  other_replica "$postgres_name"
+  check "a replica given the database as $postgres_name, a name not in its certificate, does not start (running, exit code: $other_status)" \
+    bash -c "[[ '$other_status' == false* && '$other_status' != 'false 0' ]]"
+  check "... naming the certificate's names as the reason" grep -qiE 'certificate.*(name|NotValidForName)|NotValidForName' "$work/other.out"
+  # docs/deploy-azure.md says to use sslmode=require because of this.
+  other_replica postgres verify-full
+  check "sslmode=verify-full is refused by this release's URL parser (running, exit code: $other_status)" \
+    bash -c "[[ '$other_status' == false* && '$other_status' != 'false 0' ]] && grep -q 'does not parse as a PostgreSQL URL' '$work/other.out'"
+  check "... without showing the URL's password" bash -c "! grep -qF '$CUSTOS_STORE_PASSWORD' '$work/other.out'"
+  other_replica postgres
+  check "a replica with another master key is refused at start-up (running, exit code: $other_status)" \
+    bash -c "[[ '$other_status' == false* && '$other_status' != 'false 0' ]]"
+  check "... saying the master key does not open the store, without either key" bash -c \
+    "grep -q 'master key does not open this store' '$work/other.out' && ! grep -qF \"\$(sed -n 2p '$work/other-key/master.key')\" '$work/other.out'"
+}
+
+# The database down and back: /healthz answers 503 (the readiness probe's signal) while it is
+# down, 200 and requests served again once it is back.
+store_outage_tests() {
+  local healthz
+  healthz="https://$(compose port cas-2 8081)/healthz"
+  compose stop postgres >/dev/null 2>&1
+  local code deadline=$((SECONDS + 30))
+  until code=$(curl -sSk --max-time 5 -o "$work/healthz.json" -w '%{http_code}' "$healthz"); [ "$code" = 503 ] || [ $SECONDS -ge $deadline ]; do sleep 0.5; done
+  cat "$work/healthz.json"; echo
+  check "postgres stopped: cas-2 /healthz answers 503" test "$code" = 503
+  check '... {"status":"store unavailable"}' grep -q '"status":"store unavailable"' "$work/healthz.json"
+  local status=0
+  cli session read --cas cas-2 "$CAS_NAMESPACE" >"$work/outage-read.out" 2>&1 || status=$?
+  cat "$work/outage-read.out"
+  check "... and a request through cas-2 fails with 503 store_unavailable" \
+    bash -c "[ $status -ne 0 ] && grep -q '503 store_unavailable' '$work/outage-read.out'"
+  compose start postgres >/dev/null 2>&1
+  deadline=$((SECONDS + 60))
+  until code=$(curl -sSk --max-time 5 -o /dev/null -w '%{http_code}' "$healthz"); [ "$code" = 200 ] || [ $SECONDS -ge $deadline ]; do sleep 0.5; done
+  check "postgres back: cas-2 /healthz answers 200 again" test "$code" = 200
+  # The connections each replica held across the restart are dead: the first request must not
+  # fail on one of them, at either replica (cas was not asked while the database was down).
+  local replica
+  for replica in cas-2 cas; do
+    status=0
+    PYTHON_SESSION_NAME=after-outage-$replica cli session create --cas "$replica" --use-env /templates/session.template.yml \
+      >"$work/after-outage.out" 2>&1 || status=$?
+    cat "$work/after-outage.out"
+    check "postgres back: the first write through $replica succeeds" test "$status" = 0
+  done
 }
 
 # The images: what they contain and how they start.
 images_tests() {
   local image size
-  for image in cas las rest-api-sample cli azure-emulator; do
+  for image in cas las rest-api-sample cli azure-emulator postgres; do
     size=$(docker image inspect -f '{{.Size}}' "custos/$image:$tag")
     check "image custos/$image:$tag exists ($((size / 1000000)) MB)" test "$size" -gt 0
   done
@@ -114,6 +226,9 @@ images_tests() {
   check "label = build.sh's REST_API_MRENCLAVE" test \
     "$(docker image inspect -f '{{index .Config.Labels "io.custos.mrenclave"}}' "custos/rest-api-sample:$tag")" = "$REST_API_MRENCLAVE"
   check "no shell in the images" bash -c "! docker run --rm --entrypoint /bin/sh custos/cas:$tag -c true >/dev/null 2>&1"
+  check "postgres image: Debian's PostgreSQL, runs as postgres (uid 65533)" test \
+    "$(docker image inspect -f '{{json .Config.Entrypoint}} {{.Config.User}} {{index .Config.Labels "io.custos.postgresql"}}' "custos/postgres:$tag")" \
+    = "[\"/bin/sh\",\"/usr/local/bin/custos-postgres\"] 65533:65533 $(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -n | tail -n1)"
 }
 
 # The cas chart's rendered cas.toml and generated master key, run in the CAS image as the
@@ -249,4 +364,68 @@ import json, sys
 stats = json.load(sys.stdin)
 print("emulator:", {k: stats.get(k) for k in ("maa_attestations", "keyvault_reads", "tokens_issued")})
 sys.exit(0 if stats.get("maa_attestations", 0) >= 1 and stats.get("keyvault_reads", 0) >= 2 else 1)'
+}
+
+# The cas chart's replicated Deployment run for real: its cas.toml, its environment (the store's
+# URL from the Secret, CUSTOS_CAS_STORE_CA at the chart's mount path) and its master key mount,
+# as a third replica on the compose network's database. It must join with the compose
+# replicas' identity: the chart wires the store the way the binary reads it.
+chart_replica_tests() {
+  if [ ! -s "$work/rendered/cas-replicated.yaml" ]; then
+    skip "the chart's replicated Deployment in the image: run deploy/test.sh helm compose to render it first"
+    return
+  fi
+  local dir=$work/chart-replica name=custos-chart-replica-$$ volume=custos-chart-replica-$$ network
+  mkdir -p "$dir/secrets/master-key" "$dir/secrets/store-ca"
+  # What the Deployment's container gets: cas.toml, env (a secretKeyRef becomes the compose
+  # database's URL), and the paths its Secrets are mounted at.
+  "$target/venv-deploy/bin/python" - "$work/rendered/cas-replicated.yaml" "$dir" \
+    "postgres://custos:$CUSTOS_STORE_PASSWORD@postgres:5432/custos?sslmode=require" <<'PYEOF'
+import sys, yaml
+rendered, out, url = sys.argv[1:]
+docs = [d for d in yaml.safe_load_all(open(rendered)) if d]
+config = next(d for d in docs if d["kind"] == "ConfigMap")
+open(out + "/cas.toml", "w").write(config["data"]["cas.toml"])
+deployment = next(d for d in docs if d["kind"] == "Deployment")
+container = deployment["spec"]["template"]["spec"]["containers"][0]
+with open(out + "/env", "w") as env:
+    for var in container.get("env", []):
+        if "valueFrom" in var:
+            ref = var["valueFrom"]["secretKeyRef"]
+            assert (ref["name"], ref["key"]) == ("cas-store", "url"), ref
+            env.write(f"{var['name']}={url}\n")
+        else:
+            env.write(f"{var['name']}={var['value']}\n")
+mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+ca_item = volumes["store-ca"]["secret"]["items"][0]["path"]
+with open(out + "/mounts", "w") as f:
+    f.write(f"{mounts['master-key']} {mounts['store-ca']} {ca_item}\n")
+PYEOF
+  local key_dir ca_dir ca_item
+  read -r key_dir ca_dir ca_item <"$dir/mounts"
+  docker cp "$(compose ps -q cas-2):/etc/custos-cas/secrets/master.key" "$dir/secrets/master-key/master.key"
+  docker cp "$(compose ps -q cas-2):/etc/custos-cas/secrets/store-ca.pem" "$dir/secrets/store-ca/$ca_item"
+  network=$(docker inspect -f '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}}{{end}}' "$(compose ps -q cas-2)")
+  on_exit "docker rm -f $name; docker volume rm $volume"
+  docker volume create "$volume" >/dev/null
+  # As the chart runs it: root without capabilities, read-only root, an emptyDir data directory;
+  # the Secrets root's, the key 0400 (one volume holds both mount points).
+  docker create --name "$name" --network "$network" --env-file "$dir/env" --user 0:0 --cap-drop ALL \
+    --security-opt no-new-privileges --read-only --tmpfs /tmp --tmpfs /var/lib/custos-cas:mode=0755 \
+    -v "$dir/cas.toml:/etc/custos-cas/cas.toml:ro" -v "$volume:/etc/custos-cas" \
+    "custos/cas:$tag" --config /etc/custos-cas/cas.toml >/dev/null
+  tar -C "$dir/secrets" --owner=0 --group=0 --numeric-owner --mode=0400 -cf - master-key/master.key \
+    | docker cp - "$name:${key_dir%/master-key}/"
+  tar -C "$dir/secrets" --owner=0 --group=0 --numeric-owner --mode=0444 -cf - "store-ca/$ca_item" \
+    | docker cp - "$name:${ca_dir%/store-ca}/"
+  docker start "$name" >/dev/null
+  local deadline=$((SECONDS + 60))
+  until docker logs "$name" 2>&1 | grep -q 'client API ready' || [ $SECONDS -ge $deadline ] \
+    || [ "$(docker inspect -f '{{.State.Running}}' "$name")" != true ]; do sleep 0.2; done
+  docker logs "$name" 2>&1 | tail -n 3
+  check "the chart's replicated Deployment (cas.toml, env, Secret mounts) starts on the shared store" \
+    grep -q 'client API ready' <(docker logs "$name" 2>&1)
+  check "... and serves the replicas' identity (key hash $SCONE_CAS_KEY_HASH)" \
+    grep -q "key_hash=$SCONE_CAS_KEY_HASH" <(docker logs "$name" 2>&1 | grep 'client API ready')
 }

@@ -217,7 +217,65 @@ helm_tests() {
     --set simulation=false --set useSGXDevPlugin=azure --set externalAesmd.enabled=true
   expect_not api-azure-hardware 'privileged' "with a device plugin, no privileged container"
 
+  step "helm template: replicated on PostgreSQL"
+  expect sample-cas '^kind: StatefulSet$' "the default stays one StatefulSet replica on the embedded store"
+  expect_not sample-cas 'kind: PodDisruptionBudget' "one replica: no PodDisruptionBudget"
+  expect_not sample-cas 'podAntiAffinity' "one replica: no anti-affinity"
+  expect_not sample-cas 'CUSTOS_CAS_STORE' "no store setting by default"
+  local replicated=(--set replicaCount=3 --set store.postgres.existingSecret=cas-store --set store.postgres.caSecret=cas-store-ca
+    --set masterKey.existingSecret=cas-master-key)
+  render cas-replicated cas cas "${replicated[@]}" --set service.type=LoadBalancer --set useSGXDevPlugin=azure --set networkPolicy.enabled=true
+  expect cas-replicated '^kind: Deployment$' "a Deployment: nothing per pod to keep"
+  expect_not cas-replicated 'kind: StatefulSet' "no StatefulSet"
+  expect_not cas-replicated 'volumeClaimTemplates|kind: PersistentVolumeClaim' "no volume per pod"
+  expect_not cas-replicated 'name: cas-headless' "no headless Service"
+  expect cas-replicated '^  replicas: 3$'
+  expect cas-replicated 'maxSurge: 1' "rolling updates add a replica before removing one"
+  expect cas-replicated '^kind: PodDisruptionBudget$'
+  expect cas-replicated '^  maxUnavailable: 1$' "at most one replica disrupted at a time"
+  expect cas-replicated 'podAntiAffinity:' "replicas spread over nodes"
+  expect cas-replicated 'preferredDuringSchedulingIgnoredDuringExecution:' "... preferred, so a one-node cluster still runs them"
+  expect cas-replicated 'topologyKey: kubernetes.io/hostname'
+  expect cas-replicated 'name: CUSTOS_CAS_STORE$' "the store URL in the environment"
+  expect cas-replicated 'name: cas-store$' "... from the Secret store.postgres.existingSecret"
+  expect cas-replicated 'key: url$' "... under its key url"
+  expect cas-replicated 'value: "/etc/custos-cas/store-ca/ca.pem"' "CUSTOS_CAS_STORE_CA from store.postgres.caSecret"
+  expect cas-replicated 'secretName: cas-store-ca'
+  expect cas-replicated 'secretName: cas-master-key' "one master key Secret that every replica mounts"
+  expect cas-replicated 'master_key_file = "/etc/custos-cas/master-key/master.key"'
+  expect cas-replicated 'path: /healthz, port: client-api, scheme: HTTPS' "readiness on /healthz (503 while the database is unreachable)"
+  expect cas-replicated 'tcpSocket: \{port: client-api\}' "liveness and startup on the port: a database outage restarts no replica"
+  expect cas-replicated '- port: 5432' "NetworkPolicy lets the replicas reach the database"
+  expect_not cas-replicated 'postgres://' "no database URL in the manifests"
+  if [ "$(grep -c 'tcpSocket' "$work/rendered/cas-replicated.yaml")" = 2 ] && [ "$(grep -c 'path: /healthz' "$work/rendered/cas-replicated.yaml")" = 1 ]; then
+    pass "cas-replicated: /healthz is the readiness probe only"
+  else
+    fail "cas-replicated: /healthz is the readiness probe only: expected 2 tcpSocket and 1 /healthz probe"
+  fi
+  render cas-replicated-tls cas cas "${replicated[@]}" --set tls.existingSecret=cas-tls \
+    --set store.postgres.urlKey=database-url --set store.postgres.caKey=DigiCertGlobalRootG2.crt.pem
+  expect cas-replicated-tls 'secretName: cas-tls' "a shared TLS identity from a Secret instead of the store's"
+  expect cas-replicated-tls 'key: database-url$'
+  expect cas-replicated-tls 'value: "/etc/custos-cas/store-ca/DigiCertGlobalRootG2.crt.pem"'
+  render cas-postgres-one cas cas --set store.postgres.existingSecret=cas-store --set store.postgres.caSecret=cas-store-ca
+  expect cas-postgres-one '^kind: Deployment$' "one replica on PostgreSQL: a Deployment too"
+  expect_not cas-postgres-one 'kind: PodDisruptionBudget' "one replica: no PodDisruptionBudget"
+  expect_not cas-postgres-one 'podAntiAffinity' "one replica: no anti-affinity"
+  render cas-replicated-affinity cas cas "${replicated[@]}" --set affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key=sgx \
+    --set affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=Exists
+  expect cas-replicated-affinity 'nodeAffinity:' "affinity given: used as it is"
+  expect_not cas-replicated-affinity 'podAntiAffinity' "... instead of the default anti-affinity"
+  check "lint cas replicated" "$helm" lint --strict --quiet deploy/helm/cas "${replicated[@]}"
+  # shellcheck disable=SC2016  # a literal $ in the NOTES
+  notes cas-replicated 'Deployment cas \(3 replicas' cas cas "${replicated[@]}"
+
   step "helm template: bad values are refused with a clear message"
+  render_fails replicas-without-postgres "replicaCount=2 needs the PostgreSQL store: the embedded store is one file with one writer" cas cas --set replicaCount=2
+  render_fails postgres-without-ca "store.postgres.existingSecret is set but store.postgres.caSecret is not" cas cas --set store.postgres.existingSecret=cas-store
+  render_fails ca-without-postgres "store.postgres.caSecret is set but store.postgres.existingSecret is not" cas cas --set store.postgres.caSecret=cas-store-ca
+  render_fails bad-replicas "replicaCount'?: minimum: got 0, want 1" cas cas --set replicaCount=0
+  check "helm install --dry-run=client refuses replicaCount=2 without the PostgreSQL store too" bash -c \
+    "'$helm' install cas deploy/helm/cas --dry-run=client --set replicaCount=2 2>&1 | grep -q 'replicaCount=2 needs the PostgreSQL store'"
   render_fails bad-plugin "useSGXDevPlugin.*one of 'azure', 'scone', 'enabled', 'disabled'" cas cas --set useSGXDevPlugin=yes
   render_fails bad-typo "additional properties 'configid' not allowed" api rest-api-sample --set scone.configid=a/b/c
   render_fails config-id-without-cas "scone.configId is set but scone.cas is not" api rest-api-sample --set scone.configId=ns/demo/rest-api

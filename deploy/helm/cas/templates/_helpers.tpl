@@ -77,3 +77,25 @@ sgx.intel.com/epc: {{ printf "%dMi" (int .Values.sgxEpcMem) | quote }}
 {{- end }}
 {{- toYaml $resources }}
 {{- end }}
+
+{{/* "true" when the CAS uses the shared PostgreSQL store, else empty. */}}
+{{- define "cas.postgres" -}}
+{{- if .Values.store.postgres.existingSecret }}true{{ end }}
+{{- end }}
+
+{{/*
+Combinations that cannot work, refused before anything is applied. Included by every workload
+template, so `helm template` and `helm install` fail with the message.
+*/}}
+{{- define "cas.validate" -}}
+{{- $replicas := int .Values.replicaCount }}
+{{- if and (gt $replicas 1) (not .Values.store.postgres.existingSecret) }}
+{{- fail (printf "replicaCount=%d needs the PostgreSQL store: the embedded store is one file with one writer and cannot be shared; set store.postgres.existingSecret (a Secret holding the database URL) and store.postgres.caSecret, or replicaCount=1" $replicas) }}
+{{- end }}
+{{- if and .Values.store.postgres.existingSecret (not .Values.store.postgres.caSecret) }}
+{{- fail "store.postgres.existingSecret is set but store.postgres.caSecret is not: the CAS connects to the database over TLS only, verified against the CA certificate(s) in that Secret (for Azure Database for PostgreSQL, its root CAs: docs/deploy-azure.md)" }}
+{{- end }}
+{{- if and .Values.store.postgres.caSecret (not .Values.store.postgres.existingSecret) }}
+{{- fail "store.postgres.caSecret is set but store.postgres.existingSecret is not: name the Secret holding the database URL too" }}
+{{- end }}
+{{- end }}
