@@ -78,6 +78,22 @@ fn tls_is_verified_bound_to_scram_and_required_beyond_loopback() {
         .unwrap();
     assert!(row.get::<_, bool>(0), "the connection is TLS");
 
+    // libpq's verify-full and verify-ca (which the client's parser lacks) are verified TLS.
+    for mode in ["verify-full", "verify-ca"] {
+        let url = format!(
+            "{}?sslmode={mode}&channel_binding=require",
+            db.url("postgres")
+        );
+        let mut client = connect(&settings(url, Some(&ca_file))).unwrap();
+        let row = client
+            .query_one(
+                "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
+                &[],
+            )
+            .unwrap();
+        assert!(row.get::<_, bool>(0), "sslmode={mode} is TLS");
+    }
+
     // Another CA: the handshake fails, naming the certificate.
     let other = dir.path().join("other.pem");
     std::fs::write(&other, pki().0).unwrap();

@@ -2,8 +2,8 @@
 //!
 //! The URL is libpq's (`postgres://user@host:port/db?…` or `host=… user=…`). TLS is required:
 //! `sslmode=disable` is accepted only when every host is a loopback address (a database on
-//! the CAS's own machine, as in tests), and any other mode means TLS verified against the
-//! configured CAs ([`tls`]). A connection that cannot be made within the connect timeout
+//! the CAS's own machine, as in tests), and any other mode (`verify-full` included) means TLS
+//! verified against the configured CAs, chain and host name ([`tls`]). A connection that cannot be made within the connect timeout
 //! fails, so a database that is down makes requests fail fast rather than hang.
 
 pub(in crate::store) mod backend;
@@ -62,7 +62,8 @@ impl Connector {
     /// Checks `settings`: the URL parses, TLS is on unless every host is loopback, and the
     /// CA files read.
     pub fn new(settings: &PgSettings) -> Result<Self, PgError> {
-        let mut config = postgres::Config::from_str(&settings.url).map_err(|e| {
+        let url = verified_modes_as_require(&settings.url);
+        let mut config = postgres::Config::from_str(&url).map_err(|e| {
             PgError::Settings(format!("the URL does not parse as a PostgreSQL URL: {e}"))
         })?;
         if config.get_hosts().is_empty() {
@@ -132,6 +133,26 @@ impl Connector {
                 custos_ids::fmt::error_chain(&e)
             ))
         })
+    }
+}
+
+/// libpq's `sslmode=verify-ca` and `verify-full`, which the client's parser does not know, as
+/// `require`: with any mode short of `disable` the connection is verified TLS — chain and host
+/// name (`verify-full`; for `verify-ca` that is stricter than libpq).
+fn verified_modes_as_require(url: &str) -> String {
+    let rewrite = |pair: &str| match pair {
+        "sslmode=verify-full" | "sslmode=verify-ca" => "sslmode=require".to_owned(),
+        other => other.to_owned(),
+    };
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let Some((base, query)) = url.split_once('?') else {
+            return url.to_owned();
+        };
+        let query: Vec<String> = query.split('&').map(rewrite).collect();
+        format!("{base}?{}", query.join("&"))
+    } else {
+        // key=value form: space-separated pairs.
+        url.split(' ').map(rewrite).collect::<Vec<_>>().join(" ")
     }
 }
 
