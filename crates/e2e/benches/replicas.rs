@@ -285,7 +285,7 @@ fn failover(machine: &Machine, mut deployment: Deployment, client_failover: bool
         })
         .collect();
     let fallback = deployment.client(1);
-    let gap = machine.runtime.block_on(async {
+    machine.runtime.block_on(async {
         let mut tasks = Vec::new();
         for client in clients {
             let (stop, fallback) = (stop.clone(), fallback.clone());
@@ -322,8 +322,7 @@ fn failover(machine: &Machine, mut deployment: Deployment, client_failover: bool
             total.slowest = total.slowest.max(gap.slowest);
         }
         total
-    });
-    gap
+    })
 }
 
 fn main() {
