@@ -270,12 +270,16 @@ helm_tests() {
   notes cas-replicated 'Deployment cas \(3 replicas' cas cas "${replicated[@]}"
 
   step "helm template: bad values are refused with a clear message"
-  render_fails replicas-without-postgres "replicaCount=2 needs the PostgreSQL store: the embedded store is one file with one writer" cas cas --set replicaCount=2
+  # The values schema refuses several replicas without the PostgreSQL store (so `helm lint`
+  # does too); the template's own message stays behind it.
+  render_fails replicas-without-postgres "at '/store/postgres/existingSecret': minLength: got 0, want 1" cas cas --set replicaCount=2
+  check "helm lint refuses replicaCount=2 without the PostgreSQL store" bash -c \
+    "! '$helm' lint deploy/helm/cas --set replicaCount=2 >/dev/null 2>&1"
   render_fails postgres-without-ca "store.postgres.existingSecret is set but store.postgres.caSecret is not" cas cas --set store.postgres.existingSecret=cas-store
   render_fails ca-without-postgres "store.postgres.caSecret is set but store.postgres.existingSecret is not" cas cas --set store.postgres.caSecret=cas-store-ca
   render_fails bad-replicas "replicaCount'?: minimum: got 0, want 1" cas cas --set replicaCount=0
   check "helm install --dry-run=client refuses replicaCount=2 without the PostgreSQL store too" bash -c \
-    "'$helm' install cas deploy/helm/cas --dry-run=client --set replicaCount=2 2>&1 | grep -q 'replicaCount=2 needs the PostgreSQL store'"
+    "'$helm' install cas deploy/helm/cas --dry-run=client --set replicaCount=2 2>&1 | grep -q \"at '/store/postgres/existingSecret'\""
   render_fails bad-plugin "useSGXDevPlugin.*one of 'azure', 'scone', 'enabled', 'disabled'" cas cas --set useSGXDevPlugin=yes
   render_fails bad-typo "additional properties 'configid' not allowed" api rest-api-sample --set scone.configid=a/b/c
   render_fails config-id-without-cas "scone.configId is set but scone.cas is not" api rest-api-sample --set scone.configId=ns/demo/rest-api
