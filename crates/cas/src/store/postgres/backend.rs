@@ -436,87 +436,22 @@ impl PgWriter {
                 }
             }
         }
-        Ok(Box::new(PgWriteTx {
-            tables: PgTables {
-                conn: RefCell::new(self.conn.as_mut().ok_or(StoreError::WriterGone)?),
-            },
+        Ok(Box::new(PgTables {
+            conn: RefCell::new(self.conn.as_mut().ok_or(StoreError::WriterGone)?),
         }))
     }
 }
 
-struct PgWriteTx<'a> {
-    tables: PgTables<&'a mut Conn>,
-}
-
-impl Tables for PgWriteTx<'_> {
-    fn record(&self, kind: Record, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.tables.record(kind, name)
-    }
-    fn records(&self, kind: Record, prefix: &str, visit: &mut Visit<'_>) -> Result<(), StoreError> {
-        self.tables.records(kind, prefix, visit)
-    }
-    fn session_count(&self) -> Result<u64, StoreError> {
-        self.tables.session_count()
-    }
-    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.tables.meta(key)
-    }
-    fn index_since(&self, after: u64) -> Result<Vec<IndexEntry>, StoreError> {
-        self.tables.index_since(after)
-    }
-    fn audit(
-        &self,
-        session: Option<&str>,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        self.tables.audit(session, after, limit)
-    }
-    fn audit_event(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.tables.audit_event(seq)
-    }
-    fn audit_bounds(&self) -> Result<AuditBounds, StoreError> {
-        self.tables.audit_bounds()
-    }
-}
-
-impl WriteTables for PgWriteTx<'_> {
-    fn put_record(&mut self, kind: Record, name: &str, sealed: &[u8]) -> Result<(), StoreError> {
-        self.tables.put_record(kind, name, sealed)
-    }
-    fn put_index(
-        &mut self,
-        name: &str,
-        current: &Current,
-        generation: u64,
-    ) -> Result<(), StoreError> {
-        self.tables.put_index(name, current, generation)
-    }
-    fn put_audit(
-        &mut self,
-        seq: u64,
-        session: Option<&str>,
-        sealed: &[u8],
-    ) -> Result<(), StoreError> {
-        self.tables.put_audit(seq, session, sealed)
-    }
-    fn remove_audit(&mut self, seq: u64, session: Option<&str>) -> Result<(), StoreError> {
-        self.tables.remove_audit(seq, session)
-    }
-    fn put_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.tables.put_meta(key, value)
-    }
-}
-
-impl Transaction for PgWriteTx<'_> {
+/// The writer's transaction: the reads and writes of [`PgTables`] on its connection.
+impl Transaction for PgTables<&mut Conn> {
     fn commit(self: Box<Self>) -> Result<(), StoreError> {
         // Returns once the server has committed (synchronous_commit: durable on its disk,
         // and on its synchronous standbys where the server has some).
-        self.tables.with(|c| c.batch("COMMIT"))
+        self.with(|c| c.batch("COMMIT"))
     }
 
     fn abort(self: Box<Self>) {
-        let _ = self.tables.with(|c| c.batch("ROLLBACK"));
+        let _ = self.with(|c| c.batch("ROLLBACK"));
     }
 
     fn tables(&self) -> &dyn Tables {
