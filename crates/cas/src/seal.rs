@@ -12,6 +12,9 @@
 //! seal more than 2³² values, far beyond a CAS's lifetime of writes, and a new master key
 //! starts a new count.
 
+pub mod recovery;
+pub mod shamir;
+
 use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
