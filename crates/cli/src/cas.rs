@@ -50,6 +50,14 @@ pub(crate) enum CasCommand {
         #[arg(long, env = "CUSTOS_CAS_ADDR")]
         cas: Option<String>,
     },
+    /// Print the Secure Key Release policy for the Key Vault key that wraps the CAS's master
+    /// key: Key Vault releases the key only against a token of this MAA for an enclave the
+    /// policy admits (by measurement, or by signer, product and minimum version).
+    ///
+    /// Example: custos cas release-policy --maa https://myattestation.eus.attest.azure.net
+    /// --mrenclave H > policy.json; az keyvault key create --vault-name V --name custos-kek
+    /// --kty RSA-HSM --exportable true --policy policy.json
+    ReleasePolicy(crate::release_policy::ReleasePolicyArgs),
 }
 
 pub(crate) fn run(command: CasCommand) -> ExitCode {
@@ -58,6 +66,7 @@ pub(crate) fn run(command: CasCommand) -> ExitCode {
         CasCommand::List => list(),
         CasCommand::SetDefault { addr } => set_default(&addr),
         CasCommand::Health { cas } => health(cas.as_deref()),
+        CasCommand::ReleasePolicy(args) => crate::release_policy::run(&args),
     }
 }
 
