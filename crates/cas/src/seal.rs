@@ -12,6 +12,7 @@
 //! seal more than 2³² values, far beyond a CAS's lifetime of writes, and a new master key
 //! starts a new count.
 
+pub mod envelope;
 pub mod recovery;
 pub mod shamir;
 
