@@ -201,6 +201,66 @@ enum Command {
     /// The store, with the CAS stopped.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// The master key, with the CAS stopped.
+    #[command(subcommand)]
+    MasterKey(MasterKeyCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum MasterKeyCommand {
+    /// Re-seals the whole store under a new master key, in one transaction: every session,
+    /// secret value, audit event and the store's own metadata. Afterwards only the new key
+    /// opens the store (backups made before still need the old one). Stop the CAS (every
+    /// replica) first; start it again with the new key file.
+    ///
+    /// Example: custos-cas master-key rotate --store /var/lib/custos-cas
+    /// --master-key-file /var/lib/custos-cas/master.key --new-master-key-file /secure/master-2.key
+    Rotate(RotateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RotateArgs {
+    /// The store: a CAS data directory, or a PostgreSQL URL.
+    #[arg(long, value_name = "DIR|URL")]
+    store: StoreLocation,
+    /// The master key the store is sealed under now.
+    #[arg(long, env = "CUSTOS_CAS_MASTER_KEY_FILE")]
+    master_key_file: PathBuf,
+    /// The new master key: used if the file exists, generated there (mode 0600) if not.
+    #[arg(long)]
+    new_master_key_file: PathBuf,
+    /// CA certificate(s) (PEM) of the database's TLS certificate.
+    #[arg(long = "store-ca", value_delimiter = ',', value_name = "FILE")]
+    store_ca: Vec<PathBuf>,
+}
+
+fn master_key_rotate(args: RotateArgs) -> Result<(), Failure> {
+    use custos_cas::seal::{KeyFile, KeyProvider as _, Sealer};
+    let sealer = |provider: KeyFile| -> Result<Sealer, Failure> {
+        let key = provider
+            .master_key()
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+        Ok(Sealer::new(&key).map_err(|e| e.to_string())?)
+    };
+    let old = sealer(KeyFile::existing(&args.master_key_file))?;
+    let new = sealer(KeyFile::create_if_missing(&args.new_master_key_file))?;
+    let store = args.store.location(&args.store_ca);
+    let mut progress = |what: &str, done: u64| {
+        if done % 1000 == 0 {
+            eprintln!("re-sealed {done} {what}");
+        }
+    };
+    let rotated = custos_cas::store::rotate::rotate(&store, &old, &new, &mut progress)
+        .map_err(|e| format!("master-key rotate of {store}: {e}"))?;
+    println!(
+        "re-sealed {} sessions, {} secrets records and {} audit events of {store} under {}; start the CAS with --master-key-file {} (backups made before still need the old key)",
+        rotated.sessions,
+        rotated.secrets,
+        rotated.audit_events,
+        args.new_master_key_file.display(),
+        args.new_master_key_file.display(),
+    );
+    Ok(())
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -460,8 +520,12 @@ fn main() -> ExitCode {
 }
 
 fn run(mut args: Args) -> Result<(), Failure> {
-    if let Some(Command::Store(StoreCommand::Copy(copy))) = args.command.take() {
-        return store_copy(copy);
+    match args.command.take() {
+        Some(Command::Store(StoreCommand::Copy(copy))) => return store_copy(copy),
+        Some(Command::MasterKey(MasterKeyCommand::Rotate(rotate))) => {
+            return master_key_rotate(rotate);
+        }
+        None => {}
     }
     let ready_file = args.ready_file.take();
     // A ready file from an earlier run must not announce this one.

@@ -25,6 +25,7 @@ pub mod copy;
 mod embedded;
 mod integrity;
 pub mod postgres;
+pub mod rotate;
 mod tables;
 mod view;
 mod writer;

@@ -480,3 +480,67 @@ async fn a_database_put_back_in_time_is_refused_by_a_replica_that_saw_later() {
         .collect();
     assert_eq!(names, ["a"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_master_key_reseals_everything_and_only_the_new_key_opens_it() {
+    use custos_cas::store::copy::Location;
+    use custos_cas::store::rotate::rotate;
+    let Some((dir, db)) = cluster(module_path!()) else {
+        return;
+    };
+    let sealer = |byte| Sealer::new(&MasterKey::from_bytes([byte; 32])).unwrap();
+    let single = dir.path().join("single");
+    std::fs::create_dir_all(&single).unwrap();
+    let embedded = Store::open(&single.join("cas.redb"), sealer(1)).unwrap();
+    let postgres = open(&db, 1).unwrap();
+    for store in [&embedded, &postgres] {
+        for i in 0..12 {
+            create(store, format!("app-{i}"), hash(i)).await.unwrap();
+        }
+        update(store, "app-3", hash(3), hash(33)).await.unwrap();
+    }
+    postgres
+        .shared_value("tls-identity", || Ok(Zeroizing::new(b"identity".to_vec())))
+        .unwrap();
+    let (before_embedded, before_postgres) = (contents(&embedded), contents(&postgres));
+    embedded.close();
+    postgres.close();
+
+    for (location, before) in [
+        (Location::Embedded(single.clone()), before_embedded),
+        (Location::Postgres(settings(&db)), before_postgres),
+    ] {
+        let mut seen = Vec::new();
+        let rotated = rotate(&location, &sealer(1), &sealer(2), &mut |what, done| {
+            seen.push(format!("{what} {done}"))
+        })
+        .unwrap();
+        assert_eq!(
+            (rotated.sessions, rotated.secrets, rotated.audit_events),
+            (12, 12, 12)
+        );
+        assert!(seen.contains(&"sessions 12".to_owned()), "{seen:?}");
+        let reopened = match &location {
+            Location::Embedded(dir) => Store::open(&dir.join("cas.redb"), sealer(2)).unwrap(),
+            Location::Postgres(_) => open(&db, 2).unwrap(),
+        };
+        assert_eq!(contents(&reopened), before, "{location}");
+        reopened.close();
+        // The old key opens nothing any more.
+        let refused = match &location {
+            Location::Embedded(dir) => Store::open(&dir.join("cas.redb"), sealer(1)).map(drop),
+            Location::Postgres(_) => open(&db, 1).map(drop),
+        }
+        .unwrap_err()
+        .to_string();
+        assert!(
+            refused.contains("master key does not open this store"),
+            "{refused}"
+        );
+    }
+    let identity = open(&db, 2)
+        .unwrap()
+        .shared_value("tls-identity", || panic!("kept"))
+        .unwrap();
+    assert_eq!(&**identity, b"identity");
+}

@@ -67,13 +67,17 @@ pub fn copy(from: &Location, to: &Location, sealer: &Sealer) -> Result<Copied, S
 }
 
 /// An opened store of either kind, verified.
-enum Opened {
+pub(super) enum Opened {
     Embedded { dir: PathBuf, db: ::redb::Database },
     Postgres(Box<backend::Opened>),
 }
 
 impl Opened {
-    fn open(location: &Location, sealer: &Sealer, new: bool) -> Result<Self, StoreError> {
+    pub(super) fn open(
+        location: &Location,
+        sealer: &Sealer,
+        new: bool,
+    ) -> Result<Self, StoreError> {
         let refused = |why: &str| StoreError::Integrity(format!("{location}: {why}"));
         match location {
             Location::Embedded(dir) => {
@@ -105,6 +109,14 @@ impl Opened {
                 }
                 Ok(Self::Postgres(Box::new(opened)))
             }
+        }
+    }
+
+    /// A write transaction on it.
+    pub(super) fn begin(&mut self) -> Result<Box<dyn Transaction + '_>, StoreError> {
+        match self {
+            Self::Embedded { db, .. } => embedded::begin(db),
+            Self::Postgres(opened) => opened.writer.begin(),
         }
     }
 

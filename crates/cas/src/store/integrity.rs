@@ -123,7 +123,7 @@ pub(super) struct State {
     pub audit_next: u64,
 }
 
-const STATE_ADDRESS: &str = "meta/state";
+pub(super) const STATE_ADDRESS: &str = "meta/state";
 
 impl State {
     pub fn seal(&self, sealer: &Sealer) -> Result<Vec<u8>, StoreError> {
@@ -152,7 +152,7 @@ pub(super) struct Digest {
     key: hmac::Key,
 }
 
-const DIGEST_KEY_ADDRESS: &str = "meta/digest-key";
+pub(super) const DIGEST_KEY_ADDRESS: &str = "meta/digest-key";
 
 impl Digest {
     /// A new random key and its sealed form (for `meta`).
