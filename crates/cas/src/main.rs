@@ -246,7 +246,7 @@ fn master_key_rotate(args: RotateArgs) -> Result<(), Failure> {
     let new = sealer(KeyFile::create_if_missing(&args.new_master_key_file))?;
     let store = args.store.location(&args.store_ca);
     let mut progress = |what: &str, done: u64| {
-        if done % 1000 == 0 {
+        if done.is_multiple_of(1000) {
             eprintln!("re-sealed {done} {what}");
         }
     };
