@@ -229,23 +229,31 @@ def release_policy(mrenclave, debuggable=True):
     ).encode()
 
 
-def attested_wrapping_key():
-    """A fresh RSA key and an MAA token (the SDK's validation on) carrying it in x-ms-runtime."""
-    wrapping = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    numbers = wrapping.public_key().public_numbers()
-    jwk = {
+def rsa_jwk(key, kid):
+    numbers = key.public_key().public_numbers()
+    return {
         "kty": "RSA",
-        "kid": "conformance-wrapping-key",
+        "kid": kid,
         "key_ops": ["encrypt"],
         "n": b64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
         "e": b64url(numbers.e.to_bytes(3, "big")),
     }
-    runtime = json.dumps({"keys": [jwk]}).encode()
+
+
+def attested(runtime_claims):
+    """An MAA token (the SDK's validation on) whose x-ms-runtime is `runtime_claims`."""
+    runtime = json.dumps(runtime_claims).encode()
     result, token = attestation_client().attest_sgx_enclave(
         quote(runtime), runtime_json=runtime, validate_issuer=True, issuer=MAA
     )
-    assert result.runtime_claims["keys"][0]["kid"] == "conformance-wrapping-key"
-    return wrapping, token.to_jwt_string()
+    assert result.runtime_claims == runtime_claims
+    return token.to_jwt_string()
+
+
+def attested_wrapping_key():
+    """A fresh RSA key and an MAA token carrying it in x-ms-runtime.keys."""
+    wrapping = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return wrapping, attested({"keys": [rsa_jwk(wrapping, "conformance-wrapping-key")]})
 
 
 def test_create_get_and_release_an_exportable_key():
@@ -288,6 +296,8 @@ def test_create_get_and_release_an_exportable_key():
         chain[0].verify_directly_issued_by(ca)
         assert chain[-1] == ca
         assert header["x5t#S256"] == b64url(chain[0].fingerprint(hashes.SHA256()))
+        assert header["x5t"] == b64url(chain[0].fingerprint(hashes.SHA1()))
+        assert header["kid"] == chain[0].fingerprint(hashes.SHA1()).hex().upper()
 
         payload = json.loads(b64url_decode(payload_b64))
         assert payload["request"]["enc"] == enc.value
@@ -309,18 +319,65 @@ def test_create_get_and_release_an_exportable_key():
 
 def test_release_is_refused_when_the_policy_is_not_met():
     client = keys()
-    client.create_rsa_key(
+    created = client.create_rsa_key(
         "skr-other-enclave",
         hardware_protected=True,
         exportable=True,
         release_policy=KeyReleasePolicy(release_policy(bytes(32))),
     )
+    assert len(created.key.n) == 256, "RSA keys are 2048 bits unless key_size says otherwise"
     _, token = attested_wrapping_key()
     with pytest.raises(HttpResponseError) as refused:
         client.release_key("skr-other-enclave", token)
     assert refused.value.status_code == 403
     assert refused.value.error.code == "Forbidden"
     assert "x-ms-sgx-mrenclave" in refused.value.error.message
+
+
+def test_release_refuses_keys_that_are_not_exportable_or_disabled():
+    client = keys()
+    _, token = attested_wrapping_key()
+    client.create_rsa_key("skr-not-exportable", hardware_protected=True)
+    client.create_rsa_key(
+        "skr-disabled",
+        hardware_protected=True,
+        exportable=True,
+        enabled=False,
+        release_policy=KeyReleasePolicy(release_policy(ENCLAVE)),
+    )
+    for name in ["skr-not-exportable", "skr-disabled"]:
+        with pytest.raises(HttpResponseError) as refused:
+            client.release_key(name, token)
+        assert refused.value.status_code == 403, name
+
+
+def test_the_wrapping_key_is_taken_from_x_ms_runtime_keys():
+    client = keys()
+    client.create_oct_key(
+        "skr-oct",
+        size=256,
+        hardware_protected=True,
+        exportable=True,
+        release_policy=KeyReleasePolicy(release_policy(ENCLAVE)),
+    )
+    decoy = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    tpm = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    # TpmEphemeralEncryptionKey wins over an earlier key, as on Azure's confidential VMs.
+    token = attested({"keys": [rsa_jwk(decoy, "decoy"), rsa_jwk(tpm, "TpmEphemeralEncryptionKey")]})
+    released = client.release_key("skr-oct", token, algorithm=KeyExportEncryptionAlgorithm.rsa_aes_key_wrap_256)
+    payload = json.loads(b64url_decode(released.value.split(".")[1]))
+    assert payload["response"]["key"]["key"]["kty"] == "oct-HSM"
+    key_hsm = json.loads(b64url_decode(payload["response"]["key"]["key"]["key_hsm"]))
+    assert key_hsm["header"]["kid"] == "TpmEphemeralEncryptionKey"
+    ciphertext = b64url_decode(key_hsm["ciphertext"])
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    assert len(aes_key_unwrap_with_padding(tpm.decrypt(ciphertext[:256], oaep), ciphertext[256:])) == 32
+
+    # A token without a key to wrap to.
+    with pytest.raises(HttpResponseError) as refused:
+        client.release_key("skr-oct", attested({"nonce": "x"}))
+    assert refused.value.status_code == 400
+    assert "x-ms-runtime.keys" in refused.value.error.message
 
 
 def test_key_vaults_rules_for_exportable_keys():
@@ -337,3 +394,9 @@ def test_key_vaults_rules_for_exportable_keys():
         assert refused.value.error.code == "BadParameter"
     with pytest.raises(ResourceNotFoundError):
         client.get_key("skr-refused")
+
+    # A new version of an exportable key without a policy keeps the current one's.
+    first = client.create_rsa_key("skr-versions", hardware_protected=True, exportable=True, release_policy=policy)
+    second = client.create_rsa_key("skr-versions", hardware_protected=True, exportable=True)
+    assert second.properties.version != first.properties.version
+    assert second.properties.release_policy.encoded_policy == policy.encoded_policy

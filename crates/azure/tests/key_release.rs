@@ -179,6 +179,8 @@ async fn rsa_key_round_trip_for_each_enc() {
         .await
         .unwrap();
     released.unwrap(&wrapping, &trust).unwrap();
+    // Opting out of the signer check still checks the signature and the chain's links.
+    released.unwrap(&wrapping, &SignerTrust::AnySigner).unwrap();
 
     // Opening fails closed: another signer root, another wrapping key, a forged nonce.
     let other_ca = custos_azure_emulator::pki::Ca::generate().unwrap();
@@ -373,6 +375,29 @@ async fn tokens_of_other_authorities_and_expired_tokens_are_refused() {
     assert_eq!(status, 403);
     assert!(
         message.contains("cannot be verified: the token expired at"),
+        "{message}"
+    );
+
+    // A token of the vault's MAA whose signature was tampered with (checked before expiry).
+    let mut tampered = token(&s.maa, &s.platform, &wrapping).await.into_bytes();
+    let at = tampered.len() - 10;
+    tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let err = s
+        .keys
+        .release_key(
+            "k",
+            None,
+            &tampered,
+            KeyWrapAlgorithm::CkmRsaAesKeyWrap,
+            None,
+        )
+        .await
+        .unwrap_err();
+    let (status, _, message) = refusal(&err);
+    assert_eq!(status, 403);
+    assert!(
+        message.contains("cannot be verified: the token's signature does not verify"),
         "{message}"
     );
 
