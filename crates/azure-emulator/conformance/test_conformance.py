@@ -13,10 +13,13 @@ import pytest
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 from azure.identity import CertificateCredential, ClientSecretCredential
 from azure.keyvault.certificates import CertificateClient
+from azure.keyvault.keys import KeyClient, KeyExportEncryptionAlgorithm, KeyReleasePolicy
 from azure.keyvault.secrets import SecretClient
 from azure.security.attestation import AttestationClient
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 import fixtures
@@ -188,3 +191,212 @@ def test_the_sdks_token_validation_is_really_on():
 
     with pytest.raises(AttestationTokenValidationException):
         attestation_client().attest_sgx_enclave(quote(b"x"), validate_issuer=True, issuer="https://another.attest.azure.net")
+
+
+# Secure Key Release: an exportable RSA-HSM key with a release policy, released to an enclave
+# attested by the emulator's MAA, opened here with `cryptography` alone (an implementation
+# independent of the emulator's).
+
+ENCLAVE = bytes(range(32))
+
+
+def keys():
+    return KeyClient(VAULT, secret_credential(), verify_challenge_resource=False)
+
+
+def b64url_decode(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def release_policy(mrenclave, debuggable=True):
+    return json.dumps(
+        {
+            "version": "1.0.0",
+            "anyOf": [
+                {
+                    "authority": MAA,
+                    "allOf": [
+                        {"claim": "x-ms-sgx-mrenclave", "equals": mrenclave.hex()},
+                        {"claim": "x-ms-sgx-is-debuggable", "equals": debuggable},
+                    ],
+                }
+            ],
+        }
+    ).encode()
+
+
+def rsa_jwk(key, kid):
+    numbers = key.public_key().public_numbers()
+    return {
+        "kty": "RSA",
+        "kid": kid,
+        "key_ops": ["encrypt"],
+        "n": b64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
+        "e": b64url(numbers.e.to_bytes(3, "big")),
+    }
+
+
+def attested(runtime_claims):
+    """An MAA token (the SDK's validation on) whose x-ms-runtime is `runtime_claims`."""
+    runtime = json.dumps(runtime_claims).encode()
+    result, token = attestation_client().attest_sgx_enclave(
+        quote(runtime), runtime_json=runtime, validate_issuer=True, issuer=MAA
+    )
+    assert result.runtime_claims == runtime_claims
+    return token.to_jwt_string()
+
+
+def attested_wrapping_key():
+    """A fresh RSA key and an MAA token carrying it in x-ms-runtime.keys."""
+    wrapping = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return wrapping, attested({"keys": [rsa_jwk(wrapping, "conformance-wrapping-key")]})
+
+
+def test_create_get_and_release_an_exportable_key():
+    client = keys()
+    policy = release_policy(ENCLAVE)
+    created = client.create_rsa_key(
+        "skr-conformance",
+        size=2048,
+        hardware_protected=True,
+        exportable=True,
+        release_policy=KeyReleasePolicy(policy),
+    )
+    key = client.get_key("skr-conformance")
+    assert key.id == created.id
+    assert key.key_type == "RSA-HSM"
+    assert key.properties.exportable is True
+    assert key.properties.release_policy.encoded_policy == policy
+    assert key.properties.release_policy.content_type == "application/json; charset=utf-8"
+
+    wrapping, token = attested_wrapping_key()
+    with open(os.environ["REQUESTS_CA_BUNDLE"], "rb") as f:
+        ca = x509.load_pem_x509_certificate(f.read())
+    oaep_hash = {
+        KeyExportEncryptionAlgorithm.ckm_rsa_aes_key_wrap: hashes.SHA1(),
+        KeyExportEncryptionAlgorithm.rsa_aes_key_wrap_256: hashes.SHA256(),
+        KeyExportEncryptionAlgorithm.rsa_aes_key_wrap_384: hashes.SHA384(),
+    }
+    for enc, digest in oaep_hash.items():
+        released = client.release_key("skr-conformance", token, version=key.properties.version, algorithm=enc, nonce="abc")
+        header_b64, payload_b64, signature_b64 = released.value.split(".")
+        header = json.loads(b64url_decode(header_b64))
+        assert header["alg"] == "RS256" and header["typ"] == "JWT"
+        chain = [x509.load_der_x509_certificate(base64.b64decode(c)) for c in header["x5c"]]
+        chain[0].public_key().verify(
+            b64url_decode(signature_b64),
+            f"{header_b64}.{payload_b64}".encode(),
+            padding.PKCS1v15(),
+            hashes.SHA256(),
+        )
+        chain[0].verify_directly_issued_by(ca)
+        assert chain[-1] == ca
+        assert header["x5t#S256"] == b64url(chain[0].fingerprint(hashes.SHA256()))
+        assert header["x5t"] == b64url(chain[0].fingerprint(hashes.SHA1()))
+        assert header["kid"] == chain[0].fingerprint(hashes.SHA1()).hex().upper()
+
+        payload = json.loads(b64url_decode(payload_b64))
+        assert payload["request"]["enc"] == enc.value
+        assert payload["request"]["nonce"] == "abc"
+        released_key = payload["response"]["key"]
+        assert released_key["key"]["kid"] == key.id
+        assert released_key["attributes"]["exportable"] is True
+        assert b64url_decode(released_key["release_policy"]["data"]) == policy
+        key_hsm = json.loads(b64url_decode(released_key["key"]["key_hsm"]))
+        assert key_hsm["header"] == {"kid": "conformance-wrapping-key", "alg": "dir", "enc": enc.value}
+        ciphertext = b64url_decode(key_hsm["ciphertext"])
+        aes_key = wrapping.decrypt(
+            ciphertext[:256], padding.OAEP(mgf=padding.MGF1(digest), algorithm=digest, label=None)
+        )
+        pkcs8 = aes_key_unwrap_with_padding(aes_key, ciphertext[256:])
+        private = serialization.load_der_private_key(pkcs8, password=None)
+        assert private.public_key().public_numbers().n == int.from_bytes(key.key.n, "big")
+
+
+def test_release_is_refused_when_the_policy_is_not_met():
+    client = keys()
+    created = client.create_rsa_key(
+        "skr-other-enclave",
+        hardware_protected=True,
+        exportable=True,
+        release_policy=KeyReleasePolicy(release_policy(bytes(32))),
+    )
+    assert len(created.key.n) == 256, "RSA keys are 2048 bits unless key_size says otherwise"
+    _, token = attested_wrapping_key()
+    with pytest.raises(HttpResponseError) as refused:
+        client.release_key("skr-other-enclave", token)
+    assert refused.value.status_code == 403
+    assert refused.value.error.code == "Forbidden"
+    assert "x-ms-sgx-mrenclave" in refused.value.error.message
+
+
+def test_release_refuses_keys_that_are_not_exportable_or_disabled():
+    client = keys()
+    _, token = attested_wrapping_key()
+    client.create_rsa_key("skr-not-exportable", hardware_protected=True)
+    client.create_rsa_key(
+        "skr-disabled",
+        hardware_protected=True,
+        exportable=True,
+        enabled=False,
+        release_policy=KeyReleasePolicy(release_policy(ENCLAVE)),
+    )
+    for name in ["skr-not-exportable", "skr-disabled"]:
+        with pytest.raises(HttpResponseError) as refused:
+            client.release_key(name, token)
+        assert refused.value.status_code == 403, name
+
+
+def test_the_wrapping_key_is_taken_from_x_ms_runtime_keys():
+    client = keys()
+    client.create_oct_key(
+        "skr-oct",
+        size=256,
+        hardware_protected=True,
+        exportable=True,
+        release_policy=KeyReleasePolicy(release_policy(ENCLAVE)),
+    )
+    decoy = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    tpm = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    # TpmEphemeralEncryptionKey wins over an earlier key, as on Azure's confidential VMs.
+    token = attested({"keys": [rsa_jwk(decoy, "decoy"), rsa_jwk(tpm, "TpmEphemeralEncryptionKey")]})
+    released = client.release_key("skr-oct", token, algorithm=KeyExportEncryptionAlgorithm.rsa_aes_key_wrap_256)
+    payload = json.loads(b64url_decode(released.value.split(".")[1]))
+    assert payload["response"]["key"]["key"]["kty"] == "oct-HSM"
+    key_hsm = json.loads(b64url_decode(payload["response"]["key"]["key"]["key_hsm"]))
+    assert key_hsm["header"]["kid"] == "TpmEphemeralEncryptionKey"
+    ciphertext = b64url_decode(key_hsm["ciphertext"])
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    assert len(aes_key_unwrap_with_padding(tpm.decrypt(ciphertext[:256], oaep), ciphertext[256:])) == 32
+
+    # A token without a key to wrap to.
+    with pytest.raises(HttpResponseError) as refused:
+        client.release_key("skr-oct", attested({"nonce": "x"}))
+    assert refused.value.status_code == 400
+    assert "x-ms-runtime.keys" in refused.value.error.message
+
+
+def test_key_vaults_rules_for_exportable_keys():
+    client = keys()
+    policy = KeyReleasePolicy(release_policy(ENCLAVE))
+    for kwargs in [
+        {"exportable": True, "hardware_protected": False, "release_policy": policy},
+        {"exportable": True, "hardware_protected": True},
+        {"hardware_protected": True, "release_policy": policy},
+    ]:
+        with pytest.raises(HttpResponseError) as refused:
+            client.create_rsa_key("skr-refused", **kwargs)
+        assert refused.value.status_code == 400, kwargs
+        assert refused.value.error.code == "BadParameter"
+    with pytest.raises(ResourceNotFoundError):
+        client.get_key("skr-refused")
+
+    # A new version of an exportable key without a policy keeps the current one's.
+    first = client.create_rsa_key("skr-versions", hardware_protected=True, exportable=True, release_policy=policy)
+    second = client.create_rsa_key("skr-versions", hardware_protected=True, exportable=True)
+    assert second.properties.version != first.properties.version
+    assert second.properties.release_policy.encoded_policy == policy.encoded_policy

@@ -191,12 +191,113 @@ pub struct KeyVaultConfig {
     /// The tenant whose tokens the vault accepts (named in its 401 challenge). Defaults to the
     /// first configured tenant.
     pub tenant: Option<String>,
-    /// Client ids allowed to read; empty: every application of the vault's tenant.
+    /// Client ids allowed to read; empty: every application of the vault's tenant. Ignored
+    /// when `access_policies` is set.
     pub allowed_clients: Vec<String>,
+    /// Key Vault access policies: what each application may do. When set, they alone decide.
+    pub access_policies: Vec<AccessPolicyConfig>,
     /// Secrets present at start-up.
     pub secrets: Vec<SecretConfig>,
     /// Certificates present at start-up.
     pub certificates: Vec<CertificateConfig>,
+}
+
+/// An access policy: the permissions of one application, per object kind, as Key Vault
+/// names them (`get`, `list`, `set`, `create`, `import`, `release`, ..., or `all`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessPolicyConfig {
+    /// The application (client id).
+    pub client_id: String,
+    /// Key permissions (`get`, `create`, `release`, ...).
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// Secret permissions (`get`, `list`, `set`, ...).
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Certificate permissions (`get`, `list`, `import`, ...).
+    #[serde(default)]
+    pub certificates: Vec<String>,
+}
+
+/// Key Vault's permission names per object kind (access policies).
+const KEY_PERMISSIONS: &[&str] = &[
+    "all",
+    "get",
+    "list",
+    "update",
+    "create",
+    "import",
+    "delete",
+    "recover",
+    "backup",
+    "restore",
+    "decrypt",
+    "encrypt",
+    "unwrapKey",
+    "wrapKey",
+    "verify",
+    "sign",
+    "purge",
+    "release",
+    "rotate",
+    "getRotationPolicy",
+    "setRotationPolicy",
+];
+const SECRET_PERMISSIONS: &[&str] = &[
+    "all", "get", "list", "set", "delete", "recover", "backup", "restore", "purge",
+];
+const CERTIFICATE_PERMISSIONS: &[&str] = &[
+    "all",
+    "get",
+    "list",
+    "update",
+    "create",
+    "import",
+    "delete",
+    "recover",
+    "backup",
+    "restore",
+    "managecontacts",
+    "manageissuers",
+    "getissuers",
+    "listissuers",
+    "setissuers",
+    "deleteissuers",
+    "purge",
+];
+
+impl AccessPolicyConfig {
+    /// Whether this policy grants `operation` on objects of `kind` (`keys`, `secrets`,
+    /// `certificates`); names compare case-insensitively.
+    pub fn grants(&self, kind: &str, operation: &str) -> bool {
+        let list = match kind {
+            "keys" => &self.keys,
+            "secrets" => &self.secrets,
+            "certificates" => &self.certificates,
+            _ => return false,
+        };
+        list.iter()
+            .any(|p| p.eq_ignore_ascii_case(operation) || p.eq_ignore_ascii_case("all"))
+    }
+
+    fn check(&self) -> Result<(), (String, String)> {
+        for (kind, list, known) in [
+            ("keys", &self.keys, KEY_PERMISSIONS),
+            ("secrets", &self.secrets, SECRET_PERMISSIONS),
+            ("certificates", &self.certificates, CERTIFICATE_PERMISSIONS),
+        ] {
+            for p in list {
+                if !known.iter().any(|k| k.eq_ignore_ascii_case(p)) {
+                    return Err((
+                        kind.to_owned(),
+                        format!("unknown permission {p:?} (one of {})", known.join(", ")),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A secret.
@@ -489,6 +590,17 @@ impl Config {
                 "keyvault.tenant".into(),
                 format!("tenant {tenant:?} is not in entra.tenants"),
             ));
+        }
+        for (i, policy) in self.keyvault.access_policies.iter().enumerate() {
+            if policy.client_id.is_empty() {
+                return Err(invalid(
+                    format!("keyvault.access_policies[{i}].client_id"),
+                    "empty".into(),
+                ));
+            }
+            policy.check().map_err(|(kind, problem)| {
+                invalid(format!("keyvault.access_policies[{i}].{kind}"), problem)
+            })?;
         }
         let mut names: Vec<&str> = Vec::new();
         for (i, secret) in self.keyvault.secrets.iter().enumerate() {

@@ -1,6 +1,7 @@
-//! Azure Key Vault: secrets (get, set, list, versions) and certificates (get, list, versions,
+//! Azure Key Vault: secrets (get, set, list, versions), certificates (get, list, versions,
 //! policy), each certificate also readable as the secret of the same name with its private
-//! key — behind the same 401 challenge, bearer validation and error bodies as the real vault.
+//! key, and keys (create, get, release: `keys.rs`) — behind the same 401 challenge, bearer
+//! validation, access policies and error bodies as the real vault.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -15,10 +16,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Shared;
-use crate::config::{Config, SecretContentType, is_object_name};
+use crate::config::{AccessPolicyConfig, Config, SecretContentType, is_object_name};
 use crate::entra::{AccessClaims, TokenRejection};
 use crate::http::{self, now, random_hex};
-use crate::pki::{CertificateWithKey, PkiError, x5t};
+use crate::keys::Keys;
+use crate::pki::{Ca, CertificateWithKey, PkiError, x5t};
 use crate::stats::Counter;
 
 /// The resource (token audience) of Azure Key Vault.
@@ -45,7 +47,9 @@ pub struct Vault {
     url: String,
     tenant: Option<String>,
     allowed_clients: Vec<String>,
+    access_policies: Vec<AccessPolicyConfig>,
     store: RwLock<Store>,
+    keys: Keys,
 }
 
 #[derive(Default)]
@@ -92,8 +96,9 @@ struct CertificateVersion {
 }
 
 impl Vault {
-    /// The configured secrets and certificates (certificates are generated or imported now).
-    pub fn new(config: &Config, url: &str) -> Result<Self, PkiError> {
+    /// The configured secrets and certificates (certificates are generated or imported now);
+    /// released keys are signed under `ca`.
+    pub fn new(config: &Config, url: &str, ca: &Ca) -> Result<Self, PkiError> {
         let mut store = Store::default();
         let now = now();
         for secret in &config.keyvault.secrets {
@@ -136,7 +141,9 @@ impl Vault {
             url: url.to_owned(),
             tenant: config.vault_tenant().map(str::to_owned),
             allowed_clients: config.keyvault.allowed_clients.clone(),
+            access_policies: config.keyvault.access_policies.clone(),
             store: RwLock::new(store),
+            keys: Keys::new(ca)?,
         })
     }
 }
@@ -267,21 +274,25 @@ pub fn router() -> Router<Arc<Shared>> {
 }
 
 /// A Key Vault error body with its status.
-struct KvError {
+pub(crate) struct KvError {
     status: StatusCode,
     body: Value,
 }
 
 impl KvError {
-    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         Self {
             status,
             body: json!({ "error": { "code": code, "message": message.into() } }),
         }
     }
 
-    fn bad_parameter(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_parameter(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "BadParameter", message)
+    }
+
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message)
     }
 
     fn not_found(kind: Kind, name: &str, version: Option<&str>) -> Self {
@@ -317,25 +328,37 @@ enum Operation<'a> {
     Policy(&'a str),
     SetSecret(&'a str),
     ImportCertificate(&'a str),
+    CreateKey(&'a str),
+    GetKey(&'a str, Option<&'a str>),
+    ReleaseKey(&'a str, Option<&'a str>),
 }
 
 impl Operation<'_> {
-    fn permission(&self) -> &'static str {
+    /// The permission an access policy must grant: (object kind, operation).
+    fn permission(&self) -> (&'static str, &'static str) {
         match self {
-            Operation::List(Kind::Secret) | Operation::Versions(Kind::Secret, _) => "secrets list",
-            Operation::Get(Kind::Secret, ..) => "secrets get",
-            Operation::SetSecret(_) => "secrets set",
-            Operation::List(Kind::Certificate) | Operation::Versions(Kind::Certificate, _) => {
-                "certificates list"
+            Operation::CreateKey(_) => ("keys", "create"),
+            Operation::GetKey(..) => ("keys", "get"),
+            Operation::ReleaseKey(..) => ("keys", "release"),
+            Operation::List(Kind::Secret) | Operation::Versions(Kind::Secret, _) => {
+                ("secrets", "list")
             }
-            Operation::Get(Kind::Certificate, ..) | Operation::Policy(_) => "certificates get",
-            Operation::ImportCertificate(_) => "certificates import",
+            Operation::Get(Kind::Secret, ..) => ("secrets", "get"),
+            Operation::SetSecret(_) => ("secrets", "set"),
+            Operation::List(Kind::Certificate) | Operation::Versions(Kind::Certificate, _) => {
+                ("certificates", "list")
+            }
+            Operation::Get(Kind::Certificate, ..) | Operation::Policy(_) => ("certificates", "get"),
+            Operation::ImportCertificate(_) => ("certificates", "import"),
         }
     }
 }
 
 fn parse_operation<'a>(method: &Method, path: &'a str) -> Result<Operation<'a>, KvError> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if segments[0] == "keys" {
+        return parse_key_operation(method, path, &segments[1..]);
+    }
     let kind = match segments[0] {
         "secrets" => Kind::Secret,
         "certificates" => Kind::Certificate,
@@ -358,14 +381,43 @@ fn parse_operation<'a>(method: &Method, path: &'a str) -> Result<Operation<'a>, 
         | Operation::Policy(n)
         | Operation::SetSecret(n)
         | Operation::ImportCertificate(n) => Some(*n),
+        Operation::CreateKey(_) | Operation::GetKey(..) | Operation::ReleaseKey(..) => None,
     };
-    if let Some(name) = name
-        && !is_object_name(name)
-    {
-        return Err(KvError::bad_parameter(format!(
+    check_name(name)?;
+    Ok(op)
+}
+
+fn check_name(name: Option<&str>) -> Result<(), KvError> {
+    match name {
+        Some(name) if !is_object_name(name) => Err(KvError::bad_parameter(format!(
             "The request URI contains an invalid name: {name}"
-        )));
+        ))),
+        _ => Ok(()),
     }
+}
+
+/// `/keys/{name}/create`, `/keys/{name}[/{version}]`, `/keys/{name}[/{version}]/release`
+/// (the SDKs send an empty version as `//release` or a trailing slash).
+fn parse_key_operation<'a>(
+    method: &Method,
+    path: &'a str,
+    segments: &[&'a str],
+) -> Result<Operation<'a>, KvError> {
+    let version = |v: &'a str| (!v.is_empty()).then_some(v);
+    let op = match (method, segments) {
+        (&Method::POST, [name, "create"]) => Operation::CreateKey(name),
+        (&Method::GET, [name] | [name, ""]) => Operation::GetKey(name, None),
+        (&Method::GET, [name, v]) => Operation::GetKey(name, version(v)),
+        (&Method::POST, [name, "release"]) => Operation::ReleaseKey(name, None),
+        (&Method::POST, [name, v, "release"]) => Operation::ReleaseKey(name, version(v)),
+        _ => return Err(unknown_path(method, path)),
+    };
+    let (Operation::CreateKey(name) | Operation::GetKey(name, _) | Operation::ReleaseKey(name, _)) =
+        &op
+    else {
+        unreachable!("key operations only")
+    };
+    check_name(Some(name))?;
     Ok(op)
 }
 
@@ -515,13 +567,12 @@ async fn serve(shared: &Shared, request: Request) -> Result<Response, KvError> {
     authorize(vault, &claims, op.permission())?;
 
     let body = match op {
-        Operation::SetSecret(_) | Operation::ImportCertificate(_) => {
-            axum::body::to_bytes(request.into_body(), MAX_BODY)
-                .await
-                .map_err(|_| {
-                    KvError::bad_parameter("The request body is too large or unreadable.")
-                })?
-        }
+        Operation::SetSecret(_)
+        | Operation::ImportCertificate(_)
+        | Operation::CreateKey(_)
+        | Operation::ReleaseKey(..) => axum::body::to_bytes(request.into_body(), MAX_BODY)
+            .await
+            .map_err(|_| KvError::bad_parameter("The request body is too large or unreadable."))?,
         _ => Default::default(),
     };
     let now = now();
@@ -679,6 +730,16 @@ async fn serve(shared: &Shared, request: Request) -> Result<Response, KvError> {
             secret_bundle(base, &stored_name, &version, true)
         }
         Operation::ImportCertificate(name) => import_certificate(vault, base, name, &body, now)?,
+        Operation::CreateKey(name) => vault.keys.create(base, name, &body, now)?,
+        Operation::GetKey(name, version) => vault.keys.get(base, name, version)?,
+        Operation::ReleaseKey(name, version) => vault.keys.release(
+            &shared.maa,
+            base,
+            name,
+            version,
+            api_version.as_deref().unwrap_or_default(),
+            &body,
+        )?,
     };
     Ok(http::json(StatusCode::OK, &result))
 }
@@ -716,15 +777,30 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<AccessClaims, Kv
         })
 }
 
-fn authorize(vault: &Vault, claims: &AccessClaims, permission: &str) -> Result<(), KvError> {
-    if vault.allowed_clients.is_empty() || vault.allowed_clients.contains(&claims.appid) {
+/// Access policies when configured (the app's policy must list the permission, or `all`),
+/// else `allowed_clients` (empty: every app of the tenant may do everything).
+fn authorize(
+    vault: &Vault,
+    claims: &AccessClaims,
+    (kind, operation): (&str, &str),
+) -> Result<(), KvError> {
+    let allowed = if vault.access_policies.is_empty() {
+        vault.allowed_clients.is_empty() || vault.allowed_clients.contains(&claims.appid)
+    } else {
+        vault
+            .access_policies
+            .iter()
+            .filter(|p| p.client_id.eq_ignore_ascii_case(&claims.appid))
+            .any(|p| p.grants(kind, operation))
+    };
+    if allowed {
         return Ok(());
     }
     let mut error = KvError::new(
         StatusCode::FORBIDDEN,
         "Forbidden",
         format!(
-            "The user, group or application 'appid={};oid={};iss={}' does not have {permission} permission on key vault '{VAULT_NAME};location=emulator'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287",
+            "The user, group or application 'appid={};oid={};iss={}' does not have {kind} {operation} permission on key vault '{VAULT_NAME};location=emulator'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287",
             claims.appid, claims.oid, claims.iss
         ),
     );

@@ -18,9 +18,11 @@ pub mod demo;
 mod entra;
 pub mod faults;
 mod http;
+mod keys;
 mod keyvault;
 mod maa;
 pub mod pki;
+mod release_policy;
 mod server;
 pub mod stats;
 
@@ -194,7 +196,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let faults = Arc::new(faults::Faults::new(config.faults.clone()));
     let directory =
         entra::Directory::new(&config, &urls.authority_host).map_err(pki_err("entra"))?;
-    let vault = keyvault::Vault::new(&config, &urls.vault).map_err(pki_err("keyvault"))?;
+    let vault = keyvault::Vault::new(&config, &urls.vault, &ca).map_err(pki_err("keyvault"))?;
     let maa = maa::Maa::new(&config, &urls.maa).map_err(pki_err("maa"))?;
     let shared = Arc::new(Shared {
         urls: urls.clone(),

@@ -123,6 +123,58 @@ impl Maa {
     pub fn trust(&self, id: KeyHash) {
         self.trusted.write().expect("trusted keys lock").insert(id);
     }
+
+    /// The claims of a token this instance issued, after checking what Key Vault checks of an
+    /// attestation token: the issuer is this instance, the signature (RS256 under this
+    /// instance's signing key, named by `kid`; `alg: none` refused), `exp` and `nbf` (no leeway).
+    pub fn verify_token(&self, token: &str) -> Result<Value, String> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| format!("the token is not a JWT: {e}"))?;
+        let unverified: Value = token
+            .split('.')
+            .nth(1)
+            .and_then(|p| URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or("the token's payload is not base64url JSON")?;
+        let issuer = unverified["iss"].as_str().unwrap_or("(none)");
+        if issuer.trim_end_matches('/') != self.url {
+            return Err(format!(
+                "issuer {issuer} is not an attestation authority this vault can verify (the emulator verifies tokens of its own MAA, {})",
+                self.url
+            ));
+        }
+        if header.alg != Algorithm::RS256 {
+            return Err(format!("expected alg RS256, actual {:?}", header.alg));
+        }
+        let kid = header.kid.as_deref().unwrap_or("(none)");
+        if kid != self.signing_key.kid() {
+            return Err(format!(
+                "expected kid {}, actual {kid}: not a signing key of {}",
+                self.signing_key.kid(),
+                self.url
+            ));
+        }
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::RS256);
+        validation.leeway = 0;
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "iss"]);
+        validation.set_issuer(&[&self.url]);
+        jsonwebtoken::decode::<Value>(token, self.signing_key.decoding_key(), &validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    format!("the token expired at {} (now {})", unverified["exp"], now())
+                }
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+                    format!("the token is not valid before {}", unverified["nbf"])
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                    "the token's signature does not verify".to_owned()
+                }
+                other => format!("the token is invalid: {other:?}"),
+            })
+    }
 }
 
 pub fn router() -> Router<Arc<Shared>> {

@@ -33,6 +33,7 @@ pub enum PkiError {
 pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
     pem: String,
+    der: Vec<u8>,
 }
 
 impl std::fmt::Debug for Ca {
@@ -55,7 +56,30 @@ impl Ca {
         Ok(Self {
             issuer: Issuer::new(params, key),
             pem,
+            der: cert.der().to_vec(),
         })
+    }
+
+    /// The CA certificate, DER.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// A fresh RSA-2048 signing key with a certificate for `common_name` issued by this CA:
+    /// the key and the chain (leaf, then the CA), DER.
+    pub fn rsa_signing_certificate(
+        &self,
+        common_name: &str,
+    ) -> Result<(RsaKeyPair, Vec<Vec<u8>>), PkiError> {
+        let key = KeyPair::generate_for(&PKCS_RSA_SHA256)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(common_name);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        set_validity(&mut params, 825);
+        let cert = params.signed_by(&key, &self.issuer)?;
+        let signer = RsaKeyPair::from_pkcs8(&key.serialize_der())
+            .map_err(|e| PkiError::Sign(format!("cannot load the generated key: {e}")))?;
+        Ok((signer, vec![cert.der().to_vec(), self.der.clone()]))
     }
 
     /// The CA certificate, PEM.

@@ -428,6 +428,19 @@ async fn configuration_errors_name_the_field() {
     .unwrap_err()
     .to_string();
     assert_eq!(err, "c: faults[0].status: 404 is not 429 or 5xx");
+    let err = Config::from_yaml(
+        "keyvault:\n  access_policies:\n    - client_id: app\n      keys: [ get, relase ]\n",
+        "c",
+        base,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with(
+            "c: keyvault.access_policies[0].keys: unknown permission \"relase\" (one of all, get, "
+        ),
+        "{err}"
+    );
 }
 
 fn jwt_payload(jwt: &str) -> Value {
@@ -447,6 +460,8 @@ async fn the_documented_example_configuration_starts() {
     let mut config = Config::from_file(&path).unwrap();
     assert_eq!(config.keyvault.certificates[0].name, "flask");
     assert_eq!(config.faults[0].times, Some(3));
+    assert!(config.keyvault.access_policies[0].grants("keys", "release"));
+    assert!(!config.keyvault.access_policies[0].grants("secrets", "set"));
     let dir = tempfile::tempdir().unwrap();
     config.ca_file = Some(dir.path().join("ca.pem"));
     let running = custos_azure_emulator::start(config).await.unwrap();

@@ -165,7 +165,7 @@ pub fn vault_url(vault: &str) -> Result<String, KeyVaultError> {
 
 /// Whether the vault runs on this machine (an emulator or a proxy), where the challenge's
 /// resource (`https://vault.azure.net`) cannot match the host and is not checked.
-fn is_local(url: &str) -> bool {
+pub(crate) fn is_local(url: &str) -> bool {
     let Ok(url) = azure_core::http::Url::parse(url) else {
         return false;
     };
@@ -286,40 +286,49 @@ impl KeyVault {
         version: Option<&str>,
         e: azure_core::Error,
     ) -> KeyVaultError {
-        let name = display_name(name, version);
-        match e.kind() {
-            azure_core::error::ErrorKind::HttpResponse {
-                status,
-                error_code,
-                raw_response,
-            } => {
-                let body: Option<serde_json::Value> = raw_response
-                    .as_ref()
-                    .and_then(|r| serde_json::from_slice(r.body().as_ref()).ok());
-                let code = body
-                    .as_ref()
-                    .and_then(|b| b["error"]["code"].as_str().map(str::to_owned))
-                    .or_else(|| error_code.clone());
-                let message = body
-                    .as_ref()
-                    .and_then(|b| b["error"]["message"].as_str().map(str::to_owned))
-                    .unwrap_or_else(|| e.to_string());
-                KeyVaultError::Service {
-                    vault: self.vault.clone(),
-                    kind,
-                    name,
-                    status: u16::from(*status),
-                    code,
-                    message,
-                }
-            }
-            _ => KeyVaultError::Request {
-                vault: self.vault.clone(),
+        service_error(&self.vault, kind, display_name(name, version), e)
+    }
+}
+
+/// An SDK error as a [`KeyVaultError`]: Key Vault's code and message when it answered.
+pub(crate) fn service_error(
+    vault: &str,
+    kind: &'static str,
+    name: String,
+    e: azure_core::Error,
+) -> KeyVaultError {
+    match e.kind() {
+        azure_core::error::ErrorKind::HttpResponse {
+            status,
+            error_code,
+            raw_response,
+        } => {
+            let body: Option<serde_json::Value> = raw_response
+                .as_ref()
+                .and_then(|r| serde_json::from_slice(r.body().as_ref()).ok());
+            let code = body
+                .as_ref()
+                .and_then(|b| b["error"]["code"].as_str().map(str::to_owned))
+                .or_else(|| error_code.clone());
+            let message = body
+                .as_ref()
+                .and_then(|b| b["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| e.to_string());
+            KeyVaultError::Service {
+                vault: vault.to_owned(),
                 kind,
                 name,
-                message: custos_ids::fmt::error_chain(&e),
-            },
+                status: u16::from(*status),
+                code,
+                message,
+            }
         }
+        _ => KeyVaultError::Request {
+            vault: vault.to_owned(),
+            kind,
+            name,
+            message: custos_ids::fmt::error_chain(&e),
+        },
     }
 }
 
@@ -371,6 +380,6 @@ fn display_name(name: &str, version: Option<&str>) -> String {
     }
 }
 
-fn is_object_name(name: &str) -> bool {
+pub(crate) fn is_object_name(name: &str) -> bool {
     (1..=127).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }

@@ -1,5 +1,5 @@
-//! Azure for Custos: Entra ID credentials, Key Vault secrets and certificates, and a client for
-//! Microsoft Azure Attestation (MAA).
+//! Azure for Custos: Entra ID credentials, Key Vault secrets, certificates and keys (with
+//! Secure Key Release), and a client for Microsoft Azure Attestation (MAA).
 //!
 //! Credentials and Key Vault are the official Azure SDK for Rust (`azure_identity`,
 //! `azure_security_keyvault_secrets`) over one reqwest/rustls transport on aws-lc-rs with the
@@ -15,6 +15,8 @@
 mod assertion;
 mod credential;
 pub mod http;
+pub mod key_release;
+mod keys;
 mod keyvault;
 mod maa;
 mod pem;
@@ -26,6 +28,13 @@ pub use credential::{
     PUBLIC_AUTHORITY_HOST,
 };
 pub use http::{HttpClientError, HttpOptions, Trust};
+pub use key_release::{
+    KeyMaterial, KeyWrapAlgorithm, ReleaseError, ReleaseExpectations, SignerTrust, UnwrappedKey,
+    WrappingKey, unwrap_released,
+};
+pub use keys::{
+    ExportableKeyType, KeyInfo, KeyVaultKeys, RELEASE_POLICY_CONTENT_TYPE, ReleasedKey,
+};
 pub use keyvault::{
     CertificateSecretError, CertificateWithKey, KeyVault, KeyVaultError, Secret,
     certificate_from_secret, vault_url,
