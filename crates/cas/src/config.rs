@@ -81,6 +81,68 @@ pub struct Config {
     pub maa: MaaSettings,
     /// Where sessions, secrets and the audit log are kept.
     pub store: StoreSettings,
+    /// Where the master key comes from.
+    pub master_key: MasterKeySettings,
+}
+
+/// `[master_key]`: where the master key comes from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MasterKeySettings {
+    /// `file` (the key in `master_key_file`) or `azure-skr` (the key wrapped by a Key Vault
+    /// key that Key Vault releases only to this CAS, attested by MAA).
+    pub provider: MasterKeyProvider,
+    /// `[master_key.azure_skr]`, for `provider = "azure-skr"`.
+    pub azure_skr: Option<AzureSkrSettings>,
+}
+
+/// The master key's provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum MasterKeyProvider {
+    /// A key file (`master_key_file`): whoever reads it reads every secret. For development.
+    #[default]
+    File,
+    /// Azure Key Vault Secure Key Release: only an attested CAS unwraps the master key.
+    AzureSkr,
+}
+
+/// `[master_key.azure_skr]`: the key that wraps the master key, and how to reach it.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureSkrSettings {
+    /// The exportable RSA-HSM key: `https://VAULT.vault.azure.net/keys/NAME` (or a managed
+    /// HSM's `https://HSM.managedhsm.azure.net/keys/NAME`).
+    pub key: String,
+    /// The MAA instance that attests this CAS (the release policy's authority).
+    pub maa: String,
+    /// Roots the release answer's signing chain must end at; none: any signer (the answer
+    /// still only opens with this CAS's one-time wrapping key).
+    #[serde(default)]
+    pub signer_ca_files: Vec<PathBuf>,
+    /// Entra ID tenant of the CAS's identity; default `AZURE_TENANT_ID`.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// The CAS's app registration or managed identity; default `AZURE_CLIENT_ID`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// A file holding the app registration's client secret.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// A federated token file (Kubernetes workload identity); default
+    /// `AZURE_FEDERATED_TOKEN_FILE`. Without a secret or a token file: managed identity.
+    #[serde(default)]
+    pub federated_token_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for AzureSkrSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureSkrSettings")
+            .field("key", &self.key)
+            .field("maa", &self.maa)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where the store is: the embedded file in `data_dir` (one CAS), or a PostgreSQL database
@@ -532,6 +594,7 @@ impl Default for Config {
             audit: AuditSettings::default(),
             maa: MaaSettings::default(),
             store: StoreSettings::default(),
+            master_key: MasterKeySettings::default(),
         }
     }
 }
@@ -556,6 +619,25 @@ impl Config {
 
     /// Checks ranges and combinations.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        match (self.master_key.provider, &self.master_key.azure_skr) {
+            (MasterKeyProvider::AzureSkr, None) => {
+                return Err(ConfigError::Invalid(
+                    "master_key.provider = \"azure-skr\" needs [master_key.azure_skr] (key, maa)"
+                        .into(),
+                ));
+            }
+            (MasterKeyProvider::AzureSkr, Some(_)) if self.master_key_file.is_some() => {
+                return Err(ConfigError::Invalid(
+                    "master_key_file is for master_key.provider = \"file\"; with azure-skr there is no key file".into(),
+                ));
+            }
+            (MasterKeyProvider::AzureSkr, Some(_)) if self.evidence == EvidenceMode::None => {
+                return Err(ConfigError::Invalid(
+                    "master_key.provider = \"azure-skr\" needs evidence (simulation or gramine): Key Vault releases the key only to an attested CAS".into(),
+                ));
+            }
+            _ => {}
+        }
         if self.tls.certificate.is_some() != self.tls.private_key.is_some() {
             return Err(ConfigError::Invalid(
                 "tls.certificate and tls.private_key are given together or not at all".into(),

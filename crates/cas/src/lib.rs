@@ -22,6 +22,7 @@ pub mod config;
 pub mod enclave;
 pub mod http;
 pub mod http_error;
+pub mod key_release;
 pub mod keygen;
 mod log_throttle;
 pub mod metrics;

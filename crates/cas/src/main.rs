@@ -38,6 +38,29 @@ struct Args {
     /// DNS name or IP address for a generated certificate (repeatable).
     #[arg(long = "tls-name", env = "CUSTOS_CAS_TLS_NAMES", value_delimiter = ',')]
     tls_names: Vec<String>,
+    /// Where the master key comes from: `file` (--master-key-file) or `azure-skr` (Key Vault
+    /// Secure Key Release to this attested CAS; with --skr-key and --skr-maa, no key file).
+    #[arg(long, env = "CUSTOS_CAS_MASTER_KEY_PROVIDER", value_enum)]
+    master_key_provider: Option<custos_cas::config::MasterKeyProvider>,
+    /// The exportable Key Vault key that wraps the master key (azure-skr):
+    /// https://VAULT.vault.azure.net/keys/NAME. The CAS's Entra ID identity: the config file's
+    /// [master_key.azure_skr], or AZURE_TENANT_ID, AZURE_CLIENT_ID and
+    /// AZURE_FEDERATED_TOKEN_FILE (workload identity), or the managed identity.
+    #[arg(
+        long,
+        env = "CUSTOS_CAS_SKR_KEY",
+        value_name = "URL",
+        requires = "skr_maa"
+    )]
+    skr_key: Option<String>,
+    /// The MAA instance that attests this CAS for the release (azure-skr).
+    #[arg(
+        long,
+        env = "CUSTOS_CAS_SKR_MAA",
+        value_name = "URL",
+        requires = "skr_key"
+    )]
+    skr_maa: Option<String>,
     /// Master key file (must exist). Default: `<data dir>/master.key`, generated when missing.
     #[arg(long, env = "CUSTOS_CAS_MASTER_KEY_FILE")]
     master_key_file: Option<PathBuf>,
@@ -495,6 +518,25 @@ impl Args {
         set(&mut c.azure.max_retries, self.azure_max_retries);
         set(&mut c.audit.max_events, self.audit_max_events);
         set(&mut c.audit.max_age_days, self.audit_max_age_days);
+        if let Some(provider) = self.master_key_provider {
+            c.master_key.provider = provider;
+        }
+        if let (Some(key), Some(maa)) = (self.skr_key, self.skr_maa) {
+            match &mut c.master_key.azure_skr {
+                Some(skr) => (skr.key, skr.maa) = (key, maa),
+                None => {
+                    c.master_key.azure_skr = Some(custos_cas::config::AzureSkrSettings {
+                        key,
+                        maa,
+                        signer_ca_files: Vec::new(),
+                        tenant_id: None,
+                        client_id: None,
+                        client_secret_file: None,
+                        federated_token_file: None,
+                    });
+                }
+            }
+        }
         if let Some(url) = self.store {
             c.store.postgres = Some(custos_cas::config::PostgresSettings {
                 url: url.0,

@@ -10,10 +10,11 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::api::{ClientApi, TopLevelCreators};
 use crate::attest::{GramineEnclave, SelfEvidence, SimulatedPlatform};
-use crate::config::{Config, EvidenceMode};
+use crate::config::{Config, EvidenceMode, MasterKeyProvider};
 use crate::enclave::Shared;
 use crate::enclave::nonce::NonceKey;
 use crate::http::HttpsListener;
+use crate::key_release::{EnvelopeSlot, ReleaseFailure};
 use crate::metrics::Metrics;
 use crate::seal::{KeyFile, KeyProvider, Sealer};
 use crate::store::Store;
@@ -39,6 +40,9 @@ pub enum StartError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The master key was not released (`master_key.provider = "azure-skr"`).
+    #[error(transparent)]
+    Release(ReleaseFailure),
     /// The TLS identity could not be set up.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
@@ -83,33 +87,6 @@ impl Cas {
     pub async fn start(config: &Config) -> Result<Self, StartError> {
         config.validate()?;
         create_private_dir(&config.data_dir)?;
-        let key_provider = match &config.master_key_file {
-            Some(path) => KeyFile::existing(path),
-            // A new key only for a new store: a store without its key must not get another one.
-            None if config.store_path().exists() => KeyFile::existing(config.master_key_path()),
-            // Replicas must share one key: a generated one would fit no other replica.
-            None if config.store.postgres.is_some() => {
-                return Err(StartError::Config(crate::config::ConfigError::Invalid(
-                    "a replicated store (store.postgres / --store) needs the master key every replica shares: give master_key_file / --master-key-file, the same file for every replica (make one with: (echo 'custos-cas master key v1'; head -c 32 /dev/urandom | base64) > master.key; chmod 600 master.key)".into(),
-                )));
-            }
-            None => KeyFile::create_if_missing(config.master_key_path()),
-        };
-        let master_key = key_provider.master_key()?;
-        let sealer = Sealer::new(&master_key)?;
-        let nonce_key = NonceKey::derive(&master_key)?;
-        drop(master_key);
-        tracing::info!(master_key = %key_provider.describe(), "master key loaded");
-        let retention = config.audit.retention();
-        let store = match &config.store.postgres {
-            Some(postgres) => Store::open_postgres(&postgres.settings(), sealer, retention)?,
-            None => Store::open_with_retention(&config.store_path(), sealer, retention)?,
-        };
-        let identity = match (&config.tls.certificate, &config.tls.private_key) {
-            (Some(cert), Some(key)) => CasIdentity::load(cert, key)?,
-            _ if store.is_replicated() => CasIdentity::shared(&store, &config.tls.names)?,
-            _ => CasIdentity::load_or_generate(&config.data_dir, &config.tls.names)?,
-        };
         let evidence: Option<Arc<dyn SelfEvidence>> = match config.evidence {
             EvidenceMode::Simulation => {
                 let exe = std::env::current_exe().map_err(|source| StartError::DataDir {
@@ -135,6 +112,28 @@ impl Cas {
                 tracing::warn!("no evidence source: clients cannot attest this CAS");
                 None
             }
+        };
+        let master_key = match config.master_key.provider {
+            MasterKeyProvider::File => {
+                let provider = key_file(config)?;
+                let key = provider.master_key()?;
+                tracing::info!(master_key = %provider.describe(), "master key loaded");
+                key
+            }
+            MasterKeyProvider::AzureSkr => released_master_key(config, evidence.clone()).await?,
+        };
+        let sealer = Sealer::new(&master_key)?;
+        let nonce_key = NonceKey::derive(&master_key)?;
+        drop(master_key);
+        let retention = config.audit.retention();
+        let store = match &config.store.postgres {
+            Some(postgres) => Store::open_postgres(&postgres.settings(), sealer, retention)?,
+            None => Store::open_with_retention(&config.store_path(), sealer, retention)?,
+        };
+        let identity = match (&config.tls.certificate, &config.tls.private_key) {
+            (Some(cert), Some(key)) => CasIdentity::load(cert, key)?,
+            _ if store.is_replicated() => CasIdentity::shared(&store, &config.tls.names)?,
+            _ => CasIdentity::load_or_generate(&config.data_dir, &config.tls.names)?,
         };
         let metrics = Arc::new(Metrics::default());
         let api = Arc::new(
@@ -194,6 +193,46 @@ impl<'a> From<&'a Cas> for Shared<'a> {
     fn from(cas: &'a Cas) -> Self {
         cas.shared()
     }
+}
+
+/// The key file of `master_key.provider = "file"`.
+fn key_file(config: &Config) -> Result<KeyFile, StartError> {
+    Ok(match &config.master_key_file {
+        Some(path) => KeyFile::existing(path),
+        // A new key only for a new store: a store without its key must not get another one.
+        None if config.store_path().exists() => KeyFile::existing(config.master_key_path()),
+        // Replicas must share one key: a generated one would fit no other replica.
+        None if config.store.postgres.is_some() => {
+            return Err(StartError::Config(crate::config::ConfigError::Invalid(
+                "a replicated store (store.postgres / --store) needs the master key every replica shares: give master_key_file / --master-key-file, the same file for every replica (make one with: (echo 'custos-cas master key v1'; head -c 32 /dev/urandom | base64) > master.key; chmod 600 master.key)".into(),
+            )));
+        }
+        None => KeyFile::create_if_missing(config.master_key_path()),
+    })
+}
+
+/// The master key of `master_key.provider = "azure-skr"`, released to this CAS.
+async fn released_master_key(
+    config: &Config,
+    evidence: Option<Arc<dyn SelfEvidence>>,
+) -> Result<crate::seal::MasterKey, StartError> {
+    let invalid = |reason: String| StartError::Config(crate::config::ConfigError::Invalid(reason));
+    let settings = config.master_key.azure_skr.as_ref().ok_or_else(|| {
+        invalid("master_key.provider = \"azure-skr\" needs [master_key.azure_skr]".into())
+    })?;
+    let evidence = evidence.ok_or_else(|| {
+        invalid("master_key.provider = \"azure-skr\" needs evidence (simulation or gramine)".into())
+    })?;
+    let http = crate::enclave::azure::Azure::from_config(&config.azure)
+        .map_err(|e| invalid(e.to_string()))?
+        .http_options();
+    let slot = match &config.store.postgres {
+        Some(postgres) => EnvelopeSlot::Postgres(postgres.settings()),
+        None => EnvelopeSlot::File(config.data_dir.join(crate::key_release::ENVELOPE_FILE)),
+    };
+    crate::key_release::master_key(settings, &config.azure, &http, evidence, &slot)
+        .await
+        .map_err(StartError::Release)
 }
 
 fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {

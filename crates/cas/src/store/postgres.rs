@@ -10,6 +10,7 @@ pub(in crate::store) mod backend;
 pub mod nonces;
 pub mod schema;
 pub mod tls;
+pub mod unsealed;
 
 use std::net::IpAddr;
 use std::path::PathBuf;

@@ -1,0 +1,397 @@
+//! The master key by Azure Key Vault Secure Key Release (`master_key.provider = "azure-skr"`):
+//! no key file; the master key is kept only wrapped ([`Envelope`]) by an exportable RSA-HSM key
+//! in Key Vault (or a Managed HSM), which Key Vault releases only against an MAA token whose
+//! claims meet the key's release policy — a CAS enclave of the measurement (or signer) the
+//! operator admitted.
+//!
+//! At every start the CAS:
+//! 1. makes a one-time RSA wrapping key and its runtime data `{"keys": [JWK]}`;
+//! 2. produces its own evidence with `SHA-256(runtime data)` in the report data (a Gramine DCAP
+//!    quote in an enclave; the simulated platform in simulation, which proves nothing);
+//! 3. has MAA attest it, the runtime data as JSON, so the token carries the wrapping key;
+//! 4. asks Key Vault to release the key with that token; Key Vault checks the token against the
+//!    key's release policy and answers the key wrapped to the wrapping key;
+//! 5. unwraps the answer and, with the released key, the envelope.
+//!
+//! A new store: the master key is generated here, wrapped to the Key Vault key's public half,
+//! released once to prove it comes back to this CAS, and only then is the envelope stored
+//! (first writer wins: replicas starting together share one master key).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aws_lc_rs::rsa::PrivateDecryptingKey;
+use custos_azure::{
+    AzureCredential, CredentialOptions, CredentialSpec, HttpOptions, KeyMaterial, KeyVaultKeys,
+    KeyWrapAlgorithm, MaaClient, MaaEvidence, RuntimeData, SignerTrust, WrappingKey,
+};
+
+use crate::attest::SelfEvidence;
+use crate::config::{AzureSettings, AzureSkrSettings};
+use crate::seal::MasterKey;
+use crate::seal::envelope::{Envelope, KekId};
+use crate::store::postgres::PgSettings;
+
+/// The wrapping key's size: Key Vault wraps to RSA keys of 2048 bits or more.
+const WRAPPING_KEY_BITS: u32 = 3072;
+/// The envelope's file, beside the embedded store.
+pub const ENVELOPE_FILE: &str = "master-key.envelope.json";
+
+/// Why the master key was not released. Each names the step; none holds key material.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseFailure {
+    /// The settings are unusable.
+    #[error("master key (azure-skr): {0}")]
+    Settings(String),
+    /// This CAS's evidence could not be made.
+    #[error("master key (azure-skr), step evidence: {0}")]
+    Evidence(String),
+    /// MAA did not attest the evidence.
+    #[error("master key (azure-skr), step MAA attestation at {maa}: {reason}")]
+    Maa {
+        /// The MAA instance.
+        maa: String,
+        /// What failed.
+        reason: String,
+    },
+    /// Key Vault did not release (or describe) the key: what it said.
+    #[error("master key (azure-skr), step {step} of {key}: {reason}")]
+    KeyVault {
+        /// `release` or `get key`.
+        step: &'static str,
+        /// The key.
+        key: String,
+        /// Key Vault's answer (for a policy refusal, the unmet claim).
+        reason: String,
+    },
+    /// The release answer or the envelope did not open.
+    #[error("master key (azure-skr), step unwrap: {0}")]
+    Unwrap(String),
+    /// The envelope could not be read or stored.
+    #[error("master key (azure-skr), step envelope: {0}")]
+    Envelope(String),
+}
+
+/// Where the envelope is kept: beside the embedded store, or in the shared database.
+#[derive(Debug, Clone)]
+pub enum EnvelopeSlot {
+    /// `<data_dir>/master-key.envelope.json`.
+    File(PathBuf),
+    /// `custos_meta` of the PostgreSQL store.
+    Postgres(PgSettings),
+}
+
+impl EnvelopeSlot {
+    fn load(&self) -> Result<Option<Envelope>, ReleaseFailure> {
+        let bytes = match self {
+            Self::File(path) => match std::fs::read(path) {
+                Ok(bytes) => Some(bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(envelope_error(path, e)),
+            },
+            Self::Postgres(settings) => {
+                crate::store::postgres::unsealed::load(settings, ENVELOPE_KEY)
+                    .map_err(|e| ReleaseFailure::Envelope(e.to_string()))?
+            }
+        };
+        bytes.map(|b| parse_envelope(&b)).transpose()
+    }
+
+    /// Stores `envelope` unless one is there; returns the one that is.
+    fn store_first(&self, envelope: &Envelope) -> Result<Envelope, ReleaseFailure> {
+        let json = serde_json::to_vec_pretty(envelope)
+            .map_err(|e| ReleaseFailure::Envelope(e.to_string()))?;
+        let stored = match self {
+            Self::File(path) => {
+                write_new(path, &json)?;
+                json
+            }
+            Self::Postgres(settings) => {
+                crate::store::postgres::unsealed::store_first(settings, ENVELOPE_KEY, &json)
+                    .map_err(|e| ReleaseFailure::Envelope(e.to_string()))?
+            }
+        };
+        parse_envelope(&stored)
+    }
+}
+
+/// The envelope's key in the database's metadata.
+const ENVELOPE_KEY: &str = "key-envelope";
+
+fn parse_envelope(bytes: &[u8]) -> Result<Envelope, ReleaseFailure> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ReleaseFailure::Envelope(format!("does not parse: {e}")))
+}
+
+fn envelope_error(path: &Path, e: std::io::Error) -> ReleaseFailure {
+    ReleaseFailure::Envelope(format!("{}: {e}", path.display()))
+}
+
+fn write_new(path: &Path, content: &[u8]) -> Result<(), ReleaseFailure> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| envelope_error(path, e))?;
+    file.write_all(content)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| envelope_error(path, e))?;
+    if let Some(dir) = path.parent() {
+        crate::seal::sync_dir(dir).map_err(|e| envelope_error(path, e))?;
+    }
+    Ok(())
+}
+
+/// Key Vault, MAA and this CAS's evidence, set up from the configuration.
+struct Skr {
+    keys: KeyVaultKeys,
+    vault: String,
+    name: String,
+    maa: MaaClient,
+    signers: SignerTrust,
+    evidence: Arc<dyn SelfEvidence>,
+}
+
+/// The CAS's own Entra ID identity: a client secret, a federated token (workload identity)
+/// or the managed identity, from the settings or the standard `AZURE_*` variables.
+fn credential(
+    settings: &AzureSkrSettings,
+    azure: &AzureSettings,
+    http: &HttpOptions,
+) -> Result<AzureCredential, ReleaseFailure> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let tenant = settings
+        .tenant_id
+        .clone()
+        .or_else(|| env("AZURE_TENANT_ID"));
+    let client = settings
+        .client_id
+        .clone()
+        .or_else(|| env("AZURE_CLIENT_ID"));
+    let token_file = settings
+        .federated_token_file
+        .clone()
+        .or_else(|| env("AZURE_FEDERATED_TOKEN_FILE").map(PathBuf::from));
+    let needs = |what: &str| {
+        ReleaseFailure::Settings(format!(
+            "{what} needs the tenant and client ids (master_key.azure_skr.tenant_id/client_id or AZURE_TENANT_ID/AZURE_CLIENT_ID)"
+        ))
+    };
+    let spec = match (&settings.client_secret_file, token_file) {
+        (Some(path), _) => {
+            let secret = std::fs::read_to_string(path).map_err(|e| {
+                ReleaseFailure::Settings(format!("client_secret_file {}: {e}", path.display()))
+            })?;
+            CredentialSpec::ClientSecret {
+                tenant_id: tenant.ok_or_else(|| needs("a client secret"))?,
+                client_id: client.ok_or_else(|| needs("a client secret"))?,
+                secret: secret.trim().to_owned().into(),
+            }
+        }
+        (None, Some(token_file)) => CredentialSpec::WorkloadIdentity {
+            tenant_id: tenant.ok_or_else(|| needs("a federated token"))?,
+            client_id: client.ok_or_else(|| needs("a federated token"))?,
+            token_file,
+        },
+        (None, None) => CredentialSpec::ManagedIdentity { client_id: client },
+    };
+    let options = CredentialOptions {
+        authority_host: azure.authority_host.clone(),
+        http: http.clone(),
+    };
+    AzureCredential::new(spec, &options).map_err(|e| ReleaseFailure::Settings(e.to_string()))
+}
+
+impl Skr {
+    fn new(
+        settings: &AzureSkrSettings,
+        azure: &AzureSettings,
+        http: &HttpOptions,
+        evidence: Arc<dyn SelfEvidence>,
+    ) -> Result<Self, ReleaseFailure> {
+        let key = settings.key.trim_end_matches('/');
+        let (vault, name) = key
+            .split_once("/keys/")
+            .filter(|(vault, name)| {
+                vault.starts_with("https://") && !name.is_empty() && !name.contains('/')
+            })
+            .ok_or_else(|| {
+                ReleaseFailure::Settings(format!(
+                    "master_key.azure_skr.key: expected https://VAULT/keys/NAME, actual {key:?}"
+                ))
+            })?;
+        let credential = credential(settings, azure, http)?;
+        let keys = KeyVaultKeys::new(vault, &credential, http)
+            .map_err(|e| ReleaseFailure::Settings(e.to_string()))?;
+        let maa = MaaClient::new(&settings.maa, http)
+            .map_err(|e| ReleaseFailure::Settings(format!("master_key.azure_skr.maa: {e}")))?;
+        let signers = if settings.signer_ca_files.is_empty() {
+            SignerTrust::AnySigner
+        } else {
+            let mut roots = Vec::new();
+            for path in &settings.signer_ca_files {
+                let certificates = custos_tls::read_certificates(path).map_err(|e| {
+                    ReleaseFailure::Settings(format!("signer_ca_files {}: {e}", path.display()))
+                })?;
+                roots.extend(certificates.into_iter().map(|c| c.to_vec()));
+            }
+            SignerTrust::Roots(roots)
+        };
+        Ok(Self {
+            keys,
+            vault: vault.to_owned(),
+            name: name.to_owned(),
+            maa,
+            signers,
+            evidence,
+        })
+    }
+
+    fn key_id(&self, version: &str) -> KekId {
+        KekId {
+            vault: self.vault.clone(),
+            name: self.name.clone(),
+            version: version.to_owned(),
+        }
+    }
+
+    fn key_vault(
+        &self,
+        step: &'static str,
+        version: Option<&str>,
+        reason: impl ToString,
+    ) -> ReleaseFailure {
+        ReleaseFailure::KeyVault {
+            step,
+            key: match version {
+                Some(v) => self.key_id(v).to_string(),
+                None => format!("{}/keys/{}", self.vault, self.name),
+            },
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The key's current version and its public modulus and exponent.
+    async fn public(&self) -> Result<(KekId, Vec<u8>, Vec<u8>), ReleaseFailure> {
+        let info = self
+            .keys
+            .get_key(&self.name, None)
+            .await
+            .map_err(|e| self.key_vault("get key", None, e))?;
+        if !info.exportable {
+            return Err(self.key_vault(
+                "get key",
+                Some(&info.version),
+                "expected an exportable key with a release policy, actual: not exportable (Key Vault would never release it)",
+            ));
+        }
+        let (n, e) = info.rsa_public.clone().ok_or_else(|| {
+            self.key_vault(
+                "get key",
+                Some(&info.version),
+                format!("expected an RSA key, actual kty {}", info.kty),
+            )
+        })?;
+        Ok((self.key_id(&info.version), n, e))
+    }
+
+    /// Key version `version`'s private half, released to this CAS.
+    async fn release(&self, version: &str) -> Result<PrivateDecryptingKey, ReleaseFailure> {
+        let wrapping = WrappingKey::generate(WRAPPING_KEY_BITS, "custos-cas-release")
+            .map_err(|e| ReleaseFailure::Evidence(e.to_string()))?;
+        let runtime = wrapping.runtime_data();
+        let evidence = {
+            let (source, runtime) = (self.evidence.clone(), runtime.clone());
+            tokio::task::spawn_blocking(move || source.evidence(&runtime))
+                .await
+                .map_err(|e| ReleaseFailure::Evidence(e.to_string()))?
+                .map_err(|e| ReleaseFailure::Evidence(e.to_string()))?
+        };
+        let token = self
+            .maa
+            .attest(
+                MaaEvidence::SgxQuote(&evidence.bytes),
+                Some(RuntimeData::Json(&runtime)),
+            )
+            .await
+            .map_err(|e| ReleaseFailure::Maa {
+                maa: self.maa.url().to_owned(),
+                reason: e.to_string(),
+            })?;
+        let released = self
+            .keys
+            .release_key(
+                &self.name,
+                Some(version),
+                &token,
+                KeyWrapAlgorithm::CkmRsaAesKeyWrap,
+                None,
+            )
+            .await
+            .map_err(|e| self.key_vault("release", Some(version), e))?;
+        let unwrapped = released
+            .unwrap(&wrapping, &self.signers)
+            .map_err(|e| ReleaseFailure::Unwrap(e.to_string()))?;
+        let KeyMaterial::RsaPrivateKey(pkcs8) = &unwrapped.material else {
+            return Err(ReleaseFailure::Unwrap(format!(
+                "expected an RSA private key, actual {:?}",
+                unwrapped.material
+            )));
+        };
+        PrivateDecryptingKey::from_pkcs8(pkcs8)
+            .map_err(|e| ReleaseFailure::Unwrap(format!("the released RSA key: {e}")))
+    }
+}
+
+/// The master key, released to this CAS through `settings`' Key Vault key; for a new store,
+/// made and its envelope stored in `slot`.
+pub async fn master_key(
+    settings: &AzureSkrSettings,
+    azure: &AzureSettings,
+    http: &HttpOptions,
+    evidence: Arc<dyn SelfEvidence>,
+    slot: &EnvelopeSlot,
+) -> Result<MasterKey, ReleaseFailure> {
+    let simulated = evidence.is_simulation();
+    let skr = Skr::new(settings, azure, http, evidence)?;
+    let unwrap = |envelope: &Envelope, kek: &PrivateDecryptingKey| {
+        envelope
+            .unwrap(kek)
+            .map_err(|e| ReleaseFailure::Unwrap(e.to_string()))
+    };
+    let master = match slot.load()? {
+        Some(envelope) => {
+            let kek = skr.release(&envelope.kek.version).await?;
+            let master = unwrap(&envelope, &kek)?;
+            tracing::info!(key = %envelope.kek, maa = %settings.maa, "master key released to this CAS by Key Vault (Secure Key Release)");
+            master
+        }
+        None => {
+            let (kek_id, n, e) = skr.public().await?;
+            let master =
+                MasterKey::generate().map_err(|e| ReleaseFailure::Envelope(e.to_string()))?;
+            let envelope = Envelope::wrap(&master, kek_id, &n, &e)
+                .map_err(|e| ReleaseFailure::Envelope(e.to_string()))?;
+            // Stored only once the key has come back to this CAS: a policy that would never
+            // release it must not leave a store nobody can open.
+            let kek = skr.release(&envelope.kek.version).await?;
+            unwrap(&envelope, &kek)?;
+            let stored = slot.store_first(&envelope)?;
+            tracing::info!(key = %stored.kek, maa = %settings.maa, "new master key, wrapped by the Key Vault key; released to this CAS");
+            if stored == envelope {
+                master
+            } else if stored.kek.version == envelope.kek.version {
+                // Another replica stored its envelope first: its master key is the store's.
+                unwrap(&stored, &kek)?
+            } else {
+                unwrap(&stored, &skr.release(&stored.kek.version).await?)?
+            }
+        }
+    };
+    if simulated {
+        tracing::warn!(
+            "SIMULATION: the master key was released against simulated evidence, which proves nothing; a release policy that admits a simulated CAS protects nothing"
+        );
+    }
+    Ok(master)
+}

@@ -1,0 +1,48 @@
+//! Values kept in the database's `custos_meta` in clear, read before the store opens: the
+//! master key's envelope (wrapped, so readable by anyone) is needed to open the store.
+
+use super::{Connector, PgError, PgSettings, schema};
+use crate::store::postgres::backend::blocking;
+
+const PREFIX: &str = "unsealed/";
+
+fn connect(settings: &PgSettings) -> Result<postgres::Client, PgError> {
+    let mut client = Connector::new(settings)?.connect()?;
+    schema::migrate(&mut client)?;
+    Ok(client)
+}
+
+fn database(what: &str, e: &postgres::Error) -> PgError {
+    PgError::Database(format!("{what}: {}", custos_ids::fmt::error_chain(e)))
+}
+
+/// The value under `key`, if any.
+pub fn load(settings: &PgSettings, key: &str) -> Result<Option<Vec<u8>>, PgError> {
+    let key = format!("{PREFIX}{key}");
+    blocking(|| {
+        let mut client = connect(settings)?;
+        let row = client
+            .query_opt("SELECT value FROM custos_meta WHERE key = $1", &[&key])
+            .map_err(|e| database("read", &e))?;
+        Ok(row.map(|row| row.get::<_, Vec<u8>>(0)))
+    })
+}
+
+/// Stores `value` under `key` unless a value is there already; returns the value stored (the
+/// first writer's, when several race).
+pub fn store_first(settings: &PgSettings, key: &str, value: &[u8]) -> Result<Vec<u8>, PgError> {
+    let key = format!("{PREFIX}{key}");
+    blocking(|| {
+        let mut client = connect(settings)?;
+        client
+            .execute(
+                "INSERT INTO custos_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&key, &value],
+            )
+            .map_err(|e| database("store", &e))?;
+        let row = client
+            .query_one("SELECT value FROM custos_meta WHERE key = $1", &[&key])
+            .map_err(|e| database("read back", &e))?;
+        Ok(row.get::<_, Vec<u8>>(0))
+    })
+}

@@ -1,0 +1,178 @@
+//! The master key by Secure Key Release, end to end in simulation against the emulator: real
+//! `custos-cas` processes attest to the emulator's MAA (simulated evidence from a platform key
+//! it trusts), and the emulator's Key Vault releases the exportable key under the release
+//! policy `custos cas release-policy` printed. The CAS keeps no key file; it restarts and
+//! reads its sessions again; a CAS of another measurement is refused, naming the claim.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use custos_client::{CasClient, ClientIdentity, ServerTrust};
+use custos_e2e::{bin, launcher, measurement, stdout};
+use custos_harness::services::Emulator;
+
+/// The emulator's vault owner: its HTTP settings and credential.
+fn owner(emulator: &Emulator) -> (custos_azure::HttpOptions, custos_azure::AzureCredential) {
+    let ca = std::fs::read(emulator.var("REQUESTS_CA_BUNDLE")).unwrap();
+    let http = custos_azure::HttpOptions::trusting_only_pem(&ca).unwrap();
+    let credential = custos_azure::AzureCredential::new(
+        custos_azure::CredentialSpec::ClientSecret {
+            tenant_id: emulator.var("AZURE_TENANT_ID").into(),
+            client_id: emulator.var("AZURE_CLIENT_ID").into(),
+            secret: emulator.var("AZURE_CLIENT_SECRET").into(),
+        },
+        &custos_azure::CredentialOptions {
+            authority_host: emulator.var("AZURE_AUTHORITY_HOST").into(),
+            http: http.clone(),
+        },
+    )
+    .unwrap();
+    (http, credential)
+}
+
+/// The CAS configuration: azure-skr with the emulator's vault and MAA, simulated evidence
+/// from the LAS's platform key (which the emulator's MAA trusts).
+fn cas_config(dir: &Path, emulator: &Emulator, platform_key: &Path) -> std::path::PathBuf {
+    let secret = dir.join("client-secret");
+    std::fs::write(&secret, emulator.var("AZURE_CLIENT_SECRET")).unwrap();
+    let config = dir.join("cas.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+evidence = "simulation"
+platform_key_file = "{platform_key}"
+[azure]
+authority_host = "{authority}"
+ca_files = ["{ca}"]
+[master_key]
+provider = "azure-skr"
+[master_key.azure_skr]
+key = "{vault}keys/custos-kek"
+maa = "{maa}"
+tenant_id = "{tenant}"
+client_id = "{client}"
+client_secret_file = "{secret}"
+"#,
+            platform_key = platform_key.display(),
+            authority = emulator.var("AZURE_AUTHORITY_HOST"),
+            ca = emulator.var("REQUESTS_CA_BUNDLE"),
+            vault = emulator.var("AKV_VAULT"),
+            maa = emulator.var("MAA_PROVIDER"),
+            tenant = emulator.var("AZURE_TENANT_ID"),
+            client = emulator.var("AZURE_CLIENT_ID"),
+            secret = secret.display(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn a_cas_gets_its_master_key_only_by_release_and_another_measurement_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let launcher = launcher(dir.path());
+    let las = launcher.las(&dir.path().join("las")).unwrap();
+    let emulator = launcher
+        .emulator(&dir.path().join("ca.pem"), &las, &[])
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // The release policy, as an operator makes it, for this custos-cas binary.
+    let cas_mrenclave = measurement(&bin("custos-cas"));
+    let policy = Command::new(bin("custos"))
+        .args([
+            "cas",
+            "release-policy",
+            "--maa",
+            emulator.var("MAA_PROVIDER"),
+        ])
+        .args(["--mrenclave", &cas_mrenclave, "--only-for-testing-debug"])
+        .output()
+        .unwrap();
+    assert!(policy.status.success());
+    let (http, credential) = owner(&emulator);
+    let keys =
+        custos_azure::KeyVaultKeys::new(emulator.var("AKV_VAULT"), &credential, &http).unwrap();
+    runtime
+        .block_on(keys.create_exportable_key(
+            "custos-kek",
+            custos_azure::ExportableKeyType::RsaHsm { bits: 3072 },
+            stdout(&policy).as_bytes(),
+            false,
+        ))
+        .unwrap();
+
+    let config = cas_config(dir.path(), &emulator, &las.platform_key_file());
+    let data = dir.path().join("cas");
+    let flags = |extra: &[&str]| -> Vec<String> {
+        let mut flags = vec!["--config".to_owned(), config.display().to_string()];
+        flags.extend(["--trust-platform-key".to_owned(), las.key_id.clone()]);
+        flags.extend(extra.iter().map(|f| (*f).to_owned()));
+        flags
+    };
+    let mut cas = launcher.cas(&data, &flags(&[])).unwrap();
+    let logs = cas.process.logs();
+    assert!(
+        logs.contains("new master key, wrapped by the Key Vault key; released to this CAS"),
+        "{logs}"
+    );
+    // No key file: the data directory holds the envelope, not a key.
+    let files: Vec<String> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!files.iter().any(|f| f.contains("master.key")), "{files:?}");
+    assert!(
+        files.contains(&"master-key.envelope.json".to_owned()),
+        "{files:?}"
+    );
+    let environ = std::fs::read(format!("/proc/{}/environ", cas.process.id())).unwrap();
+    assert!(!String::from_utf8_lossy(&environ).contains("MASTER_KEY"));
+
+    let owner = ClientIdentity::generate("owner").unwrap();
+    let pin = cas.key_hash.parse().unwrap();
+    let client = CasClient::new(&cas.addr, Some(&owner), ServerTrust::Pinned(pin)).unwrap();
+    runtime
+        .block_on(client.create_session("name: released\nversion: \"0.3\"\n"))
+        .unwrap();
+    cas.process.stop(Duration::from_secs(10));
+
+    // Restarted: released again, the session reads.
+    let mut cas = launcher.cas(&data, &flags(&[])).unwrap();
+    let logs = cas.process.logs();
+    assert!(
+        logs.contains("master key released to this CAS by Key Vault (Secure Key Release)"),
+        "{logs}"
+    );
+    let client = CasClient::new(&cas.addr, Some(&owner), ServerTrust::Pinned(pin)).unwrap();
+    let session = runtime.block_on(client.read_session("released")).unwrap();
+    assert_eq!(session.name, "released");
+    cas.process.stop(Duration::from_secs(10));
+
+    // Another measurement (the same program with one more byte): Key Vault refuses, and the
+    // CAS stops, naming the unmet claim.
+    let other = dir.path().join("custos-cas");
+    let mut binary = std::fs::read(bin("custos-cas")).unwrap();
+    binary.push(0);
+    std::fs::write(&other, binary).unwrap();
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let refused = Command::new(&other)
+        .env_remove("CUSTOS_CAS_CONFIG")
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0", "--enclave-listen", "127.0.0.1:0"])
+        .args(flags(&[]))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("step release of") && said.contains("x-ms-sgx-mrenclave"),
+        "{said}"
+    );
+}
