@@ -176,3 +176,90 @@ fn a_cas_gets_its_master_key_only_by_release_and_another_measurement_is_refused(
         "{said}"
     );
 }
+
+#[test]
+fn replicas_on_postgresql_each_unlock_by_release_with_no_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = custos_harness::postgres::require(module_path!(), dir.path()) else {
+        return;
+    };
+    let launcher = launcher(dir.path());
+    let las = launcher.las(&dir.path().join("las")).unwrap();
+    let emulator = launcher
+        .emulator(&dir.path().join("ca.pem"), &las, &[])
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let policy = Command::new(bin("custos"))
+        .args([
+            "cas",
+            "release-policy",
+            "--maa",
+            emulator.var("MAA_PROVIDER"),
+        ])
+        .args([
+            "--mrenclave",
+            &measurement(&bin("custos-cas")),
+            "--only-for-testing-debug",
+        ])
+        .output()
+        .unwrap();
+    let (http, credential) = owner(&emulator);
+    let keys =
+        custos_azure::KeyVaultKeys::new(emulator.var("AKV_VAULT"), &credential, &http).unwrap();
+    runtime
+        .block_on(keys.create_exportable_key(
+            "custos-kek",
+            custos_azure::ExportableKeyType::RsaHsm { bits: 3072 },
+            stdout(&policy).as_bytes(),
+            false,
+        ))
+        .unwrap();
+    let config = cas_config(dir.path(), &emulator, &las.platform_key_file());
+    let url = format!("{}?sslmode=disable", db.url("postgres"));
+    let replicas: Vec<_> = (0..2)
+        .map(|i| {
+            let flags = [
+                "--config",
+                &config.display().to_string(),
+                "--trust-platform-key",
+                &las.key_id,
+                "--store",
+                &url,
+            ]
+            .map(str::to_owned);
+            launcher
+                .cas(&dir.path().join(format!("cas-{i}")), &flags)
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(replicas[0].key_hash, replicas[1].key_hash, "one identity");
+    // The envelope is in the database; no replica has a key file or an envelope file.
+    for i in 0..2 {
+        let files: Vec<String> = std::fs::read_dir(dir.path().join(format!("cas-{i}")))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!files.iter().any(|f| f.contains("master")), "{files:?}");
+    }
+    let stored = db
+        .psql(
+            "postgres",
+            "SELECT count(*) FROM custos_meta WHERE key = 'unsealed/key-envelope'",
+        )
+        .unwrap();
+    assert_eq!(stored.trim(), "1");
+    // A session written at one replica reads at the other: one master key.
+    let owner = ClientIdentity::generate("owner").unwrap();
+    let pin = replicas[0].key_hash.parse().unwrap();
+    let at = |i: usize| {
+        CasClient::new(&replicas[i].addr, Some(&owner), ServerTrust::Pinned(pin)).unwrap()
+    };
+    runtime
+        .block_on(at(0).create_session("name: shared\nversion: \"0.3\"\n"))
+        .unwrap();
+    let session = runtime.block_on(at(1).read_session("shared")).unwrap();
+    assert_eq!(session.name, "shared");
+}
