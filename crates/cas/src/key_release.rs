@@ -115,6 +115,42 @@ impl EnvelopeSlot {
     }
 }
 
+impl EnvelopeSlot {
+    /// Replaces `old` by `new`, unless the stored envelope is no longer `old` (another
+    /// re-wrap ran meanwhile).
+    fn replace(&self, old: &Envelope, new: &Envelope) -> Result<(), ReleaseFailure> {
+        let json = |e: &Envelope| {
+            serde_json::to_vec_pretty(e).map_err(|e| ReleaseFailure::Envelope(e.to_string()))
+        };
+        let (old, new) = (json(old)?, json(new)?);
+        let replaced = match self {
+            Self::File(path) => {
+                if std::fs::read(path).map_err(|e| envelope_error(path, e))? != old {
+                    false
+                } else {
+                    // Written beside and renamed over: a crash leaves one whole envelope.
+                    let next = path.with_extension("json.next");
+                    let _ = std::fs::remove_file(&next);
+                    write_new(&next, &new)?;
+                    std::fs::rename(&next, path).map_err(|e| envelope_error(path, e))?;
+                    true
+                }
+            }
+            Self::Postgres(settings) => {
+                crate::store::postgres::unsealed::replace(settings, ENVELOPE_KEY, &old, &new)
+                    .map_err(|e| ReleaseFailure::Envelope(e.to_string()))?
+            }
+        };
+        if replaced {
+            Ok(())
+        } else {
+            Err(ReleaseFailure::Envelope(
+                "the stored envelope changed while it was re-wrapped (another re-wrap?); nothing was replaced".into(),
+            ))
+        }
+    }
+}
+
 /// The envelope's key in the database's metadata.
 const ENVELOPE_KEY: &str = "key-envelope";
 
@@ -341,6 +377,46 @@ impl Skr {
         PrivateDecryptingKey::from_pkcs8(pkcs8)
             .map_err(|e| ReleaseFailure::Unwrap(format!("the released RSA key: {e}")))
     }
+}
+
+/// Re-wraps the master key under the Key Vault key's current version: releases the version
+/// the envelope names, wraps the master key to the current one, proves that one is released
+/// to this CAS too, and replaces the envelope. The running CASes keep their master key; the
+/// next start releases the new version. Returns the versions before and after.
+pub async fn rewrap(
+    settings: &AzureSkrSettings,
+    azure: &AzureSettings,
+    http: &HttpOptions,
+    evidence: Arc<dyn SelfEvidence>,
+    slot: &EnvelopeSlot,
+) -> Result<(String, String), ReleaseFailure> {
+    let skr = Skr::new(settings, azure, http, evidence)?;
+    let envelope = slot.load()?.ok_or_else(|| {
+        ReleaseFailure::Envelope("no envelope yet: start the CAS once to create the store".into())
+    })?;
+    let master = envelope
+        .unwrap(&skr.release(&envelope.kek.version).await?)
+        .map_err(|e| ReleaseFailure::Unwrap(e.to_string()))?;
+    let (current, n, e) = skr.public().await?;
+    if current == envelope.kek {
+        return Err(ReleaseFailure::Envelope(format!(
+            "the master key is wrapped by {current} already, the key's current version: create a new version first"
+        )));
+    }
+    let mut rewrapped = Envelope::wrap(&master, current, &n, &e)
+        .map_err(|e| ReleaseFailure::Envelope(e.to_string()))?;
+    rewrapped.recovery = envelope.recovery.clone();
+    let proof = rewrapped
+        .unwrap(&skr.release(&rewrapped.kek.version).await?)
+        .map_err(|e| ReleaseFailure::Unwrap(e.to_string()))?;
+    if !proof.same_as(&master) {
+        return Err(ReleaseFailure::Unwrap(
+            "the new version's release did not give back the master key".into(),
+        ));
+    }
+    slot.replace(&envelope, &rewrapped)?;
+    tracing::info!(from = %envelope.kek, to = %rewrapped.kek, "master key re-wrapped");
+    Ok((envelope.kek.version, rewrapped.kek.version))
 }
 
 /// The master key, released to this CAS through `settings`' Key Vault key; for a new store,

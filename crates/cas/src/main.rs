@@ -239,6 +239,16 @@ enum MasterKeyCommand {
     /// Example: custos-cas master-key rotate --store /var/lib/custos-cas
     /// --master-key-file /var/lib/custos-cas/master.key --new-master-key-file /secure/master-2.key
     Rotate(RotateArgs),
+    /// Re-wraps the master key under the current version of its Key Vault key
+    /// (master_key.provider = "azure-skr"), with this CAS's configuration (flags before the
+    /// subcommand, or --config): the key is released under the version the envelope names and
+    /// under the current one (so the new version's policy must admit this CAS), and the
+    /// envelope is replaced. Running CASes keep serving; each releases the new version at its
+    /// next start. Run it as the CAS runs: the same program, in the same enclave.
+    ///
+    /// Example: az keyvault key create … (a new version); custos-cas --config cas.toml
+    /// master-key rewrap
+    Rewrap,
 }
 
 #[derive(Debug, clap::Args)]
@@ -562,12 +572,30 @@ fn main() -> ExitCode {
 }
 
 fn run(mut args: Args) -> Result<(), Failure> {
-    match args.command.take() {
+    let rewrap = match args.command.take() {
         Some(Command::Store(StoreCommand::Copy(copy))) => return store_copy(copy),
         Some(Command::MasterKey(MasterKeyCommand::Rotate(rotate))) => {
             return master_key_rotate(rotate);
         }
-        None => {}
+        Some(Command::MasterKey(MasterKeyCommand::Rewrap)) => true,
+        None => false,
+    };
+    if rewrap {
+        let config = args
+            .into_config()
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+        daemon::init_logging(Some(&config.log));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        let (from, to) = runtime
+            .block_on(custos_cas::server::rewrap_master_key(&config))
+            .map_err(|e| e.to_string())?;
+        println!(
+            "master key re-wrapped: key version {from} → {to}; each CAS releases {to} at its next start"
+        );
+        return Ok(());
     }
     let ready_file = args.ready_file.take();
     // A ready file from an earlier run must not announce this one.

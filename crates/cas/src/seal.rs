@@ -103,6 +103,11 @@ impl MasterKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(Zeroizing::new(bytes))
     }
+
+    /// Whether `other` is the same key (compared in constant time).
+    pub fn same_as(&self, other: &MasterKey) -> bool {
+        aws_lc_rs::constant_time::verify_slices_are_equal(self.0.as_ref(), other.0.as_ref()).is_ok()
+    }
 }
 
 impl fmt::Debug for MasterKey {

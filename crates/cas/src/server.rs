@@ -87,32 +87,7 @@ impl Cas {
     pub async fn start(config: &Config) -> Result<Self, StartError> {
         config.validate()?;
         create_private_dir(&config.data_dir)?;
-        let evidence: Option<Arc<dyn SelfEvidence>> = match config.evidence {
-            EvidenceMode::Simulation => {
-                let exe = std::env::current_exe().map_err(|source| StartError::DataDir {
-                    path: PathBuf::from("/proc/self/exe"),
-                    source,
-                })?;
-                let platform = SimulatedPlatform::open(&config.platform_key_path(), &exe)?;
-                tracing::warn!(
-                    mrenclave = %platform.mrenclave(),
-                    "SIMULATION: this CAS attests itself with a simulated platform key; its evidence proves nothing (not for production secrets)"
-                );
-                Some(Arc::new(platform))
-            }
-            EvidenceMode::Gramine => {
-                let enclave = GramineEnclave::open(&config.gramine_path())?;
-                tracing::info!(
-                    mrenclave = %enclave.mrenclave(),
-                    "this CAS attests itself with SGX DCAP quotes from Gramine"
-                );
-                Some(Arc::new(enclave))
-            }
-            EvidenceMode::None => {
-                tracing::warn!("no evidence source: clients cannot attest this CAS");
-                None
-            }
-        };
+        let evidence = self_evidence(config)?;
         let master_key = match config.master_key.provider {
             MasterKeyProvider::File => {
                 let provider = key_file(config)?;
@@ -195,6 +170,36 @@ impl<'a> From<&'a Cas> for Shared<'a> {
     }
 }
 
+/// This CAS's own evidence, as `config.evidence` says.
+pub fn self_evidence(config: &Config) -> Result<Option<Arc<dyn SelfEvidence>>, StartError> {
+    Ok(match config.evidence {
+        EvidenceMode::Simulation => {
+            let exe = std::env::current_exe().map_err(|source| StartError::DataDir {
+                path: PathBuf::from("/proc/self/exe"),
+                source,
+            })?;
+            let platform = SimulatedPlatform::open(&config.platform_key_path(), &exe)?;
+            tracing::warn!(
+                mrenclave = %platform.mrenclave(),
+                "SIMULATION: this CAS attests itself with a simulated platform key; its evidence proves nothing (not for production secrets)"
+            );
+            Some(Arc::new(platform))
+        }
+        EvidenceMode::Gramine => {
+            let enclave = GramineEnclave::open(&config.gramine_path())?;
+            tracing::info!(
+                mrenclave = %enclave.mrenclave(),
+                "this CAS attests itself with SGX DCAP quotes from Gramine"
+            );
+            Some(Arc::new(enclave))
+        }
+        EvidenceMode::None => {
+            tracing::warn!("no evidence source: clients cannot attest this CAS");
+            None
+        }
+    })
+}
+
 /// The key file of `master_key.provider = "file"`.
 fn key_file(config: &Config) -> Result<KeyFile, StartError> {
     Ok(match &config.master_key_file {
@@ -216,6 +221,34 @@ async fn released_master_key(
     config: &Config,
     evidence: Option<Arc<dyn SelfEvidence>>,
 ) -> Result<crate::seal::MasterKey, StartError> {
+    let (settings, http, evidence, slot) = skr_parts(config, evidence)?;
+    crate::key_release::master_key(settings, &config.azure, &http, evidence, &slot)
+        .await
+        .map_err(StartError::Release)
+}
+
+/// Re-wraps the master key under the Key Vault key's current version (`custos-cas master-key
+/// rewrap`): returns the versions before and after.
+pub async fn rewrap_master_key(config: &Config) -> Result<(String, String), StartError> {
+    config.validate()?;
+    let evidence = self_evidence(config)?;
+    let (settings, http, evidence, slot) = skr_parts(config, evidence)?;
+    crate::key_release::rewrap(settings, &config.azure, &http, evidence, &slot)
+        .await
+        .map_err(StartError::Release)
+}
+
+type SkrParts<'a> = (
+    &'a crate::config::AzureSkrSettings,
+    custos_azure::HttpOptions,
+    Arc<dyn SelfEvidence>,
+    EnvelopeSlot,
+);
+
+fn skr_parts(
+    config: &Config,
+    evidence: Option<Arc<dyn SelfEvidence>>,
+) -> Result<SkrParts<'_>, StartError> {
     let invalid = |reason: String| StartError::Config(crate::config::ConfigError::Invalid(reason));
     let settings = config.master_key.azure_skr.as_ref().ok_or_else(|| {
         invalid("master_key.provider = \"azure-skr\" needs [master_key.azure_skr]".into())
@@ -230,9 +263,7 @@ async fn released_master_key(
         Some(postgres) => EnvelopeSlot::Postgres(postgres.settings()),
         None => EnvelopeSlot::File(config.data_dir.join(crate::key_release::ENVELOPE_FILE)),
     };
-    crate::key_release::master_key(settings, &config.azure, &http, evidence, &slot)
-        .await
-        .map_err(StartError::Release)
+    Ok((settings, http, evidence, slot))
 }
 
 fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {

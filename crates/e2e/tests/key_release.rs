@@ -69,6 +69,14 @@ client_secret_file = "{secret}"
     config
 }
 
+/// The key version the envelope in `data` names.
+fn envelope_version(data: &Path) -> String {
+    let envelope: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("master-key.envelope.json")).unwrap())
+            .unwrap();
+    envelope["kek"]["version"].as_str().unwrap().to_owned()
+}
+
 #[test]
 fn a_cas_gets_its_master_key_only_by_release_and_another_measurement_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -152,6 +160,47 @@ fn a_cas_gets_its_master_key_only_by_release_and_another_measurement_is_refused(
     let client = CasClient::new(&cas.addr, Some(&owner), ServerTrust::Pinned(pin)).unwrap();
     let session = runtime.block_on(client.read_session("released")).unwrap();
     assert_eq!(session.name, "released");
+
+    // A new key version: the master key is re-wrapped under it while the CAS serves.
+    let first = envelope_version(&data);
+    let second = runtime
+        .block_on(keys.create_exportable_key(
+            "custos-kek",
+            custos_azure::ExportableKeyType::RsaHsm { bits: 3072 },
+            stdout(&policy).as_bytes(),
+            false,
+        ))
+        .unwrap()
+        .version;
+    let rewrap = Command::new(bin("custos-cas"))
+        .env_remove("CUSTOS_CAS_CONFIG")
+        .arg("--data-dir")
+        .arg(&data)
+        .args(flags(&["master-key", "rewrap"]))
+        .output()
+        .unwrap();
+    assert!(
+        rewrap.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rewrap.stderr)
+    );
+    assert_eq!(
+        stdout(&rewrap).trim(),
+        format!(
+            "master key re-wrapped: key version {first} → {second}; each CAS releases {second} at its next start"
+        )
+    );
+    assert_eq!(envelope_version(&data), second);
+    runtime.block_on(client.read_session("released")).unwrap();
+    cas.process.stop(Duration::from_secs(10));
+    let mut cas = launcher.cas(&data, &flags(&[])).unwrap();
+    assert!(
+        cas.process
+            .logs()
+            .contains(&format!("keys/custos-kek/{second}"))
+    );
+    let client = CasClient::new(&cas.addr, Some(&owner), ServerTrust::Pinned(pin)).unwrap();
+    runtime.block_on(client.read_session("released")).unwrap();
     cas.process.stop(Duration::from_secs(10));
 
     // Another measurement (the same program with one more byte): Key Vault refuses, and the

@@ -46,3 +46,18 @@ pub fn store_first(settings: &PgSettings, key: &str, value: &[u8]) -> Result<Vec
         Ok(row.get::<_, Vec<u8>>(0))
     })
 }
+
+/// Replaces `old` by `new` under `key` if `old` is what is stored; returns whether it was.
+pub fn replace(settings: &PgSettings, key: &str, old: &[u8], new: &[u8]) -> Result<bool, PgError> {
+    let key = format!("{PREFIX}{key}");
+    blocking(|| {
+        let mut client = connect(settings)?;
+        let updated = client
+            .execute(
+                "UPDATE custos_meta SET value = $3 WHERE key = $1 AND value = $2",
+                &[&key, &old, &new],
+            )
+            .map_err(|e| database("replace", &e))?;
+        Ok(updated == 1)
+    })
+}
