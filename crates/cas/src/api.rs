@@ -622,69 +622,14 @@ impl ClientApi {
     }
 
     async fn attest(&self, query: &str) -> HandlerResult {
-        let nonce = query_param(query, "nonce").ok_or_else(|| {
-            HttpError::bad_request(
-                "nonce_required",
-                "give a nonce: /v1/attest?nonce=<hex, 16 to 64 bytes>",
-            )
-        })?;
-        let nonce = hex::decode(&nonce)
-            .ok()
-            .filter(|n| (16..=64).contains(&n.len()))
-            .ok_or_else(|| {
-                HttpError::bad_request(
-                    "bad_nonce",
-                    format!(
-                        "the nonce must be 32 to 128 hex digits (16 to 64 bytes), found {} characters",
-                        nonce.len()
-                    ),
-                )
-            })?;
-        let source = self.evidence.clone().ok_or_else(|| {
-            HttpError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_evidence",
-                "this CAS is configured without an evidence source (evidence = \"none\")",
-            )
-        })?;
-        // Gramine's evidence is file I/O under a lock: off the async workers, a few at a time.
-        let slot = tokio::time::timeout(EVIDENCE_WAIT, self.evidence_slots.clone().acquire_owned())
-            .await
-            .map_err(|_| {
-                self.metrics.evidence_busy();
-                HttpError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "busy",
-                    format!(
-                        "the CAS's evidence is being produced for {EVIDENCE_SLOTS} other requests and none finished within {} s; retry later",
-                        EVIDENCE_WAIT.as_secs()
-                    ),
-                )
-                .retry_after(1)
-            })?
-            .map_err(|e| HttpError::internal("evidence_failed", e.to_string()))?;
-        let data = runtime_data(&self.cas_spki, &nonce);
-        let producer = source.clone();
-        let evidence = tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            producer.evidence(&data)
-        })
-        .await
-        .map_err(|e| HttpError::internal("evidence_failed", e.to_string()))?
-        .map_err(|e| HttpError::internal("evidence_failed", e.to_string()))?;
-        Ok(json_response(
-            StatusCode::OK,
-            &CasEvidence {
-                evidence: EvidenceBytes {
-                    kind: evidence.kind.as_str().to_owned(),
-                    quote: evidence.bytes,
-                },
-                mrenclave: source.mrenclave().to_hex(),
-                simulation: source.is_simulation(),
-                platform_key: source.platform_public_key_pem(),
-                certificate: self.cas_certificate_pem.clone(),
-            },
-        ))
+        let evidence = SelfAttestation {
+            source: self.evidence.clone(),
+            cas_spki: &self.cas_spki,
+            cas_certificate_pem: &self.cas_certificate_pem,
+            slots: &self.evidence_slots,
+            metrics: &self.metrics,
+        };
+        evidence.answer(query).await
     }
 
     async fn audit(&self, peer: Peer, query: &str) -> HandlerResult {
@@ -1042,6 +987,84 @@ impl<'p> Route<'p> {
             Route::MethodNotAllowed(_) => "method_not_allowed",
             Route::NotFound => "not_found",
         }
+    }
+}
+
+/// What the CAS's own evidence needs (the client API's, and a locked CAS's).
+pub(crate) struct SelfAttestation<'a> {
+    pub source: Option<Arc<dyn SelfEvidence>>,
+    pub cas_spki: &'a [u8],
+    pub cas_certificate_pem: &'a str,
+    pub slots: &'a Arc<Semaphore>,
+    pub metrics: &'a Metrics,
+}
+
+impl SelfAttestation<'_> {
+    /// `GET /v1/attest?nonce=...`: this CAS's evidence, binding its TLS key and the nonce.
+    pub(crate) async fn answer(&self, query: &str) -> HandlerResult {
+        let nonce = query_param(query, "nonce").ok_or_else(|| {
+            HttpError::bad_request(
+                "nonce_required",
+                "give a nonce: /v1/attest?nonce=<hex, 16 to 64 bytes>",
+            )
+        })?;
+        let nonce = hex::decode(&nonce)
+            .ok()
+            .filter(|n| (16..=64).contains(&n.len()))
+            .ok_or_else(|| {
+                HttpError::bad_request(
+                    "bad_nonce",
+                    format!(
+                        "the nonce must be 32 to 128 hex digits (16 to 64 bytes), found {} characters",
+                        nonce.len()
+                    ),
+                )
+            })?;
+        let source = self.source.clone().ok_or_else(|| {
+            HttpError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_evidence",
+                "this CAS is configured without an evidence source (evidence = \"none\")",
+            )
+        })?;
+        // Gramine's evidence is file I/O under a lock: off the async workers, a few at a time.
+        let slot = tokio::time::timeout(EVIDENCE_WAIT, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                self.metrics.evidence_busy();
+                HttpError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    format!(
+                        "the CAS's evidence is being produced for {EVIDENCE_SLOTS} other requests and none finished within {} s; retry later",
+                        EVIDENCE_WAIT.as_secs()
+                    ),
+                )
+                .retry_after(1)
+            })?
+            .map_err(|e| HttpError::internal("evidence_failed", e.to_string()))?;
+        let data = runtime_data(self.cas_spki, &nonce);
+        let producer = source.clone();
+        let evidence = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            producer.evidence(&data)
+        })
+        .await
+        .map_err(|e| HttpError::internal("evidence_failed", e.to_string()))?
+        .map_err(|e| HttpError::internal("evidence_failed", e.to_string()))?;
+        Ok(json_response(
+            StatusCode::OK,
+            &CasEvidence {
+                evidence: EvidenceBytes {
+                    kind: evidence.kind.as_str().to_owned(),
+                    quote: evidence.bytes,
+                },
+                mrenclave: source.mrenclave().to_hex(),
+                simulation: source.is_simulation(),
+                platform_key: source.platform_public_key_pem(),
+                certificate: self.cas_certificate_pem.to_owned(),
+            },
+        ))
     }
 }
 

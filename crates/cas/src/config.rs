@@ -94,6 +94,19 @@ pub struct MasterKeySettings {
     pub provider: MasterKeyProvider,
     /// `[master_key.azure_skr]`, for `provider = "azure-skr"`.
     pub azure_skr: Option<AzureSkrSettings>,
+    /// `[master_key.recovery]`: operators who can together recover the master key when it
+    /// cannot be released (azure-skr; set up when the store is created).
+    pub recovery: Option<RecoverySettings>,
+}
+
+/// `[master_key.recovery]`: `threshold` of the operators' RSA keys recover the master key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverySettings {
+    /// Shares needed.
+    pub threshold: usize,
+    /// The operators' RSA public keys (PEM, at least 3072 bits), one share each.
+    pub keys: Vec<PathBuf>,
 }
 
 /// The master key's provider.

@@ -27,9 +27,10 @@ use custos_azure::{
 };
 
 use crate::attest::SelfEvidence;
-use crate::config::{AzureSettings, AzureSkrSettings};
+use crate::config::{AzureSettings, AzureSkrSettings, RecoverySettings};
 use crate::seal::MasterKey;
 use crate::seal::envelope::{Envelope, KekId};
+use crate::seal::recovery::{RecoveryKey, RecoveryRecord};
 use crate::store::postgres::PgSettings;
 
 /// The wrapping key's size: Key Vault wraps to RSA keys of 2048 bits or more.
@@ -419,15 +420,52 @@ pub async fn rewrap(
     Ok((envelope.kek.version, rewrapped.kek.version))
 }
 
+/// Why there is no master key: the failure, and the recovery shares if the envelope has them.
+#[derive(Debug)]
+pub struct Unreleased {
+    /// What failed.
+    pub failure: ReleaseFailure,
+    /// The envelope's recovery shares, when operators can recover the key instead.
+    pub recovery: Option<RecoveryRecord>,
+}
+
+impl From<ReleaseFailure> for Unreleased {
+    fn from(failure: ReleaseFailure) -> Self {
+        Self {
+            failure,
+            recovery: None,
+        }
+    }
+}
+
+/// The operators' recovery keys `settings` name.
+fn recovery_keys(settings: &RecoverySettings) -> Result<Vec<RecoveryKey>, ReleaseFailure> {
+    settings
+        .keys
+        .iter()
+        .map(|path| {
+            let pem = std::fs::read(path).map_err(|e| {
+                ReleaseFailure::Settings(format!(
+                    "master_key.recovery.keys {}: {e}",
+                    path.display()
+                ))
+            })?;
+            RecoveryKey::from_pem(&path.display().to_string(), &pem)
+                .map_err(|e| ReleaseFailure::Settings(e.to_string()))
+        })
+        .collect()
+}
+
 /// The master key, released to this CAS through `settings`' Key Vault key; for a new store,
-/// made and its envelope stored in `slot`.
+/// made (with `recovery` shares, if set) and its envelope stored in `slot`.
 pub async fn master_key(
     settings: &AzureSkrSettings,
+    recovery: Option<&RecoverySettings>,
     azure: &AzureSettings,
     http: &HttpOptions,
     evidence: Arc<dyn SelfEvidence>,
     slot: &EnvelopeSlot,
-) -> Result<MasterKey, ReleaseFailure> {
+) -> Result<MasterKey, Unreleased> {
     let simulated = evidence.is_simulation();
     let skr = Skr::new(settings, azure, http, evidence)?;
     let unwrap = |envelope: &Envelope, kek: &PrivateDecryptingKey| {
@@ -437,8 +475,14 @@ pub async fn master_key(
     };
     let master = match slot.load()? {
         Some(envelope) => {
-            let kek = skr.release(&envelope.kek.version).await?;
-            let master = unwrap(&envelope, &kek)?;
+            let released = match skr.release(&envelope.kek.version).await {
+                Ok(kek) => unwrap(&envelope, &kek),
+                Err(e) => Err(e),
+            };
+            let master = released.map_err(|failure| Unreleased {
+                failure,
+                recovery: envelope.recovery.clone(),
+            })?;
             tracing::info!(key = %envelope.kek, maa = %settings.maa, "master key released to this CAS by Key Vault (Secure Key Release)");
             master
         }
@@ -446,8 +490,15 @@ pub async fn master_key(
             let (kek_id, n, e) = skr.public().await?;
             let master =
                 MasterKey::generate().map_err(|e| ReleaseFailure::Envelope(e.to_string()))?;
-            let envelope = Envelope::wrap(&master, kek_id, &n, &e)
+            let mut envelope = Envelope::wrap(&master, kek_id, &n, &e)
                 .map_err(|e| ReleaseFailure::Envelope(e.to_string()))?;
+            if let Some(recovery) = recovery {
+                let keys = recovery_keys(recovery)?;
+                envelope.recovery = Some(
+                    RecoveryRecord::create(&master, recovery.threshold, &keys)
+                        .map_err(|e| ReleaseFailure::Settings(e.to_string()))?,
+                );
+            }
             // Stored only once the key has come back to this CAS: a policy that would never
             // release it must not leave a store nobody can open.
             let kek = skr.release(&envelope.kek.version).await?;

@@ -24,6 +24,7 @@ pub mod http;
 pub mod http_error;
 pub mod key_release;
 pub mod keygen;
+pub mod locked;
 mod log_throttle;
 pub mod metrics;
 mod parsed;

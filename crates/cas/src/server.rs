@@ -14,7 +14,7 @@ use crate::config::{Config, EvidenceMode, MasterKeyProvider};
 use crate::enclave::Shared;
 use crate::enclave::nonce::NonceKey;
 use crate::http::HttpsListener;
-use crate::key_release::{EnvelopeSlot, ReleaseFailure};
+use crate::key_release::{EnvelopeSlot, ReleaseFailure, Unreleased};
 use crate::metrics::Metrics;
 use crate::seal::{KeyFile, KeyProvider, Sealer};
 use crate::store::Store;
@@ -221,10 +221,18 @@ async fn released_master_key(
     config: &Config,
     evidence: Option<Arc<dyn SelfEvidence>>,
 ) -> Result<crate::seal::MasterKey, StartError> {
-    let (settings, http, evidence, slot) = skr_parts(config, evidence)?;
-    crate::key_release::master_key(settings, &config.azure, &http, evidence, &slot)
+    let (settings, http, source, slot) = skr_parts(config, evidence.clone())?;
+    let recovery = config.master_key.recovery.as_ref();
+    match crate::key_release::master_key(settings, recovery, &config.azure, &http, source, &slot)
         .await
-        .map_err(StartError::Release)
+    {
+        Ok(key) => Ok(key),
+        Err(Unreleased {
+            failure,
+            recovery: Some(record),
+        }) => crate::locked::wait_for_recovery(config, evidence, record, &failure).await,
+        Err(Unreleased { failure, .. }) => Err(StartError::Release(failure)),
+    }
 }
 
 /// Re-wraps the master key under the Key Vault key's current version (`custos-cas master-key

@@ -58,6 +58,10 @@ pub(crate) enum CasCommand {
     /// --mrenclave H > policy.json; az keyvault key create --vault-name V --name custos-kek
     /// --kty RSA-HSM --exportable true --policy policy.json
     ReleasePolicy(crate::release_policy::ReleasePolicyArgs),
+    /// Give your recovery share to a locked CAS (its master key was not released): fetches
+    /// the shares, decrypts yours here with your recovery private key, and hands it over the
+    /// pinned connection. Attest the locked CAS first (`custos cas attest`).
+    Recover(crate::recover::RecoverArgs),
 }
 
 pub(crate) fn run(command: CasCommand) -> ExitCode {
@@ -67,6 +71,7 @@ pub(crate) fn run(command: CasCommand) -> ExitCode {
         CasCommand::SetDefault { addr } => set_default(&addr),
         CasCommand::Health { cas } => health(cas.as_deref()),
         CasCommand::ReleasePolicy(args) => crate::release_policy::run(&args),
+        CasCommand::Recover(args) => crate::recover::run(&args),
     }
 }
 

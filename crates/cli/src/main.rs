@@ -16,6 +16,7 @@ mod cas;
 mod config;
 mod demo;
 mod evidence;
+mod recover;
 mod release_policy;
 mod scone;
 mod self_identity;

@@ -312,3 +312,205 @@ fn replicas_on_postgresql_each_unlock_by_release_with_no_key_file() {
     let session = runtime.block_on(at(1).read_session("shared")).unwrap();
     assert_eq!(session.name, "shared");
 }
+
+/// An operator's RSA-3072 recovery key pair, made with openssl: (private PKCS#8, public).
+fn operator_key(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let private = dir.join(format!("{name}.pem"));
+    let public = dir.join(format!("{name}.pub.pem"));
+    let ok = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:3072",
+            "-out",
+        ])
+        .arg(&private)
+        .status()
+        .unwrap()
+        .success()
+        && Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&private)
+            .arg("-out")
+            .arg(&public)
+            .status()
+            .unwrap()
+            .success();
+    assert!(ok, "openssl made the key pair");
+    (private, public)
+}
+
+#[test]
+fn two_of_three_operators_recover_a_cas_whose_key_cannot_be_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let launcher = launcher(dir.path());
+    let las = launcher.las(&dir.path().join("las")).unwrap();
+    let emulator = launcher
+        .emulator(&dir.path().join("ca.pem"), &las, &[])
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let policy = Command::new(bin("custos"))
+        .args([
+            "cas",
+            "release-policy",
+            "--maa",
+            emulator.var("MAA_PROVIDER"),
+        ])
+        .args([
+            "--mrenclave",
+            &measurement(&bin("custos-cas")),
+            "--only-for-testing-debug",
+        ])
+        .output()
+        .unwrap();
+    let (http, credential) = owner(&emulator);
+    let keys =
+        custos_azure::KeyVaultKeys::new(emulator.var("AKV_VAULT"), &credential, &http).unwrap();
+    runtime
+        .block_on(keys.create_exportable_key(
+            "custos-kek",
+            custos_azure::ExportableKeyType::RsaHsm { bits: 3072 },
+            stdout(&policy).as_bytes(),
+            false,
+        ))
+        .unwrap();
+    let operators: Vec<_> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|name| operator_key(dir.path(), name))
+        .collect();
+    let config = cas_config(dir.path(), &emulator, &las.platform_key_file());
+    let recovery = format!(
+        "[master_key.recovery]\nthreshold = 2\nkeys = [{}]\n",
+        operators
+            .iter()
+            .map(|(_, public)| format!("\"{}\"", public.display()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let text = std::fs::read_to_string(&config).unwrap() + &recovery;
+    std::fs::write(&config, &text).unwrap();
+    let data = dir.path().join("cas");
+    let flags = vec![
+        "--config".to_owned(),
+        config.display().to_string(),
+        "--trust-platform-key".to_owned(),
+        las.key_id.clone(),
+    ];
+    let mut cas = launcher.cas(&data, &flags).unwrap();
+    let owner = ClientIdentity::generate("owner").unwrap();
+    let pin = cas.key_hash.parse().unwrap();
+    let client = CasClient::new(&cas.addr, Some(&owner), ServerTrust::Pinned(pin)).unwrap();
+    runtime
+        .block_on(client.create_session("name: kept\nversion: \"0.3\"\n"))
+        .unwrap();
+    cas.process.stop(Duration::from_secs(10));
+
+    // MAA is gone for good: nothing can be released. The CAS starts locked.
+    std::fs::write(
+        &config,
+        text.replace(emulator.var("MAA_PROVIDER"), "https://127.0.0.1:9"),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let ready = dir.path().join("locked.ready");
+    let mut locked = launcher
+        .spawn(
+            "cas-locked",
+            Command::new(bin("custos-cas"))
+                .env_remove("CUSTOS_CAS_CONFIG")
+                .arg("--data-dir")
+                .arg(&data)
+                .args(["--listen", &addr, "--enclave-listen", "127.0.0.1:0"])
+                .args(&flags)
+                .arg("--ready-file")
+                .arg(&ready),
+        )
+        .unwrap();
+    locked
+        .wait_for("custos-cas LOCKED", Duration::from_secs(60))
+        .unwrap();
+    let cli_config = dir.path().join("cli.json");
+    let custos = |args: &[&str]| {
+        Command::new(bin("custos"))
+            .args(args)
+            .env_remove("CUSTOS_CAS_ADDR")
+            .env("CUSTOS_CLI_CONFIG", &cli_config)
+            .output()
+            .unwrap()
+    };
+    let attested = custos(&[
+        "cas",
+        "attest",
+        &addr,
+        "--only-for-testing-trust-any",
+        "--only-for-testing-debug",
+    ]);
+    assert!(
+        attested.status.success(),
+        "{}",
+        String::from_utf8_lossy(&attested.stderr)
+    );
+
+    // A stranger's key has no share here.
+    let (stranger, _) = operator_key(dir.path(), "mallory");
+    let refused = custos(&["cas", "recover", "--key", stranger.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("no share of this CAS was made for your key"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    // One share: still locked.
+    let alice = custos(&["cas", "recover", "--key", operators[0].0.to_str().unwrap()]);
+    assert!(
+        alice.status.success(),
+        "{}",
+        String::from_utf8_lossy(&alice.stderr)
+    );
+    assert_eq!(
+        stdout(&alice).trim(),
+        "share 1 accepted (1 of 2): 1 more needed"
+    );
+    assert!(!ready.exists(), "still locked after one share");
+    // The same share again counts once.
+    let again = custos(&["cas", "recover", "--key", operators[0].0.to_str().unwrap()]);
+    assert_eq!(
+        stdout(&again).trim(),
+        "share 1 accepted (1 of 2): 1 more needed"
+    );
+
+    // The second operator unlocks it: the CAS starts with its store, session and all.
+    let carol = custos(&["cas", "recover", "--key", operators[2].0.to_str().unwrap()]);
+    assert!(
+        carol.status.success(),
+        "{}",
+        String::from_utf8_lossy(&carol.stderr)
+    );
+    assert_eq!(
+        stdout(&carol).trim(),
+        "share 3 accepted (2 of 2): the CAS is unlocked and starts"
+    );
+    let started = locked
+        .wait_ready::<custos_harness::ready::CasReady>(&ready, Duration::from_secs(60))
+        .unwrap();
+    let client = CasClient::new(
+        &started.client_api.to_string(),
+        Some(&owner),
+        ServerTrust::Pinned(pin),
+    )
+    .unwrap();
+    let session = runtime.block_on(client.read_session("kept")).unwrap();
+    assert_eq!(session.name, "kept");
+}

@@ -186,23 +186,29 @@ impl RecoveryRecord {
         })
     }
 
+    /// `Ok` when `share` is the one made for its index; else names it and its recovery key.
+    pub fn check(&self, share: &Share) -> Result<(), RecoveryError> {
+        let made = self.shares.iter().find(|s| s.index == share.index).ok_or(
+            RecoveryError::UnknownIndex {
+                index: share.index,
+                shares: self.shares.len(),
+            },
+        )?;
+        if share_digest(share.index, &share.value) != made.digest {
+            return Err(RecoveryError::WrongShare {
+                index: share.index,
+                key_hash: made.key_hash.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// The master key `shares` rebuild: each is checked against its digest (a wrong one is
     /// named), and `threshold` distinct valid ones are needed.
     pub fn recover(&self, shares: &[Share]) -> Result<MasterKey, RecoveryError> {
         let mut valid: Vec<Share> = Vec::new();
         for share in shares {
-            let made = self.shares.iter().find(|s| s.index == share.index).ok_or(
-                RecoveryError::UnknownIndex {
-                    index: share.index,
-                    shares: self.shares.len(),
-                },
-            )?;
-            if share_digest(share.index, &share.value) != made.digest {
-                return Err(RecoveryError::WrongShare {
-                    index: share.index,
-                    key_hash: made.key_hash.clone(),
-                });
-            }
+            self.check(share)?;
             if !valid.iter().any(|v| v.index == share.index) {
                 valid.push(share.clone());
             }
