@@ -313,6 +313,11 @@ fn replicas_on_postgresql_each_unlock_by_release_with_no_key_file() {
     assert_eq!(session.name, "shared");
 }
 
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 /// An operator's RSA-3072 recovery key pair, made with openssl: (private PKCS#8, public).
 fn operator_key(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let private = dir.join(format!("{name}.pem"));
@@ -470,6 +475,28 @@ fn two_of_three_operators_recover_a_cas_whose_key_cannot_be_released() {
             .contains("no share of this CAS was made for your key"),
         "{}",
         String::from_utf8_lossy(&refused.stderr)
+    );
+
+    // A wrong share (index 1, another value): refused, naming it and its recovery key.
+    // (The locked CAS serves the identity of its data directory: the key clients pinned.)
+    let locked_client = CasClient::new(&addr, Some(&owner), ServerTrust::Pinned(pin)).unwrap();
+    let wrong = serde_json::json!({ "share": base64_of(&[1u8; 33]) }).to_string();
+    let answer = runtime
+        .block_on(locked_client.request(
+            custos_client::Method::POST,
+            "/v1/recovery/share",
+            Some(wrong.into_bytes()),
+        ))
+        .unwrap();
+    assert_eq!(answer.status.as_u16(), 403);
+    let error = answer.error().unwrap();
+    assert_eq!(error.code, "wrong_share");
+    assert!(
+        error
+            .message
+            .starts_with("share 1: expected the share made for recovery key"),
+        "{}",
+        error.message
     );
 
     // One share: still locked.
