@@ -505,7 +505,7 @@ fn wrapping_key(claims: &Value) -> Result<(String, Vec<u8>), KvError> {
         )));
     }
     let kid = jwk["kid"].as_str().unwrap_or_default().to_owned();
-    Ok((kid, rsa_spki(n_stripped, strip_zeros(&e))))
+    Ok((kid, custos_ids::spki::rsa_spki(n_stripped, &e)))
 }
 
 /// CKM_RSA_AES_KEY_WRAP: RSA-OAEP(`oaep`) of a fresh AES-256 key, then that key wraps
@@ -581,48 +581,6 @@ fn strip_zeros(bytes: &[u8]) -> &[u8] {
     &bytes[start..]
 }
 
-/// DER: tag, definite length, content.
-fn der(tag: u8, content: &[u8]) -> Vec<u8> {
-    let len = content.len();
-    let mut out = vec![tag];
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|b| *b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(content);
-    out
-}
-
-/// A positive INTEGER from big-endian bytes without leading zeros.
-fn der_uint(bytes: &[u8]) -> Vec<u8> {
-    let mut content = Vec::with_capacity(bytes.len() + 1);
-    if bytes.first().is_none_or(|b| b & 0x80 != 0) {
-        content.push(0);
-    }
-    content.extend_from_slice(bytes);
-    der(0x02, &content)
-}
-
-/// The SubjectPublicKeyInfo of the RSA key (`n`, `e`): rsaEncryption with NULL parameters.
-fn rsa_spki(n: &[u8], e: &[u8]) -> Vec<u8> {
-    const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-    let rsa_public_key = der(0x30, &[der_uint(n), der_uint(e)].concat());
-    let algorithm = der(
-        0x30,
-        &[der(0x06, RSA_ENCRYPTION), vec![0x05, 0x00]].concat(),
-    );
-    let mut bits = vec![0u8];
-    bits.extend(rsa_public_key);
-    der(0x30, &[algorithm, der(0x03, &bits)].concat())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -632,7 +590,7 @@ mod tests {
     fn spki_from_components_matches_aws_lc() {
         let pair = aws_lc_rs::rsa::KeyPair::generate(KeySize::Rsa2048).unwrap();
         let public = pair.public_key();
-        let spki = rsa_spki(
+        let spki = custos_ids::spki::rsa_spki(
             public.modulus().big_endian_without_leading_zero(),
             public.exponent().big_endian_without_leading_zero(),
         );

@@ -409,21 +409,7 @@ fn enclave_evidence(
 
 /// DER OCTET STRING (definite length).
 fn der_octet_string(content: &[u8]) -> Vec<u8> {
-    let len = content.len();
-    let mut out = vec![0x04];
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|b| *b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(content);
-    out
+    custos_ids::spki::der(0x04, content)
 }
 
 /// The quote inside an Open Enclave report: a 16-byte header (version 1, type 2, size).

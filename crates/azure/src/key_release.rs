@@ -533,41 +533,7 @@ fn verify_issued_by(cert_der: &[u8], issuer_der: &[u8]) -> Result<(), String> {
 /// The SubjectPublicKeyInfo (DER) of a released RSA key's public part (`n`, `e` big-endian),
 /// for wrapping to it (e.g. `aws_lc_rs::rsa::PublicEncryptingKey::from_der`).
 pub fn rsa_public_key_spki(n: &[u8], e: &[u8]) -> Vec<u8> {
-    fn der(tag: u8, content: &[u8]) -> Vec<u8> {
-        let len = content.len();
-        let mut out = vec![tag];
-        if len < 0x80 {
-            out.push(len as u8);
-        } else {
-            let bytes: Vec<u8> = len
-                .to_be_bytes()
-                .into_iter()
-                .skip_while(|b| *b == 0)
-                .collect();
-            out.push(0x80 | bytes.len() as u8);
-            out.extend(bytes);
-        }
-        out.extend_from_slice(content);
-        out
-    }
-    fn uint(bytes: &[u8]) -> Vec<u8> {
-        let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
-        let bytes = &bytes[start..];
-        let mut content = Vec::with_capacity(bytes.len() + 1);
-        if bytes.first().is_none_or(|b| b & 0x80 != 0) {
-            content.push(0);
-        }
-        content.extend_from_slice(bytes);
-        der(0x02, &content)
-    }
-    const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-    let algorithm = der(
-        0x30,
-        &[der(0x06, RSA_ENCRYPTION), vec![0x05, 0x00]].concat(),
-    );
-    let mut bits = vec![0u8];
-    bits.extend(der(0x30, &[uint(n), uint(e)].concat()));
-    der(0x30, &[algorithm, der(0x03, &bits)].concat())
+    custos_ids::spki::rsa_spki(n, e)
 }
 
 #[cfg(test)]

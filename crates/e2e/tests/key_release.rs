@@ -69,6 +69,87 @@ client_secret_file = "{secret}"
     config
 }
 
+/// A LAS, the emulator with an exportable key `custos-kek` under the release policy
+/// `custos cas release-policy` prints for this custos-cas binary, and the CAS's configuration.
+struct Skr {
+    dir: tempfile::TempDir,
+    launcher: custos_harness::services::Launcher,
+    las: custos_harness::services::Las,
+    emulator: Emulator,
+    runtime: tokio::runtime::Runtime,
+    keys: custos_azure::KeyVaultKeys,
+    policy: String,
+    config: std::path::PathBuf,
+}
+
+impl Skr {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let launcher = launcher(dir.path());
+        let las = launcher.las(&dir.path().join("las")).unwrap();
+        let emulator = launcher
+            .emulator(&dir.path().join("ca.pem"), &las, &[])
+            .unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let policy = Command::new(bin("custos"))
+            .args([
+                "cas",
+                "release-policy",
+                "--maa",
+                emulator.var("MAA_PROVIDER"),
+            ])
+            .args([
+                "--mrenclave",
+                &measurement(&bin("custos-cas")),
+                "--only-for-testing-debug",
+            ])
+            .output()
+            .unwrap();
+        assert!(policy.status.success());
+        let policy = stdout(&policy);
+        let (http, credential) = owner(&emulator);
+        let keys =
+            custos_azure::KeyVaultKeys::new(emulator.var("AKV_VAULT"), &credential, &http).unwrap();
+        let config = cas_config(dir.path(), &emulator, &las.platform_key_file());
+        let skr = Self {
+            dir,
+            launcher,
+            las,
+            emulator,
+            runtime,
+            keys,
+            policy,
+            config,
+        };
+        skr.new_key_version();
+        skr
+    }
+
+    /// A new version of `custos-kek` under the same policy; returns its version.
+    fn new_key_version(&self) -> String {
+        self.runtime
+            .block_on(self.keys.create_exportable_key(
+                "custos-kek",
+                custos_azure::ExportableKeyType::RsaHsm { bits: 3072 },
+                self.policy.as_bytes(),
+                false,
+            ))
+            .unwrap()
+            .version
+    }
+
+    /// The CAS's flags: the configuration, the LAS's platform key trusted, and `extra`.
+    fn flags(&self, extra: &[&str]) -> Vec<String> {
+        let mut flags = vec!["--config".to_owned(), self.config.display().to_string()];
+        flags.extend(["--trust-platform-key".to_owned(), self.las.key_id.clone()]);
+        flags.extend(extra.iter().map(|f| (*f).to_owned()));
+        flags
+    }
+}
+
 /// The key version the envelope in `data` names.
 fn envelope_version(data: &Path) -> String {
     let envelope: serde_json::Value =
@@ -79,50 +160,11 @@ fn envelope_version(data: &Path) -> String {
 
 #[test]
 fn a_cas_gets_its_master_key_only_by_release_and_another_measurement_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let launcher = launcher(dir.path());
-    let las = launcher.las(&dir.path().join("las")).unwrap();
-    let emulator = launcher
-        .emulator(&dir.path().join("ca.pem"), &las, &[])
-        .unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-
-    // The release policy, as an operator makes it, for this custos-cas binary.
-    let cas_mrenclave = measurement(&bin("custos-cas"));
-    let policy = Command::new(bin("custos"))
-        .args([
-            "cas",
-            "release-policy",
-            "--maa",
-            emulator.var("MAA_PROVIDER"),
-        ])
-        .args(["--mrenclave", &cas_mrenclave, "--only-for-testing-debug"])
-        .output()
-        .unwrap();
-    assert!(policy.status.success());
-    let (http, credential) = owner(&emulator);
-    let keys =
-        custos_azure::KeyVaultKeys::new(emulator.var("AKV_VAULT"), &credential, &http).unwrap();
-    runtime
-        .block_on(keys.create_exportable_key(
-            "custos-kek",
-            custos_azure::ExportableKeyType::RsaHsm { bits: 3072 },
-            stdout(&policy).as_bytes(),
-            false,
-        ))
-        .unwrap();
-
-    let config = cas_config(dir.path(), &emulator, &las.platform_key_file());
-    let data = dir.path().join("cas");
-    let flags = |extra: &[&str]| -> Vec<String> {
-        let mut flags = vec!["--config".to_owned(), config.display().to_string()];
-        flags.extend(["--trust-platform-key".to_owned(), las.key_id.clone()]);
-        flags.extend(extra.iter().map(|f| (*f).to_owned()));
-        flags
-    };
+    let skr = Skr::start();
+    let (launcher, runtime, keys) = (&skr.launcher, &skr.runtime, &skr.keys);
+    let _ = keys;
+    let data = skr.dir.path().join("cas");
+    let flags = |extra: &[&str]| skr.flags(extra);
     let mut cas = launcher.cas(&data, &flags(&[])).unwrap();
     let logs = cas.process.logs();
     assert!(
@@ -163,15 +205,7 @@ fn a_cas_gets_its_master_key_only_by_release_and_another_measurement_is_refused(
 
     // A new key version: the master key is re-wrapped under it while the CAS serves.
     let first = envelope_version(&data);
-    let second = runtime
-        .block_on(keys.create_exportable_key(
-            "custos-kek",
-            custos_azure::ExportableKeyType::RsaHsm { bits: 3072 },
-            stdout(&policy).as_bytes(),
-            false,
-        ))
-        .unwrap()
-        .version;
+    let second = skr.new_key_version();
     let rewrap = Command::new(bin("custos-cas"))
         .env_remove("CUSTOS_CAS_CONFIG")
         .arg("--data-dir")
@@ -205,7 +239,7 @@ fn a_cas_gets_its_master_key_only_by_release_and_another_measurement_is_refused(
 
     // Another measurement (the same program with one more byte): Key Vault refuses, and the
     // CAS stops, naming the unmet claim.
-    let other = dir.path().join("custos-cas");
+    let other = skr.dir.path().join("custos-cas");
     let mut binary = std::fs::read(bin("custos-cas")).unwrap();
     binary.push(0);
     std::fs::write(&other, binary).unwrap();
@@ -228,57 +262,15 @@ fn a_cas_gets_its_master_key_only_by_release_and_another_measurement_is_refused(
 
 #[test]
 fn replicas_on_postgresql_each_unlock_by_release_with_no_key_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(db) = custos_harness::postgres::require(module_path!(), dir.path()) else {
+    let skr = Skr::start();
+    let Some(db) = custos_harness::postgres::require(module_path!(), skr.dir.path()) else {
         return;
     };
-    let launcher = launcher(dir.path());
-    let las = launcher.las(&dir.path().join("las")).unwrap();
-    let emulator = launcher
-        .emulator(&dir.path().join("ca.pem"), &las, &[])
-        .unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let policy = Command::new(bin("custos"))
-        .args([
-            "cas",
-            "release-policy",
-            "--maa",
-            emulator.var("MAA_PROVIDER"),
-        ])
-        .args([
-            "--mrenclave",
-            &measurement(&bin("custos-cas")),
-            "--only-for-testing-debug",
-        ])
-        .output()
-        .unwrap();
-    let (http, credential) = owner(&emulator);
-    let keys =
-        custos_azure::KeyVaultKeys::new(emulator.var("AKV_VAULT"), &credential, &http).unwrap();
-    runtime
-        .block_on(keys.create_exportable_key(
-            "custos-kek",
-            custos_azure::ExportableKeyType::RsaHsm { bits: 3072 },
-            stdout(&policy).as_bytes(),
-            false,
-        ))
-        .unwrap();
-    let config = cas_config(dir.path(), &emulator, &las.platform_key_file());
+    let (launcher, runtime, dir) = (&skr.launcher, &skr.runtime, &skr.dir);
     let url = format!("{}?sslmode=disable", db.url("postgres"));
     let replicas: Vec<_> = (0..2)
         .map(|i| {
-            let flags = [
-                "--config",
-                &config.display().to_string(),
-                "--trust-platform-key",
-                &las.key_id,
-                "--store",
-                &url,
-            ]
-            .map(str::to_owned);
+            let flags = skr.flags(&["--store", &url]);
             launcher
                 .cas(&dir.path().join(format!("cas-{i}")), &flags)
                 .unwrap()
@@ -349,46 +341,13 @@ fn operator_key(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathB
 
 #[test]
 fn two_of_three_operators_recover_a_cas_whose_key_cannot_be_released() {
-    let dir = tempfile::tempdir().unwrap();
-    let launcher = launcher(dir.path());
-    let las = launcher.las(&dir.path().join("las")).unwrap();
-    let emulator = launcher
-        .emulator(&dir.path().join("ca.pem"), &las, &[])
-        .unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let policy = Command::new(bin("custos"))
-        .args([
-            "cas",
-            "release-policy",
-            "--maa",
-            emulator.var("MAA_PROVIDER"),
-        ])
-        .args([
-            "--mrenclave",
-            &measurement(&bin("custos-cas")),
-            "--only-for-testing-debug",
-        ])
-        .output()
-        .unwrap();
-    let (http, credential) = owner(&emulator);
-    let keys =
-        custos_azure::KeyVaultKeys::new(emulator.var("AKV_VAULT"), &credential, &http).unwrap();
-    runtime
-        .block_on(keys.create_exportable_key(
-            "custos-kek",
-            custos_azure::ExportableKeyType::RsaHsm { bits: 3072 },
-            stdout(&policy).as_bytes(),
-            false,
-        ))
-        .unwrap();
+    let skr = Skr::start();
+    let (launcher, runtime, dir, emulator) = (&skr.launcher, &skr.runtime, &skr.dir, &skr.emulator);
     let operators: Vec<_> = ["alice", "bob", "carol"]
         .iter()
         .map(|name| operator_key(dir.path(), name))
         .collect();
-    let config = cas_config(dir.path(), &emulator, &las.platform_key_file());
+    let config = &skr.config;
     let recovery = format!(
         "[master_key.recovery]\nthreshold = 2\nkeys = [{}]\n",
         operators
@@ -397,15 +356,10 @@ fn two_of_three_operators_recover_a_cas_whose_key_cannot_be_released() {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let text = std::fs::read_to_string(&config).unwrap() + &recovery;
-    std::fs::write(&config, &text).unwrap();
+    let text = std::fs::read_to_string(config).unwrap() + &recovery;
+    std::fs::write(config, &text).unwrap();
     let data = dir.path().join("cas");
-    let flags = vec![
-        "--config".to_owned(),
-        config.display().to_string(),
-        "--trust-platform-key".to_owned(),
-        las.key_id.clone(),
-    ];
+    let flags = skr.flags(&[]);
     let mut cas = launcher.cas(&data, &flags).unwrap();
     let owner = ClientIdentity::generate("owner").unwrap();
     let pin = cas.key_hash.parse().unwrap();
@@ -417,7 +371,7 @@ fn two_of_three_operators_recover_a_cas_whose_key_cannot_be_released() {
 
     // MAA is gone for good: nothing can be released. The CAS starts locked.
     std::fs::write(
-        &config,
+        config,
         text.replace(emulator.var("MAA_PROVIDER"), "https://127.0.0.1:9"),
     )
     .unwrap();

@@ -1,7 +1,8 @@
 //! SubjectPublicKeyInfo (SPKI) DER: the form a key is named by ([`crate::KeyHash`]).
 //!
-//! A certificate's SPKI, and the one key type Custos builds SPKIs for itself: P-256 with an
-//! uncompressed point (platform keys in simulated quotes, `custos-run`'s ephemeral key).
+//! A certificate's SPKI, and the key types Custos builds SPKIs for itself: P-256 with an
+//! uncompressed point (platform keys in simulated quotes, `custos-run`'s ephemeral key) and RSA
+//! from a JWK's modulus and exponent (Key Vault keys, Secure Key Release).
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -44,6 +45,51 @@ pub fn p256_spki(xy: &P256Point) -> Vec<u8> {
     der
 }
 
+/// DER: `tag`, a definite length, `content`.
+pub fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let len = content.len();
+    let mut out = vec![tag];
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// A DER INTEGER of the unsigned big-endian `bytes` (leading zeros dropped, one added where the
+/// top bit would make it negative).
+fn der_uint(bytes: &[u8]) -> Vec<u8> {
+    let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    let bytes = &bytes[start..];
+    let mut content = Vec::with_capacity(bytes.len() + 1);
+    if bytes.first().is_none_or(|b| b & 0x80 != 0) {
+        content.push(0);
+    }
+    content.extend_from_slice(bytes);
+    der(0x02, &content)
+}
+
+/// The SubjectPublicKeyInfo DER of the RSA public key with modulus `n` and exponent `e`
+/// (big-endian, as in a JWK): rsaEncryption with NULL parameters.
+pub fn rsa_spki(n: &[u8], e: &[u8]) -> Vec<u8> {
+    const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+    let algorithm = der(
+        0x30,
+        &[der(0x06, RSA_ENCRYPTION), vec![0x05, 0x00]].concat(),
+    );
+    let mut bits = vec![0u8];
+    bits.extend(der(0x30, &[der_uint(n), der_uint(e)].concat()));
+    der(0x30, &[algorithm, der(0x03, &bits)].concat())
+}
+
 /// Why a SubjectPublicKeyInfo is not a P-256 key with an uncompressed point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum P256SpkiError {
@@ -68,6 +114,19 @@ pub fn p256_point(spki_der: &[u8]) -> Result<&P256Point, P256SpkiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_rsa_spki_from_n_and_e_is_what_aws_lc_writes() {
+        use aws_lc_rs::encoding::AsDer as _;
+        use aws_lc_rs::signature::KeyPair as _;
+        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let public = pair.public_key();
+        let components: aws_lc_rs::rsa::PublicKeyComponents<Vec<u8>> = public.into();
+        let mut padded_n = vec![0, 0];
+        padded_n.extend_from_slice(&components.n);
+        let spki = rsa_spki(&padded_n, &components.e);
+        assert_eq!(spki, public.as_der().unwrap().as_ref());
+    }
 
     #[test]
     fn a_p256_point_and_its_spki_convert_both_ways_as_rcgen_writes_it() {
