@@ -22,12 +22,11 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, oneshot};
-use tokio_rustls::TlsAcceptor;
 
 use crate::api::SelfAttestation;
 use crate::attest::SelfEvidence;
 use crate::config::Config;
-use crate::http::{HttpsListener, Peer, json_response};
+use crate::http::{Peer, json_response};
 use crate::http_error::HttpError;
 use crate::key_release::ReleaseFailure;
 use crate::metrics::Metrics;
@@ -95,17 +94,7 @@ pub async fn wait_for_recovery(
         _ => CasIdentity::load_or_generate(&config.data_dir, &config.tls.names)?,
     };
     let metrics = Arc::new(Metrics::default());
-    let listener = HttpsListener::bind(
-        config.listen,
-        TlsAcceptor::from(crate::tls::server_config(&identity)),
-        config.limits.connections(),
-        metrics.client_connections.clone(),
-    )
-    .await
-    .map_err(|source| StartError::Listen {
-        addr: config.listen,
-        source,
-    })?;
+    let listener = crate::server::bind_client_api(config, &identity, &metrics).await?;
     tracing::warn!(
         listen = %listener.local_addr,
         key_hash = %identity.key_hash(),

@@ -571,6 +571,19 @@ fn main() -> ExitCode {
     daemon::exit("custos-cas", run(Args::parse()))
 }
 
+/// The configuration `args` give, logging set up by it, and the runtime to run in.
+fn configured(args: Args) -> Result<(Config, tokio::runtime::Runtime), Failure> {
+    let config = args
+        .into_config()
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    daemon::init_logging(Some(&config.log));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    Ok((config, runtime))
+}
+
 fn run(mut args: Args) -> Result<(), Failure> {
     let rewrap = match args.command.take() {
         Some(Command::Store(StoreCommand::Copy(copy))) => return store_copy(copy),
@@ -581,14 +594,7 @@ fn run(mut args: Args) -> Result<(), Failure> {
         None => false,
     };
     if rewrap {
-        let config = args
-            .into_config()
-            .map_err(|e| Failure::Usage(e.to_string()))?;
-        daemon::init_logging(Some(&config.log));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        let (config, runtime) = configured(args)?;
         let (from, to) = runtime
             .block_on(custos_cas::server::rewrap_master_key(&config))
             .map_err(|e| e.to_string())?;
@@ -603,14 +609,7 @@ fn run(mut args: Args) -> Result<(), Failure> {
         custos_harness::ready::remove(path)
             .map_err(|e| Failure::Usage(format!("--ready-file {}: {e}", path.display())))?;
     }
-    let config = args
-        .into_config()
-        .map_err(|e| Failure::Usage(e.to_string()))?;
-    daemon::init_logging(Some(&config.log));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let (config, runtime) = configured(args)?;
     runtime.block_on(async {
         let cas = Cas::start(&config).await.map_err(|e| e.to_string())?;
         let enclave = EnclaveServer::start(&config, &cas)

@@ -122,17 +122,7 @@ impl Cas {
             )
             .with_top_level_creators(TopLevelCreators::from_settings(&config.sessions)?),
         );
-        let listener = HttpsListener::bind(
-            config.listen,
-            TlsAcceptor::from(crate::tls::server_config(&identity)),
-            config.limits.connections(),
-            metrics.client_connections.clone(),
-        )
-        .await
-        .map_err(|source| StartError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+        let listener = bind_client_api(config, &identity, &metrics).await?;
         Ok(Self {
             local_addr: listener.local_addr,
             listener,
@@ -168,6 +158,25 @@ impl<'a> From<&'a Cas> for Shared<'a> {
     fn from(cas: &'a Cas) -> Self {
         cas.shared()
     }
+}
+
+/// The client API's listener, serving `identity`.
+pub(crate) async fn bind_client_api(
+    config: &Config,
+    identity: &CasIdentity,
+    metrics: &Metrics,
+) -> Result<HttpsListener, StartError> {
+    HttpsListener::bind(
+        config.listen,
+        TlsAcceptor::from(crate::tls::server_config(identity)),
+        config.limits.connections(),
+        metrics.client_connections.clone(),
+    )
+    .await
+    .map_err(|source| StartError::Listen {
+        addr: config.listen,
+        source,
+    })
 }
 
 /// This CAS's own evidence, as `config.evidence` says.
