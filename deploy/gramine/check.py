@@ -160,7 +160,7 @@ class Checks:
             self.failures.append(f"{self.label}: {what}" + (f": {detail}" if detail else ""))
 
 
-def check_manifest(manifest, store_postgres, rootfs, libraries, config, config_text, label):
+def check_manifest(manifest, store_postgres, rootfs, libraries, config, label):
     c = Checks(label)
     libos, loader, sgx, fs, sys_ = (manifest.get(k, {}) for k in ("libos", "loader", "sgx", "fs", "sys"))
     trusted = sgx.get("trusted_files", [])
@@ -318,7 +318,7 @@ def main():
         except tomllib.TOMLDecodeError as e:
             failures.append(f"{label}: the rendered manifest is not TOML: {e}")
             continue
-        c = check_manifest(manifest, store_postgres, rootfs, libraries, config, config_text, label)
+        c = check_manifest(manifest, store_postgres, rootfs, libraries, config, label)
         print(f"{label}: {c.passed} checks passed, {len(c.failures)} failed")
         failures += c.failures
         passed += c.passed
@@ -363,7 +363,7 @@ def self_test(manifest_text, rootfs, libraries, config, config_text):
         if text == manifest_text and conf_text == config_text.decode():
             failures.append(f"self-test {name}: the mutation changed nothing (the template changed?)")
             continue
-        c = check_manifest(tomllib.loads(text), "false", rootfs, libraries, tomllib.loads(conf_text), conf_text, "mutant")
+        c = check_manifest(tomllib.loads(text), "false", rootfs, libraries, tomllib.loads(conf_text), "mutant")
         hits = [f for f in c.failures if expected in f]
         if hits:
             print(f"self-test ok: {name} -> {hits[0]}")

@@ -286,6 +286,7 @@ helm_tests() {
   expect cas-sgx-replicated '^kind: Deployment$'
   expect cas-sgx-replicated 'name: CUSTOS_CAS_STORE$' "the store URL, the manifest's one passthrough"
   expect_not cas-sgx-replicated 'CUSTOS_CAS_STORE_CA|store-ca' "the database's CA is in the image, not from the host"
+  # shellcheck disable=SC2016  # a literal $ in the NOTES
   notes cas-sgx 'custos cas attest \$SCONE_CAS_ADDR --mrenclave \$CAS_MRENCLAVE' cas cas "${sgx[@]}"
   check "lint cas with sgx.enabled" "$helm" lint --strict --quiet deploy/helm/cas "${sgx[@]}"
   render_fails sgx-master-key "sgx.enabled with masterKey.existingSecret=cas-key: an enclave CAS must not be given its master key by the host" \
