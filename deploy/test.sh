@@ -3,13 +3,15 @@
 #   1. helm:    lint the charts, render them for the SCONE sample's command lines and many more
 #               combinations, validate every manifest with kubernetes-validate --strict, check
 #               what they say, and check that bad values fail with a clear message;
-#   2. images:  deploy/images/build.sh (no registry: docker import);
-#   3. compose: the sample's flow across containers (deploy/compose): two CAS replicas sharing
+#   2. gramine: the CAS's Gramine manifest rendered, parsed and checked against the CAS image's
+#               files and libraries (deploy/gramine/check.py; no SGX or Gramine needed);
+#   3. images:  deploy/images/build.sh (no registry: docker import);
+#   4. compose: the sample's flow across containers (deploy/compose): two CAS replicas sharing
 #               PostgreSQL, one killed in the middle of the flow; the store's guards and a
 #               database outage; and the cas chart's rendered configuration and master key run
 #               in the CAS image.
 #
-#   deploy/test.sh [helm|compose]...        (default: both; compose builds the images)
+#   deploy/test.sh [helm|gramine|compose]...   (default: all three; compose builds the images)
 #
 # CUSTOS_DEPLOY_PROFILE=debug builds the images from the debug build (quick after `cargo test`);
 # default release. Needs docker with docker-compose (or `docker compose`), python3 with venv,
@@ -20,9 +22,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(helm compose)
+[ ${#parts[@]} -gt 0 ] || parts=(helm gramine compose)
 for part in "${parts[@]}"; do
-  case $part in helm|compose) ;; *) echo "test.sh: unknown part $part (helm, compose)" >&2; exit 2 ;; esac
+  case $part in helm|gramine|compose) ;; *) echo "test.sh: unknown part $part (helm, gramine, compose)" >&2; exit 2 ;; esac
 done
 
 target=${CARGO_TARGET_DIR:-target}
@@ -71,11 +73,13 @@ if [[ " ${parts[*]} " == *" compose "* ]]; then
 fi
 
 . deploy/test/helm.sh
+. deploy/test/gramine.sh
 . deploy/test/compose.sh
 
 for part in "${parts[@]}"; do
   case $part in
     helm) helm_tests ;;
+    gramine) gramine_tests ;;
     compose) compose_tests ;;
   esac
 done

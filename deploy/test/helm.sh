@@ -269,6 +269,40 @@ helm_tests() {
   # shellcheck disable=SC2016  # a literal $ in the NOTES
   notes cas-replicated 'Deployment cas \(3 replicas' cas cas "${replicated[@]}"
 
+  step "helm template: the CAS in an SGX enclave (sgx.enabled)"
+  local sgx=(--set sgx.enabled=true --set useSGXDevPlugin=azure --set sgxEpcMem=1024 --set externalAesmd.enabled=true)
+  render cas-sgx cas cas "${sgx[@]}" --set service.type=LoadBalancer
+  expect cas-sgx 'image: "custos/cas-gramine:' "the Gramine image"
+  expect cas-sgx 'kubernetes.azure.com/sgx_epc_mem_in_MiB: 1024' "EPC for the 1 GiB enclave"
+  expect cas-sgx 'name: SGX_AESM_ADDR' "quotes through the node's aesmd"
+  expect cas-sgx 'mountPath: /var/lib/custos-cas' "the data volume (cas.key on it is encrypted by the enclave)"
+  expect cas-sgx 'volumeClaimTemplates:' "persistent volume"
+  expect_not cas-sgx 'kind: Secret$' "no master key Secret"
+  expect_not cas-sgx 'master-key|master_key_file' "no master key from the host"
+  expect_not cas-sgx 'kind: ConfigMap' "no host-given cas.toml: the image's measured one"
+  expect_not cas-sgx 'args:' "no host arguments (the manifest's loader.argv)"
+  expect_not cas-sgx 'evidence = "simulation"' "no simulated evidence"
+  render cas-sgx-replicated cas cas "${sgx[@]}" --set replicaCount=2 --set store.postgres.existingSecret=cas-store
+  expect cas-sgx-replicated '^kind: Deployment$'
+  expect cas-sgx-replicated 'name: CUSTOS_CAS_STORE$' "the store URL, the manifest's one passthrough"
+  expect_not cas-sgx-replicated 'CUSTOS_CAS_STORE_CA|store-ca' "the database's CA is in the image, not from the host"
+  # shellcheck disable=SC2016  # a literal $ in the NOTES
+  notes cas-sgx 'custos cas attest \$SCONE_CAS_ADDR --mrenclave \$CAS_MRENCLAVE' cas cas "${sgx[@]}"
+  check "lint cas with sgx.enabled" "$helm" lint --strict --quiet deploy/helm/cas "${sgx[@]}"
+  render_fails sgx-master-key "sgx.enabled with masterKey.existingSecret=cas-key: an enclave CAS must not be given its master key by the host" \
+    cas cas "${sgx[@]}" --set masterKey.existingSecret=cas-key
+  render_fails sgx-tls-secret "sgx.enabled with tls.existingSecret=cas-tls: the CAS's TLS private key must be made in the enclave" \
+    cas cas "${sgx[@]}" --set tls.existingSecret=cas-tls
+  render_fails sgx-azure-ca "sgx.enabled with config.azure.caConfigMap=corp-ca: the CAs the enclave trusts must be in its measurement" \
+    cas cas "${sgx[@]}" --set config.azure.caConfigMap=corp-ca
+  render_fails sgx-store-ca "sgx.enabled with store.postgres.caSecret=cas-store-ca: the database's CA must be in the enclave's measurement" \
+    cas cas "${sgx[@]}" --set store.postgres.existingSecret=cas-store --set store.postgres.caSecret=cas-store-ca
+  render_fails sgx-no-plugin "sgx.enabled with useSGXDevPlugin=disabled: the enclave needs the SGX device" \
+    cas cas --set sgx.enabled=true
+  render_fails sgx-small-epc "sgx.enabled with sgxEpcMem=16: the CAS enclave is 1024 MiB" \
+    cas cas --set sgx.enabled=true --set useSGXDevPlugin=azure
+  render_fails sgx-typo "additional properties 'enable' not allowed" cas cas --set sgx.enable=true
+
   step "helm template: bad values are refused with a clear message"
   # The values schema refuses several replicas without the PostgreSQL store (so `helm lint`
   # does too); the template's own message stays behind it.

@@ -3,6 +3,7 @@ The pod template the StatefulSet (embedded store) and the Deployment (PostgreSQL
 */}}
 {{- define "cas.podTemplate" -}}
 {{- $postgres := include "cas.postgres" . -}}
+{{- $sgx := .Values.sgx.enabled -}}
 template:
   metadata:
     labels:
@@ -36,7 +37,9 @@ template:
       - name: cas
         image: {{ include "cas.image" . | quote }}
         imagePullPolicy: {{ .Values.image.pullPolicy }}
+        {{- if not $sgx }}
         args: ["--config", "/etc/custos-cas/cas.toml"]
+        {{- end }}
         {{- if or .Values.externalAesmd.enabled .Values.extraEnv $postgres }}
         env:
           {{- if $postgres }}
@@ -46,8 +49,10 @@ template:
               secretKeyRef:
                 name: {{ .Values.store.postgres.existingSecret }}
                 key: {{ .Values.store.postgres.urlKey }}
+          {{- if not $sgx }}
           - name: CUSTOS_CAS_STORE_CA
             value: {{ printf "/etc/custos-cas/store-ca/%s" .Values.store.postgres.caKey | quote }}
+          {{- end }}
           {{- end }}
           {{- if .Values.externalAesmd.enabled }}
           - name: SGX_AESM_ADDR
@@ -91,6 +96,7 @@ template:
         volumeMounts:
           - name: data
             mountPath: /var/lib/custos-cas
+          {{- if not $sgx }}
           - name: config
             mountPath: /etc/custos-cas/cas.toml
             subPath: cas.toml
@@ -98,12 +104,13 @@ template:
           - name: master-key
             mountPath: /etc/custos-cas/master-key
             readOnly: true
+          {{- end }}
           {{- if .Values.tls.existingSecret }}
           - name: tls
             mountPath: /etc/custos-cas/tls
             readOnly: true
           {{- end }}
-          {{- if $postgres }}
+          {{- if and $postgres (not $sgx) }}
           - name: store-ca
             mountPath: /etc/custos-cas/store-ca
             readOnly: true
@@ -120,6 +127,7 @@ template:
           - name: tmp
             mountPath: /tmp
     volumes:
+      {{- if not $sgx }}
       - name: config
         configMap:
           name: {{ include "cas.fullname" . }}-config
@@ -130,13 +138,14 @@ template:
           items:
             - key: master.key
               path: master.key
+      {{- end }}
       {{- if .Values.tls.existingSecret }}
       - name: tls
         secret:
           secretName: {{ .Values.tls.existingSecret }}
           defaultMode: 0400
       {{- end }}
-      {{- if $postgres }}
+      {{- if and $postgres (not $sgx) }}
       - name: store-ca
         secret:
           secretName: {{ .Values.store.postgres.caSecret }}
