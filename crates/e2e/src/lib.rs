@@ -222,6 +222,81 @@ pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The release policy `custos cas release-policy` prints for this custos-cas binary attested
+/// by the emulator's MAA (debug enclaves admitted: simulation).
+pub fn release_policy(emulator: &Emulator) -> String {
+    let policy = Command::new(bin("custos"))
+        .args([
+            "cas",
+            "release-policy",
+            "--maa",
+            emulator.var("MAA_PROVIDER"),
+        ])
+        .args(["--mrenclave", &measurement(&bin("custos-cas"))])
+        .arg("--only-for-testing-debug")
+        .output()
+        .expect("custos runs");
+    assert!(policy.status.success(), "{}", stderr(&policy));
+    stdout(&policy)
+}
+
+/// Creates a version of the exportable RSA-HSM key `custos-kek` in the emulator's vault under
+/// `policy`; returns the version.
+pub fn exportable_key(
+    runtime: &tokio::runtime::Runtime,
+    emulator: &Emulator,
+    policy: &str,
+) -> String {
+    let (http, credential) = vault_owner(emulator);
+    let keys = custos_azure::KeyVaultKeys::new(emulator.var("AKV_VAULT"), &credential, &http)
+        .expect("keys client");
+    runtime
+        .block_on(keys.create_exportable_key(
+            "custos-kek",
+            custos_azure::ExportableKeyType::RsaHsm { bits: 3072 },
+            policy.as_bytes(),
+            false,
+        ))
+        .expect("the exportable key")
+        .version
+}
+
+/// A CAS configuration file in `dir` for `master_key.provider = "azure-skr"` with the
+/// emulator's vault (key `custos-kek`) and MAA, the demo app's credential, and simulated
+/// evidence from `platform_key` (the LAS's, which the emulator's MAA trusts).
+pub fn key_release_config(dir: &Path, emulator: &Emulator, platform_key: &Path) -> PathBuf {
+    let secret = dir.join("client-secret");
+    std::fs::write(&secret, emulator.var("AZURE_CLIENT_SECRET")).expect("secret file");
+    let config = dir.join("cas.toml");
+    let text = format!(
+        r#"
+evidence = "simulation"
+platform_key_file = "{platform_key}"
+[azure]
+authority_host = "{authority}"
+ca_files = ["{ca}"]
+[master_key]
+provider = "azure-skr"
+[master_key.azure_skr]
+key = "{vault}keys/custos-kek"
+maa = "{maa}"
+tenant_id = "{tenant}"
+client_id = "{client}"
+client_secret_file = "{secret}"
+"#,
+        platform_key = platform_key.display(),
+        authority = emulator.var("AZURE_AUTHORITY_HOST"),
+        ca = emulator.var("REQUESTS_CA_BUNDLE"),
+        vault = emulator.var("AKV_VAULT"),
+        maa = emulator.var("MAA_PROVIDER"),
+        tenant = emulator.var("AZURE_TENANT_ID"),
+        client = emulator.var("AZURE_CLIENT_ID"),
+        secret = secret.display(),
+    );
+    std::fs::write(&config, text).expect("config file");
+    config
+}
+
 /// A CAS, a LAS and optionally the Azure emulator, with a session owner.
 #[derive(Debug)]
 pub struct World {
@@ -284,6 +359,42 @@ impl World {
                 .enable_all()
                 .build()
                 .expect("tokio runtime"),
+        }
+    }
+
+    /// [`World::start`] with Azure, its CAS holding no key file: its master key is kept
+    /// wrapped by the exportable key `custos-kek` of the emulator's vault, whose release policy
+    /// (`custos cas release-policy`) admits this custos-cas binary attested by the emulator's
+    /// MAA (simulated evidence from the LAS's platform key, which that MAA trusts).
+    pub fn start_with_key_release(cas_flags: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let launcher = launcher(dir.path());
+        let las = started(launcher.las(&dir.path().join("las")));
+        let emulator = started(launcher.emulator(&dir.path().join("ca.pem"), &las, &[]));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        exportable_key(&runtime, &emulator, &release_policy(&emulator));
+        let config = key_release_config(dir.path(), &emulator, &las.platform_key_file());
+        let mut flags = vec![
+            "--log".to_owned(),
+            "info".to_owned(),
+            "--trust-platform-key".to_owned(),
+            las.key_id.clone(),
+            "--config".to_owned(),
+            config.display().to_string(),
+        ];
+        flags.extend(cas_flags.iter().map(|f| (*f).to_owned()));
+        let cas = started(launcher.cas(&dir.path().join("cas"), &flags));
+        Self {
+            dir,
+            las,
+            emulator: Some(emulator),
+            cas,
+            launcher,
+            owner: ClientIdentity::generate("session owner").expect("identity"),
+            runtime,
         }
     }
 

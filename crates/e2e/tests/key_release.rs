@@ -9,65 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use custos_client::{CasClient, ClientIdentity, ServerTrust};
-use custos_e2e::{bin, launcher, measurement, stdout};
+use custos_e2e::{bin, exportable_key, key_release_config, launcher, release_policy, stdout};
 use custos_harness::services::Emulator;
-
-/// The emulator's vault owner: its HTTP settings and credential.
-fn owner(emulator: &Emulator) -> (custos_azure::HttpOptions, custos_azure::AzureCredential) {
-    let ca = std::fs::read(emulator.var("REQUESTS_CA_BUNDLE")).unwrap();
-    let http = custos_azure::HttpOptions::trusting_only_pem(&ca).unwrap();
-    let credential = custos_azure::AzureCredential::new(
-        custos_azure::CredentialSpec::ClientSecret {
-            tenant_id: emulator.var("AZURE_TENANT_ID").into(),
-            client_id: emulator.var("AZURE_CLIENT_ID").into(),
-            secret: emulator.var("AZURE_CLIENT_SECRET").into(),
-        },
-        &custos_azure::CredentialOptions {
-            authority_host: emulator.var("AZURE_AUTHORITY_HOST").into(),
-            http: http.clone(),
-        },
-    )
-    .unwrap();
-    (http, credential)
-}
-
-/// The CAS configuration: azure-skr with the emulator's vault and MAA, simulated evidence
-/// from the LAS's platform key (which the emulator's MAA trusts).
-fn cas_config(dir: &Path, emulator: &Emulator, platform_key: &Path) -> std::path::PathBuf {
-    let secret = dir.join("client-secret");
-    std::fs::write(&secret, emulator.var("AZURE_CLIENT_SECRET")).unwrap();
-    let config = dir.join("cas.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-evidence = "simulation"
-platform_key_file = "{platform_key}"
-[azure]
-authority_host = "{authority}"
-ca_files = ["{ca}"]
-[master_key]
-provider = "azure-skr"
-[master_key.azure_skr]
-key = "{vault}keys/custos-kek"
-maa = "{maa}"
-tenant_id = "{tenant}"
-client_id = "{client}"
-client_secret_file = "{secret}"
-"#,
-            platform_key = platform_key.display(),
-            authority = emulator.var("AZURE_AUTHORITY_HOST"),
-            ca = emulator.var("REQUESTS_CA_BUNDLE"),
-            vault = emulator.var("AKV_VAULT"),
-            maa = emulator.var("MAA_PROVIDER"),
-            tenant = emulator.var("AZURE_TENANT_ID"),
-            client = emulator.var("AZURE_CLIENT_ID"),
-            secret = secret.display(),
-        ),
-    )
-    .unwrap();
-    config
-}
 
 /// A LAS, the emulator with an exportable key `custos-kek` under the release policy
 /// `custos cas release-policy` prints for this custos-cas binary, and the CAS's configuration.
@@ -77,7 +20,6 @@ struct Skr {
     las: custos_harness::services::Las,
     emulator: Emulator,
     runtime: tokio::runtime::Runtime,
-    keys: custos_azure::KeyVaultKeys,
     policy: String,
     config: std::path::PathBuf,
 }
@@ -94,33 +36,14 @@ impl Skr {
             .enable_all()
             .build()
             .unwrap();
-        let policy = Command::new(bin("custos"))
-            .args([
-                "cas",
-                "release-policy",
-                "--maa",
-                emulator.var("MAA_PROVIDER"),
-            ])
-            .args([
-                "--mrenclave",
-                &measurement(&bin("custos-cas")),
-                "--only-for-testing-debug",
-            ])
-            .output()
-            .unwrap();
-        assert!(policy.status.success());
-        let policy = stdout(&policy);
-        let (http, credential) = owner(&emulator);
-        let keys =
-            custos_azure::KeyVaultKeys::new(emulator.var("AKV_VAULT"), &credential, &http).unwrap();
-        let config = cas_config(dir.path(), &emulator, &las.platform_key_file());
+        let policy = release_policy(&emulator);
+        let config = key_release_config(dir.path(), &emulator, &las.platform_key_file());
         let skr = Self {
             dir,
             launcher,
             las,
             emulator,
             runtime,
-            keys,
             policy,
             config,
         };
@@ -130,15 +53,7 @@ impl Skr {
 
     /// A new version of `custos-kek` under the same policy; returns its version.
     fn new_key_version(&self) -> String {
-        self.runtime
-            .block_on(self.keys.create_exportable_key(
-                "custos-kek",
-                custos_azure::ExportableKeyType::RsaHsm { bits: 3072 },
-                self.policy.as_bytes(),
-                false,
-            ))
-            .unwrap()
-            .version
+        exportable_key(&self.runtime, &self.emulator, &self.policy)
     }
 
     /// The CAS's flags: the configuration, the LAS's platform key trusted, and `extra`.
@@ -161,8 +76,7 @@ fn envelope_version(data: &Path) -> String {
 #[test]
 fn a_cas_gets_its_master_key_only_by_release_and_another_measurement_is_refused() {
     let skr = Skr::start();
-    let (launcher, runtime, keys) = (&skr.launcher, &skr.runtime, &skr.keys);
-    let _ = keys;
+    let (launcher, runtime) = (&skr.launcher, &skr.runtime);
     let data = skr.dir.path().join("cas");
     let flags = |extra: &[&str]| skr.flags(extra);
     let mut cas = launcher.cas(&data, &flags(&[])).unwrap();
@@ -324,16 +238,18 @@ fn operator_key(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathB
             "-out",
         ])
         .arg(&private)
-        .status()
+        .output()
         .unwrap()
+        .status
         .success()
         && Command::new("openssl")
             .args(["pkey", "-pubout", "-in"])
             .arg(&private)
             .arg("-out")
             .arg(&public)
-            .status()
+            .output()
             .unwrap()
+            .status
             .success();
     assert!(ok, "openssl made the key pair");
     (private, public)

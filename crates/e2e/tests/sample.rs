@@ -40,8 +40,37 @@ fn get_secret(world: &World, addr: &str, certificate_pem: &str) -> serde_json::V
 
 #[test]
 fn the_sample_serves_the_vaults_secret_over_the_vaults_certificate_only_when_attested() {
-    let world = World::start(true, &[]);
-    let (namespace, session) = sample_sessions(&world, "rest-api");
+    sample_flow(&World::start(true, &[]));
+}
+
+/// The same flow on a CAS that has no key file: Key Vault released its master key to it.
+#[test]
+fn the_sample_flow_runs_on_a_cas_whose_master_key_key_vault_released() {
+    let world = World::start_with_key_release(&[]);
+    sample_flow(&world);
+    let data = world.dir.path().join("cas");
+    let files: Vec<String> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!files.iter().any(|f| f == "master.key"), "{files:?}");
+    assert!(
+        files.iter().any(|f| f == "master-key.envelope.json"),
+        "{files:?}"
+    );
+    let logs = world.service_logs();
+    assert!(
+        logs.contains("new master key, wrapped by the Key Vault key; released to this CAS"),
+        "{logs}"
+    );
+    let environ = std::fs::read(format!("/proc/{}/environ", world.cas.process.id())).unwrap();
+    assert!(!String::from_utf8_lossy(&environ).contains("MASTER_KEY"));
+}
+
+/// The sample's flow in `world`: sessions from the templates, the sample refused without
+/// attestation, then attested and serving the vault's secret; no secret in any log.
+fn sample_flow(world: &World) {
+    let (namespace, session) = sample_sessions(world, "rest-api");
     world.create(&namespace);
     world.create(&session);
     let sample = bin("rest-api-sample");
@@ -82,8 +111,8 @@ fn the_sample_serves_the_vaults_secret_over_the_vaults_certificate_only_when_att
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap()
         .to_owned();
-    let (chain, key) = vault_certificate(&world);
-    let answer = get_secret(&world, &addr, &chain);
+    let (chain, key) = vault_certificate(world);
+    let answer = get_secret(world, &addr, &chain);
     assert_eq!(
         answer["secret"],
         "a13f688c788626380ae1209e31e664891fc19dcdd0cfa29c27ca7e6e16b83a95"
