@@ -24,12 +24,22 @@ use tokio_postgres::config::{Host, SslMode};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the database is and how to trust it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PgSettings {
     /// libpq URL or key=value string. It may hold a password: never logged or shown.
     pub url: String,
     /// PEM files of the CAs the database's certificate must chain to.
     pub ca_files: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for PgSettings {
+    /// The URL may hold a password: never shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSettings")
+            .field("url", &"(redacted)")
+            .field("ca_files", &self.ca_files)
+            .finish()
+    }
 }
 
 /// Why the database cannot be used. Never holds the URL (it may hold a password).
