@@ -212,11 +212,7 @@ fn write_all(
         txn.put_index(&name, &current, generation)?;
     }
     for kind in [Record::Session, Record::Secrets] {
-        let mut records = Vec::new();
-        read.records(kind, "", &mut |name, value| {
-            records.push((name.to_owned(), value.to_vec()));
-            Ok(true)
-        })?;
+        let records = read.all_records(kind)?;
         for (name, value) in records {
             txn.put_record(kind, &name, &value)?;
             match kind {

@@ -74,11 +74,7 @@ fn reseal_all(
         )?;
     }
     for kind in [Record::Session, Record::Secrets] {
-        let mut records = Vec::new();
-        txn.records(kind, "", &mut |name, value| {
-            records.push((name.to_owned(), value.to_vec()));
-            Ok(true)
-        })?;
+        let records = txn.all_records(kind)?;
         let what = match kind {
             Record::Session => "sessions",
             Record::Secrets => "secrets records",

@@ -53,6 +53,15 @@ pub(super) trait Tables {
     /// Every record of `kind` whose session name starts with `prefix`, in name order, until
     /// `visit` returns `false`.
     fn records(&self, kind: Record, prefix: &str, visit: &mut Visit<'_>) -> Result<(), StoreError>;
+    /// Every record of `kind`, in name order (for copying and re-sealing a whole store).
+    fn all_records(&self, kind: Record) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        self.records(kind, "", &mut |name, value| {
+            out.push((name.to_owned(), value.to_vec()));
+            Ok(true)
+        })?;
+        Ok(out)
+    }
     /// Number of sessions.
     fn session_count(&self) -> Result<u64, StoreError>;
     /// The value under `key` in the store's metadata.
