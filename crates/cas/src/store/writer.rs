@@ -1,10 +1,10 @@
 //! The writer thread: groups concurrent write requests into one durable transaction (group
 //! commit), applies the audit retention, and keeps the verified view current.
 //!
-//! Each batch first reads the sealed state inside its transaction. With the embedded store it
-//! is the one the writer left; with PostgreSQL the transaction holds the state row's lock, so
-//! writers of all replicas take turns and each batch first catches up with what the others
-//! committed ([`super::view::catch_up`]).
+//! With the embedded store this writer is the only one, and the state is the one it left. With
+//! PostgreSQL each batch first reads the sealed state inside its transaction, which holds the
+//! state row's lock: writers of all replicas take turns and each batch first catches up with
+//! what the others committed ([`super::view::catch_up`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -187,6 +187,11 @@ impl Writer {
     /// Reads the sealed state in `txn`; where another replica committed since, brings the
     /// view up to it.
     fn catch_up(&mut self, shared: &Shared, txn: &dyn Transaction) -> Result<(), StoreError> {
+        if let super::Backend::Embedded(_) = shared.backend {
+            // This writer is the only one: the stored state is the one it left.
+            self.state = shared.view()?.state.clone();
+            return Ok(());
+        }
         let stored = view::stored_state(txn.tables(), &shared.sealer)?;
         let mut view = shared.view_mut()?;
         view::catch_up(&mut view, txn.tables(), &shared.digest, stored)?;
