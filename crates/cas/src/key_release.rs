@@ -335,7 +335,7 @@ impl Skr {
     /// Key version `version`'s private half, released to this CAS.
     async fn release(&self, version: &str) -> Result<PrivateDecryptingKey, ReleaseFailure> {
         let wrapping = WrappingKey::generate(WRAPPING_KEY_BITS, "custos-cas-release")
-            .map_err(|e| ReleaseFailure::Evidence(e.to_string()))?;
+            .map_err(|e| ReleaseFailure::Evidence(format!("the one-time wrapping key: {e}")))?;
         let runtime = wrapping.runtime_data();
         let evidence = {
             let (source, runtime) = (self.evidence.clone(), runtime.clone());
