@@ -267,12 +267,7 @@ impl ClientApi {
             Route::Metrics => Ok(self.metrics_text()),
             Route::Version => Ok(json_response(
                 StatusCode::OK,
-                &Version {
-                    name: "custos-cas".into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    api: "v1".into(),
-                    simulation: self.is_simulation(),
-                },
+                &version(self.is_simulation()),
             )),
             Route::Attest => self.attest(&query).await,
             Route::Create => {
@@ -987,6 +982,16 @@ impl<'p> Route<'p> {
             Route::MethodNotAllowed(_) => "method_not_allowed",
             Route::NotFound => "not_found",
         }
+    }
+}
+
+/// `GET /v1/version`.
+pub(crate) fn version(simulation: bool) -> Version {
+    Version {
+        name: "custos-cas".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        api: "v1".into(),
+        simulation,
     }
 }
 

@@ -52,10 +52,16 @@ pub struct RecoveryStatus {
 }
 
 /// `POST /v1/recovery/share`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, zeroize::ZeroizeOnDrop)]
 pub struct ShareSubmission {
     /// The decrypted share, base64 (33 bytes: index ‖ value).
     pub share: String,
+}
+
+impl std::fmt::Debug for ShareSubmission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ShareSubmission(redacted)")
+    }
 }
 
 /// The answer to a share.
@@ -141,12 +147,7 @@ impl Locked {
             (&Method::GET, "/healthz") => Err(self.locked()),
             (&Method::GET, "/v1/version") => Ok(json_response(
                 StatusCode::OK,
-                &custos_protocol::client::Version {
-                    name: "custos-cas".into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    api: "v1".into(),
-                    simulation: self.evidence.as_ref().is_some_and(|e| e.is_simulation()),
-                },
+                &crate::api::version(self.evidence.as_ref().is_some_and(|e| e.is_simulation())),
             )),
             (&Method::GET, "/v1/attest") => {
                 let query = request.uri().query().unwrap_or("").to_owned();
