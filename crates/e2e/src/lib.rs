@@ -325,6 +325,18 @@ impl World {
     /// embeds a simulated quote of the MAA enclave signed with the LAS's platform key, which
     /// the CAS trusts: the MAA enclave runs on the node's simulated platform.
     pub fn start_with(azure: bool, cas_flags: &[&str], emulator_flags: &[&str]) -> Self {
+        Self::launch(azure, cas_flags, emulator_flags, false)
+    }
+
+    /// [`World::start`] with Azure, its CAS holding no key file: its master key is kept
+    /// wrapped by the exportable key `custos-kek` of the emulator's vault, whose release policy
+    /// (`custos cas release-policy`) admits this custos-cas binary attested by the emulator's
+    /// MAA (simulated evidence from the LAS's platform key, which that MAA trusts).
+    pub fn start_with_key_release(cas_flags: &[&str]) -> Self {
+        Self::launch(true, cas_flags, &[], true)
+    }
+
+    fn launch(azure: bool, cas_flags: &[&str], emulator_flags: &[&str], key_release: bool) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let launcher = launcher(dir.path());
         let las = started(launcher.las(&dir.path().join("las")));
@@ -332,6 +344,10 @@ impl World {
             let flags: Vec<String> = emulator_flags.iter().map(|f| (*f).to_owned()).collect();
             started(launcher.emulator(&dir.path().join("ca.pem"), &las, &flags))
         });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
         let mut flags = vec![
             "--log".to_owned(),
             "info".to_owned(),
@@ -345,6 +361,11 @@ impl World {
                 "--azure-authority-host".to_owned(),
                 emulator.var("AZURE_AUTHORITY_HOST").to_owned(),
             ]);
+            if key_release {
+                exportable_key(&runtime, emulator, &release_policy(emulator));
+                let config = key_release_config(dir.path(), emulator, &las.platform_key_file());
+                flags.extend(["--config".to_owned(), config.display().to_string()]);
+            }
         }
         flags.extend(cas_flags.iter().map(|f| (*f).to_owned()));
         let cas = started(launcher.cas(&dir.path().join("cas"), &flags));
@@ -352,45 +373,6 @@ impl World {
             dir,
             las,
             emulator,
-            cas,
-            launcher,
-            owner: ClientIdentity::generate("session owner").expect("identity"),
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime"),
-        }
-    }
-
-    /// [`World::start`] with Azure, its CAS holding no key file: its master key is kept
-    /// wrapped by the exportable key `custos-kek` of the emulator's vault, whose release policy
-    /// (`custos cas release-policy`) admits this custos-cas binary attested by the emulator's
-    /// MAA (simulated evidence from the LAS's platform key, which that MAA trusts).
-    pub fn start_with_key_release(cas_flags: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let launcher = launcher(dir.path());
-        let las = started(launcher.las(&dir.path().join("las")));
-        let emulator = started(launcher.emulator(&dir.path().join("ca.pem"), &las, &[]));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        exportable_key(&runtime, &emulator, &release_policy(&emulator));
-        let config = key_release_config(dir.path(), &emulator, &las.platform_key_file());
-        let mut flags = vec![
-            "--log".to_owned(),
-            "info".to_owned(),
-            "--trust-platform-key".to_owned(),
-            las.key_id.clone(),
-            "--config".to_owned(),
-            config.display().to_string(),
-        ];
-        flags.extend(cas_flags.iter().map(|f| (*f).to_owned()));
-        let cas = started(launcher.cas(&dir.path().join("cas"), &flags));
-        Self {
-            dir,
-            las,
-            emulator: Some(emulator),
             cas,
             launcher,
             owner: ClientIdentity::generate("session owner").expect("identity"),
