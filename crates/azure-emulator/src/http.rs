@@ -57,6 +57,17 @@ pub fn random_guid() -> String {
     custos_ids::fmt::guid(&bytes)
 }
 
+/// base64url, padded or not (Azure's wire format for MAA and Key Vault); standard base64 is
+/// tolerated.
+pub fn decode_b64(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    URL_SAFE_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .ok()
+        .or_else(|| STANDARD.decode(text).ok())
+}
+
 /// Seconds since the Unix epoch.
 pub fn now() -> u64 {
     std::time::SystemTime::now()

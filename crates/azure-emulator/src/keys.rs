@@ -24,7 +24,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http::random_hex;
+use crate::http::{decode_b64, random_hex};
 use crate::keyvault::KvError;
 use crate::maa::Maa;
 use crate::pki::{Ca, PkiError};
@@ -128,14 +128,6 @@ struct ReleaseRequest {
 /// Whether `kty` names an HSM-protected key type (the only ones that may be exportable).
 fn is_hsm(kty: &str) -> bool {
     kty.ends_with("-HSM")
-}
-
-/// base64url, padded or not (Key Vault's wire format); standard base64 is tolerated.
-fn decode_b64(text: &str) -> Option<Vec<u8>> {
-    URL_SAFE_NO_PAD
-        .decode(text.trim_end_matches('='))
-        .ok()
-        .or_else(|| STANDARD.decode(text).ok())
 }
 
 impl Keys {

@@ -412,12 +412,8 @@ fn parse_key_operation<'a>(
         (&Method::POST, [name, v, "release"]) => Operation::ReleaseKey(name, version(v)),
         _ => return Err(unknown_path(method, path)),
     };
-    let (Operation::CreateKey(name) | Operation::GetKey(name, _) | Operation::ReleaseKey(name, _)) =
-        &op
-    else {
-        unreachable!("key operations only")
-    };
-    check_name(Some(name))?;
+    // Every pattern above put the key's name first.
+    check_name(segments.first().copied())?;
     Ok(op)
 }
 

@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use custos_attestation::maa::signers::key_binding;
 use custos_attestation::sim::{PlatformKey, SimQuote, SimReport};
 use custos_attestation::{Claims, PlatformPublicKey, ReportData, TrustedPlatforms};
@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 
 use crate::Shared;
 use crate::config::{Config, SigningEvidence, SigningEvidenceKind};
-use crate::http::{json, now, random_hex};
+use crate::http::{decode_b64, json, now, random_hex};
 use crate::pki::{KidStyle, PkiError, SigningKey};
 use crate::stats::Counter;
 
@@ -237,15 +237,6 @@ struct AttestRequest {
 struct DataField {
     data: String,
     data_type: Option<String>,
-}
-
-/// base64url, padded or not (MAA's wire format); standard base64 is tolerated.
-fn decode_b64(text: &str) -> Option<Vec<u8>> {
-    let trimmed = text.trim_end_matches('=');
-    URL_SAFE_NO_PAD
-        .decode(trimmed)
-        .ok()
-        .or_else(|| STANDARD.decode(text).ok())
 }
 
 async fn attest(

@@ -18,7 +18,9 @@ use crate::key_release::{
     KeyWrapAlgorithm, ReleaseError, ReleaseExpectations, SignerTrust, UnwrappedKey, WrappingKey,
     unwrap_released,
 };
-use crate::keyvault::{KeyVaultError, is_local, is_object_name, service_error, vault_url};
+use crate::keyvault::{
+    KeyVaultError, build_client, check_object_name, display_name, service_error,
+};
 
 /// The release policy content type Key Vault documents.
 pub const RELEASE_POLICY_CONTENT_TYPE: &str = "application/json; charset=utf-8";
@@ -120,19 +122,18 @@ impl KeyVaultKeys {
         credential: &AzureCredential,
         http: &HttpOptions,
     ) -> Result<Self, KeyVaultError> {
-        let vault = vault_url(vault)?;
-        let options = KeyClientOptions {
-            client_options: http.client_options()?,
-            verify_challenge_resource: Some(!is_local(&vault)),
-            ..KeyClientOptions::default()
-        };
-        let client =
-            KeyClient::new(&vault, credential.token_credential(), Some(options)).map_err(|e| {
-                KeyVaultError::InvalidVault {
-                    vault: vault.clone(),
-                    reason: e.to_string(),
-                }
-            })?;
+        let (vault, client) = build_client(
+            vault,
+            http,
+            |url, client_options, verify_challenge_resource| {
+                let options = KeyClientOptions {
+                    client_options,
+                    verify_challenge_resource: Some(verify_challenge_resource),
+                    ..KeyClientOptions::default()
+                };
+                KeyClient::new(url, credential.token_credential(), Some(options))
+            },
+        )?;
         Ok(Self { vault, client })
     }
 
@@ -142,16 +143,7 @@ impl KeyVaultKeys {
     }
 
     fn check_name(&self, name: &str, version: Option<&str>) -> Result<(), KeyVaultError> {
-        let bad_version =
-            version.is_some_and(|v| v.is_empty() || !v.bytes().all(|b| b.is_ascii_hexdigit()));
-        if !is_object_name(name) || bad_version {
-            return Err(KeyVaultError::InvalidName {
-                vault: self.vault.clone(),
-                kind: KIND,
-                name: display(name, version),
-            });
-        }
-        Ok(())
+        check_object_name(&self.vault, KIND, name, version)
     }
 
     fn sdk_error(
@@ -159,7 +151,7 @@ impl KeyVaultKeys {
         name: &str,
         version: Option<&str>,
     ) -> impl Fn(azure_core::Error) -> KeyVaultError {
-        let (vault, name) = (self.vault.clone(), display(name, version));
+        let (vault, name) = (self.vault.clone(), display_name(name, version));
         move |e| service_error(&vault, KIND, name.clone(), e)
     }
 
@@ -265,7 +257,7 @@ impl KeyVaultKeys {
         let jws = result.value.ok_or_else(|| KeyVaultError::Content {
             vault: self.vault.clone(),
             kind: KIND,
-            name: display(name, version),
+            name: display_name(name, version),
             reason: "the release answer has no value".into(),
         })?;
         Ok(ReleasedKey {
@@ -285,7 +277,7 @@ impl KeyVaultKeys {
         let content = |reason: &str| KeyVaultError::Content {
             vault: self.vault.clone(),
             kind: KIND,
-            name: display(name, version),
+            name: display_name(name, version),
             reason: reason.to_owned(),
         };
         let jwk = key.key.ok_or_else(|| content("the answer has no key"))?;
@@ -312,12 +304,5 @@ impl KeyVaultKeys {
             exportable: key.attributes.and_then(|a| a.exportable).unwrap_or(false),
             release_policy: key.release_policy.and_then(|p| p.encoded_policy),
         })
-    }
-}
-
-fn display(name: &str, version: Option<&str>) -> String {
-    match version {
-        Some(v) => format!("{name}/{v}"),
-        None => name.to_owned(),
     }
 }

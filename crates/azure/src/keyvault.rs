@@ -6,6 +6,7 @@
 //! with back-off (a `Retry-After` header wins) and authorizes with the credential's cached
 //! token. Errors name the vault, the object, the HTTP status and Key Vault's error code.
 
+use azure_core::http::ClientOptions;
 use azure_security_keyvault_secrets::models::SecretClientGetSecretOptions;
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 use base64::Engine as _;
@@ -165,7 +166,7 @@ pub fn vault_url(vault: &str) -> Result<String, KeyVaultError> {
 
 /// Whether the vault runs on this machine (an emulator or a proxy), where the challenge's
 /// resource (`https://vault.azure.net`) cannot match the host and is not checked.
-pub(crate) fn is_local(url: &str) -> bool {
+fn is_local(url: &str) -> bool {
     let Ok(url) = azure_core::http::Url::parse(url) else {
         return false;
     };
@@ -180,6 +181,24 @@ pub(crate) fn is_local(url: &str) -> bool {
     }
 }
 
+/// A Key Vault SDK client (secrets or keys) for `vault` (URL or bare host name), made by
+/// `build` from the vault URL, the shared transport options and whether the challenge's
+/// resource is checked; the vault URL with it.
+pub(crate) fn build_client<C>(
+    vault: &str,
+    http: &HttpOptions,
+    build: impl FnOnce(&str, ClientOptions, bool) -> azure_core::Result<C>,
+) -> Result<(String, C), KeyVaultError> {
+    let vault = vault_url(vault)?;
+    let client = build(&vault, http.client_options()?, !is_local(&vault)).map_err(|e| {
+        KeyVaultError::InvalidVault {
+            vault: vault.clone(),
+            reason: e.to_string(),
+        }
+    })?;
+    Ok((vault, client))
+}
+
 impl KeyVault {
     /// A client for `vault` (URL or bare host name) authorized by `credential`.
     pub fn new(
@@ -187,17 +206,18 @@ impl KeyVault {
         credential: &AzureCredential,
         http: &HttpOptions,
     ) -> Result<Self, KeyVaultError> {
-        let vault = vault_url(vault)?;
-        let options = SecretClientOptions {
-            client_options: http.client_options()?,
-            verify_challenge_resource: Some(!is_local(&vault)),
-            ..SecretClientOptions::default()
-        };
-        let client = SecretClient::new(&vault, credential.token_credential(), Some(options))
-            .map_err(|e| KeyVaultError::InvalidVault {
-                vault: vault.clone(),
-                reason: e.to_string(),
-            })?;
+        let (vault, client) = build_client(
+            vault,
+            http,
+            |url, client_options, verify_challenge_resource| {
+                let options = SecretClientOptions {
+                    client_options,
+                    verify_challenge_resource: Some(verify_challenge_resource),
+                    ..SecretClientOptions::default()
+                };
+                SecretClient::new(url, credential.token_credential(), Some(options))
+            },
+        )?;
         Ok(Self { vault, client })
     }
 
@@ -245,15 +265,7 @@ impl KeyVault {
         name: &str,
         version: Option<&str>,
     ) -> Result<Secret, KeyVaultError> {
-        if !is_object_name(name)
-            || version.is_some_and(|v| !v.bytes().all(|b| b.is_ascii_hexdigit()) || v.is_empty())
-        {
-            return Err(KeyVaultError::InvalidName {
-                vault: self.vault.clone(),
-                kind,
-                name: display_name(name, version),
-            });
-        }
+        check_object_name(&self.vault, kind, name, version)?;
         let options = SecretClientGetSecretOptions {
             secret_version: version.map(str::to_owned),
             ..Default::default()
@@ -373,13 +385,32 @@ pub fn certificate_from_secret(
     ))
 }
 
-fn display_name(name: &str, version: Option<&str>) -> String {
+/// Refuses a name (or version) Key Vault could not hold before asking the vault.
+pub(crate) fn check_object_name(
+    vault: &str,
+    kind: &'static str,
+    name: &str,
+    version: Option<&str>,
+) -> Result<(), KeyVaultError> {
+    let bad_version =
+        version.is_some_and(|v| v.is_empty() || !v.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !is_object_name(name) || bad_version {
+        return Err(KeyVaultError::InvalidName {
+            vault: vault.to_owned(),
+            kind,
+            name: display_name(name, version),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn display_name(name: &str, version: Option<&str>) -> String {
     match version {
         Some(v) => format!("{name}/{v}"),
         None => name.to_owned(),
     }
 }
 
-pub(crate) fn is_object_name(name: &str) -> bool {
+fn is_object_name(name: &str) -> bool {
     (1..=127).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }

@@ -15,8 +15,8 @@ use aws_lc_rs::rsa::{
 use custos_attestation::{PlatformKey, SimReport};
 use custos_azure::http::parse_pem_certificates;
 use custos_azure::{
-    ExportableKeyType, KeyMaterial, KeyVaultError, KeyVaultKeys, KeyWrapAlgorithm, MaaClient,
-    MaaEvidence, RuntimeData, SignerTrust, WrappingKey,
+    ExportableKeyType, KeyInfo, KeyMaterial, KeyVaultError, KeyVaultKeys, KeyWrapAlgorithm,
+    MaaClient, MaaEvidence, RuntimeData, SignerTrust, WrappingKey,
 };
 use custos_azure_emulator::config::AccessPolicyConfig;
 use custos_azure_emulator::{Config, Running};
@@ -47,6 +47,36 @@ async fn setup(adjust: impl FnOnce(&mut Config)) -> Setup {
         keys,
         maa,
         platform,
+    }
+}
+
+impl Setup {
+    /// A 2048-bit exportable RSA key `name` under `release_policy` (mutable policy).
+    async fn create_rsa_key(&self, name: &str, release_policy: &[u8]) -> KeyInfo {
+        self.keys
+            .create_exportable_key(
+                name,
+                ExportableKeyType::RsaHsm { bits: 2048 },
+                release_policy,
+                false,
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Releasing the current version of `name` with `maa_token` (`CKM_RSA_AES_KEY_WRAP`, no
+    /// nonce), which must be refused.
+    async fn refused_release(&self, name: &str, maa_token: &str) -> KeyVaultError {
+        self.keys
+            .release_key(
+                name,
+                None,
+                maa_token,
+                KeyWrapAlgorithm::CkmRsaAesKeyWrap,
+                None,
+            )
+            .await
+            .unwrap_err()
     }
 }
 
@@ -100,16 +130,7 @@ fn refusal(err: &KeyVaultError) -> (u16, String, String) {
 async fn rsa_key_round_trip_for_each_enc() {
     let s = setup(|_| {}).await;
     let release_policy = policy(&s.running.urls().maa, ENCLAVE, true);
-    let created = s
-        .keys
-        .create_exportable_key(
-            "cas-master",
-            ExportableKeyType::RsaHsm { bits: 2048 },
-            &release_policy,
-            false,
-        )
-        .await
-        .unwrap();
+    let created = s.create_rsa_key("cas-master", &release_policy).await;
     assert_eq!(created.kty, "RSA-HSM");
     assert!(created.exportable);
     let got = s.keys.get_key("cas-master", None).await.unwrap();
@@ -270,26 +291,8 @@ async fn unmet_policies_are_refused_naming_the_claim() {
     let wrapping = WrappingKey::generate(2048, "w").unwrap();
     let maa_token = token(&s.maa, &s.platform, &wrapping).await;
     for (name, release_policy, expected) in cases {
-        s.keys
-            .create_exportable_key(
-                name,
-                ExportableKeyType::RsaHsm { bits: 2048 },
-                &release_policy,
-                false,
-            )
-            .await
-            .unwrap();
-        let err = s
-            .keys
-            .release_key(
-                name,
-                None,
-                &maa_token,
-                KeyWrapAlgorithm::CkmRsaAesKeyWrap,
-                None,
-            )
-            .await
-            .unwrap_err();
+        s.create_rsa_key(name, &release_policy).await;
+        let err = s.refused_release(name, &maa_token).await;
         let (status, code, message) = refusal(&err);
         assert_eq!((status, code.as_str()), (403, "Forbidden"), "{name}: {err}");
         assert!(
@@ -328,31 +331,14 @@ async fn unmet_policies_are_refused_naming_the_claim() {
 #[tokio::test]
 async fn tokens_of_other_authorities_and_expired_tokens_are_refused() {
     let s = setup(|c| c.maa.token_lifetime_secs = 1).await;
-    s.keys
-        .create_exportable_key(
-            "k",
-            ExportableKeyType::RsaHsm { bits: 2048 },
-            &policy(&s.running.urls().maa, ENCLAVE, true),
-            false,
-        )
-        .await
-        .unwrap();
+    s.create_rsa_key("k", &policy(&s.running.urls().maa, ENCLAVE, true))
+        .await;
     let wrapping = WrappingKey::generate(2048, "w").unwrap();
 
     // Another MAA instance (another emulator): its tokens cannot be verified here.
     let other = setup(|_| {}).await;
     let foreign = token(&other.maa, &other.platform, &wrapping).await;
-    let err = s
-        .keys
-        .release_key(
-            "k",
-            None,
-            &foreign,
-            KeyWrapAlgorithm::CkmRsaAesKeyWrap,
-            None,
-        )
-        .await
-        .unwrap_err();
+    let err = s.refused_release("k", &foreign).await;
     let (status, _, message) = refusal(&err);
     assert_eq!(status, 403);
     assert!(
@@ -366,11 +352,7 @@ async fn tokens_of_other_authorities_and_expired_tokens_are_refused() {
     // A token of the vault's own MAA, one second long: refused once it expired.
     let short = token(&s.maa, &s.platform, &wrapping).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let err = s
-        .keys
-        .release_key("k", None, &short, KeyWrapAlgorithm::CkmRsaAesKeyWrap, None)
-        .await
-        .unwrap_err();
+    let err = s.refused_release("k", &short).await;
     let (status, _, message) = refusal(&err);
     assert_eq!(status, 403);
     assert!(
@@ -383,17 +365,7 @@ async fn tokens_of_other_authorities_and_expired_tokens_are_refused() {
     let at = tampered.len() - 10;
     tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
-    let err = s
-        .keys
-        .release_key(
-            "k",
-            None,
-            &tampered,
-            KeyWrapAlgorithm::CkmRsaAesKeyWrap,
-            None,
-        )
-        .await
-        .unwrap_err();
+    let err = s.refused_release("k", &tampered).await;
     let (status, _, message) = refusal(&err);
     assert_eq!(status, 403);
     assert!(
@@ -402,17 +374,7 @@ async fn tokens_of_other_authorities_and_expired_tokens_are_refused() {
     );
 
     // Not a token at all.
-    let err = s
-        .keys
-        .release_key(
-            "k",
-            None,
-            "not-a-jwt",
-            KeyWrapAlgorithm::CkmRsaAesKeyWrap,
-            None,
-        )
-        .await
-        .unwrap_err();
+    let err = s.refused_release("k", "not-a-jwt").await;
     assert_eq!(refusal(&err).0, 403);
 }
 
@@ -427,29 +389,12 @@ async fn release_needs_the_release_permission() {
         }]
     })
     .await;
-    s.keys
-        .create_exportable_key(
-            "k",
-            ExportableKeyType::RsaHsm { bits: 2048 },
-            &policy(&s.running.urls().maa, ENCLAVE, true),
-            false,
-        )
-        .await
-        .unwrap();
+    s.create_rsa_key("k", &policy(&s.running.urls().maa, ENCLAVE, true))
+        .await;
     s.keys.get_key("k", None).await.unwrap();
     let wrapping = WrappingKey::generate(2048, "w").unwrap();
     let maa_token = token(&s.maa, &s.platform, &wrapping).await;
-    let err = s
-        .keys
-        .release_key(
-            "k",
-            None,
-            &maa_token,
-            KeyWrapAlgorithm::CkmRsaAesKeyWrap,
-            None,
-        )
-        .await
-        .unwrap_err();
+    let err = s.refused_release("k", &maa_token).await;
     let (status, code, message) = refusal(&err);
     assert_eq!((status, code.as_str()), (403, "Forbidden"));
     assert!(
