@@ -7,9 +7,12 @@
 //! conditions on the MAA token's SGX claims (`x-ms-attestation-type`, `x-ms-sgx-mrenclave`,
 //! `x-ms-sgx-mrsigner`, `x-ms-sgx-product-id`, `x-ms-sgx-svn`, `x-ms-sgx-is-debuggable`).
 
+use std::fmt::Display;
 use std::process::ExitCode;
+use std::str::FromStr;
 
 use clap::Args;
+use custos_ids::{MrEnclave, MrSigner};
 use serde_json::{Value, json};
 
 #[derive(Debug, Args)]
@@ -59,16 +62,14 @@ pub(crate) fn run(args: &ReleasePolicyArgs) -> ExitCode {
     }
 }
 
-fn hex64(flag: &str, value: &str) -> Result<String, String> {
-    let lower = value.to_ascii_lowercase();
-    if lower.len() == 64 && lower.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(lower)
-    } else {
-        Err(format!(
+/// `value` as the identifier `T` (custos-ids' parsing: either case), in lower-case hex.
+fn hex64<T: FromStr + Display>(flag: &str, value: &str) -> Result<String, String> {
+    value.parse::<T>().map(|id| id.to_string()).map_err(|_| {
+        format!(
             "{flag}: expected 64 hex digits, actual {value:?} ({} characters)",
             value.len()
-        ))
-    }
+        )
+    })
 }
 
 fn equals(claim: &str, value: impl Into<Value>) -> Value {
@@ -88,7 +89,10 @@ fn policy(args: &ReleasePolicyArgs) -> Result<Value, String> {
     let mut conditions = vec![equals("x-ms-attestation-type", "sgx")];
     match &args.mrsigner {
         Some(signer) => {
-            conditions.push(equals("x-ms-sgx-mrsigner", hex64("--mrsigner", signer)?));
+            conditions.push(equals(
+                "x-ms-sgx-mrsigner",
+                hex64::<MrSigner>("--mrsigner", signer)?,
+            ));
             conditions.push(equals(
                 "x-ms-sgx-product-id",
                 args.isvprodid.unwrap_or_default(),
@@ -102,7 +106,9 @@ fn policy(args: &ReleasePolicyArgs) -> Result<Value, String> {
             let measurements: Vec<Value> = args
                 .mrenclave
                 .iter()
-                .map(|m| hex64("--mrenclave", m).map(|m| equals("x-ms-sgx-mrenclave", m)))
+                .map(|m| {
+                    hex64::<MrEnclave>("--mrenclave", m).map(|m| equals("x-ms-sgx-mrenclave", m))
+                })
                 .collect::<Result<_, _>>()?;
             conditions.push(match <[Value; 1]>::try_from(measurements) {
                 Ok([one]) => one,

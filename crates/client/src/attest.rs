@@ -152,9 +152,7 @@ pub async fn fetch_evidence(addr: &str) -> Result<FetchedEvidence, AttestError> 
         addr: addr.to_owned(),
         source: Box::new(source),
     };
-    let mut nonce = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut nonce)
-        .map_err(|_| fetch(ClientError::Identity("the random generator failed".into())))?;
+    let nonce = fresh_nonce().map_err(fetch)?;
     let client = CasClient::new(addr, None, ServerTrust::AttestationOnly).map_err(fetch)?;
     let (answer, server_spki, answered) = client.evidence_from(&nonce).await.map_err(fetch)?;
     Ok(FetchedEvidence {
@@ -184,13 +182,7 @@ pub async fn fetch_evidence_from_each(addrs: &str) -> Result<Vec<FetchedEvidence
     let mut fetched = Vec::with_capacity(candidates.len());
     for candidate in candidates {
         let addr = candidate.to_string();
-        let mut nonce = [0u8; 32];
-        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| {
-            fetch(
-                &addr,
-                ClientError::Identity("the random generator failed".into()),
-            )
-        })?;
+        let nonce = fresh_nonce().map_err(|e| fetch(&addr, e))?;
         let (answer, server_spki) = client
             .only(candidate)
             .evidence(&nonce)
@@ -204,6 +196,14 @@ pub async fn fetch_evidence_from_each(addrs: &str) -> Result<Vec<FetchedEvidence
         });
     }
     Ok(fetched)
+}
+
+/// A nonce for one evidence request.
+fn fresh_nonce() -> Result<[u8; 32], ClientError> {
+    let mut nonce = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut nonce)
+        .map_err(|_| ClientError::Identity("the random generator failed".into()))?;
+    Ok(nonce)
 }
 
 /// Verifies the evidence of each replica of one CAS: the first as `expectations` want, every
