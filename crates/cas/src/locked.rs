@@ -20,7 +20,6 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::{Method, Request, Response, StatusCode};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::api::SelfAttestation;
@@ -31,51 +30,17 @@ use crate::http_error::HttpError;
 use crate::key_release::ReleaseFailure;
 use crate::metrics::Metrics;
 use crate::seal::MasterKey;
-use crate::seal::recovery::{EncryptedShare, RecoveryRecord, parse_share};
+use crate::seal::recovery::{RecoveryRecord, parse_share};
 use crate::seal::shamir::Share;
 use crate::server::StartError;
 use crate::tls::CasIdentity;
+use custos_protocol::recovery::{
+    RECOVERY_PATH, RecoveryStatus, SHARE_PATH, ShareAccepted, ShareSubmission,
+};
 use custos_serve::RequestBody;
 
 /// Largest share submission: a share is 33 bytes.
 const MAX_BODY: usize = 1024;
-
-/// `GET /v1/recovery`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RecoveryStatus {
-    /// Shares needed.
-    pub threshold: usize,
-    /// Distinct valid shares received so far.
-    pub received: usize,
-    /// Every share, encrypted to its operator.
-    pub shares: Vec<EncryptedShare>,
-}
-
-/// `POST /v1/recovery/share`.
-#[derive(Serialize, Deserialize, zeroize::ZeroizeOnDrop)]
-pub struct ShareSubmission {
-    /// The decrypted share, base64 (33 bytes: index ‖ value).
-    pub share: String,
-}
-
-impl std::fmt::Debug for ShareSubmission {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ShareSubmission(redacted)")
-    }
-}
-
-/// The answer to a share.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ShareAccepted {
-    /// Its index.
-    pub index: u8,
-    /// Distinct valid shares received so far.
-    pub received: usize,
-    /// Shares needed.
-    pub threshold: usize,
-    /// Whether the CAS has its master key now.
-    pub unlocked: bool,
-}
 
 struct Locked {
     record: RecoveryRecord,
@@ -160,7 +125,7 @@ impl Locked {
                 };
                 attestation.answer(&query).await
             }
-            (&Method::GET, "/v1/recovery") => Ok(json_response(
+            (&Method::GET, RECOVERY_PATH) => Ok(json_response(
                 StatusCode::OK,
                 &RecoveryStatus {
                     threshold: self.record.threshold,
@@ -168,7 +133,7 @@ impl Locked {
                     shares: self.record.shares.clone(),
                 },
             )),
-            (&Method::POST, "/v1/recovery/share") => self.submit(request).await,
+            (&Method::POST, SHARE_PATH) => self.submit(request).await,
             _ => Err(self.locked()),
         };
         Ok(result.unwrap_or_else(|e| e.response()))

@@ -14,9 +14,11 @@ use base64::engine::general_purpose::STANDARD;
 use clap::Args;
 use custos_client::{Method, StatusCode};
 use custos_ids::KeyHash;
+use custos_protocol::recovery::{
+    RECOVERY_PATH, RecoveryStatus, SHARE_PATH, ShareAccepted, ShareSubmission,
+};
 use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
-use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::cas::{error_lines, fail, pinned_client, runtime};
@@ -31,29 +33,6 @@ pub(crate) struct RecoverArgs {
     /// master_key.recovery.keys lists.
     #[arg(long, value_name = "FILE")]
     key: PathBuf,
-}
-
-/// One encrypted share, as `GET /v1/recovery` lists it.
-#[derive(Debug, Deserialize)]
-struct EncryptedShare {
-    index: u8,
-    key_hash: String,
-    ciphertext: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct RecoveryStatus {
-    threshold: usize,
-    received: usize,
-    shares: Vec<EncryptedShare>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ShareAccepted {
-    index: u8,
-    received: usize,
-    threshold: usize,
-    unlocked: bool,
 }
 
 /// The private key in `path` and the hash of its public key.
@@ -93,7 +72,7 @@ pub(crate) fn run(args: &RecoverArgs) -> ExitCode {
     };
     let result: Result<ShareAccepted, Vec<String>> = runtime().block_on(async {
         let status: RecoveryStatus = client
-            .request(Method::GET, "/v1/recovery", None)
+            .request(Method::GET, RECOVERY_PATH, None)
             .await
             .and_then(|r| r.decode(StatusCode::OK))
             .map_err(|e| error_lines(&e))?;
@@ -122,9 +101,12 @@ pub(crate) fn run(args: &RecoverArgs) -> ExitCode {
             status.received,
             status.threshold
         );
-        let body = serde_json::json!({ "share": STANDARD.encode(&*plain) }).to_string();
+        let submission = ShareSubmission {
+            share: STANDARD.encode(&*plain),
+        };
+        let body = Zeroizing::new(serde_json::to_vec(&submission).unwrap_or_default());
         client
-            .request(Method::POST, "/v1/recovery/share", Some(body.into_bytes()))
+            .request(Method::POST, SHARE_PATH, Some(body.to_vec()))
             .await
             .and_then(|r| r.decode(StatusCode::OK))
             .map_err(|e| error_lines(&e))

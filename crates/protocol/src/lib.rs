@@ -16,6 +16,7 @@ pub mod client;
 pub mod enclave;
 mod error;
 pub mod las;
+pub mod recovery;
 
 /// Serde for `Vec<u8>` as base64url without padding.
 pub mod base64url {

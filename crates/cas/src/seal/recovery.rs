@@ -15,6 +15,7 @@ use aws_lc_rs::rsa::{OAEP_SHA256_MGF1SHA256, OaepPublicEncryptingKey, PublicEncr
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use custos_ids::KeyHash;
+pub use custos_protocol::recovery::EncryptedShare;
 use rustls::pki_types::SubjectPublicKeyInfoDer;
 use rustls::pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
@@ -114,21 +115,6 @@ impl RecoveryKey {
             key_hash: KeyHash::of_spki(spki.as_ref()),
         })
     }
-}
-
-/// One share as kept: encrypted to its operator, with what checks it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EncryptedShare {
-    /// The share's index (1..=N).
-    pub index: u8,
-    /// Where the recovery key came from when the record was made (informative).
-    pub key_name: String,
-    /// SHA-256 of the recovery key's SubjectPublicKeyInfo, hex.
-    pub key_hash: String,
-    /// RSA-OAEP-SHA256 of `index ‖ value`, base64.
-    pub ciphertext: String,
-    /// SHA-256 of `label ‖ index ‖ value`, hex.
-    pub digest: String,
 }
 
 /// The recovery shares of a master key.
