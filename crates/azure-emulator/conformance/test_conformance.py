@@ -1,7 +1,7 @@
 """Microsoft's Azure SDKs for Python against the emulator, with their own validation on.
 
 Run through run.sh, which starts the emulator and exports AZURE_AUTHORITY_HOST, AKV_VAULT,
-MAA_PROVIDER, REQUESTS_CA_BUNDLE (the emulator's CA) and CONFORMANCE_WORK (the fixtures).
+AZURE_MANAGEDHSM_URL, MAA_PROVIDER, REQUESTS_CA_BUNDLE (the emulator's CA) and CONFORMANCE_WORK (the fixtures).
 """
 
 import base64
@@ -10,6 +10,7 @@ import json
 import os
 
 import pytest
+import requests
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 from azure.identity import CertificateCredential, ClientSecretCredential
 from azure.keyvault.certificates import CertificateClient
@@ -27,6 +28,7 @@ import fixtures
 WORK = os.environ["CONFORMANCE_WORK"]
 AUTHORITY = os.environ["AZURE_AUTHORITY_HOST"]
 VAULT = os.environ["AKV_VAULT"]
+HSM = os.environ["AZURE_MANAGEDHSM_URL"]
 MAA = os.environ["MAA_PROVIDER"]
 FIX = json.load(open(os.path.join(WORK, "fixtures.json")))
 VAULT_SCOPE = "https://vault.azure.net/.default"
@@ -204,6 +206,10 @@ def keys():
     return KeyClient(VAULT, secret_credential(), verify_challenge_resource=False)
 
 
+def hsm_keys():
+    return KeyClient(HSM, secret_credential(), verify_challenge_resource=False)
+
+
 def b64url_decode(text):
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
@@ -352,7 +358,7 @@ def test_release_refuses_keys_that_are_not_exportable_or_disabled():
 
 
 def test_the_wrapping_key_is_taken_from_x_ms_runtime_keys():
-    client = keys()
+    client = hsm_keys()
     client.create_oct_key(
         "skr-oct",
         size=256,
@@ -400,3 +406,37 @@ def test_key_vaults_rules_for_exportable_keys():
     second = client.create_rsa_key("skr-versions", hardware_protected=True, exportable=True)
     assert second.properties.version != first.properties.version
     assert second.properties.release_policy.encoded_policy == policy.encoded_policy
+
+
+def test_a_managed_hsm_has_its_own_resource_and_symmetric_keys():
+    # Its challenge names its own resource; the SDK asks Entra ID for a token for it.
+    url = HSM + "keys/skr-hsm?api-version=7.4"
+    bare = requests.get(url, verify=os.environ["REQUESTS_CA_BUNDLE"])
+    assert bare.status_code == 401
+    assert 'resource="https://managedhsm.azure.net"' in bare.headers["WWW-Authenticate"]
+    vault_token = secret_credential().get_token(VAULT_SCOPE).token
+    refused = requests.get(
+        url, headers={"Authorization": "Bearer " + vault_token}, verify=os.environ["REQUESTS_CA_BUNDLE"]
+    )
+    assert refused.status_code == 401
+    assert "Invalid audience" in refused.json()["error"]["message"]
+
+    client = hsm_keys()
+    created = client.create_rsa_key(
+        "skr-hsm",
+        hardware_protected=True,
+        exportable=True,
+        release_policy=KeyReleasePolicy(release_policy(ENCLAVE)),
+    )
+    assert created.id.startswith(HSM + "keys/skr-hsm/")
+    wrapping, token = attested_wrapping_key()
+    released = client.release_key("skr-hsm", token)
+    payload = json.loads(b64url_decode(released.value.split(".")[1]))
+    assert payload["response"]["key"]["key"]["kid"] == created.id
+
+    # A vault has no symmetric keys; a Managed HSM has no secrets.
+    with pytest.raises(HttpResponseError) as refused:
+        keys().create_oct_key("skr-oct-in-vault", size=256, hardware_protected=True)
+    assert refused.value.status_code == 400
+    with pytest.raises(ResourceNotFoundError):
+        SecretClient(HSM, secret_credential(), verify_challenge_resource=False).get_secret("sample-secret")

@@ -54,6 +54,8 @@ pub struct Config {
     pub entra: EntraConfig,
     /// Key Vault.
     pub keyvault: KeyVaultConfig,
+    /// A Managed HSM (keys only).
+    pub managed_hsm: ManagedHsmConfig,
     /// Microsoft Azure Attestation.
     pub maa: MaaConfig,
     /// Failures to inject.
@@ -68,6 +70,7 @@ impl Default for Config {
             ca_file: None,
             entra: EntraConfig::default(),
             keyvault: KeyVaultConfig::default(),
+            managed_hsm: ManagedHsmConfig::default(),
             maa: MaaConfig::default(),
             faults: Vec::new(),
         }
@@ -200,6 +203,28 @@ pub struct KeyVaultConfig {
     pub secrets: Vec<SecretConfig>,
     /// Certificates present at start-up.
     pub certificates: Vec<CertificateConfig>,
+}
+
+/// A Managed HSM: keys only (create, get, release), tokens for `https://managedhsm.azure.net`,
+/// and local RBAC instead of access policies. It shares the vault's tenant.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ManagedHsmConfig {
+    /// TCP port; 0 lets the kernel choose.
+    pub port: u16,
+    /// Local RBAC: which application holds which built-in role. Empty: every application of
+    /// the tenant may do everything (an emulator convenience; a real Managed HSM denies).
+    pub role_assignments: Vec<RoleAssignmentConfig>,
+}
+
+/// One local RBAC role assignment (at the HSM's `/` scope).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleAssignmentConfig {
+    /// The application (client id).
+    pub client_id: String,
+    /// A built-in role, by name (`Managed HSM Crypto Service Release User`) or id.
+    pub role: String,
 }
 
 /// An access policy: the permissions of one application, per object kind, as Key Vault
@@ -450,6 +475,8 @@ pub enum Service {
     Entra,
     /// Key Vault.
     Keyvault,
+    /// The Managed HSM.
+    Managedhsm,
     /// MAA.
     Maa,
 }
@@ -601,6 +628,24 @@ impl Config {
             policy.check().map_err(|(kind, problem)| {
                 invalid(format!("keyvault.access_policies[{i}].{kind}"), problem)
             })?;
+        }
+        for (i, assignment) in self.managed_hsm.role_assignments.iter().enumerate() {
+            if assignment.client_id.is_empty() {
+                return Err(invalid(
+                    format!("managed_hsm.role_assignments[{i}].client_id"),
+                    "empty".into(),
+                ));
+            }
+            if crate::managed_hsm::Role::parse(&assignment.role).is_none() {
+                return Err(invalid(
+                    format!("managed_hsm.role_assignments[{i}].role"),
+                    format!(
+                        "unknown role {:?} (one of {})",
+                        assignment.role,
+                        crate::managed_hsm::Role::NAMES.join(", ")
+                    ),
+                ));
+            }
         }
         let mut names: Vec<&str> = Vec::new();
         for (i, secret) in self.keyvault.secrets.iter().enumerate() {

@@ -72,6 +72,7 @@ pub fn client_env(
         vars.push(("AKV_SECRET_NAME", SECRET_NAME.to_owned()));
         vars.push(("AKV_CERT_SECRET_NAME", CERT_NAME.to_owned()));
     }
+    vars.push(("AZURE_MANAGEDHSM_URL", format!("{}/", urls.managed_hsm)));
     vars.push(("MAA_PROVIDER", urls.maa.clone()));
     vars.push(("SSL_CERT_FILE", ca.clone()));
     vars.push(("REQUESTS_CA_BUNDLE", ca));

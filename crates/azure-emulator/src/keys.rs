@@ -1,7 +1,7 @@
 //! Key Vault keys: Create Key, Get Key and Release (Secure Key Release).
 //!
-//! Keys are RSA (`RSA`, `RSA-HSM`; 2048, 3072 or 4096 bits) or symmetric (`oct-HSM`; 128, 192
-//! or 256 bits), generated here. An exportable key needs an HSM key type and a release policy
+//! Keys are RSA (`RSA`, `RSA-HSM`; 2048, 3072 or 4096 bits) or, in the Managed HSM only,
+//! symmetric (`oct-HSM`; 128, 192 or 256 bits), generated here. An exportable key needs an HSM key type and a release policy
 //! (and a release policy needs an exportable key), as in Key Vault. Release verifies the
 //! caller's MAA token (this emulator's MAA: signature, issuer, expiry), evaluates the key's
 //! release policy against its claims, wraps the key material to the RSA key the token carries
@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::http::{decode_b64, random_hex};
-use crate::keyvault::KvError;
+use crate::keyvault::{Flavour, KvError};
 use crate::maa::Maa;
 use crate::pki::{Ca, PkiError};
 use crate::release_policy::ReleasePolicy;
@@ -38,6 +38,7 @@ const DEFAULT_ENC: &str = "CKM_RSA_AES_KEY_WRAP";
 
 /// The vault's keys and the key that signs released keys.
 pub struct Keys {
+    flavour: Flavour,
     store: RwLock<HashMap<String, KeyEntry>>,
     signer: ReleaseSigner,
 }
@@ -85,9 +86,10 @@ struct ReleaseSigner {
 
 impl Keys {
     /// An empty key store whose release answers are signed under `ca`.
-    pub fn new(ca: &Ca) -> Result<Self, PkiError> {
+    pub fn new(ca: &Ca, flavour: Flavour) -> Result<Self, PkiError> {
         let (key, chain) = ca.rsa_signing_certificate("Custos Azure Emulator Key Release")?;
         Ok(Self {
+            flavour,
             store: RwLock::new(HashMap::new()),
             signer: ReleaseSigner { key, chain },
         })
@@ -149,6 +151,11 @@ impl Keys {
             .as_ref()
             .and_then(|a| a.enabled)
             .unwrap_or(true);
+        if kty == "oct-HSM" && self.flavour == Flavour::Vault {
+            return Err(KvError::bad_parameter(
+                "The key type oct-HSM is only supported by Managed HSM.",
+            ));
+        }
         let (material, default_ops) = generate(&kty, request.key_size)?;
         let mut release_policy = request.release_policy.map(parse_policy_in).transpose()?;
         if exportable && !is_hsm(&kty) {

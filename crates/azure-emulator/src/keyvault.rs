@@ -2,6 +2,9 @@
 //! policy), each certificate also readable as the secret of the same name with its private
 //! key, and keys (create, get, release: `keys.rs`) — behind the same 401 challenge, bearer
 //! validation, access policies and error bodies as the real vault.
+//!
+//! The same handler serves a Managed HSM on its own listener: keys only, tokens for its own
+//! resource (`https://managedhsm.azure.net`), local RBAC roles instead of access policies.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -20,11 +23,28 @@ use crate::config::{AccessPolicyConfig, Config, SecretContentType, is_object_nam
 use crate::entra::{AccessClaims, TokenRejection};
 use crate::http::{self, now, random_hex};
 use crate::keys::Keys;
+use crate::managed_hsm::{KeyAction, Role};
 use crate::pki::{Ca, CertificateWithKey, PkiError, x5t};
 use crate::stats::Counter;
 
-/// The resource (token audience) of Azure Key Vault.
-pub const RESOURCE: &str = "https://vault.azure.net";
+/// Which service a listener is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// A vault: secrets, certificates and keys, access policies.
+    Vault,
+    /// A Managed HSM: keys only, local RBAC.
+    ManagedHsm,
+}
+
+impl Flavour {
+    /// The resource (token audience) the service names in its challenge and accepts.
+    pub fn resource(self) -> &'static str {
+        match self {
+            Self::Vault => "https://vault.azure.net",
+            Self::ManagedHsm => "https://managedhsm.azure.net",
+        }
+    }
+}
 /// api-versions the emulator answers (those of the SDKs in use and the recordings).
 const API_VERSIONS: &[&str] = &[
     "2016-10-01",
@@ -40,16 +60,28 @@ const API_VERSIONS: &[&str] = &[
 ];
 const LATEST_API_VERSION: &str = "2026-04-01";
 const VAULT_NAME: &str = "custos-emulator";
+const HSM_NAME: &str = "custos-emulator-hsm";
 const MAX_BODY: usize = 1 << 20;
 
 /// The vault's contents and access rules.
 pub struct Vault {
+    flavour: Flavour,
     url: String,
     tenant: Option<String>,
-    allowed_clients: Vec<String>,
-    access_policies: Vec<AccessPolicyConfig>,
+    access: Access,
     store: RwLock<Store>,
     keys: Keys,
+}
+
+/// Who may do what.
+enum Access {
+    /// A vault's: access policies when configured, else the allowed clients (empty: all).
+    Vault {
+        allowed_clients: Vec<String>,
+        access_policies: Vec<AccessPolicyConfig>,
+    },
+    /// A Managed HSM's local RBAC (no assignments: all).
+    Roles(Vec<(String, Role)>),
 }
 
 #[derive(Default)]
@@ -138,12 +170,36 @@ impl Vault {
                 .map_err(context)?;
         }
         Ok(Self {
+            flavour: Flavour::Vault,
             url: url.to_owned(),
             tenant: config.vault_tenant().map(str::to_owned),
-            allowed_clients: config.keyvault.allowed_clients.clone(),
-            access_policies: config.keyvault.access_policies.clone(),
+            access: Access::Vault {
+                allowed_clients: config.keyvault.allowed_clients.clone(),
+                access_policies: config.keyvault.access_policies.clone(),
+            },
             store: RwLock::new(store),
-            keys: Keys::new(ca)?,
+            keys: Keys::new(ca, Flavour::Vault)?,
+        })
+    }
+
+    /// The Managed HSM: no secrets or certificates; keys created through the API.
+    pub fn managed_hsm(config: &Config, url: &str, ca: &Ca) -> Result<Self, PkiError> {
+        let roles = config
+            .managed_hsm
+            .role_assignments
+            .iter()
+            .map(|a| {
+                let role = Role::parse(&a.role).expect("roles are checked with the configuration");
+                (a.client_id.clone(), role)
+            })
+            .collect();
+        Ok(Self {
+            flavour: Flavour::ManagedHsm,
+            url: url.to_owned(),
+            tenant: config.vault_tenant().map(str::to_owned),
+            access: Access::Roles(roles),
+            store: RwLock::new(Store::default()),
+            keys: Keys::new(ca, Flavour::ManagedHsm)?,
         })
     }
 }
@@ -269,8 +325,8 @@ impl HasVersion for CertificateVersion {
     }
 }
 
-pub fn router() -> Router<Arc<Shared>> {
-    Router::new().fallback(handle)
+pub fn router(flavour: Flavour) -> Router<Arc<Shared>> {
+    Router::new().fallback(move |state, request| handle(state, flavour, request))
 }
 
 /// A Key Vault error body with its status.
@@ -334,6 +390,26 @@ enum Operation<'a> {
 }
 
 impl Operation<'_> {
+    /// The Managed HSM data action of a key operation; `None` for secrets and certificates.
+    fn key_action(&self) -> Option<KeyAction> {
+        match self {
+            Operation::CreateKey(_) => Some(KeyAction::Create),
+            Operation::GetKey(..) => Some(KeyAction::Read),
+            Operation::ReleaseKey(..) => Some(KeyAction::Release),
+            _ => None,
+        }
+    }
+
+    /// The key's name, for key operations.
+    fn key_name(&self) -> Option<&str> {
+        match self {
+            Operation::CreateKey(name)
+            | Operation::GetKey(name, _)
+            | Operation::ReleaseKey(name, _) => Some(name),
+            _ => None,
+        }
+    }
+
     /// The permission an access policy must grant: (object kind, operation).
     fn permission(&self) -> (&'static str, &'static str) {
         match self {
@@ -497,20 +573,25 @@ fn unknown_path(method: &Method, path: &str) -> KvError {
     )
 }
 
-async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+async fn handle(State(shared): State<Arc<Shared>>, flavour: Flavour, request: Request) -> Response {
     shared.stats.bump(Counter::KeyVaultRequests);
+    let vault = match flavour {
+        Flavour::Vault => &shared.vault,
+        Flavour::ManagedHsm => &shared.managed_hsm,
+    };
     let client_request_id = request.headers().get("x-ms-client-request-id").cloned();
-    let mut response = match serve(&shared, request).await {
+    let mut response = match serve(&shared, vault, request).await {
         Ok(response) => response,
         Err(e) => {
             let challenge = e.status == StatusCode::UNAUTHORIZED;
             let mut response = http::json(e.status, &e.body);
             if challenge {
                 shared.stats.bump(Counter::KeyVaultChallenges);
-                let tenant = shared.vault.tenant.as_deref().unwrap_or("common");
+                let tenant = vault.tenant.as_deref().unwrap_or("common");
                 let value = format!(
-                    "Bearer authorization=\"{}/{tenant}\", resource=\"{RESOURCE}\"",
-                    shared.urls.authority_host
+                    "Bearer authorization=\"{}/{tenant}\", resource=\"{}\"",
+                    shared.urls.authority_host,
+                    flavour.resource()
                 );
                 response.headers_mut().insert(
                     header::WWW_AUTHENTICATE,
@@ -537,9 +618,8 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     response
 }
 
-async fn serve(shared: &Shared, request: Request) -> Result<Response, KvError> {
-    let vault = &shared.vault;
-    let claims = authenticate(shared, request.headers())?;
+async fn serve(shared: &Shared, vault: &Vault, request: Request) -> Result<Response, KvError> {
+    let claims = authenticate(shared, vault, request.headers())?;
     let query = request.uri().query().unwrap_or("");
     let api_version = form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "api-version")
@@ -560,7 +640,10 @@ async fn serve(shared: &Shared, request: Request) -> Result<Response, KvError> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let op = parse_operation(&method, &path)?;
-    authorize(vault, &claims, op.permission())?;
+    if vault.flavour == Flavour::ManagedHsm && op.key_action().is_none() {
+        return Err(unknown_path(&method, &path));
+    }
+    authorize(vault, &claims, &op)?;
 
     let body = match op {
         Operation::SetSecret(_)
@@ -740,7 +823,11 @@ async fn serve(shared: &Shared, request: Request) -> Result<Response, KvError> {
     Ok(http::json(StatusCode::OK, &result))
 }
 
-fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<AccessClaims, KvError> {
+fn authenticate(
+    shared: &Shared,
+    vault: &Vault,
+    headers: &HeaderMap,
+) -> Result<AccessClaims, KvError> {
     let unauthorized =
         |message: String| KvError::new(StatusCode::UNAUTHORIZED, "Unauthorized", message);
     let token = headers
@@ -752,8 +839,9 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<AccessClaims, Kv
         .ok_or_else(|| {
             unauthorized("AKV10000: Request is missing a Bearer or PoP token.".into())
         })?;
-    let tenant = shared.vault.tenant.as_deref().unwrap_or("common");
-    let audiences = [RESOURCE, "https://vault.azure.net/"];
+    let tenant = vault.tenant.as_deref().unwrap_or("common");
+    let resource = vault.flavour.resource();
+    let audiences = [resource, &format!("{resource}/")];
     shared
         .directory
         .validate_access_token(token, &audiences, tenant)
@@ -775,33 +863,62 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<AccessClaims, Kv
 
 /// Access policies when configured (the app's policy must list the permission, or `all`),
 /// else `allowed_clients` (empty: every app of the tenant may do everything).
-fn authorize(
-    vault: &Vault,
-    claims: &AccessClaims,
-    (kind, operation): (&str, &str),
-) -> Result<(), KvError> {
-    let allowed = if vault.access_policies.is_empty() {
-        vault.allowed_clients.is_empty() || vault.allowed_clients.contains(&claims.appid)
-    } else {
-        vault
-            .access_policies
-            .iter()
-            .filter(|p| p.client_id.eq_ignore_ascii_case(&claims.appid))
-            .any(|p| p.grants(kind, operation))
-    };
-    if allowed {
-        return Ok(());
+fn authorize(vault: &Vault, claims: &AccessClaims, op: &Operation) -> Result<(), KvError> {
+    match &vault.access {
+        Access::Vault {
+            allowed_clients,
+            access_policies,
+        } => {
+            let (kind, operation) = op.permission();
+            let allowed = if access_policies.is_empty() {
+                allowed_clients.is_empty() || allowed_clients.contains(&claims.appid)
+            } else {
+                access_policies
+                    .iter()
+                    .filter(|p| p.client_id.eq_ignore_ascii_case(&claims.appid))
+                    .any(|p| p.grants(kind, operation))
+            };
+            if allowed {
+                return Ok(());
+            }
+            let mut error = KvError::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!(
+                    "The user, group or application 'appid={};oid={};iss={}' does not have {kind} {operation} permission on key vault '{VAULT_NAME};location=emulator'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287",
+                    claims.appid, claims.oid, claims.iss
+                ),
+            );
+            error.body["error"]["innererror"] = json!({ "code": "AccessDenied" });
+            Err(error)
+        }
+        Access::Roles(assignments) => {
+            let action = op
+                .key_action()
+                .expect("a Managed HSM serves key operations only");
+            let allowed = assignments.is_empty()
+                || assignments.iter().any(|(client, role)| {
+                    client.eq_ignore_ascii_case(&claims.appid) && role.allows(action)
+                });
+            if allowed {
+                return Ok(());
+            }
+            let mut error = KvError::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!(
+                    "Caller is not authorized to perform action on resource.\r\nCaller: appid={};oid={};iss={}\r\nAction: '{}'\r\nResource: '/keys/{}'\r\nAssignment: (not found)\r\nDecisionReason: 'DeniedWithNoValidRBAC'\r\nVault: {HSM_NAME};location=emulator\r\n",
+                    claims.appid,
+                    claims.oid,
+                    claims.iss,
+                    action.data_action(),
+                    op.key_name().unwrap_or_default().to_ascii_lowercase(),
+                ),
+            );
+            error.body["error"]["innererror"] = json!({ "code": "ForbiddenByRbac" });
+            Err(error)
+        }
     }
-    let mut error = KvError::new(
-        StatusCode::FORBIDDEN,
-        "Forbidden",
-        format!(
-            "The user, group or application 'appid={};oid={};iss={}' does not have {kind} {operation} permission on key vault '{VAULT_NAME};location=emulator'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287",
-            claims.appid, claims.oid, claims.iss
-        ),
-    );
-    error.body["error"]["innererror"] = json!({ "code": "AccessDenied" });
-    Err(error)
 }
 
 fn secret_attributes(v: &SecretVersion) -> Value {

@@ -21,6 +21,7 @@ mod http;
 mod keys;
 mod keyvault;
 mod maa;
+mod managed_hsm;
 pub mod pki;
 mod release_policy;
 mod server;
@@ -68,7 +69,7 @@ pub enum StartError {
     },
 }
 
-/// The base URLs of the three services, without a trailing slash.
+/// The base URLs of the four services, without a trailing slash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Urls {
     /// Entra ID authority host, e.g. `https://127.0.0.1:40001`.
@@ -77,6 +78,8 @@ pub struct Urls {
     pub vault: String,
     /// The MAA instance, e.g. `https://127.0.0.1:40003`.
     pub maa: String,
+    /// The Managed HSM, e.g. `https://127.0.0.1:40004`.
+    pub managed_hsm: String,
 }
 
 /// State shared by the listeners.
@@ -86,6 +89,7 @@ pub(crate) struct Shared {
     pub faults: Arc<faults::Faults>,
     pub directory: entra::Directory,
     pub vault: keyvault::Vault,
+    pub managed_hsm: keyvault::Vault,
     pub maa: maa::Maa,
 }
 
@@ -93,7 +97,7 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 pub struct Running {
     urls: Urls,
-    addrs: [SocketAddr; 3],
+    addrs: [SocketAddr; 4],
     ca_pem: String,
     ca_file: Option<PathBuf>,
     stats: Arc<stats::Stats>,
@@ -111,7 +115,7 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// Starts the emulator: binds the three listeners, makes its CA and keys, loads the
+/// Starts the emulator: binds the four listeners, makes its CA and keys, loads the
 /// configured tenants, secrets and certificates, and serves until the returned handle is
 /// dropped or [`Running::shutdown`] is called.
 pub async fn start(config: Config) -> Result<Running, StartError> {
@@ -130,6 +134,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let entra_listener = bind("entra", config.entra.port).await?;
     let vault_listener = bind("keyvault", config.keyvault.port).await?;
     let maa_listener = bind("maa", config.maa.port).await?;
+    let hsm_listener = bind("managedhsm", config.managed_hsm.port).await?;
     let local = |l: &TcpListener, service: &'static str| {
         l.local_addr().map_err(|source| StartError::Bind {
             service,
@@ -141,6 +146,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         local(&entra_listener, "entra")?,
         local(&vault_listener, "keyvault")?,
         local(&maa_listener, "maa")?,
+        local(&hsm_listener, "managedhsm")?,
     ];
     let host = config
         .host
@@ -151,6 +157,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         authority_host: url(addrs[0]),
         vault: url(addrs[1]),
         maa: url(addrs[2]),
+        managed_hsm: url(addrs[3]),
     };
 
     let pki_err = |context: &str| {
@@ -197,6 +204,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let directory =
         entra::Directory::new(&config, &urls.authority_host).map_err(pki_err("entra"))?;
     let vault = keyvault::Vault::new(&config, &urls.vault, &ca).map_err(pki_err("keyvault"))?;
+    let managed_hsm = keyvault::Vault::managed_hsm(&config, &urls.managed_hsm, &ca)
+        .map_err(pki_err("managed HSM"))?;
     let maa = maa::Maa::new(&config, &urls.maa).map_err(pki_err("maa"))?;
     let shared = Arc::new(Shared {
         urls: urls.clone(),
@@ -204,6 +213,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         faults: faults.clone(),
         directory,
         vault,
+        managed_hsm,
         maa,
     });
 
@@ -215,7 +225,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         ),
         (
             vault_listener,
-            http::with_common(keyvault::router(), config::Service::Keyvault, &shared),
+            http::with_common(
+                keyvault::router(keyvault::Flavour::Vault),
+                config::Service::Keyvault,
+                &shared,
+            ),
+        ),
+        (
+            hsm_listener,
+            http::with_common(
+                keyvault::router(keyvault::Flavour::ManagedHsm),
+                config::Service::Managedhsm,
+                &shared,
+            ),
         ),
         (
             maa_listener,
@@ -228,7 +250,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             tokio::spawn(server::serve(listener, tls.clone(), router, signal.clone()))
         })
         .collect();
-    tracing::info!(entra = %urls.authority_host, keyvault = %urls.vault, maa = %urls.maa, "Azure emulator listening");
+    tracing::info!(entra = %urls.authority_host, keyvault = %urls.vault, maa = %urls.maa, managed_hsm = %urls.managed_hsm, "Azure emulator listening");
     Ok(Running {
         urls,
         addrs,
@@ -255,8 +277,8 @@ impl Running {
         &self.urls
     }
 
-    /// The bound addresses: Entra ID, Key Vault, MAA.
-    pub fn addrs(&self) -> [SocketAddr; 3] {
+    /// The bound addresses: Entra ID, Key Vault, MAA, Managed HSM.
+    pub fn addrs(&self) -> [SocketAddr; 4] {
         self.addrs
     }
 

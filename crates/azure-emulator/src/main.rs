@@ -9,7 +9,7 @@ use clap::Parser;
 use custos_azure_emulator::{Config, demo};
 use custos_serve::daemon::{self, Failure};
 
-/// A local Entra ID + Key Vault + MAA over HTTPS, for development and tests. Never expose it.
+/// A local Entra ID + Key Vault + Managed HSM + MAA over HTTPS, for development and tests. Never expose it.
 #[derive(Debug, Parser)]
 #[command(name = "custos-azure-emulator", version)]
 struct Args {
@@ -31,6 +31,9 @@ struct Args {
     /// MAA port; 0 picks a free one (overrides the file).
     #[arg(long)]
     maa_port: Option<u16>,
+    /// Managed HSM port; 0 picks a free one (overrides the file).
+    #[arg(long)]
+    managed_hsm_port: Option<u16>,
     /// Where to write the CA certificate [default: a fresh temporary directory].
     #[arg(long)]
     ca_file: Option<PathBuf>,
@@ -53,7 +56,7 @@ struct Args {
     /// Entra ID's is about an hour). Short lifetimes test what happens as tokens expire.
     #[arg(long, value_name = "SECS")]
     token_lifetime: Option<u64>,
-    /// Once all three endpoints accept, write them, the CA file and the `export` variables to
+    /// Once all endpoints accept, write them, the CA file and the `export` variables to
     /// this file as JSON (atomically, mode 0600; removed at start-up). See docs/azure.md.
     #[arg(long, value_name = "FILE")]
     ready_file: Option<PathBuf>,
@@ -93,6 +96,9 @@ fn run(args: Args) -> Result<(), Failure> {
     }
     if let Some(port) = args.maa_port {
         config.maa.port = port;
+    }
+    if let Some(port) = args.managed_hsm_port {
+        config.managed_hsm.port = port;
     }
     if let Some(path) = args.ca_file {
         config.ca_file = Some(path);

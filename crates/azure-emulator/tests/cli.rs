@@ -41,6 +41,7 @@ fn demo_prints_export_lines_for_every_variable() {
             "AZURE_AUTHORITY_HOST",
             "AZURE_CLIENT_ID",
             "AZURE_CLIENT_SECRET",
+            "AZURE_MANAGEDHSM_URL",
             "AZURE_TENANT_ID",
             "MAA_PROVIDER",
             "REQUESTS_CA_BUNDLE",

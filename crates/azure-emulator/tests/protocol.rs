@@ -441,6 +441,17 @@ async fn configuration_errors_name_the_field() {
         ),
         "{err}"
     );
+    let err = Config::from_yaml(
+        "managed_hsm:\n  role_assignments:\n    - { client_id: app, role: Managed HSM Administrator }\n",
+        "c",
+        base,
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "c: managed_hsm.role_assignments[0].role: unknown role \"Managed HSM Administrator\" (one of Managed HSM Crypto User, Managed HSM Crypto Service Release User, Managed HSM Crypto Auditor)"
+    );
 }
 
 fn jwt_payload(jwt: &str) -> Value {
@@ -462,6 +473,7 @@ async fn the_documented_example_configuration_starts() {
     assert_eq!(config.faults[0].times, Some(3));
     assert!(config.keyvault.access_policies[0].grants("keys", "release"));
     assert!(!config.keyvault.access_policies[0].grants("secrets", "set"));
+    assert_eq!(config.managed_hsm.role_assignments.len(), 2);
     let dir = tempfile::tempdir().unwrap();
     config.ca_file = Some(dir.path().join("ca.pem"));
     let running = custos_azure_emulator::start(config).await.unwrap();

@@ -16,9 +16,9 @@ use custos_attestation::{PlatformKey, SimReport};
 use custos_azure::http::parse_pem_certificates;
 use custos_azure::{
     ExportableKeyType, KeyInfo, KeyMaterial, KeyVaultError, KeyVaultKeys, KeyWrapAlgorithm,
-    MaaClient, MaaEvidence, RuntimeData, SignerTrust, WrappingKey,
+    MaaClient, MaaEvidence, ReleasedKey, RuntimeData, SignerTrust, WrappingKey,
 };
-use custos_azure_emulator::config::AccessPolicyConfig;
+use custos_azure_emulator::config::{AccessPolicyConfig, RoleAssignmentConfig};
 use custos_azure_emulator::{Config, Running};
 use custos_ids::MrEnclave;
 use serde_json::json;
@@ -28,6 +28,8 @@ const ENCLAVE: [u8; 32] = [0x5a; 32];
 struct Setup {
     running: Running,
     keys: KeyVaultKeys,
+    /// The same, on the emulator's Managed HSM.
+    hsm: KeyVaultKeys,
     maa: MaaClient,
     platform: PlatformKey,
 }
@@ -41,10 +43,17 @@ async fn setup(adjust: impl FnOnce(&mut Config)) -> Setup {
     let credential = common::secret_credential(&running, &secret);
     let keys =
         KeyVaultKeys::new(&running.urls().vault, &credential, &common::http(&running)).unwrap();
+    let hsm = KeyVaultKeys::new(
+        &running.urls().managed_hsm,
+        &credential,
+        &common::http(&running),
+    )
+    .unwrap();
     let maa = MaaClient::new(&running.urls().maa, &common::http(&running)).unwrap();
     Setup {
         running,
         keys,
+        hsm,
         maa,
         platform,
     }
@@ -227,21 +236,37 @@ async fn rsa_key_round_trip_for_each_enc() {
 }
 
 #[tokio::test]
-async fn symmetric_key_is_released_as_its_bytes() {
+async fn symmetric_key_is_released_as_its_bytes_by_a_managed_hsm_only() {
     let s = setup(|_| {}).await;
-    let created = s
+    let policy = policy(&s.running.urls().maa, ENCLAVE, true);
+    let oct = ExportableKeyType::OctHsm { bits: 256 };
+    let err = s
         .keys
-        .create_exportable_key(
-            "data-key",
-            ExportableKeyType::OctHsm { bits: 256 },
-            &policy(&s.running.urls().maa, ENCLAVE, true),
-            true,
-        )
+        .create_exportable_key("data-key", oct, &policy, true)
+        .await
+        .unwrap_err();
+    let (status, code, message) = refusal(&err);
+    assert_eq!((status, code.as_str()), (400, "BadParameter"), "{message}");
+    assert!(
+        message.contains("only supported by Managed HSM"),
+        "{message}"
+    );
+
+    let created = s
+        .hsm
+        .create_exportable_key("data-key", oct, &policy, true)
         .await
         .unwrap();
     assert_eq!(
         (created.kty.as_str(), created.rsa_public.is_none()),
         ("oct-HSM", true)
+    );
+    assert!(
+        created
+            .kid
+            .starts_with(&format!("{}/keys/data-key/", s.running.urls().managed_hsm)),
+        "{}",
+        created.kid
     );
     let wrapping = WrappingKey::generate(2048, "w").unwrap();
     let maa_token = token(&s.maa, &s.platform, &wrapping).await;
@@ -252,7 +277,7 @@ async fn symmetric_key_is_released_as_its_bytes() {
         KeyWrapAlgorithm::RsaAesKeyWrap384,
     ] {
         let key = s
-            .keys
+            .hsm
             .release_key("data-key", None, &maa_token, enc, None)
             .await
             .unwrap()
@@ -406,4 +431,98 @@ async fn release_needs_the_release_permission() {
     let err = s.keys.get_key("missing", None).await.unwrap_err();
     let (status, code, _) = refusal(&err);
     assert_eq!((status, code.as_str()), (404, "KeyNotFound"));
+}
+
+/// Releasing the current version of `kek` from the Managed HSM.
+async fn release(s: &Setup, maa_token: &str) -> Result<ReleasedKey, KeyVaultError> {
+    s.hsm
+        .release_key(
+            "kek",
+            None,
+            maa_token,
+            KeyWrapAlgorithm::CkmRsaAesKeyWrap,
+            None,
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_managed_hsm_authorizes_by_its_local_rbac_roles() {
+    let client = custos_azure_emulator::demo::CLIENT_ID.to_owned();
+    let assign = |roles: &[&str]| {
+        let client = client.clone();
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        move |c: &mut Config| {
+            c.managed_hsm.role_assignments = roles
+                .into_iter()
+                .map(|role| RoleAssignmentConfig {
+                    client_id: client.clone(),
+                    role,
+                })
+                .collect()
+        }
+    };
+    let rsa = ExportableKeyType::RsaHsm { bits: 2048 };
+    let wrapping = WrappingKey::generate(2048, "w").unwrap();
+    let denied = |err: KeyVaultError, action: &str| {
+        let (status, code, message) = refusal(&err);
+        assert_eq!((status, code.as_str()), (403, "Forbidden"), "{message}");
+        assert!(
+            message.contains(&format!("appid={client};"))
+                && message.contains(&format!("Microsoft.KeyVault/managedHsm/keys/{action}"))
+                && message.contains("'/keys/kek'"),
+            "{message}"
+        );
+    };
+
+    // The auditor reads but neither creates nor releases; roles are checked before the key
+    // is looked up, and the vault's access policies play no part.
+    let s = setup(assign(&["Managed HSM Crypto Auditor"])).await;
+    let release_policy = policy(&s.running.urls().maa, ENCLAVE, true);
+    let err = s
+        .hsm
+        .create_exportable_key("kek", rsa, &release_policy, false)
+        .await
+        .unwrap_err();
+    denied(err, "create");
+    let maa_token = token(&s.maa, &s.platform, &wrapping).await;
+    denied(release(&s, &maa_token).await.unwrap_err(), "release/action");
+
+    // The release user (assigned by role id) releases but does not read.
+    let s = setup(assign(&["21dbd100-6940-42c2-9190-5d6cb909625c"])).await;
+    let err = s.hsm.get_key("kek", None).await.unwrap_err();
+    denied(err, "read/action");
+
+    // Crypto User creates, reads and releases.
+    let s = setup(assign(&["Managed HSM Crypto User"])).await;
+    let release_policy = policy(&s.running.urls().maa, ENCLAVE, true);
+    let created = s
+        .hsm
+        .create_exportable_key("kek", rsa, &release_policy, false)
+        .await
+        .unwrap();
+    s.hsm.get_key("kek", None).await.unwrap();
+    let maa_token = token(&s.maa, &s.platform, &wrapping).await;
+    let key = release(&s, &maa_token)
+        .await
+        .unwrap()
+        .unwrap(&wrapping, &emulator_ca(&s.running))
+        .unwrap();
+    let KeyMaterial::RsaPrivateKey(pkcs8) = key.material else {
+        panic!("{:?}", key.material)
+    };
+    // The released private key opens what is encrypted to the created key's public half.
+    let public = PublicEncryptingKey::from_der(&created.rsa_public_key_spki().unwrap()).unwrap();
+    let public = OaepPublicEncryptingKey::new(public).unwrap();
+    let mut sealed = vec![0; public.ciphertext_size()];
+    let sealed = public
+        .encrypt(&OAEP_SHA256_MGF1SHA256, b"data key", &mut sealed, None)
+        .unwrap();
+    let private = PrivateDecryptingKey::from_pkcs8(&pkcs8).unwrap();
+    let private = OaepPrivateDecryptingKey::new(private).unwrap();
+    let mut opened = vec![0; private.min_output_size()];
+    let opened = private
+        .decrypt(&OAEP_SHA256_MGF1SHA256, sealed, &mut opened, None)
+        .unwrap();
+    assert_eq!(opened, b"data key");
 }

@@ -240,15 +240,35 @@ pub fn release_policy(emulator: &Emulator) -> String {
     stdout(&policy)
 }
 
-/// Creates a version of the exportable RSA-HSM key `custos-kek` in the emulator's vault under
-/// `policy`; returns the version.
+/// Where the emulator keeps the exportable key: its vault or its Managed HSM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyHolder {
+    /// Key Vault (Premium).
+    Vault,
+    /// Managed HSM.
+    ManagedHsm,
+}
+
+impl KeyHolder {
+    /// Its URL, with a trailing slash.
+    pub fn url(self, emulator: &Emulator) -> &str {
+        emulator.var(match self {
+            Self::Vault => "AKV_VAULT",
+            Self::ManagedHsm => "AZURE_MANAGEDHSM_URL",
+        })
+    }
+}
+
+/// Creates a version of the exportable RSA-HSM key `custos-kek` in `holder` under `policy`;
+/// returns the version.
 pub fn exportable_key(
     runtime: &tokio::runtime::Runtime,
     emulator: &Emulator,
+    holder: KeyHolder,
     policy: &str,
 ) -> String {
     let (http, credential) = vault_owner(emulator);
-    let keys = custos_azure::KeyVaultKeys::new(emulator.var("AKV_VAULT"), &credential, &http)
+    let keys = custos_azure::KeyVaultKeys::new(holder.url(emulator), &credential, &http)
         .expect("keys client");
     runtime
         .block_on(keys.create_exportable_key(
@@ -261,10 +281,15 @@ pub fn exportable_key(
         .version
 }
 
-/// A CAS configuration file in `dir` for `master_key.provider = "azure-skr"` with the
-/// emulator's vault (key `custos-kek`) and MAA, the demo app's credential, and simulated
+/// A CAS configuration file in `dir` for `master_key.provider = "azure-skr"` with the key
+/// `custos-kek` in `holder`, the emulator's MAA, the demo app's credential, and simulated
 /// evidence from `platform_key` (the LAS's, which the emulator's MAA trusts).
-pub fn key_release_config(dir: &Path, emulator: &Emulator, platform_key: &Path) -> PathBuf {
+pub fn key_release_config(
+    dir: &Path,
+    emulator: &Emulator,
+    holder: KeyHolder,
+    platform_key: &Path,
+) -> PathBuf {
     let secret = dir.join("client-secret");
     std::fs::write(&secret, emulator.var("AZURE_CLIENT_SECRET")).expect("secret file");
     let config = dir.join("cas.toml");
@@ -287,7 +312,7 @@ client_secret_file = "{secret}"
         platform_key = platform_key.display(),
         authority = emulator.var("AZURE_AUTHORITY_HOST"),
         ca = emulator.var("REQUESTS_CA_BUNDLE"),
-        vault = emulator.var("AKV_VAULT"),
+        vault = holder.url(emulator),
         maa = emulator.var("MAA_PROVIDER"),
         tenant = emulator.var("AZURE_TENANT_ID"),
         client = emulator.var("AZURE_CLIENT_ID"),
@@ -362,8 +387,10 @@ impl World {
                 emulator.var("AZURE_AUTHORITY_HOST").to_owned(),
             ]);
             if key_release {
-                exportable_key(&runtime, emulator, &release_policy(emulator));
-                let config = key_release_config(dir.path(), emulator, &las.platform_key_file());
+                let holder = KeyHolder::Vault;
+                exportable_key(&runtime, emulator, holder, &release_policy(emulator));
+                let config =
+                    key_release_config(dir.path(), emulator, holder, &las.platform_key_file());
                 flags.extend(["--config".to_owned(), config.display().to_string()]);
             }
         }

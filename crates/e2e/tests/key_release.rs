@@ -9,7 +9,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use custos_client::{CasClient, ClientIdentity, ServerTrust};
-use custos_e2e::{bin, exportable_key, key_release_config, launcher, release_policy, stdout};
+use custos_e2e::{
+    KeyHolder, bin, exportable_key, key_release_config, launcher, release_policy, stdout,
+};
 use custos_harness::services::Emulator;
 
 /// A LAS, the emulator with an exportable key `custos-kek` under the release policy
@@ -20,12 +22,17 @@ struct Skr {
     las: custos_harness::services::Las,
     emulator: Emulator,
     runtime: tokio::runtime::Runtime,
+    holder: KeyHolder,
     policy: String,
     config: std::path::PathBuf,
 }
 
 impl Skr {
     fn start() -> Self {
+        Self::start_with(KeyHolder::Vault)
+    }
+
+    fn start_with(holder: KeyHolder) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let launcher = launcher(dir.path());
         let las = launcher.las(&dir.path().join("las")).unwrap();
@@ -37,13 +44,14 @@ impl Skr {
             .build()
             .unwrap();
         let policy = release_policy(&emulator);
-        let config = key_release_config(dir.path(), &emulator, &las.platform_key_file());
+        let config = key_release_config(dir.path(), &emulator, holder, &las.platform_key_file());
         let skr = Self {
             dir,
             launcher,
             las,
             emulator,
             runtime,
+            holder,
             policy,
             config,
         };
@@ -53,7 +61,7 @@ impl Skr {
 
     /// A new version of `custos-kek` under the same policy; returns its version.
     fn new_key_version(&self) -> String {
-        exportable_key(&self.runtime, &self.emulator, &self.policy)
+        exportable_key(&self.runtime, &self.emulator, self.holder, &self.policy)
     }
 
     /// The CAS's flags: the configuration, the LAS's platform key trusted, and `extra`.
@@ -172,6 +180,41 @@ fn a_cas_gets_its_master_key_only_by_release_and_another_measurement_is_refused(
         said.contains("step release of") && said.contains("x-ms-sgx-mrenclave"),
         "{said}"
     );
+}
+
+#[test]
+fn a_cas_gets_its_master_key_released_by_a_managed_hsm() {
+    let skr = Skr::start_with(KeyHolder::ManagedHsm);
+    let hsm = KeyHolder::ManagedHsm.url(&skr.emulator).to_owned();
+    let data = skr.dir.path().join("cas");
+    let mut cas = skr.launcher.cas(&data, &skr.flags(&[])).unwrap();
+    let logs = cas.process.logs();
+    assert!(
+        logs.contains("new master key, wrapped by the Key Vault key; released to this CAS")
+            && logs.contains(&format!("{hsm}keys/custos-kek/")),
+        "{logs}"
+    );
+    let owner = ClientIdentity::generate("owner").unwrap();
+    let pin = cas.key_hash.parse().unwrap();
+    let client = CasClient::new(&cas.addr, Some(&owner), ServerTrust::Pinned(pin)).unwrap();
+    skr.runtime
+        .block_on(client.create_session("name: hsm-released\nversion: \"0.3\"\n"))
+        .unwrap();
+    cas.process.stop(Duration::from_secs(10));
+
+    let mut cas = skr.launcher.cas(&data, &skr.flags(&[])).unwrap();
+    assert!(
+        cas.process
+            .logs()
+            .contains("master key released to this CAS by Key Vault (Secure Key Release)")
+    );
+    let client = CasClient::new(&cas.addr, Some(&owner), ServerTrust::Pinned(pin)).unwrap();
+    let session = skr
+        .runtime
+        .block_on(client.read_session("hsm-released"))
+        .unwrap();
+    assert_eq!(session.name, "hsm-released");
+    cas.process.stop(Duration::from_secs(10));
 }
 
 #[test]
