@@ -37,6 +37,9 @@ use crate::store::postgres::PgSettings;
 const WRAPPING_KEY_BITS: u32 = 3072;
 /// The envelope's file, beside the embedded store.
 pub const ENVELOPE_FILE: &str = "master-key.envelope.json";
+/// The envelope of a master key being rotated to, beside the current one until the store is
+/// re-sealed under it.
+const PENDING_ENVELOPE_FILE: &str = "master-key.envelope.pending.json";
 
 /// Why the master key was not released. Each names the step; none holds key material.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +74,9 @@ pub enum ReleaseFailure {
     /// The envelope could not be read or stored.
     #[error("master key (azure-skr), step envelope: {0}")]
     Envelope(String),
+    /// The store could not be re-sealed under a new master key.
+    #[error("master key (azure-skr), step re-seal: {0}")]
+    Reseal(String),
 }
 
 /// Where the envelope is kept: beside the embedded store, or in the shared database.
@@ -82,38 +88,88 @@ pub enum EnvelopeSlot {
     Postgres(PgSettings),
 }
 
+/// Which of the slot's two envelopes.
+#[derive(Debug, Clone, Copy)]
+enum Which {
+    /// The one the store is sealed under.
+    Current,
+    /// The one a rotation is moving the store to.
+    Pending,
+}
+
 impl EnvelopeSlot {
+    /// Where `which` is: its file, or its key in the database's metadata.
+    fn place(&self, which: Which) -> Place<'_> {
+        match (self, which) {
+            (Self::File(path), Which::Current) => Place::File(path.clone()),
+            (Self::File(path), Which::Pending) => {
+                Place::File(path.with_file_name(PENDING_ENVELOPE_FILE))
+            }
+            (Self::Postgres(settings), Which::Current) => Place::Meta(settings, ENVELOPE_KEY),
+            (Self::Postgres(settings), Which::Pending) => {
+                Place::Meta(settings, PENDING_ENVELOPE_KEY)
+            }
+        }
+    }
+
     fn load(&self) -> Result<Option<Envelope>, ReleaseFailure> {
-        let bytes = match self {
-            Self::File(path) => match std::fs::read(path) {
+        self.load_which(Which::Current)
+    }
+
+    fn load_which(&self, which: Which) -> Result<Option<Envelope>, ReleaseFailure> {
+        let bytes = match self.place(which) {
+            Place::File(path) => match std::fs::read(&path) {
                 Ok(bytes) => Some(bytes),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(envelope_error(path, e)),
+                Err(e) => return Err(envelope_error(&path, e)),
             },
-            Self::Postgres(settings) => {
-                crate::store::postgres::unsealed::load(settings, ENVELOPE_KEY)
-                    .map_err(|e| ReleaseFailure::Envelope(e.to_string()))?
-            }
+            Place::Meta(settings, key) => crate::store::postgres::unsealed::load(settings, key)
+                .map_err(|e| ReleaseFailure::Envelope(e.to_string()))?,
         };
         bytes.map(|b| parse_envelope(&b)).transpose()
     }
 
     /// Stores `envelope` unless one is there; returns the one that is.
     fn store_first(&self, envelope: &Envelope) -> Result<Envelope, ReleaseFailure> {
+        self.store_first_which(Which::Current, envelope)
+    }
+
+    fn store_first_which(
+        &self,
+        which: Which,
+        envelope: &Envelope,
+    ) -> Result<Envelope, ReleaseFailure> {
         let json = serde_json::to_vec_pretty(envelope)
             .map_err(|e| ReleaseFailure::Envelope(e.to_string()))?;
-        let stored = match self {
-            Self::File(path) => {
-                write_new(path, &json)?;
+        let stored = match self.place(which) {
+            Place::File(path) => {
+                write_new(&path, &json)?;
                 json
             }
-            Self::Postgres(settings) => {
-                crate::store::postgres::unsealed::store_first(settings, ENVELOPE_KEY, &json)
+            Place::Meta(settings, key) => {
+                crate::store::postgres::unsealed::store_first(settings, key, &json)
                     .map_err(|e| ReleaseFailure::Envelope(e.to_string()))?
             }
         };
         parse_envelope(&stored)
     }
+
+    fn remove_pending(&self) -> Result<(), ReleaseFailure> {
+        match self.place(Which::Pending) {
+            Place::File(path) => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(envelope_error(&path, e)),
+                _ => Ok(()),
+            },
+            Place::Meta(settings, key) => crate::store::postgres::unsealed::remove(settings, key)
+                .map_err(|e| ReleaseFailure::Envelope(e.to_string())),
+        }
+    }
+}
+
+/// One envelope's place.
+enum Place<'a> {
+    File(PathBuf),
+    Meta(&'a PgSettings, &'static str),
 }
 
 impl EnvelopeSlot {
@@ -154,6 +210,8 @@ impl EnvelopeSlot {
 
 /// The envelope's key in the database's metadata.
 const ENVELOPE_KEY: &str = "key-envelope";
+/// The pending envelope's (see [`PENDING_ENVELOPE_FILE`]).
+const PENDING_ENVELOPE_KEY: &str = "key-envelope-pending";
 
 fn parse_envelope(bytes: &[u8]) -> Result<Envelope, ReleaseFailure> {
     serde_json::from_slice(bytes)
@@ -420,6 +478,119 @@ pub async fn rewrap(
     Ok((envelope.kek.version, rewrapped.kek.version))
 }
 
+/// What `custos-cas master-key rotate` did under `azure-skr`.
+#[derive(Debug)]
+pub struct KeyRotated {
+    /// The key version the new master key is wrapped by.
+    pub kek: String,
+    /// What was re-sealed (none when an interrupted rotation had re-sealed it already).
+    pub resealed: Option<crate::store::rotate::Rotated>,
+}
+
+/// The store a rotation re-seals, and what to tell as it goes.
+pub struct Reseal<'a> {
+    /// The store.
+    pub location: &'a crate::store::copy::Location,
+    /// Called with (what, how many so far) as records are re-sealed.
+    pub progress: &'a mut (dyn FnMut(&str, u64) + Send),
+}
+
+impl std::fmt::Debug for Reseal<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reseal")
+            .field("location", &self.location.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Rotates the master key itself (`custos-cas master-key rotate` under `azure-skr`): releases
+/// the current one, makes a new one wrapped by the key's current version (split anew for the
+/// configured `recovery` operators), proves it is released back, records it as the pending
+/// envelope, re-seals the store at `location` under it and only then makes it the current
+/// envelope. A rotation interrupted anywhere is finished by running this again: the pending
+/// envelope's key is the one the store moves to, and a CAS refuses to start until it is done.
+pub async fn rotate(
+    settings: &AzureSkrSettings,
+    recovery: Option<&RecoverySettings>,
+    azure: &AzureSettings,
+    http: &HttpOptions,
+    evidence: Arc<dyn SelfEvidence>,
+    slot: &EnvelopeSlot,
+    store: Reseal<'_>,
+) -> Result<KeyRotated, ReleaseFailure> {
+    let Reseal { location, progress } = store;
+    use crate::seal::Sealer;
+    let skr = Skr::new(settings, azure, http, evidence)?;
+    let envelope = slot.load()?.ok_or_else(|| {
+        ReleaseFailure::Envelope("no envelope yet: start the CAS once to create the store".into())
+    })?;
+    let unwrap = |envelope: &Envelope, kek: &PrivateDecryptingKey| {
+        envelope
+            .unwrap(kek)
+            .map_err(|e| ReleaseFailure::Unwrap(e.to_string()))
+    };
+    let old = unwrap(&envelope, &skr.release(&envelope.kek.version).await?)?;
+    let (pending, new) = match slot.load_which(Which::Pending)? {
+        Some(pending) => {
+            let new = unwrap(&pending, &skr.release(&pending.kek.version).await?)?;
+            tracing::info!(to = %pending.kek, "finishing an interrupted master-key rotation");
+            (pending, new)
+        }
+        None => {
+            let (kek, n, e) = skr.public().await?;
+            let new = MasterKey::generate().map_err(|e| ReleaseFailure::Envelope(e.to_string()))?;
+            let mut pending = Envelope::wrap(&new, kek, &n, &e)
+                .map_err(|e| ReleaseFailure::Envelope(e.to_string()))?;
+            pending.recovery = match (recovery, &envelope.recovery) {
+                (Some(recovery), _) => Some(
+                    RecoveryRecord::create(&new, recovery.threshold, &recovery_keys(recovery)?)
+                        .map_err(|e| ReleaseFailure::Settings(e.to_string()))?,
+                ),
+                (None, Some(_)) => {
+                    return Err(ReleaseFailure::Settings(
+                        "the master key has recovery shares: configure [master_key.recovery] (the operators' public keys and threshold) so that the new key is split too".into(),
+                    ));
+                }
+                (None, None) => None,
+            };
+            // Proved to come back before anything depends on it.
+            let proof = unwrap(&pending, &skr.release(&pending.kek.version).await?)?;
+            if !proof.same_as(&new) {
+                return Err(ReleaseFailure::Unwrap(
+                    "the release did not give back the new master key".into(),
+                ));
+            }
+            let stored = slot.store_first_which(Which::Pending, &pending)?;
+            if stored != pending {
+                return Err(ReleaseFailure::Envelope(
+                    "another rotation stored its pending envelope meanwhile; nothing was changed"
+                        .into(),
+                ));
+            }
+            (pending, new)
+        }
+    };
+    let sealer =
+        |key: &MasterKey| Sealer::new(key).map_err(|e| ReleaseFailure::Reseal(e.to_string()));
+    let (old_sealer, new_sealer) = (sealer(&old)?, sealer(&new)?);
+    // Re-sealed already if an earlier run got past this step.
+    let resealed = if crate::store::rotate::opens_with(location, &new_sealer) {
+        None
+    } else {
+        Some(
+            crate::store::rotate::rotate(location, &old_sealer, &new_sealer, progress)
+                .map_err(|e| ReleaseFailure::Reseal(format!("{location}: {e}")))?,
+        )
+    };
+    slot.replace(&envelope, &pending)?;
+    slot.remove_pending()?;
+    tracing::info!(kek = %pending.kek, "master key rotated");
+    Ok(KeyRotated {
+        kek: pending.kek.to_string(),
+        resealed,
+    })
+}
+
 /// Why there is no master key: the failure, and the recovery shares if the envelope has them.
 #[derive(Debug)]
 pub struct Unreleased {
@@ -467,12 +638,20 @@ pub async fn master_key(
     slot: &EnvelopeSlot,
 ) -> Result<MasterKey, Unreleased> {
     let simulated = evidence.is_simulation();
+    let started = std::time::Instant::now();
     let skr = Skr::new(settings, azure, http, evidence)?;
     let unwrap = |envelope: &Envelope, kek: &PrivateDecryptingKey| {
         envelope
             .unwrap(kek)
             .map_err(|e| ReleaseFailure::Unwrap(e.to_string()))
     };
+    if let Some(pending) = slot.load_which(Which::Pending)? {
+        return Err(ReleaseFailure::Envelope(format!(
+            "a master-key rotation to {} was interrupted: run `custos-cas master-key rotate` again with this configuration to finish it",
+            pending.kek
+        ))
+        .into());
+    }
     let master = match slot.load()? {
         Some(envelope) => {
             let released = match skr.release(&envelope.kek.version).await {
@@ -483,7 +662,7 @@ pub async fn master_key(
                 failure,
                 recovery: envelope.recovery.clone(),
             })?;
-            tracing::info!(key = %envelope.kek, maa = %settings.maa, "master key released to this CAS by Key Vault (Secure Key Release)");
+            tracing::info!(key = %envelope.kek, maa = %settings.maa, elapsed_ms = started.elapsed().as_millis() as u64, "master key released to this CAS by Key Vault (Secure Key Release)");
             master
         }
         None => {
@@ -504,7 +683,7 @@ pub async fn master_key(
             let kek = skr.release(&envelope.kek.version).await?;
             unwrap(&envelope, &kek)?;
             let stored = slot.store_first(&envelope)?;
-            tracing::info!(key = %stored.kek, maa = %settings.maa, "new master key, wrapped by the Key Vault key; released to this CAS");
+            tracing::info!(key = %stored.kek, maa = %settings.maa, elapsed_ms = started.elapsed().as_millis() as u64, "new master key, wrapped by the Key Vault key; released to this CAS");
             if stored == envelope {
                 master
             } else if stored.kek.version == envelope.kek.version {

@@ -234,10 +234,19 @@ enum MasterKeyCommand {
     /// Re-seals the whole store under a new master key, in one transaction: every session,
     /// secret value, audit event and the store's own metadata. Afterwards only the new key
     /// opens the store (backups made before still need the old one). Stop the CAS (every
-    /// replica) first; start it again with the new key file.
+    /// replica) first.
     ///
+    /// With key files: start the CAS again with the new one.
     /// Example: custos-cas master-key rotate --store /var/lib/custos-cas
     /// --master-key-file /var/lib/custos-cas/master.key --new-master-key-file /secure/master-2.key
+    ///
+    /// With master_key.provider = "azure-skr" (no key-file options; the CAS's configuration,
+    /// flags before the subcommand or --config): the current master key is released, a new one
+    /// is made, wrapped by the Key Vault key's current version (and split for the configured
+    /// recovery operators), released back, kept as the pending envelope, the store re-sealed
+    /// under it and the envelope replaced. Run it as the CAS runs: the same program, in the
+    /// same enclave. If it is interrupted, the CAS refuses to start until it is run again.
+    /// Example: custos-cas --config cas.toml master-key rotate
     Rotate(RotateArgs),
     /// Re-wraps the master key under the current version of its Key Vault key
     /// (master_key.provider = "azure-skr"), with this CAS's configuration (flags before the
@@ -253,18 +262,31 @@ enum MasterKeyCommand {
 
 #[derive(Debug, clap::Args)]
 struct RotateArgs {
-    /// The store: a CAS data directory, or a PostgreSQL URL.
-    #[arg(long, value_name = "DIR|URL")]
-    store: StoreLocation,
-    /// The master key the store is sealed under now.
-    #[arg(long, env = "CUSTOS_CAS_MASTER_KEY_FILE")]
-    master_key_file: PathBuf,
-    /// The new master key: used if the file exists, generated there (mode 0600) if not.
-    #[arg(long)]
-    new_master_key_file: PathBuf,
-    /// CA certificate(s) (PEM) of the database's TLS certificate.
-    #[arg(long = "store-ca", value_delimiter = ',', value_name = "FILE")]
+    /// Key files: the store, a CAS data directory or a PostgreSQL URL.
+    #[arg(long, value_name = "DIR|URL", requires_all = ["master_key_file", "new_master_key_file"])]
+    store: Option<StoreLocation>,
+    /// Key files: the master key the store is sealed under now.
+    #[arg(long, requires = "store")]
+    master_key_file: Option<PathBuf>,
+    /// Key files: the new master key, used if the file exists, generated there (mode 0600)
+    /// if not.
+    #[arg(long, requires = "store")]
+    new_master_key_file: Option<PathBuf>,
+    /// Key files: CA certificate(s) (PEM) of the database's TLS certificate.
+    #[arg(
+        long = "store-ca",
+        value_delimiter = ',',
+        value_name = "FILE",
+        requires = "store"
+    )]
     store_ca: Vec<PathBuf>,
+}
+
+/// Progress on standard error every 1,000 records of a kind.
+fn reseal_progress(what: &str, done: u64) {
+    if done.is_multiple_of(1000) {
+        eprintln!("re-sealed {done} {what}");
+    }
 }
 
 fn master_key_rotate(args: RotateArgs) -> Result<(), Failure> {
@@ -275,24 +297,46 @@ fn master_key_rotate(args: RotateArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::Usage(e.to_string()))?;
         Ok(Sealer::new(&key).map_err(|e| e.to_string())?)
     };
-    let old = sealer(KeyFile::existing(&args.master_key_file))?;
-    let new = sealer(KeyFile::create_if_missing(&args.new_master_key_file))?;
-    let store = args.store.location(&args.store_ca);
-    let mut progress = |what: &str, done: u64| {
-        if done.is_multiple_of(1000) {
-            eprintln!("re-sealed {done} {what}");
-        }
+    let (Some(store), Some(old_file), Some(new_file)) =
+        (args.store, args.master_key_file, args.new_master_key_file)
+    else {
+        unreachable!("clap requires all three or none");
     };
-    let rotated = custos_cas::store::rotate::rotate(&store, &old, &new, &mut progress)
+    let old = sealer(KeyFile::existing(&old_file))?;
+    let new = sealer(KeyFile::create_if_missing(&new_file))?;
+    let store = store.location(&args.store_ca);
+    let rotated = custos_cas::store::rotate::rotate(&store, &old, &new, &mut reseal_progress)
         .map_err(|e| format!("master-key rotate of {store}: {e}"))?;
     println!(
         "re-sealed {} sessions, {} secrets records and {} audit events of {store} under {}; start the CAS with --master-key-file {} (backups made before still need the old key)",
         rotated.sessions,
         rotated.secrets,
         rotated.audit_events,
-        args.new_master_key_file.display(),
-        args.new_master_key_file.display(),
+        new_file.display(),
+        new_file.display(),
     );
+    Ok(())
+}
+
+/// `master-key rotate` under `azure-skr`, with the CAS's configuration.
+fn master_key_rotate_released(args: Args) -> Result<(), Failure> {
+    let (config, runtime) = configured(args)?;
+    let rotated = runtime
+        .block_on(custos_cas::server::rotate_master_key(
+            &config,
+            &mut reseal_progress,
+        ))
+        .map_err(|e| e.to_string())?;
+    match rotated.resealed {
+        Some(r) => println!(
+            "master key rotated: re-sealed {} sessions, {} secrets records and {} audit events under a new master key wrapped by {}; start the CAS as before (backups made before need the old envelope)",
+            r.sessions, r.secrets, r.audit_events, rotated.kek
+        ),
+        None => println!(
+            "master key rotation finished: the store was re-sealed already; the new master key is wrapped by {}",
+            rotated.kek
+        ),
+    }
     Ok(())
 }
 
@@ -588,7 +632,10 @@ fn run(mut args: Args) -> Result<(), Failure> {
     let rewrap = match args.command.take() {
         Some(Command::Store(StoreCommand::Copy(copy))) => return store_copy(copy),
         Some(Command::MasterKey(MasterKeyCommand::Rotate(rotate))) => {
-            return master_key_rotate(rotate);
+            if rotate.store.is_some() {
+                return master_key_rotate(rotate);
+            }
+            return master_key_rotate_released(args);
         }
         Some(Command::MasterKey(MasterKeyCommand::Rewrap)) => true,
         None => false,

@@ -255,6 +255,41 @@ pub async fn rewrap_master_key(config: &Config) -> Result<(String, String), Star
         .map_err(StartError::Release)
 }
 
+/// Rotates the master key itself under `azure-skr` (`custos-cas master-key rotate` with the
+/// CAS's configuration), re-sealing its store; `progress(what, done)` as records are re-sealed.
+pub async fn rotate_master_key(
+    config: &Config,
+    progress: &mut (dyn FnMut(&str, u64) + Send),
+) -> Result<crate::key_release::KeyRotated, StartError> {
+    config.validate()?;
+    if config.master_key.provider != crate::config::MasterKeyProvider::AzureSkr {
+        return Err(StartError::Config(crate::config::ConfigError::Invalid(
+            "master-key rotate: with key files give --store, --master-key-file and --new-master-key-file; without them it rotates a master key of master_key.provider = \"azure-skr\", and this configuration's provider is \"file\"".into(),
+        )));
+    }
+    let evidence = self_evidence(config)?;
+    let (settings, http, evidence, slot) = skr_parts(config, evidence)?;
+    let location = match &config.store.postgres {
+        Some(postgres) => crate::store::copy::Location::Postgres(postgres.settings()),
+        None => crate::store::copy::Location::Embedded(config.data_dir.clone()),
+    };
+    let store = crate::key_release::Reseal {
+        location: &location,
+        progress,
+    };
+    crate::key_release::rotate(
+        settings,
+        config.master_key.recovery.as_ref(),
+        &config.azure,
+        &http,
+        evidence,
+        &slot,
+        store,
+    )
+    .await
+    .map_err(StartError::Release)
+}
+
 type SkrParts<'a> = (
     &'a crate::config::AzureSkrSettings,
     custos_azure::HttpOptions,

@@ -117,10 +117,12 @@ fn a_cas_gets_its_master_key_only_by_release_and_another_measurement_is_refused(
     // Restarted: released again, the session reads.
     let mut cas = launcher.cas(&data, &flags(&[])).unwrap();
     let logs = cas.process.logs();
-    assert!(
-        logs.contains("master key released to this CAS by Key Vault (Secure Key Release)"),
-        "{logs}"
-    );
+    let released = logs
+        .lines()
+        .find(|l| l.contains("master key released to this CAS by Key Vault (Secure Key Release)"))
+        .unwrap_or_else(|| panic!("{logs}"));
+    // How long release takes at start (shown with --nocapture).
+    println!("{released}");
     let client = CasClient::new(&cas.addr, Some(&owner), ServerTrust::Pinned(pin)).unwrap();
     let session = runtime.block_on(client.read_session("released")).unwrap();
     assert_eq!(session.name, "released");
@@ -217,6 +219,112 @@ fn a_cas_gets_its_master_key_released_by_a_managed_hsm() {
     cas.process.stop(Duration::from_secs(10));
 }
 
+/// `custos-cas master-key rotate` with the CAS's flags and `data`.
+fn rotate(skr: &Skr, data: &Path) -> std::process::Output {
+    Command::new(bin("custos-cas"))
+        .env_remove("CUSTOS_CAS_CONFIG")
+        .arg("--data-dir")
+        .arg(data)
+        .args(skr.flags(&["master-key", "rotate"]))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_master_key_itself_is_rotated_by_release_and_an_interrupted_rotation_is_finished() {
+    let skr = Skr::start();
+    let (launcher, runtime) = (&skr.launcher, &skr.runtime);
+    let data = skr.dir.path().join("cas");
+    let mut cas = launcher.cas(&data, &skr.flags(&[])).unwrap();
+    let owner = ClientIdentity::generate("owner").unwrap();
+    let pin = cas.key_hash.parse().unwrap();
+    let client = CasClient::new(&cas.addr, Some(&owner), ServerTrust::Pinned(pin)).unwrap();
+    runtime
+        .block_on(client.create_session(
+            "name: rotated\nversion: \"0.3\"\nsecrets:\n  - { name: KEY, kind: ascii, size: 24 }\n",
+        ))
+        .unwrap();
+    cas.process.stop(Duration::from_secs(10));
+
+    let (envelope, pending) = (
+        data.join("master-key.envelope.json"),
+        data.join("master-key.envelope.pending.json"),
+    );
+    let (first, store_before) = (
+        std::fs::read(&envelope).unwrap(),
+        std::fs::read(data.join("cas.redb")).unwrap(),
+    );
+    let out = rotate(&skr, &data);
+    let said = stdout(&out);
+    assert!(
+        out.status.success()
+            && said.starts_with("master key rotated: re-sealed 1 sessions, 1 secrets records and ")
+            && said.contains("keys/custos-kek/"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let second = std::fs::read(&envelope).unwrap();
+    assert_ne!(first, second, "a new master key, a new envelope");
+    assert!(!pending.exists());
+    // The CAS starts and reads the session under the envelope's master key.
+    let reads = || {
+        let mut cas = launcher.cas(&data, &skr.flags(&[])).unwrap();
+        let client = CasClient::new(&cas.addr, Some(&owner), ServerTrust::Pinned(pin)).unwrap();
+        let session = runtime.block_on(client.read_session("rotated")).unwrap();
+        assert_eq!(session.name, "rotated");
+        cas.process.stop(Duration::from_secs(10));
+    };
+    reads();
+
+    // Interrupted after the re-seal: the old envelope current, the new one pending. The CAS
+    // refuses to start; rotate again finishes.
+    let interrupted = |store: Option<&[u8]>| {
+        std::fs::write(&envelope, &first).unwrap();
+        std::fs::write(&pending, &second).unwrap();
+        if let Some(store) = store {
+            std::fs::write(data.join("cas.redb"), store).unwrap();
+        }
+    };
+    interrupted(None);
+    let refused = Command::new(bin("custos-cas"))
+        .env_remove("CUSTOS_CAS_CONFIG")
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0", "--enclave-listen", "127.0.0.1:0"])
+        .args(skr.flags(&[]))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success()
+            && said.contains("was interrupted: run `custos-cas master-key rotate` again"),
+        "{said}"
+    );
+    let out = rotate(&skr, &data);
+    assert!(
+        stdout(&out).starts_with("master key rotation finished: the store was re-sealed already"),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&envelope).unwrap(), second);
+    assert!(!pending.exists());
+    reads();
+
+    // Interrupted before the re-seal (the store still under the old key): rotate again
+    // re-seals it under the pending envelope's key, not a newer one.
+    interrupted(Some(&store_before));
+    let out = rotate(&skr, &data);
+    assert!(
+        stdout(&out).starts_with("master key rotated: re-sealed 1 sessions"),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&envelope).unwrap(), second);
+    reads();
+}
+
 #[test]
 fn replicas_on_postgresql_each_unlock_by_release_with_no_key_file() {
     let skr = Skr::start();
@@ -260,6 +368,42 @@ fn replicas_on_postgresql_each_unlock_by_release_with_no_key_file() {
         .unwrap();
     let session = runtime.block_on(at(1).read_session("shared")).unwrap();
     assert_eq!(session.name, "shared");
+
+    // The master key rotated with every replica stopped: the envelope in the database is
+    // replaced, the pending one gone, and a replica reads the session under the new key.
+    for mut replica in replicas {
+        replica.process.stop(Duration::from_secs(10));
+    }
+    let envelope = "SELECT value FROM custos_meta WHERE key = 'unsealed/key-envelope'";
+    let before = db.psql("postgres", envelope).unwrap();
+    let out = Command::new(bin("custos-cas"))
+        .env_remove("CUSTOS_CAS_CONFIG")
+        .arg("--data-dir")
+        .arg(dir.path().join("cas-0"))
+        .args(skr.flags(&["--store", &url, "master-key", "rotate"]))
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).starts_with("master key rotated: re-sealed 1 sessions"),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(db.psql("postgres", envelope).unwrap(), before);
+    let pending = db
+        .psql(
+            "postgres",
+            "SELECT count(*) FROM custos_meta WHERE key = 'unsealed/key-envelope-pending'",
+        )
+        .unwrap();
+    assert_eq!(pending.trim(), "0");
+    let mut replica = launcher
+        .cas(&dir.path().join("cas-1"), &skr.flags(&["--store", &url]))
+        .unwrap();
+    let client = CasClient::new(&replica.addr, Some(&owner), ServerTrust::Pinned(pin)).unwrap();
+    let session = runtime.block_on(client.read_session("shared")).unwrap();
+    assert_eq!(session.name, "shared");
+    replica.process.stop(Duration::from_secs(10));
 }
 
 fn base64_of(bytes: &[u8]) -> String {

@@ -41,6 +41,12 @@ pub fn rotate(
     })
 }
 
+/// Whether the store at `location` opens, verified, under `sealer` (a rotation interrupted
+/// after its re-seal opens under the new key only).
+pub fn opens_with(location: &Location, sealer: &Sealer) -> bool {
+    blocking(|| Opened::open(location, sealer, false).map(drop)).is_ok()
+}
+
 fn reseal(address: &str, old: &Sealer, new: &Sealer, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
     Ok(new.seal(address, &old.open(address, sealed)?)?)
 }

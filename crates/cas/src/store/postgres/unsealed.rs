@@ -61,3 +61,15 @@ pub fn replace(settings: &PgSettings, key: &str, old: &[u8], new: &[u8]) -> Resu
         Ok(updated == 1)
     })
 }
+
+/// Removes the value under `key`, if any.
+pub fn remove(settings: &PgSettings, key: &str) -> Result<(), PgError> {
+    let key = format!("{PREFIX}{key}");
+    blocking(|| {
+        let mut client = connect(settings)?;
+        client
+            .execute("DELETE FROM custos_meta WHERE key = $1", &[&key])
+            .map_err(|e| database("remove", &e))?;
+        Ok(())
+    })
+}
