@@ -768,9 +768,12 @@ impl ClientApi {
             .read()
             .and_then(|r| r.session_count())
             .unwrap_or(0);
-        let text = self
-            .metrics
-            .render(sessions, self.store.audit_len(), self.is_simulation());
+        let store = crate::metrics::StoreFigures {
+            sessions,
+            audit_events: self.store.audit_len(),
+            commits: self.store.commits(),
+        };
+        let text = self.metrics.render(store, self.is_simulation());
         let mut response = Response::new(Full::new(Bytes::from(text)));
         response.headers_mut().insert(
             CONTENT_TYPE,

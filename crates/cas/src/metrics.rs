@@ -110,8 +110,13 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self, sessions: u64, audit_events: u64, simulation: bool) -> String {
+    /// The Prometheus text exposition, with the store's figures.
+    pub fn render(&self, store: StoreFigures, simulation: bool) -> String {
+        let StoreFigures {
+            sessions,
+            audit_events,
+            commits,
+        } = store;
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, value: String| {
             let _ = writeln!(
@@ -130,6 +135,12 @@ impl Metrics {
             "gauge",
             "Audit events stored.",
             audit_events.to_string(),
+        );
+        metric(
+            "custos_cas_store_commits_total",
+            "counter",
+            "Store transactions committed (each batch of writes and audit events is one).",
+            commits.to_string(),
         );
         metric(
             "custos_cas_simulation",
@@ -348,4 +359,15 @@ pub fn resident_bytes_of(pid: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// What `/metrics` shows of the store.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreFigures {
+    /// Sessions stored.
+    pub sessions: u64,
+    /// Audit events stored.
+    pub audit_events: u64,
+    /// Transactions committed since start.
+    pub commits: u64,
 }

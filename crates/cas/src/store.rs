@@ -179,6 +179,8 @@ struct Shared {
     /// Every session's current version: verified at open, kept current by the writer.
     view: RwLock<View>,
     audit_len: AtomicU64,
+    /// Transactions the writer committed (batches of requests and retention).
+    commits: AtomicU64,
 }
 
 impl Shared {
@@ -284,6 +286,7 @@ impl Store {
             sealer,
             digest,
             audit_len: AtomicU64::new(state.audit_next - state.audit_first),
+            commits: AtomicU64::new(0),
             view: RwLock::new(view),
         });
         let (jobs, rx) = mpsc::channel(QUEUE);
@@ -383,6 +386,12 @@ impl Store {
             tables,
             shared: &self.shared,
         })
+    }
+
+    /// Transactions this CAS's writer committed since it started: with the audit events
+    /// appended, how well group commit shares each fsync.
+    pub fn commits(&self) -> u64 {
+        self.shared.commits.load(Ordering::Relaxed)
     }
 
     /// Number of audit events stored (as of this CAS's last write or catch-up).

@@ -167,16 +167,22 @@ fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<(), TlsError> {
 /// The TLS server configuration of the client API: the CAS certificate, HTTP/2 and
 /// HTTP/1.1, and optional client certificates identified by their key.
 pub fn server_config(identity: &CasIdentity) -> Arc<ServerConfig> {
-    config_with(identity, false)
+    Arc::new(config_with(identity, false))
 }
 
 /// The TLS server configuration of the enclave API: as [`server_config`], but a client
 /// certificate is required — its key is the one the runtime's evidence binds.
 pub fn enclave_server_config(identity: &CasIdentity) -> Arc<ServerConfig> {
-    config_with(identity, true)
+    let mut config = config_with(identity, true);
+    // Each runtime attests on a fresh key and connection and never resumes: session tickets
+    // would only cost every handshake their making and sending (and a resumed session would
+    // carry a client key no handshake proved again).
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    Arc::new(config)
 }
 
-fn config_with(identity: &CasIdentity, client_auth_mandatory: bool) -> Arc<ServerConfig> {
+fn config_with(identity: &CasIdentity, client_auth_mandatory: bool) -> ServerConfig {
     let mut config = ServerConfig::builder_with_provider(custos_tls::provider())
         .with_safe_default_protocol_versions()
         .expect("the aws-lc-rs provider supports the default protocol versions")
@@ -186,7 +192,7 @@ fn config_with(identity: &CasIdentity, client_auth_mandatory: bool) -> Arc<Serve
         .iter()
         .map(|p| p.to_vec())
         .collect();
-    Arc::new(config)
+    config
 }
 
 #[derive(Debug)]

@@ -1,6 +1,7 @@
 //! One client must not take the CAS offline with idle connections: 1,100 TLS connections
 //! from 127.0.0.2 that send nothing after the handshake, on the client API and on the
 //! enclave API, and a legitimate client on 127.0.0.1 is still served on each within seconds.
+//! And the enclave API resumes no TLS session: every connection proves its client key.
 
 mod common;
 
@@ -11,11 +12,12 @@ use std::time::{Duration, Instant};
 use common::{CasProcess, get};
 use custos_client::{CasClient, ClientIdentity, ServerTrust};
 use hyper::Method;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::rustls::pki_types::{PrivateKeyDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, HandshakeKind};
 
 const ATTACKER: [u8; 4] = [127, 0, 0, 2];
 const IDLE_CONNECTIONS: usize = 1_100;
@@ -147,4 +149,34 @@ async fn idle_connections_from_one_address_do_not_take_either_listener_offline()
         assert_eq!(refused as usize, expected, "{listener} refusals");
     }
     drop((held_client, held_enclave));
+}
+
+#[tokio::test]
+async fn the_enclave_api_gives_no_session_to_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let cas = CasProcess::start(dir.path(), &[]);
+    // One client configuration, so its session store would resume whatever it was given.
+    let connector = attacker_tls();
+    for listener in [&cas.enclave_addr, &cas.addr] {
+        let mut kinds = Vec::new();
+        for _ in 0..2 {
+            let tcp = TcpStream::connect(listener.as_str()).await.unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            let mut tls = connector.connect(name, tcp).await.unwrap();
+            // Reading the answer processes any session ticket the server sent.
+            tls.write_all(b"GET /v1/version HTTP/1.1\r\nHost: cas\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut answer = Vec::new();
+            let _ = tls.read_to_end(&mut answer).await;
+            kinds.push(tls.get_ref().1.handshake_kind().unwrap());
+        }
+        let expected = if *listener == cas.enclave_addr {
+            [HandshakeKind::Full, HandshakeKind::Full]
+        } else {
+            // The control: the client API keeps rustls's tickets, and this client resumes.
+            [HandshakeKind::Full, HandshakeKind::Resumed]
+        };
+        assert_eq!(kinds, expected, "{listener}");
+    }
 }

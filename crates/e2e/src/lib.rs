@@ -437,6 +437,21 @@ impl World {
         }
     }
 
+    /// The value of the CAS's metric `name` (a sample without labels) now.
+    pub fn metric(&self, name: &str) -> u64 {
+        let response = self
+            .block_on(self.cas.client(&self.owner).request(
+                custos_client::Method::GET,
+                "/metrics",
+                None,
+            ))
+            .expect("the CAS answers /metrics");
+        String::from_utf8_lossy(&response.body)
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name}"))
+    }
+
     /// The audit events of `session`.
     pub fn audit(&self, session: &str) -> Vec<AuditEntry> {
         self.block_on(self.cas.client(&self.owner).audit(session, 0, 1000))

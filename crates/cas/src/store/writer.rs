@@ -173,6 +173,7 @@ impl Writer {
             self.state = before.clone();
             self.unpublish(shared, undo, before);
         } else {
+            shared.commits.fetch_add(1, Ordering::Relaxed);
             shared.audit_len.store(
                 self.state.audit_next - self.state.audit_first,
                 Ordering::Relaxed,
