@@ -176,7 +176,7 @@ check() {  # LABEL VALUE OP TARGET
 }
 echo
 echo "ratios and targets:"
-check "keep-alive: rest-api-sample / nginx" "$(ratio "${rps[rest-api-sample.keepalive]}" "${rps[nginx.keepalive]}")" ">=" 0.7
+check "keep-alive: rest-api-sample / nginx" "$(ratio "${rps[rest-api-sample.keepalive]}" "${rps[nginx.keepalive]}")" ">=" 1.0
 check "new connection: rest-api-sample / nginx" "$(ratio "${rps[rest-api-sample.close]}" "${rps[nginx.close]}")" ">=" 0.7
 check "keep-alive: rest-api-sample / flask" "$(ratio "${rps[rest-api-sample.keepalive]}" "${rps[flask.keepalive]}")" ">=" 100
 check "new connection: rest-api-sample / flask" "$(ratio "${rps[rest-api-sample.close]}" "${rps[flask.close]}")" ">=" 1
