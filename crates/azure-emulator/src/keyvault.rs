@@ -343,6 +343,13 @@ impl KvError {
         }
     }
 
+    /// 403 `Forbidden` with `innererror.code` = `inner`.
+    fn forbidden(message: String, inner: &str) -> Self {
+        let mut error = Self::new(StatusCode::FORBIDDEN, "Forbidden", message);
+        error.body["error"]["innererror"] = json!({ "code": inner });
+        error
+    }
+
     pub(crate) fn bad_parameter(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "BadParameter", message)
     }
@@ -881,16 +888,13 @@ fn authorize(vault: &Vault, claims: &AccessClaims, op: &Operation) -> Result<(),
             if allowed {
                 return Ok(());
             }
-            let mut error = KvError::new(
-                StatusCode::FORBIDDEN,
-                "Forbidden",
+            Err(KvError::forbidden(
                 format!(
                     "The user, group or application 'appid={};oid={};iss={}' does not have {kind} {operation} permission on key vault '{VAULT_NAME};location=emulator'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287",
                     claims.appid, claims.oid, claims.iss
                 ),
-            );
-            error.body["error"]["innererror"] = json!({ "code": "AccessDenied" });
-            Err(error)
+                "AccessDenied",
+            ))
         }
         Access::Roles(assignments) => {
             let action = op
@@ -903,9 +907,7 @@ fn authorize(vault: &Vault, claims: &AccessClaims, op: &Operation) -> Result<(),
             if allowed {
                 return Ok(());
             }
-            let mut error = KvError::new(
-                StatusCode::FORBIDDEN,
-                "Forbidden",
+            Err(KvError::forbidden(
                 format!(
                     "Caller is not authorized to perform action on resource.\r\nCaller: appid={};oid={};iss={}\r\nAction: '{}'\r\nResource: '/keys/{}'\r\nAssignment: (not found)\r\nDecisionReason: 'DeniedWithNoValidRBAC'\r\nVault: {HSM_NAME};location=emulator\r\n",
                     claims.appid,
@@ -914,9 +916,8 @@ fn authorize(vault: &Vault, claims: &AccessClaims, op: &Operation) -> Result<(),
                     action.data_action(),
                     op.key_name().unwrap_or_default().to_ascii_lowercase(),
                 ),
-            );
-            error.body["error"]["innererror"] = json!({ "code": "ForbiddenByRbac" });
-            Err(error)
+                "ForbiddenByRbac",
+            ))
         }
     }
 }

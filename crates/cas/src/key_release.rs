@@ -116,6 +116,15 @@ impl EnvelopeSlot {
         self.load_which(Which::Current)
     }
 
+    /// The envelope, which a store made by a first start has.
+    fn load_existing(&self) -> Result<Envelope, ReleaseFailure> {
+        self.load()?.ok_or_else(|| {
+            ReleaseFailure::Envelope(
+                "no envelope yet: start the CAS once to create the store".into(),
+            )
+        })
+    }
+
     fn load_which(&self, which: Which) -> Result<Option<Envelope>, ReleaseFailure> {
         let bytes = match self.place(which) {
             Place::File(path) => match std::fs::read(&path) {
@@ -450,12 +459,8 @@ pub async fn rewrap(
     slot: &EnvelopeSlot,
 ) -> Result<(String, String), ReleaseFailure> {
     let skr = Skr::new(settings, azure, http, evidence)?;
-    let envelope = slot.load()?.ok_or_else(|| {
-        ReleaseFailure::Envelope("no envelope yet: start the CAS once to create the store".into())
-    })?;
-    let master = envelope
-        .unwrap(&skr.release(&envelope.kek.version).await?)
-        .map_err(|e| ReleaseFailure::Unwrap(e.to_string()))?;
+    let envelope = slot.load_existing()?;
+    let master = open(&envelope, &skr.release(&envelope.kek.version).await?)?;
     let (current, n, e) = skr.public().await?;
     if current == envelope.kek {
         return Err(ReleaseFailure::Envelope(format!(
@@ -465,9 +470,7 @@ pub async fn rewrap(
     let mut rewrapped = Envelope::wrap(&master, current, &n, &e)
         .map_err(|e| ReleaseFailure::Envelope(e.to_string()))?;
     rewrapped.recovery = envelope.recovery.clone();
-    let proof = rewrapped
-        .unwrap(&skr.release(&rewrapped.kek.version).await?)
-        .map_err(|e| ReleaseFailure::Unwrap(e.to_string()))?;
+    let proof = open(&rewrapped, &skr.release(&rewrapped.kek.version).await?)?;
     if !proof.same_as(&master) {
         return Err(ReleaseFailure::Unwrap(
             "the new version's release did not give back the master key".into(),
@@ -521,18 +524,11 @@ pub async fn rotate(
     let Reseal { location, progress } = store;
     use crate::seal::Sealer;
     let skr = Skr::new(settings, azure, http, evidence)?;
-    let envelope = slot.load()?.ok_or_else(|| {
-        ReleaseFailure::Envelope("no envelope yet: start the CAS once to create the store".into())
-    })?;
-    let unwrap = |envelope: &Envelope, kek: &PrivateDecryptingKey| {
-        envelope
-            .unwrap(kek)
-            .map_err(|e| ReleaseFailure::Unwrap(e.to_string()))
-    };
-    let old = unwrap(&envelope, &skr.release(&envelope.kek.version).await?)?;
+    let envelope = slot.load_existing()?;
+    let old = open(&envelope, &skr.release(&envelope.kek.version).await?)?;
     let (pending, new) = match slot.load_which(Which::Pending)? {
         Some(pending) => {
-            let new = unwrap(&pending, &skr.release(&pending.kek.version).await?)?;
+            let new = open(&pending, &skr.release(&pending.kek.version).await?)?;
             tracing::info!(to = %pending.kek, "finishing an interrupted master-key rotation");
             (pending, new)
         }
@@ -554,7 +550,7 @@ pub async fn rotate(
                 (None, None) => None,
             };
             // Proved to come back before anything depends on it.
-            let proof = unwrap(&pending, &skr.release(&pending.kek.version).await?)?;
+            let proof = open(&pending, &skr.release(&pending.kek.version).await?)?;
             if !proof.same_as(&new) {
                 return Err(ReleaseFailure::Unwrap(
                     "the release did not give back the new master key".into(),
@@ -627,6 +623,13 @@ fn recovery_keys(settings: &RecoverySettings) -> Result<Vec<RecoveryKey>, Releas
         .collect()
 }
 
+/// The master key in `envelope`, unwrapped with the released key-encryption key `kek`.
+fn open(envelope: &Envelope, kek: &PrivateDecryptingKey) -> Result<MasterKey, ReleaseFailure> {
+    envelope
+        .unwrap(kek)
+        .map_err(|e| ReleaseFailure::Unwrap(e.to_string()))
+}
+
 /// The master key, released to this CAS through `settings`' Key Vault key; for a new store,
 /// made (with `recovery` shares, if set) and its envelope stored in `slot`.
 pub async fn master_key(
@@ -640,11 +643,6 @@ pub async fn master_key(
     let simulated = evidence.is_simulation();
     let started = std::time::Instant::now();
     let skr = Skr::new(settings, azure, http, evidence)?;
-    let unwrap = |envelope: &Envelope, kek: &PrivateDecryptingKey| {
-        envelope
-            .unwrap(kek)
-            .map_err(|e| ReleaseFailure::Unwrap(e.to_string()))
-    };
     if let Some(pending) = slot.load_which(Which::Pending)? {
         return Err(ReleaseFailure::Envelope(format!(
             "a master-key rotation to {} was interrupted: run `custos-cas master-key rotate` again with this configuration to finish it",
@@ -655,7 +653,7 @@ pub async fn master_key(
     let master = match slot.load()? {
         Some(envelope) => {
             let released = match skr.release(&envelope.kek.version).await {
-                Ok(kek) => unwrap(&envelope, &kek),
+                Ok(kek) => open(&envelope, &kek),
                 Err(e) => Err(e),
             };
             let master = released.map_err(|failure| Unreleased {
@@ -681,16 +679,16 @@ pub async fn master_key(
             // Stored only once the key has come back to this CAS: a policy that would never
             // release it must not leave a store nobody can open.
             let kek = skr.release(&envelope.kek.version).await?;
-            unwrap(&envelope, &kek)?;
+            open(&envelope, &kek)?;
             let stored = slot.store_first(&envelope)?;
             tracing::info!(key = %stored.kek, maa = %settings.maa, elapsed_ms = started.elapsed().as_millis() as u64, "new master key, wrapped by the Key Vault key; released to this CAS");
             if stored == envelope {
                 master
             } else if stored.kek.version == envelope.kek.version {
                 // Another replica stored its envelope first: its master key is the store's.
-                unwrap(&stored, &kek)?
+                open(&stored, &kek)?
             } else {
-                unwrap(&stored, &skr.release(&stored.kek.version).await?)?
+                open(&stored, &skr.release(&stored.kek.version).await?)?
             }
         }
     };
