@@ -246,6 +246,37 @@ fn write_new(path: &Path, content: &[u8]) -> Result<(), ReleaseFailure> {
     Ok(())
 }
 
+/// What key release takes from the CAS's configuration.
+pub struct SkrSetup<'a> {
+    /// The key and the MAA instance.
+    pub settings: &'a AzureSkrSettings,
+    /// The operators a new master key is split for.
+    pub recovery: Option<&'a RecoverySettings>,
+    /// Azure endpoints and CAs (and the credential's defaults).
+    pub azure: &'a AzureSettings,
+    /// How to reach Azure.
+    pub http: HttpOptions,
+    /// This CAS's own evidence.
+    pub evidence: Arc<dyn SelfEvidence>,
+    /// Where the envelope is.
+    pub slot: EnvelopeSlot,
+}
+
+impl std::fmt::Debug for SkrSetup<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SkrSetup")
+            .field("key", &self.settings.key)
+            .field("maa", &self.settings.maa)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SkrSetup<'_> {
+    fn skr(&self) -> Result<Skr, ReleaseFailure> {
+        Skr::new(self.settings, self.azure, &self.http, self.evidence.clone())
+    }
+}
+
 /// Key Vault, MAA and this CAS's evidence, set up from the configuration.
 struct Skr {
     keys: KeyVaultKeys,
@@ -451,14 +482,8 @@ impl Skr {
 /// the envelope names, wraps the master key to the current one, proves that one is released
 /// to this CAS too, and replaces the envelope. The running CASes keep their master key; the
 /// next start releases the new version. Returns the versions before and after.
-pub async fn rewrap(
-    settings: &AzureSkrSettings,
-    azure: &AzureSettings,
-    http: &HttpOptions,
-    evidence: Arc<dyn SelfEvidence>,
-    slot: &EnvelopeSlot,
-) -> Result<(String, String), ReleaseFailure> {
-    let skr = Skr::new(settings, azure, http, evidence)?;
+pub async fn rewrap(setup: &SkrSetup<'_>) -> Result<(String, String), ReleaseFailure> {
+    let (skr, slot) = (setup.skr()?, &setup.slot);
     let envelope = slot.load_existing()?;
     let master = open(&envelope, &skr.release(&envelope.kek.version).await?)?;
     let (current, n, e) = skr.public().await?;
@@ -512,18 +537,10 @@ impl std::fmt::Debug for Reseal<'_> {
 /// envelope, re-seals the store at `location` under it and only then makes it the current
 /// envelope. A rotation interrupted anywhere is finished by running this again: the pending
 /// envelope's key is the one the store moves to, and a CAS refuses to start until it is done.
-pub async fn rotate(
-    settings: &AzureSkrSettings,
-    recovery: Option<&RecoverySettings>,
-    azure: &AzureSettings,
-    http: &HttpOptions,
-    evidence: Arc<dyn SelfEvidence>,
-    slot: &EnvelopeSlot,
-    store: Reseal<'_>,
-) -> Result<KeyRotated, ReleaseFailure> {
-    let Reseal { location, progress } = store;
+pub async fn rotate(setup: &SkrSetup<'_>, store: Reseal<'_>) -> Result<KeyRotated, ReleaseFailure> {
     use crate::seal::Sealer;
-    let skr = Skr::new(settings, azure, http, evidence)?;
+    let Reseal { location, progress } = store;
+    let (skr, slot, recovery) = (setup.skr()?, &setup.slot, setup.recovery);
     let envelope = slot.load_existing()?;
     let old = open(&envelope, &skr.release(&envelope.kek.version).await?)?;
     let (pending, new) = match slot.load_which(Which::Pending)? {
@@ -632,17 +649,11 @@ fn open(envelope: &Envelope, kek: &PrivateDecryptingKey) -> Result<MasterKey, Re
 
 /// The master key, released to this CAS through `settings`' Key Vault key; for a new store,
 /// made (with `recovery` shares, if set) and its envelope stored in `slot`.
-pub async fn master_key(
-    settings: &AzureSkrSettings,
-    recovery: Option<&RecoverySettings>,
-    azure: &AzureSettings,
-    http: &HttpOptions,
-    evidence: Arc<dyn SelfEvidence>,
-    slot: &EnvelopeSlot,
-) -> Result<MasterKey, Unreleased> {
-    let simulated = evidence.is_simulation();
+pub async fn master_key(setup: &SkrSetup<'_>) -> Result<MasterKey, Unreleased> {
+    let simulated = setup.evidence.is_simulation();
     let started = std::time::Instant::now();
-    let skr = Skr::new(settings, azure, http, evidence)?;
+    let (skr, slot, recovery, settings) =
+        (setup.skr()?, &setup.slot, setup.recovery, setup.settings);
     if let Some(pending) = slot.load_which(Which::Pending)? {
         return Err(ReleaseFailure::Envelope(format!(
             "a master-key rotation to {} was interrupted: run `custos-cas master-key rotate` again with this configuration to finish it",

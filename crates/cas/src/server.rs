@@ -230,11 +230,8 @@ async fn released_master_key(
     config: &Config,
     evidence: Option<Arc<dyn SelfEvidence>>,
 ) -> Result<crate::seal::MasterKey, StartError> {
-    let (settings, http, source, slot) = skr_parts(config, evidence.clone())?;
-    let recovery = config.master_key.recovery.as_ref();
-    match crate::key_release::master_key(settings, recovery, &config.azure, &http, source, &slot)
-        .await
-    {
+    let setup = skr_setup(config, evidence.clone())?;
+    match crate::key_release::master_key(&setup).await {
         Ok(key) => Ok(key),
         Err(Unreleased {
             failure,
@@ -249,8 +246,7 @@ async fn released_master_key(
 pub async fn rewrap_master_key(config: &Config) -> Result<(String, String), StartError> {
     config.validate()?;
     let evidence = self_evidence(config)?;
-    let (settings, http, evidence, slot) = skr_parts(config, evidence)?;
-    crate::key_release::rewrap(settings, &config.azure, &http, evidence, &slot)
+    crate::key_release::rewrap(&skr_setup(config, evidence)?)
         .await
         .map_err(StartError::Release)
 }
@@ -268,7 +264,7 @@ pub async fn rotate_master_key(
         )));
     }
     let evidence = self_evidence(config)?;
-    let (settings, http, evidence, slot) = skr_parts(config, evidence)?;
+    let setup = skr_setup(config, evidence)?;
     let location = match &config.store.postgres {
         Some(postgres) => crate::store::copy::Location::Postgres(postgres.settings()),
         None => crate::store::copy::Location::Embedded(config.data_dir.clone()),
@@ -277,30 +273,15 @@ pub async fn rotate_master_key(
         location: &location,
         progress,
     };
-    crate::key_release::rotate(
-        settings,
-        config.master_key.recovery.as_ref(),
-        &config.azure,
-        &http,
-        evidence,
-        &slot,
-        store,
-    )
-    .await
-    .map_err(StartError::Release)
+    crate::key_release::rotate(&setup, store)
+        .await
+        .map_err(StartError::Release)
 }
 
-type SkrParts<'a> = (
-    &'a crate::config::AzureSkrSettings,
-    custos_azure::HttpOptions,
-    Arc<dyn SelfEvidence>,
-    EnvelopeSlot,
-);
-
-fn skr_parts(
+fn skr_setup(
     config: &Config,
     evidence: Option<Arc<dyn SelfEvidence>>,
-) -> Result<SkrParts<'_>, StartError> {
+) -> Result<crate::key_release::SkrSetup<'_>, StartError> {
     let invalid = |reason: String| StartError::Config(crate::config::ConfigError::Invalid(reason));
     let settings = config.master_key.azure_skr.as_ref().ok_or_else(|| {
         invalid("master_key.provider = \"azure-skr\" needs [master_key.azure_skr]".into())
@@ -315,7 +296,14 @@ fn skr_parts(
         Some(postgres) => EnvelopeSlot::Postgres(postgres.settings()),
         None => EnvelopeSlot::File(config.data_dir.join(crate::key_release::ENVELOPE_FILE)),
     };
-    Ok((settings, http, evidence, slot))
+    Ok(crate::key_release::SkrSetup {
+        settings,
+        recovery: config.master_key.recovery.as_ref(),
+        azure: &config.azure,
+        http,
+        evidence,
+        slot,
+    })
 }
 
 fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
