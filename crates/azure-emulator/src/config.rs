@@ -642,7 +642,9 @@ impl Config {
                     format!(
                         "unknown role {:?} (one of {})",
                         assignment.role,
-                        crate::managed_hsm::Role::NAMES.join(", ")
+                        crate::managed_hsm::Role::names()
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ));
             }

@@ -189,10 +189,11 @@ impl Vault {
             .role_assignments
             .iter()
             .map(|a| {
-                let role = Role::parse(&a.role).expect("roles are checked with the configuration");
-                (a.client_id.clone(), role)
+                let role = Role::parse(&a.role)
+                    .ok_or_else(|| PkiError::Input(format!("unknown role {:?}", a.role)))?;
+                Ok((a.client_id.clone(), role))
             })
-            .collect();
+            .collect::<Result<_, PkiError>>()?;
         Ok(Self {
             flavour: Flavour::ManagedHsm,
             url: url.to_owned(),

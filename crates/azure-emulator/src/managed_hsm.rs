@@ -38,13 +38,6 @@ pub enum Role {
 }
 
 impl Role {
-    /// The role names accepted in the configuration (ids are accepted too).
-    pub const NAMES: &[&str] = &[
-        "Managed HSM Crypto User",
-        "Managed HSM Crypto Service Release User",
-        "Managed HSM Crypto Auditor",
-    ];
-
     const ALL: [(Role, &str, &str); 3] = [
         (
             Role::User,
@@ -62,6 +55,11 @@ impl Role {
             "2c18b078-7c48-4d3a-af88-5a3a1b3f82b3",
         ),
     ];
+
+    /// The role names accepted in the configuration (ids are accepted too).
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        Self::ALL.iter().map(|(_, name, _)| *name)
+    }
 
     /// A role by name or role definition id (case-insensitive).
     pub fn parse(text: &str) -> Option<Self> {
@@ -105,6 +103,6 @@ mod tests {
         assert_eq!(releasers, [Role::User, Role::ServiceReleaseUser]);
         assert!(!Role::ServiceReleaseUser.allows(KeyAction::Read));
         assert!(!Role::Auditor.allows(KeyAction::Create));
-        assert!(Role::NAMES.iter().all(|n| Role::parse(n).is_some()));
+        assert!(Role::names().all(|n| Role::parse(n).is_some()));
     }
 }

@@ -97,45 +97,73 @@ enum Which {
     Pending,
 }
 
+impl Which {
+    /// Its file, given the current envelope's.
+    fn file(self, current: &Path) -> PathBuf {
+        match self {
+            Self::Current => current.to_owned(),
+            Self::Pending => current.with_file_name(PENDING_ENVELOPE_FILE),
+        }
+    }
+
+    /// Its key in the database's metadata.
+    fn meta_key(self) -> &'static str {
+        match self {
+            Self::Current => ENVELOPE_KEY,
+            Self::Pending => PENDING_ENVELOPE_KEY,
+        }
+    }
+}
+
 impl EnvelopeSlot {
     /// Where `which` is: its file, or its key in the database's metadata.
     fn place(&self, which: Which) -> Place<'_> {
-        match (self, which) {
-            (Self::File(path), Which::Current) => Place::File(path.clone()),
-            (Self::File(path), Which::Pending) => {
-                Place::File(path.with_file_name(PENDING_ENVELOPE_FILE))
-            }
-            (Self::Postgres(settings), Which::Current) => Place::Meta(settings, ENVELOPE_KEY),
-            (Self::Postgres(settings), Which::Pending) => {
-                Place::Meta(settings, PENDING_ENVELOPE_KEY)
-            }
+        match self {
+            Self::File(path) => Place::File(which.file(path)),
+            Self::Postgres(settings) => Place::Meta(settings, which.meta_key()),
         }
     }
 
     fn load(&self) -> Result<Option<Envelope>, ReleaseFailure> {
-        self.load_which(Which::Current)
+        Ok(self.load_all(&[Which::Current])?.pop().flatten())
     }
 
     /// The envelope, which a store made by a first start has.
     fn load_existing(&self) -> Result<Envelope, ReleaseFailure> {
-        self.load()?.ok_or_else(|| {
-            ReleaseFailure::Envelope(
-                "no envelope yet: start the CAS once to create the store".into(),
-            )
-        })
+        self.load()?.ok_or_else(no_envelope)
     }
 
-    fn load_which(&self, which: Which) -> Result<Option<Envelope>, ReleaseFailure> {
-        let bytes = match self.place(which) {
-            Place::File(path) => match std::fs::read(&path) {
-                Ok(bytes) => Some(bytes),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(envelope_error(&path, e)),
-            },
-            Place::Meta(settings, key) => crate::store::postgres::unsealed::load(settings, key)
-                .map_err(|e| ReleaseFailure::Envelope(e.to_string()))?,
+    /// The current envelope and the pending one (each if any), in one connection to the
+    /// database.
+    fn load_both(&self) -> Result<(Option<Envelope>, Option<Envelope>), ReleaseFailure> {
+        let mut both = self.load_all(&[Which::Current, Which::Pending])?;
+        let pending = both.pop().flatten();
+        Ok((both.pop().flatten(), pending))
+    }
+
+    fn load_all(&self, which: &[Which]) -> Result<Vec<Option<Envelope>>, ReleaseFailure> {
+        let bytes: Vec<Option<Vec<u8>>> = match self {
+            Self::File(path) => which
+                .iter()
+                .map(|w| {
+                    let path = w.file(path);
+                    match std::fs::read(&path) {
+                        Ok(bytes) => Ok(Some(bytes)),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                        Err(e) => Err(envelope_error(&path, e)),
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+            Self::Postgres(settings) => {
+                let keys: Vec<&str> = which.iter().map(|w| w.meta_key()).collect();
+                crate::store::postgres::unsealed::load_many(settings, &keys)
+                    .map_err(|e| ReleaseFailure::Envelope(e.to_string()))?
+            }
         };
-        bytes.map(|b| parse_envelope(&b)).transpose()
+        bytes
+            .into_iter()
+            .map(|b| b.map(|b| parse_envelope(&b)).transpose())
+            .collect()
     }
 
     /// Stores `envelope` unless one is there; returns the one that is.
@@ -173,6 +201,10 @@ impl EnvelopeSlot {
                 .map_err(|e| ReleaseFailure::Envelope(e.to_string())),
         }
     }
+}
+
+fn no_envelope() -> ReleaseFailure {
+    ReleaseFailure::Envelope("no envelope yet: start the CAS once to create the store".into())
 }
 
 /// One envelope's place.
@@ -541,9 +573,10 @@ pub async fn rotate(setup: &SkrSetup<'_>, store: Reseal<'_>) -> Result<KeyRotate
     use crate::seal::Sealer;
     let Reseal { location, progress } = store;
     let (skr, slot, recovery) = (setup.skr()?, &setup.slot, setup.recovery);
-    let envelope = slot.load_existing()?;
+    let (envelope, pending) = slot.load_both()?;
+    let envelope = envelope.ok_or_else(no_envelope)?;
     let old = open(&envelope, &skr.release(&envelope.kek.version).await?)?;
-    let (pending, new) = match slot.load_which(Which::Pending)? {
+    let (pending, new) = match pending {
         Some(pending) => {
             let new = open(&pending, &skr.release(&pending.kek.version).await?)?;
             tracing::info!(to = %pending.kek, "finishing an interrupted master-key rotation");
@@ -654,14 +687,15 @@ pub async fn master_key(setup: &SkrSetup<'_>) -> Result<MasterKey, Unreleased> {
     let started = std::time::Instant::now();
     let (skr, slot, recovery, settings) =
         (setup.skr()?, &setup.slot, setup.recovery, setup.settings);
-    if let Some(pending) = slot.load_which(Which::Pending)? {
+    let (current, pending) = slot.load_both()?;
+    if let Some(pending) = pending {
         return Err(ReleaseFailure::Envelope(format!(
             "a master-key rotation to {} was interrupted: run `custos-cas master-key rotate` again with this configuration to finish it",
             pending.kek
         ))
         .into());
     }
-    let master = match slot.load()? {
+    let master = match current {
         Some(envelope) => {
             let released = match skr.release(&envelope.kek.version).await {
                 Ok(kek) => open(&envelope, &kek),

@@ -130,11 +130,7 @@ fn a_cas_gets_its_master_key_only_by_release_and_another_measurement_is_refused(
     // A new key version: the master key is re-wrapped under it while the CAS serves.
     let first = envelope_version(&data);
     let second = skr.new_key_version();
-    let rewrap = Command::new(bin("custos-cas"))
-        .env_remove("CUSTOS_CAS_CONFIG")
-        .arg("--data-dir")
-        .arg(&data)
-        .args(flags(&["master-key", "rewrap"]))
+    let rewrap = cas_at(&bin("custos-cas"), &data, &flags(&["master-key", "rewrap"]))
         .output()
         .unwrap();
     assert!(
@@ -168,12 +164,8 @@ fn a_cas_gets_its_master_key_only_by_release_and_another_measurement_is_refused(
     binary.push(0);
     std::fs::write(&other, binary).unwrap();
     std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let refused = Command::new(&other)
-        .env_remove("CUSTOS_CAS_CONFIG")
-        .arg("--data-dir")
-        .arg(&data)
+    let refused = cas_at(&other, &data, &flags(&[]))
         .args(["--listen", "127.0.0.1:0", "--enclave-listen", "127.0.0.1:0"])
-        .args(flags(&[]))
         .output()
         .unwrap();
     assert!(!refused.status.success());
@@ -219,15 +211,26 @@ fn a_cas_gets_its_master_key_released_by_a_managed_hsm() {
     cas.process.stop(Duration::from_secs(10));
 }
 
-/// `custos-cas master-key rotate` with the CAS's flags and `data`.
-fn rotate(skr: &Skr, data: &Path) -> std::process::Output {
-    Command::new(bin("custos-cas"))
+/// `program` (a custos-cas) on the data directory `data` with `args`, outside the launcher.
+fn cas_at(program: &Path, data: &Path, args: &[String]) -> Command {
+    let mut command = Command::new(program);
+    command
         .env_remove("CUSTOS_CAS_CONFIG")
         .arg("--data-dir")
         .arg(data)
-        .args(skr.flags(&["master-key", "rotate"]))
-        .output()
-        .unwrap()
+        .args(args);
+    command
+}
+
+/// `custos-cas master-key rotate` with the CAS's flags and `data`.
+fn rotate(skr: &Skr, data: &Path) -> std::process::Output {
+    cas_at(
+        &bin("custos-cas"),
+        data,
+        &skr.flags(&["master-key", "rotate"]),
+    )
+    .output()
+    .unwrap()
 }
 
 #[test]
@@ -286,12 +289,8 @@ fn the_master_key_itself_is_rotated_by_release_and_an_interrupted_rotation_is_fi
         }
     };
     interrupted(None);
-    let refused = Command::new(bin("custos-cas"))
-        .env_remove("CUSTOS_CAS_CONFIG")
-        .arg("--data-dir")
-        .arg(&data)
+    let refused = cas_at(&bin("custos-cas"), &data, &skr.flags(&[]))
         .args(["--listen", "127.0.0.1:0", "--enclave-listen", "127.0.0.1:0"])
-        .args(skr.flags(&[]))
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&refused.stderr);
@@ -376,13 +375,13 @@ fn replicas_on_postgresql_each_unlock_by_release_with_no_key_file() {
     }
     let envelope = "SELECT value FROM custos_meta WHERE key = 'unsealed/key-envelope'";
     let before = db.psql("postgres", envelope).unwrap();
-    let out = Command::new(bin("custos-cas"))
-        .env_remove("CUSTOS_CAS_CONFIG")
-        .arg("--data-dir")
-        .arg(dir.path().join("cas-0"))
-        .args(skr.flags(&["--store", &url, "master-key", "rotate"]))
-        .output()
-        .unwrap();
+    let out = cas_at(
+        &bin("custos-cas"),
+        &dir.path().join("cas-0"),
+        &skr.flags(&["--store", &url, "master-key", "rotate"]),
+    )
+    .output()
+    .unwrap();
     assert!(
         stdout(&out).starts_with("master key rotated: re-sealed 1 sessions"),
         "{}{}",
@@ -488,12 +487,8 @@ fn two_of_three_operators_recover_a_cas_whose_key_cannot_be_released() {
     let mut locked = launcher
         .spawn(
             "cas-locked",
-            Command::new(bin("custos-cas"))
-                .env_remove("CUSTOS_CAS_CONFIG")
-                .arg("--data-dir")
-                .arg(&data)
+            cas_at(&bin("custos-cas"), &data, &flags)
                 .args(["--listen", &addr, "--enclave-listen", "127.0.0.1:0"])
-                .args(&flags)
                 .arg("--ready-file")
                 .arg(&ready),
         )

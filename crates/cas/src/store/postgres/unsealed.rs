@@ -18,13 +18,22 @@ fn database(what: &str, e: &postgres::Error) -> PgError {
 
 /// The value under `key`, if any.
 pub fn load(settings: &PgSettings, key: &str) -> Result<Option<Vec<u8>>, PgError> {
-    let key = format!("{PREFIX}{key}");
+    Ok(load_many(settings, &[key])?.pop().flatten())
+}
+
+/// The values under `keys` (each if any), read over one connection.
+pub fn load_many(settings: &PgSettings, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, PgError> {
     blocking(|| {
         let mut client = connect(settings)?;
-        let row = client
-            .query_opt("SELECT value FROM custos_meta WHERE key = $1", &[&key])
-            .map_err(|e| database("read", &e))?;
-        Ok(row.map(|row| row.get::<_, Vec<u8>>(0)))
+        keys.iter()
+            .map(|key| {
+                let key = format!("{PREFIX}{key}");
+                let row = client
+                    .query_opt("SELECT value FROM custos_meta WHERE key = $1", &[&key])
+                    .map_err(|e| database("read", &e))?;
+                Ok(row.map(|row| row.get::<_, Vec<u8>>(0)))
+            })
+            .collect()
     })
 }
 
