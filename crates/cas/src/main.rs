@@ -43,7 +43,8 @@ struct Args {
     #[arg(long, env = "CUSTOS_CAS_MASTER_KEY_PROVIDER", value_enum)]
     master_key_provider: Option<custos_cas::config::MasterKeyProvider>,
     /// The exportable Key Vault key that wraps the master key (azure-skr):
-    /// https://VAULT.vault.azure.net/keys/NAME. The CAS's Entra ID identity: the config file's
+    /// https://VAULT.vault.azure.net/keys/NAME, or a Managed HSM's
+    /// https://HSM.managedhsm.azure.net/keys/NAME. The CAS's Entra ID identity: the config file's
     /// [master_key.azure_skr], or AZURE_TENANT_ID, AZURE_CLIENT_ID and
     /// AZURE_FEDERATED_TOKEN_FILE (workload identity), or the managed identity.
     #[arg(
